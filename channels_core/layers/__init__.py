@@ -1,0 +1,18 @@
+"""Channel layers: the ASGI 1.0 contract and its backends.
+
+Imports neither Django nor Twisted, so any Python process can use a layer.
+"""
+
+from .base import BaseChannelLayer
+from .errors import ChannelFull, LayerConnectionError, MessageTooLarge
+from .inmemory import InMemoryChannelLayer
+from .redis import RedisChannelLayer
+
+__all__ = [
+    "BaseChannelLayer",
+    "ChannelFull",
+    "InMemoryChannelLayer",
+    "LayerConnectionError",
+    "MessageTooLarge",
+    "RedisChannelLayer",
+]

@@ -1,0 +1,89 @@
+"""What every channel layer shares: configuration, name checks, the 1.x aliases."""
+
+from __future__ import annotations
+
+import random
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from . import names
+from .capacity import CapacityRules, Rule
+from .errors import ChannelFull, LayerConnectionError, MessageTooLarge
+from .serialization import Serializer
+
+_RANDOM = random.SystemRandom()
+_LETTERS = string.ascii_letters
+
+
+def random_suffix(length: int = 12) -> str:
+    """Random ASCII letters for new channel names."""
+    return "".join(_RANDOM.choices(_LETTERS, k=length))
+
+
+class BaseChannelLayer:
+    """Base for ASGI 1.0 channel layers.
+
+    Subclasses implement `send`, `receive`, the group methods, `flush` and the
+    statistics; this class holds configuration and the checks they share.
+    """
+
+    ChannelFull = ChannelFull
+    MessageTooLarge = MessageTooLarge
+    LayerConnectionError = LayerConnectionError
+
+    extensions: list[str] = []
+
+    def __init__(
+        self,
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: Mapping[Rule, int] | None = None,
+        symmetric_encryption_keys: Sequence[str | bytes] | None = None,
+    ) -> None:
+        if expiry <= 0:
+            raise ValueError(f"expiry must be positive, not {expiry!r}")
+        if group_expiry <= 0:
+            raise ValueError(f"group_expiry must be positive, not {group_expiry!r}")
+        self.expiry = expiry
+        self.group_expiry = group_expiry
+        self.capacity = capacity
+        self.capacity_rules = CapacityRules(capacity, channel_capacity)
+        self.serializer = Serializer(symmetric_encryption_keys)
+
+    # -- the 1.x names -------------------------------------------------------
+
+    def receive(self, channels: Iterable[str], block: bool = False) -> tuple[str | None, dict | None]:
+        raise NotImplementedError
+
+    def receive_many(self, channels: Iterable[str], block: bool = False) -> tuple[str | None, dict | None]:
+        """The pre-1.0 name of `receive`, still called by Channels 1.x code."""
+        return self.receive(channels, block)
+
+    def new_channel(self, pattern: str) -> str:
+        """A new unique single-reader channel name: `pattern` must end with `?`."""
+        if not isinstance(pattern, str) or not pattern.endswith("?"):
+            raise TypeError(f"new_channel() needs a pattern ending in '?', not {pattern!r}")
+        name = pattern + random_suffix()
+        names.validate_channel_name(name)
+        return name
+
+    def get_capacity(self, channel: str) -> int:
+        """The capacity of the queue `channel` is sent into."""
+        return self.capacity_rules.get(names.list_name(channel))
+
+    def send_many(self, channel: str, messages: Sequence[dict]) -> None:
+        """Send several messages to one channel at once, all or none (ChannelFull)."""
+        raise NotImplementedError
+
+    def receive_batch(
+        self, channels: Iterable[str], max_messages: int = 100, block: bool = False
+    ) -> list[tuple[str, dict]]:
+        """Receive up to `max_messages` waiting messages in one round trip."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections and wake any blocked receive; the layer is unusable after."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} expiry={self.expiry} capacity={self.capacity}>"
+

@@ -1,0 +1,199 @@
+"""A thread-safe in-process channel layer for tests and `runserver`.
+
+Messages are msgpack-encoded on send, so what a test sees is exactly what the
+Redis layer would deliver (tuples become lists, a mutated dict after send
+changes nothing, unserializable values fail at send time).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+
+from . import names
+from .base import BaseChannelLayer
+
+_BLOCK_TIMEOUT = 5.0
+
+
+class InMemoryChannelLayer(BaseChannelLayer):
+    """In-process ASGI 1.0 layer with groups, flush, statistics and batches.
+
+    A message that expires unread removes its channel from every group, as
+    the spec recommends. `local_only` tells `runworker` it cannot be shared
+    between processes.
+    """
+
+    extensions = ["groups", "flush", "statistics", "batch"]
+    local_only = True
+
+    def __init__(
+        self,
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity=None,
+        symmetric_encryption_keys=None,
+        blocking_timeout: float = _BLOCK_TIMEOUT,
+        **_ignored,
+    ) -> None:
+        super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
+        self.blocking_timeout = blocking_timeout
+        self._cond = threading.Condition()
+        # queue name -> deque of (deadline, channel, payload)
+        self._queues: dict[str, deque] = {}
+        self._groups: dict[str, dict[str, float]] = {}
+        self._stats: dict[str, dict[str, int]] = {}
+        self._closed = False
+
+    # -- sending ---------------------------------------------------------------
+
+    def send(self, channel: str, message: dict) -> None:
+        names.validate_channel_name(channel)
+        payload = self.serializer.dumps(message)
+        with self._cond:
+            self._push(channel, [payload])
+
+    def send_many(self, channel: str, messages: Sequence[dict]) -> None:
+        names.validate_channel_name(channel)
+        payloads = [self.serializer.dumps(m) for m in messages]
+        if payloads:
+            with self._cond:
+                self._push(channel, payloads)
+
+    def _push(self, channel: str, payloads: list[bytes]) -> None:
+        qname = names.list_name(channel)
+        queue = self._queues.get(qname)
+        if queue is None:
+            queue = self._queues[qname] = deque()
+        now = time.time()
+        self._expire(queue, now)
+        if len(queue) + len(payloads) > self.capacity_rules.get(qname):
+            self._count(qname, "channel_full_count")
+            raise self.ChannelFull(f"Channel {channel!r} is full ({len(queue)} messages waiting)")
+        deadline = now + self.expiry
+        for payload in payloads:
+            queue.append((deadline, channel, payload))
+        self._count(qname, "messages_count", len(payloads))
+        self._cond.notify_all()
+
+    def _count(self, name: str, field: str, n: int = 1) -> None:
+        for key in (name, "#global#"):
+            stats = self._stats.setdefault(key, {"messages_count": 0, "channel_full_count": 0})
+            stats[field] += n
+
+    def _expire(self, queue: deque, now: float) -> None:
+        while queue and queue[0][0] <= now:
+            _, channel, _ = queue.popleft()
+            for members in self._groups.values():
+                members.pop(channel, None)
+
+    # -- receiving -------------------------------------------------------------
+
+    def receive(self, channels: Iterable[str], block: bool = False):
+        batch = self.receive_batch(channels, 1, block)
+        return batch[0] if batch else (None, None)
+
+    def receive_batch(self, channels: Iterable[str], max_messages: int = 100, block: bool = False):
+        wanted = names.validate_receive_channels(channels)
+        deadline = time.monotonic() + self.blocking_timeout
+        with self._cond:
+            while True:
+                got = self._pop(wanted, max_messages)
+                if got or not block or self._closed:
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._cond.wait(remaining)
+        return [(channel, self.serializer.loads(payload)) for channel, payload in got]
+
+    def _pop(self, wanted: list[str], max_messages: int) -> list[tuple[str, bytes]]:
+        order = list(wanted)
+        random.shuffle(order)
+        now = time.time()
+        got: list[tuple[str, bytes]] = []
+        for qname in order:
+            queue = self._queues.get(qname)
+            if not queue:
+                continue
+            self._expire(queue, now)
+            while queue and len(got) < max_messages:
+                _, channel, payload = queue.popleft()
+                got.append((channel, payload))
+            if not queue:
+                del self._queues[qname]
+            if len(got) >= max_messages:
+                break
+        return got
+
+    # -- groups ----------------------------------------------------------------
+
+    def group_add(self, group: str, channel: str) -> None:
+        names.validate_group_name(group)
+        names.validate_channel_name(channel)
+        with self._cond:
+            self._groups.setdefault(group, {})[channel] = time.time()
+
+    def group_discard(self, group: str, channel: str) -> None:
+        names.validate_group_name(group)
+        names.validate_channel_name(channel)
+        with self._cond:
+            members = self._groups.get(group)
+            if members is not None:
+                members.pop(channel, None)
+                if not members:
+                    del self._groups[group]
+
+    def group_channels(self, group: str) -> list[str]:
+        names.validate_group_name(group)
+        with self._cond:
+            return list(self._live_members(group))
+
+    def _live_members(self, group: str) -> dict[str, float]:
+        members = self._groups.get(group, {})
+        cutoff = time.time() - self.group_expiry
+        for channel in [c for c, added in members.items() if added < cutoff]:
+            del members[channel]
+        return members
+
+    def send_group(self, group: str, message: dict) -> None:
+        """Send to every member; full members are skipped and counted, never raised."""
+        names.validate_group_name(group)
+        payload = self.serializer.dumps(message)
+        with self._cond:
+            for channel in list(self._live_members(group)):
+                try:
+                    self._push(channel, [payload])
+                except self.ChannelFull:
+                    pass
+
+    # -- flush and statistics --------------------------------------------------
+
+    def flush(self) -> None:
+        with self._cond:
+            self._queues.clear()
+            self._groups.clear()
+            self._stats.clear()
+
+    def global_statistics(self) -> dict[str, int]:
+        with self._cond:
+            return dict(self._stats.get("#global#", {"messages_count": 0, "channel_full_count": 0}))
+
+    def channel_statistics(self, channel: str) -> dict[str, float]:
+        names.validate_channel_name(channel)
+        qname = names.list_name(channel)
+        with self._cond:
+            stats: dict[str, float] = dict(self._stats.get(qname, {"messages_count": 0, "channel_full_count": 0}))
+            queue = self._queues.get(qname) or ()
+            stats["messages_pending"] = len(queue)
+            stats["messages_max_age"] = max(0.0, time.time() - (queue[0][0] - self.expiry)) if queue else 0
+            return stats
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()

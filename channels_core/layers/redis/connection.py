@@ -1,0 +1,306 @@
+"""Connections to one Redis server: a bounded pool, error translation, blocking pops.
+
+redis-py's own pool raises "Too many connections" once a burst of threads
+exceeds its size (100 by default since redis-py 6); this pool makes callers
+wait for a free connection instead. Blocking reads wait on the socket with
+their own timeout, so a BLPOP never collides with `socket_timeout`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import select
+import threading
+import time
+from typing import Any, Sequence
+
+import redis.exceptions as rexc
+
+from ..errors import LayerConnectionError
+from .hosts import HostConfig
+from .scripts import Script
+
+logger = logging.getLogger("channels_core.layers.redis")
+
+_NETWORK_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, OSError)
+MIN_REDIS_VERSION = (5, 0)
+
+
+class Shard:
+    """One Redis server and the connections this process holds to it."""
+
+    def __init__(self, index: int, config: HostConfig, max_connections: int = 64, pool_timeout: float = 30.0) -> None:
+        self.index = index
+        self.label = config.label
+        self._config = config
+        self.max_connections = max_connections
+        self.pool_timeout = pool_timeout
+        self._cond = threading.Condition(threading.Lock())
+        self._idle: list[Any] = []
+        self._created = 0
+        self._pid = os.getpid()
+        self.clock_offset_ms: float | None = None
+        self._down_since: float | None = None
+
+    # -- the pool --------------------------------------------------------------
+
+    def acquire(self) -> Any:
+        """A connection for this thread's exclusive use; give it back with `release`."""
+        if self._pid != os.getpid():
+            self._after_fork()
+        deadline = None
+        with self._cond:
+            while not self._idle and self._created >= self.max_connections:
+                if deadline is None:
+                    deadline = time.monotonic() + self.pool_timeout
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise LayerConnectionError(
+                        f"All {self.max_connections} connections to Redis at {self.label} stayed busy for "
+                        f"{self.pool_timeout}s; raise max_connections"
+                    )
+                self._cond.wait(remaining)
+            if self._idle:
+                conn = self._idle.pop()
+                stale = conn._sock is not None and select.select([conn._sock], [], [], 0)[0]
+                if stale:
+                    # An idle connection has nothing to read unless the server closed it.
+                    conn.disconnect()
+                return conn
+            self._created += 1
+        try:
+            return self._config.connection_class(**self._config.connection_kwargs)
+        except Exception:
+            with self._cond:
+                self._created -= 1
+                self._cond.notify()
+            raise
+
+    def release(self, conn: Any) -> None:
+        with self._cond:
+            if self._pid == os.getpid():
+                self._idle.append(conn)
+            self._cond.notify()
+
+    def discard(self, conn: Any) -> None:
+        """Drop a connection whose state is unknown (an error, an abandoned read)."""
+        try:
+            conn.disconnect()
+        except Exception:
+            pass
+        with self._cond:
+            self._created -= 1
+            self._cond.notify()
+
+    def _after_fork(self) -> None:
+        # The parent's sockets belong to the parent; never write to them here.
+        with self._cond:
+            self._idle = []
+            self._created = 0
+            self._pid = os.getpid()
+
+    def close(self) -> None:
+        with self._cond:
+            idle, self._idle = self._idle, []
+            self._created -= len(idle)
+        for conn in idle:
+            try:
+                conn.disconnect()
+            except Exception:
+                pass
+
+    # -- health ----------------------------------------------------------------
+
+    def failed(self, exc: BaseException) -> LayerConnectionError:
+        """Record an outage (one log line per outage) and build the error to raise."""
+        self.clock_offset_ms = None
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            logger.warning("Redis at %s is unreachable (%s); retrying", self.label, exc)
+        return LayerConnectionError(f"Redis at {self.label} is unreachable: {exc}")
+
+    def succeeded(self) -> None:
+        if self._down_since is not None:
+            logger.warning("Redis at %s is reachable again after %.1fs", self.label, time.monotonic() - self._down_since)
+            self._down_since = None
+
+    # -- commands ----------------------------------------------------------------
+
+    def execute(self, *args: Any) -> Any:
+        """Run one command and return its reply."""
+        conn = self.acquire()
+        try:
+            conn.send_command(*args)
+            reply = conn.read_response()
+        except rexc.ResponseError:
+            self.release(conn)
+            raise
+        except _NETWORK_ERRORS as exc:
+            self.discard(conn)
+            raise self.failed(exc) from None
+        except BaseException:
+            self.discard(conn)
+            raise
+        self.release(conn)
+        if self._down_since is not None:
+            self.succeeded()
+        return reply
+
+    def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        """Run several commands in one round trip; a command's error reply is raised."""
+        conn = self.acquire()
+        try:
+            conn.send_packed_command(conn.pack_commands(commands))
+            replies = []
+            error = None
+            for _ in commands:
+                try:
+                    replies.append(conn.read_response())
+                except rexc.ResponseError as exc:
+                    error = error or exc
+                    replies.append(exc)
+        except _NETWORK_ERRORS as exc:
+            self.discard(conn)
+            raise self.failed(exc) from None
+        except BaseException:
+            self.discard(conn)
+            raise
+        self.release(conn)
+        if self._down_since is not None:
+            self.succeeded()
+        if error is not None:
+            raise error
+        return replies
+
+    def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
+        """Run a Lua script by SHA, loading it when this server has not seen it."""
+        if self.clock_offset_ms is None:
+            self.handshake()
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        try:
+            return self.execute(*command)
+        except rexc.NoScriptError:
+            self.execute("SCRIPT", "LOAD", script.source)
+            return self.execute(*command)
+
+    def handshake(self) -> None:
+        """Check the server version and measure its clock against ours."""
+        before = time.time()
+        reply, info = self.pipeline([("TIME",), ("INFO", "server")])
+        after = time.time()
+        server_ms = int(reply[0]) * 1000 + int(reply[1]) / 1000
+        self.clock_offset_ms = server_ms - (before + after) * 500
+        version = _parse_version(info)
+        if version and version < MIN_REDIS_VERSION:
+            raise RuntimeError(
+                f"Redis at {self.label} is version {'.'.join(map(str, version))}; channels_core needs Redis 5.0 or newer"
+            )
+
+    def now_ms(self) -> float:
+        """The Redis server's clock, as estimated at the last handshake."""
+        if self.clock_offset_ms is None:
+            self.handshake()
+        return time.time() * 1000 + (self.clock_offset_ms or 0)
+
+
+def _parse_version(info: Any) -> tuple[int, ...] | None:
+    if isinstance(info, bytes):
+        for line in info.decode("utf8", "replace").splitlines():
+            if line.startswith("redis_version:"):
+                try:
+                    return tuple(int(p) for p in line.split(":", 1)[1].strip().split(".")[:2])
+                except ValueError:
+                    return None
+    return None
+
+
+class PendingPop:
+    """A BLPOP sent on a connection and not yet answered."""
+
+    def __init__(self, shard: Shard, keys: Sequence[bytes], timeout: float, need_id: bool) -> None:
+        self.shard = shard
+        self.conn = shard.acquire()
+        self.client_id: int | None = None
+        self.error: LayerConnectionError | None = None
+        try:
+            commands: list[tuple] = []
+            if need_id:
+                commands.append(("CLIENT", "ID"))
+            commands.append(("BLPOP", *keys, _format_timeout(timeout)))
+            self.conn.send_packed_command(self.conn.pack_commands(commands))
+            if need_id:
+                self.client_id = self.conn.read_response()
+        except _NETWORK_ERRORS as exc:
+            shard.discard(self.conn)
+            raise shard.failed(exc) from None
+        except BaseException:
+            shard.discard(self.conn)
+            raise
+
+    def ready(self) -> bool:
+        """True once the reply (or an error) is there to collect with `result`."""
+        if self.error is not None:
+            return True
+        try:
+            return bool(self.conn.can_read(0))
+        except _NETWORK_ERRORS as exc:
+            self._fail(exc)
+            return True
+
+    def fileno(self) -> int:
+        return self.conn._sock.fileno() if self.conn._sock is not None else -1
+
+    def wait(self, timeout: float) -> bool:
+        """Block on the socket until the reply arrives or `timeout` passes."""
+        if self.error is not None:
+            return True
+        try:
+            return bool(self.conn.can_read(timeout))
+        except _NETWORK_ERRORS as exc:
+            self._fail(exc)
+            return True
+
+    def _fail(self, exc: BaseException) -> None:
+        self.shard.discard(self.conn)
+        self.error = self.shard.failed(exc)
+
+    def result(self) -> tuple[bytes, bytes] | None:
+        """Read the reply (call once it is ready) and give the connection back."""
+        if self.error is not None:
+            raise self.error
+        try:
+            reply = self.conn.read_response()
+        except _NETWORK_ERRORS as exc:
+            self._fail(exc)
+            raise self.error from None
+        except BaseException:
+            self.shard.discard(self.conn)
+            raise
+        self.shard.release(self.conn)
+        self.shard.succeeded()
+        return (reply[0], reply[1]) if reply else None
+
+    def abandon(self) -> None:
+        self.shard.discard(self.conn)
+
+
+def _format_timeout(timeout: float) -> int:
+    # Whole seconds: Redis before 6.0 rejects fractional BLPOP timeouts.
+    return max(1, math.ceil(timeout))
+
+
+def wait_any(pending: list[PendingPop], timeout: float) -> list[PendingPop]:
+    """Wait until at least one pending pop has its reply (or `timeout` passes); return those ready."""
+    ready = [p for p in pending if p.ready()]
+    if ready or timeout <= 0:
+        return ready
+    poller = select.poll()
+    for p in pending:
+        fd = p.fileno()
+        if fd < 0:
+            return [p]
+        poller.register(fd, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
+    events = poller.poll(timeout * 1000)
+    return [p for p in pending if p.ready()] if events else []

@@ -1,0 +1,72 @@
+"""Message (de)serialization: msgpack, a size limit, and optional Fernet encryption."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Sequence
+from typing import Any
+
+import msgpack
+
+from .errors import MessageTooLarge
+
+MAX_MESSAGE_SIZE = 1024 * 1024
+
+
+class Serializer:
+    """Turns message dicts into bytes and back.
+
+    Bytes and str stay distinct, tuples become lists. With
+    `symmetric_encryption_keys` every payload is Fernet-encrypted: the first
+    key encrypts, every key decrypts, so keys can be rotated by putting the
+    new one first and dropping the old one once messages have expired.
+    """
+
+    def __init__(self, symmetric_encryption_keys: Sequence[str | bytes] | None = None) -> None:
+        self._fernet = _make_fernet(symmetric_encryption_keys) if symmetric_encryption_keys else None
+
+    @property
+    def encrypted(self) -> bool:
+        return self._fernet is not None
+
+    def dumps(self, message: Any) -> bytes:
+        if not isinstance(message, dict):
+            raise TypeError(f"A message must be a dict, not {type(message).__name__}")
+        try:
+            data = msgpack.packb(message, use_bin_type=True)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise TypeError(
+                f"Message cannot be serialized ({exc}); use bytes, str, int, float, bool, None, lists and dicts"
+            ) from None
+        if len(data) > MAX_MESSAGE_SIZE:
+            raise MessageTooLarge(
+                f"Message is {len(data)} bytes serialized; the limit is {MAX_MESSAGE_SIZE}. "
+                "Chunk it or send it over a '?' channel in parts."
+            )
+        if self._fernet is not None:
+            data = self._fernet.encrypt(data)
+        return data
+
+    def loads(self, data: bytes | memoryview) -> dict:
+        if self._fernet is not None:
+            data = self._fernet.decrypt(bytes(data))
+        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+
+
+def _make_fernet(keys: Sequence[str | bytes]):
+    if isinstance(keys, (str, bytes)):
+        raise ValueError("symmetric_encryption_keys must be a list of keys, not a single key")
+    try:
+        from cryptography.fernet import Fernet, MultiFernet
+    except ImportError:
+        raise ImportError(
+            "symmetric_encryption_keys needs the 'cryptography' package: pip install 'channels-core[crypto]'"
+        ) from None
+    fernets = []
+    for key in keys:
+        raw = key.encode("utf8") if isinstance(key, str) else bytes(key)
+        fernets.append(Fernet(base64.urlsafe_b64encode(hashlib.sha256(raw).digest())))
+    if not fernets:
+        raise ValueError("symmetric_encryption_keys is empty")
+    return MultiFernet(fernets)
