@@ -43,7 +43,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
         self.blocking_timeout = blocking_timeout
         self._cond = threading.Condition()
-        # queue name -> deque of (deadline, channel, payload)
+        # queue name -> deque of [deadline, channels, payload]; a group send puts
+        # every member of one process queue in a single entry, as Redis does.
         self._queues: dict[str, deque] = {}
         self._groups: dict[str, dict[str, float]] = {}
         self._stats: dict[str, dict[str, int]] = {}
@@ -55,17 +56,16 @@ class InMemoryChannelLayer(BaseChannelLayer):
         names.validate_channel_name(channel)
         payload = self.serializer.dumps(message)
         with self._cond:
-            self._push(channel, [payload])
+            self._push(names.list_name(channel), [channel], [payload])
 
     def send_many(self, channel: str, messages: Sequence[dict]) -> None:
         names.validate_channel_name(channel)
         payloads = [self.serializer.dumps(m) for m in messages]
         if payloads:
             with self._cond:
-                self._push(channel, payloads)
+                self._push(names.list_name(channel), [channel], payloads)
 
-    def _push(self, channel: str, payloads: list[bytes]) -> None:
-        qname = names.list_name(channel)
+    def _push(self, qname: str, channels: list[str], payloads: list[bytes]) -> None:
         queue = self._queues.get(qname)
         if queue is None:
             queue = self._queues[qname] = deque()
@@ -73,10 +73,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._expire(queue, now)
         if len(queue) + len(payloads) > self.capacity_rules.get(qname):
             self._count(qname, "channel_full_count")
-            raise self.ChannelFull(f"Channel {channel!r} is full ({len(queue)} messages waiting)")
+            raise self.ChannelFull(f"Channel {channels[0]!r} is full ({len(queue)} messages waiting)")
         deadline = now + self.expiry
         for payload in payloads:
-            queue.append((deadline, channel, payload))
+            queue.append([deadline, list(channels), payload])
         self._count(qname, "messages_count", len(payloads))
         self._cond.notify_all()
 
@@ -87,9 +87,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
 
     def _expire(self, queue: deque, now: float) -> None:
         while queue and queue[0][0] <= now:
-            _, channel, _ = queue.popleft()
+            _, channels, _ = queue.popleft()
             for members in self._groups.values():
-                members.pop(channel, None)
+                for channel in channels:
+                    members.pop(channel, None)
 
     # -- receiving -------------------------------------------------------------
 
@@ -122,8 +123,10 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 continue
             self._expire(queue, now)
             while queue and len(got) < max_messages:
-                _, channel, payload = queue.popleft()
-                got.append((channel, payload))
+                entry = queue[0]
+                got.append((entry[1].pop(0), entry[2]))
+                if not entry[1]:
+                    queue.popleft()
             if not queue:
                 del self._queues[qname]
             if len(got) >= max_messages:
@@ -164,10 +167,17 @@ class InMemoryChannelLayer(BaseChannelLayer):
         """Send to every member; full members are skipped and counted, never raised."""
         names.validate_group_name(group)
         payload = self.serializer.dumps(message)
+        by_queue: dict[str, list[str]] = {}
         with self._cond:
+            now = time.time()
             for channel in list(self._live_members(group)):
+                # Expire first: a member whose message expired unread is evicted, not sent to.
+                self._expire(self._queues.get(names.list_name(channel), deque()), now)
+            for channel in self._live_members(group):
+                by_queue.setdefault(names.list_name(channel), []).append(channel)
+            for qname, channels in by_queue.items():
                 try:
-                    self._push(channel, [payload])
+                    self._push(qname, channels, [payload])
                 except self.ChannelFull:
                     pass
 

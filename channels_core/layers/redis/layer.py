@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import random
@@ -30,7 +29,7 @@ _MAX_BACKOFF = 1.0
 class _Route(NamedTuple):
     keys: tuple[bytes, ...]
     capacity: int
-    shard: int | None  # None: normal channel, spread round-robin over the shards
+    shard: int
 
 
 class _Buffered(NamedTuple):
@@ -77,7 +76,6 @@ class RedisChannelLayer(BaseChannelLayer):
         self.hosts = parse_hosts(hosts, connection_kwargs)
         self.shards = [Shard(i, host, max_connections, pool_timeout) for i, host in enumerate(self.hosts)]
         self.ring = HashRing([host.label for host in self.hosts])
-        self._send_cycle = itertools.cycle(range(len(self.shards)))
         self._prefix_bytes = prefix.encode("ascii")
         self._expiry_ms = int(expiry * 1000)
         self._queue_ttl = math.ceil(expiry * 2) + 1
@@ -105,8 +103,7 @@ class RedisChannelLayer(BaseChannelLayer):
             keys: tuple[bytes, ...] = (self._key(qname),)
             if self.statistics_enabled:
                 keys += ((self.stats_prefix + _stats_name(qname)).encode("ascii"), self._global_stats_key)
-            shard = self.ring.get(qname) if ("!" in qname or "?" in qname) else None
-            route = _Route(keys, self.capacity_rules.get(qname), shard)
+            route = _Route(keys, self.capacity_rules.get(qname), self.ring.get(qname))
             if len(self._routes) > 10_000:
                 self._routes.clear()
             self._routes[qname] = route
@@ -119,12 +116,7 @@ class RedisChannelLayer(BaseChannelLayer):
         if plan is None:
             per_shard: dict[int, list[bytes]] = {}
             for name in wanted:
-                key = self._key(name)
-                if "!" in name or "?" in name:
-                    per_shard.setdefault(self.ring.get(name), []).append(key)
-                else:
-                    for index in range(len(self.shards)):
-                        per_shard.setdefault(index, []).append(key)
+                per_shard.setdefault(self.ring.get(name), []).append(self._key(name))
             plan = [(self.shards[i], keys) for i, keys in sorted(per_shard.items())]
             if len(self._plans) > 1000:
                 self._plans.clear()
@@ -149,8 +141,7 @@ class RedisChannelLayer(BaseChannelLayer):
         route = self._route(channel)
         bang = channel.find("!")
         local = channel[bang + 1 :] if bang >= 0 else ""
-        shard = self.shards[route.shard if route.shard is not None else next(self._send_cycle)]
-        sent = shard.evalsha(
+        sent = self.shards[route.shard].evalsha(
             SEND, route.keys, (self._expiry_ms, route.capacity, self._queue_ttl, *(framing.tail(local, p) for p in payloads))
         )
         if sent < 0:

@@ -28,7 +28,10 @@ local function purge(key, now)
   local n = 0
   while true do
     local head = redis.call('LINDEX', key, 0)
-    if not head or tonumber(string.sub(head, 1, 14)) > now then return n end
+    if not head then return n end
+    -- an element this layer did not write counts as expired
+    local deadline = tonumber(string.sub(head, 1, 14))
+    if deadline and deadline > now then return n end
     redis.call('LPOP', key)
     n = n + 1
   end
@@ -91,7 +94,9 @@ for i = 1, #KEYS do
   while got < max do
     local e = redis.call('LPOP', KEYS[i])
     if not e then break end
-    if tonumber(string.sub(e, 1, 14)) > now then
+    local deadline = tonumber(string.sub(e, 1, 14))
+    -- unreadable elements go to the client, which logs and drops them
+    if not deadline or deadline > now then
       out[#out + 1] = i
       out[#out + 1] = e
       got = got + 1
@@ -170,7 +175,8 @@ for _, qname in ipairs(order) do
   local q = queues[qname]
   local key = prefix .. qname
   local head = redis.call('LINDEX', key, 0)
-  if head and tonumber(string.sub(head, 1, 14)) <= now then
+  local deadline = head and tonumber(string.sub(head, 1, 14))
+  if deadline and deadline <= now then
     purge(key, now)
     for i = 1, #q.members, 1000 do
       redis.call('ZREM', gkey, unpack(q.members, i, math.min(i + 999, #q.members)))

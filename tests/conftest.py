@@ -1,0 +1,21 @@
+"""Shared fixtures: the Redis server the suite talks to, and per-test key prefixes."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    return REDIS_URL
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    """A prefix no other test uses, so flushing it touches nothing else."""
+    return f"t{uuid.uuid4().hex[:10]}:"

@@ -1,0 +1,322 @@
+"""One conformance suite for every channel layer backend.
+
+Covers asgiref 1.1.2's conformance tests (reference section 7) plus what the
+original layers got wrong: name validation, process-wide capacity, group
+eviction when a member's message expires unread, statistics, MessageTooLarge
+and strict per-channel ordering. A backend's test class provides a `layer`
+fixture built with `expiry=1, group_expiry=2, capacity=5`.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from channels_core.layers import ChannelFull, MessageTooLarge
+
+EXPIRY_DELAY = 1.2
+
+
+class LayerConformance:
+    """Behaviour every layer must show; subclass and provide a `layer` fixture."""
+
+    # -- sending and receiving ------------------------------------------------
+
+    def test_send_recv(self, layer):
+        for i in range(3):
+            layer.send("sr_test", {"value": f"blue{i}"})
+        values = set()
+        for _ in range(3):
+            channel, message = layer.receive(["sr_test"])
+            assert channel == "sr_test"
+            values.add(message["value"])
+        assert values == {"blue0", "blue1", "blue2"}
+        layer.send("sr_test2", {"value": "green"})
+        channel, message = layer.receive(["sr_test", "sr_test2"])
+        assert (channel, message) == ("sr_test2", {"value": "green"})
+
+    def test_receive_empty_returns_none_pair(self, layer):
+        assert layer.receive(["empty_test"]) == (None, None)
+
+    def test_receive_many_is_receive(self, layer):
+        layer.send("rm_test", {"n": 1})
+        assert layer.receive_many(["rm_test"]) == ("rm_test", {"n": 1})
+
+    def test_blocking_receive_gets_message_sent_later(self, layer):
+        result = {}
+
+        def receiver():
+            result["got"] = layer.receive(["block_test"], block=True)
+
+        thread = threading.Thread(target=receiver)
+        thread.start()
+        time.sleep(0.2)
+        layer.send("block_test", {"late": True})
+        thread.join(5)
+        assert result["got"] == ("block_test", {"late": True})
+
+    def test_single_process_receive(self, layer):
+        layer.send("spr_test!a", {"value": "blue"})
+        assert layer.receive(["spr_test!"]) == ("spr_test!a", {"value": "blue"})
+        layer.send("spr_test!b", {"value": "green"})
+        assert layer.receive(["spr_test!"]) == ("spr_test!b", {"value": "green"})
+
+    def test_single_process_receive_error(self, layer):
+        with pytest.raises(TypeError, match="spr_test!c"):
+            layer.receive(["spr_test!c"])
+
+    def test_fifo_on_process_and_single_reader_channels(self, layer):
+        reader = layer.new_channel("fifo.test?")
+        for i in range(5):
+            layer.send(f"fifo_test!{'ab'[i % 2]}", {"i": i})
+            layer.send(reader, {"i": i})
+        assert [layer.receive(["fifo_test!"])[1]["i"] for _ in range(5)] == list(range(5))
+        assert [layer.receive([reader])[1]["i"] for _ in range(5)] == list(range(5))
+
+    def test_message_expiry(self, layer):
+        layer.send("me_test", {"value": "blue"})
+        time.sleep(EXPIRY_DELAY)
+        assert layer.receive(["me_test"]) == (None, None)
+
+    def test_message_alteration_after_send(self, layer):
+        message = {"value": [1, 2, 3]}
+        layer.send("mas_test", message)
+        message["value"][0] = 123
+        assert layer.receive(["mas_test"])[1]["value"] == [1, 2, 3]
+
+    def test_strings(self, layer):
+        message = {
+            "bytes": b"\xc2\xa3",
+            "control": b"\x00\x01\x02\xff",
+            "text": "\u00a3",
+            "astral": "\U0001f600 \u2603",
+            "nested": {"list": [b"a", "a", 1, 1.5, True, None]},
+        }
+        layer.send("str_test", message)
+        _, received = layer.receive(["str_test"])
+        assert received == message
+        assert isinstance(received["bytes"], bytes) and isinstance(received["text"], str)
+
+    def test_tuples_become_lists(self, layer):
+        layer.send("tuple_test", {"t": (1, (2, 3))})
+        assert layer.receive(["tuple_test"])[1] == {"t": [1, [2, 3]]}
+
+    def test_unserializable_message_is_a_type_error(self, layer):
+        with pytest.raises(TypeError, match="serialized"):
+            layer.send("bad_test", {"value": {1, 2}})
+        with pytest.raises(TypeError, match="dict"):
+            layer.send("bad_test", ["not", "a", "dict"])
+
+    # -- new_channel ------------------------------------------------------------
+
+    def test_new_channel_single_reader(self, layer):
+        name1 = layer.new_channel("test.foo?")
+        assert isinstance(name1, str) and name1.count("?") == 1 and not name1.endswith("?")
+        layer.send(name1, {"value": "blue"})
+        name2 = layer.new_channel("test.foo?")
+        assert name2 != name1
+        assert layer.receive([name1]) == (name1, {"value": "blue"})
+
+    def test_new_channel_failures(self, layer):
+        with pytest.raises(TypeError):
+            layer.new_channel("test!")
+        with pytest.raises(TypeError):
+            layer.new_channel("test.foo")
+
+    # -- names ------------------------------------------------------------------
+
+    @pytest.mark.parametrize(
+        "name", ["http.response!ab0def", "http.request.body?ab0def", "0.a_b-c?d_e-f.1", "a" * 99, "prefix!"]
+    )
+    def test_valid_channel_names(self, layer, name):
+        layer.send(name, {"ok": 1})
+
+    @pytest.mark.parametrize(
+        "name", ["\u00e9t\u00e9", "a" * 100, "a?b?c", "a!b!c", "a+b", "", "a b", "a:b", b"bytes", None, 12]
+    )
+    def test_invalid_channel_names_raise_type_error_naming_them(self, layer, name):
+        with pytest.raises(TypeError) as info:
+            layer.send(name, {"ok": 1})
+        assert repr(name)[:40] in str(info.value) or type(name).__name__ in str(info.value)
+
+    @pytest.mark.parametrize("channels", [[], "a.string", None])
+    def test_receive_needs_a_list_of_channels(self, layer, channels):
+        with pytest.raises(TypeError):
+            layer.receive(channels)
+
+    @pytest.mark.parametrize("group", ["a?b", "a!b", "a=b", "", "x" * 100])
+    def test_invalid_group_names(self, layer, group):
+        with pytest.raises(TypeError):
+            layer.group_add(group, "channel")
+        with pytest.raises(TypeError):
+            layer.send_group(group, {"v": 1})
+
+    # -- groups -----------------------------------------------------------------
+
+    def test_groups(self, layer):
+        for name in ("tg_test", "tg_test2", "tg_test3"):
+            layer.group_add("tgroup", name)
+        layer.group_add("tgroup", "tg_test")  # idempotent
+        layer.group_discard("tgroup", "tg_test2")
+        layer.group_discard("tgroup", "never_added")
+        layer.send_group("tgroup", {"value": "orange"})
+        assert layer.receive(["tg_test"]) == ("tg_test", {"value": "orange"})
+        assert layer.receive(["tg_test"]) == (None, None)
+        assert layer.receive(["tg_test3"]) == ("tg_test3", {"value": "orange"})
+        assert layer.receive(["tg_test2"]) == (None, None)
+
+    def test_groups_process(self, layer):
+        for name in ("tgp!test", "tgp!test2", "tgp!test3"):
+            layer.group_add("tgroup", name)
+        layer.group_discard("tgroup", "tgp!test2")
+        layer.send_group("tgroup", {"value": "orange"})
+        got = {layer.receive(["tgp!"])[0], layer.receive(["tgp!"])[0]}
+        assert got == {"tgp!test", "tgp!test3"}
+        assert layer.receive(["tgp!"]) == (None, None)
+
+    def test_group_fan_out_to_many_sockets_of_one_process(self, layer):
+        members = {f"fan!s{i}" for i in range(50)}
+        for member in members:
+            layer.group_add("fan", member)
+        layer.send_group("fan", {"v": "all"})
+        received = [layer.receive(["fan!"]) for _ in range(50)]
+        assert {channel for channel, _ in received} == members
+        assert all(message == {"v": "all"} for _, message in received)
+        assert layer.receive(["fan!"]) == (None, None)
+
+    def test_group_channels(self, layer):
+        for name in ("tgc_test", "tgc_test2", "tgc!three"):
+            layer.group_add("tgcgroup", name)
+        assert set(layer.group_channels("tgcgroup")) == {"tgc_test", "tgc_test2", "tgc!three"}
+        layer.group_discard("tgcgroup", "tgc_test")
+        assert set(layer.group_channels("tgcgroup")) == {"tgc_test2", "tgc!three"}
+        assert list(layer.group_channels("no_such_group")) == []
+
+    def test_group_expiry(self, layer):
+        assert layer.group_expiry == 2
+        layer.group_add("tge_group", "tge_test")
+        time.sleep(layer.group_expiry + 1)
+        layer.send_group("tge_group", {"value": "blue"})
+        assert layer.receive(["tge_test"]) == (None, None)
+        assert list(layer.group_channels("tge_group")) == []
+
+    def test_group_message_eviction(self, layer):
+        layer.group_add("tgme_group", "tgme_test")
+        layer.group_add("tgme_group", "tgme_alive")
+        layer.send_group("tgme_group", {"value": "first"})
+        assert layer.receive(["tgme_alive"])[1] == {"value": "first"}
+        time.sleep(EXPIRY_DELAY)
+        layer.send_group("tgme_group", {"value": "second"})
+        assert layer.receive(["tgme_test"]) == (None, None)
+        assert layer.receive(["tgme_alive"])[1] == {"value": "second"}
+        assert set(layer.group_channels("tgme_group")) == {"tgme_alive"}
+
+    # -- flush ------------------------------------------------------------------
+
+    def test_flush(self, layer):
+        layer.send("fl_test", {})
+        layer.flush()
+        assert layer.receive(["fl_test"]) == (None, None)
+
+    def test_flush_groups(self, layer):
+        layer.group_add("tfg_group", "tfg_test")
+        layer.flush()
+        layer.send_group("tfg_group", {"value": "blue"})
+        assert layer.receive(["tfg_test"]) == (None, None)
+
+    # -- capacity ----------------------------------------------------------------
+
+    def test_capacity(self, layer):
+        for _ in range(5):
+            layer.send("cap_test", {"hello": "there"})
+        with pytest.raises(ChannelFull, match="cap_test"):
+            layer.send("cap_test", {"hello": "there"})
+        assert layer.ChannelFull is ChannelFull
+
+    def test_capacity_frees_as_messages_are_read(self, layer):
+        for _ in range(5):
+            layer.send("capr_test", {})
+        layer.receive(["capr_test"])
+        layer.send("capr_test", {})
+
+    def test_capacity_counts_expired_messages_as_free(self, layer):
+        for _ in range(5):
+            layer.send("cape_test", {"old": True})
+        time.sleep(EXPIRY_DELAY)
+        layer.send("cape_test", {"old": False})
+        assert layer.receive(["cape_test"]) == ("cape_test", {"old": False})
+
+    def test_capacity_process(self, layer):
+        for i in range(5):
+            layer.send(f"capp!{i}", {"hello": "there"})
+        with pytest.raises(ChannelFull):
+            layer.send("capp!final", {"hello": "there"})
+
+    def test_capacity_group(self, layer):
+        layer.group_add("tcg_group", "tcg_test")
+        for _ in range(6):
+            layer.send_group("tcg_group", {"hello": "there"})
+        assert layer.global_statistics()["channel_full_count"] >= 1
+
+    # -- sizes and errors --------------------------------------------------------
+
+    def test_exceptions(self, layer):
+        assert layer.MessageTooLarge is MessageTooLarge
+        assert issubclass(layer.ChannelFull, Exception)
+
+    def test_message_too_large(self, layer):
+        with pytest.raises(MessageTooLarge, match="1048576"):
+            layer.send("big_test", {"data": b"x" * (1024 * 1024)})
+        with pytest.raises(MessageTooLarge):
+            layer.send_group("big_group", {"data": b"x" * (1024 * 1024)})
+        layer.send("big_test", {"data": b"x" * (1024 * 1024 - 100)})
+        assert len(layer.receive(["big_test"])[1]["data"]) == 1024 * 1024 - 100
+
+    # -- statistics ---------------------------------------------------------------
+
+    def test_statistics(self, layer):
+        assert "statistics" in layer.extensions
+        for _ in range(3):
+            layer.send("st_test", {})
+        layer.send("st_other!x", {})
+        assert layer.global_statistics() == {"messages_count": 4, "channel_full_count": 0}
+        stats = layer.channel_statistics("st_test")
+        assert stats["messages_count"] == 3
+        assert stats["channel_full_count"] == 0
+        assert stats["messages_pending"] == 3
+        assert 0 <= stats["messages_max_age"] < 1
+
+    def test_channel_full_statistics(self, layer):
+        for _ in range(5):
+            layer.send("stf_test", {})
+        for _ in range(4):
+            with pytest.raises(ChannelFull):
+                layer.send("stf_test", {})
+        assert layer.global_statistics() == {"messages_count": 5, "channel_full_count": 4}
+        stats = layer.channel_statistics("stf_test")
+        assert (stats["messages_count"], stats["channel_full_count"]) == (5, 4)
+
+    # -- batches ------------------------------------------------------------------
+
+    def test_send_many_and_receive_batch(self, layer):
+        assert "batch" in layer.extensions
+        layer.send_many("batch_test", [{"i": i} for i in range(4)])
+        got = layer.receive_batch(["batch_test"], 3)
+        assert [m["i"] for _, m in got] == [0, 1, 2] or sorted(m["i"] for _, m in got) == [0, 1, 2]
+        rest = layer.receive_batch(["batch_test"], 10)
+        assert len(rest) == 1 and layer.receive_batch(["batch_test"], 10) == []
+
+    def test_send_many_is_all_or_nothing(self, layer):
+        layer.send_many("batchf_test", [{"i": i} for i in range(3)])
+        with pytest.raises(ChannelFull):
+            layer.send_many("batchf_test", [{"i": i} for i in range(3)])
+        assert len(layer.receive_batch(["batchf_test"], 10)) == 3
+
+    def test_receive_batch_blocks_for_the_first_message(self, layer):
+        timer = threading.Timer(0.2, layer.send, ("batchb_test", {"late": 1}))
+        timer.start()
+        got = layer.receive_batch(["batchb_test"], 10, block=True)
+        timer.join()
+        assert got == [("batchb_test", {"late": 1})]
