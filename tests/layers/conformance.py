@@ -186,6 +186,35 @@ class LayerConformance:
         assert all(message == {"v": "all"} for _, message in received)
         assert layer.receive(["fan!"]) == (None, None)
 
+    def test_group_membership_changes_between_sends_are_seen(self, layer):
+        def round_():
+            layer.send_group("chg", {"v": 1})
+            return sorted(channel for channel, _ in layer.receive_batch(["chg!", "chg.plain"], 100))
+
+        layer.group_add("chg", "chg!a")
+        assert round_() == ["chg!a"]
+        layer.group_add("chg", "chg!b")
+        layer.group_add("chg", "chg.plain")
+        assert round_() == ["chg!a", "chg!b", "chg.plain"]
+        layer.group_add("chg", "chg!b")  # re-adding changes nothing
+        assert round_() == ["chg!a", "chg!b", "chg.plain"]
+        layer.group_discard("chg", "chg!a")
+        assert round_() == ["chg!b", "chg.plain"]
+        layer.group_discard("chg", "chg!b")
+        layer.group_discard("chg", "chg.plain")
+        assert round_() == []
+
+    def test_group_expiry_is_per_member_within_one_process(self, layer):
+        layer.group_add("gepm", "gepm!old")
+        time.sleep(layer.group_expiry * 0.6)
+        layer.group_add("gepm", "gepm!new")
+        layer.send_group("gepm", {"v": 1})
+        assert sorted(c for c, _ in layer.receive_batch(["gepm!"], 10)) == ["gepm!new", "gepm!old"]
+        time.sleep(layer.group_expiry * 0.6)
+        layer.send_group("gepm", {"v": 2})
+        assert [c for c, _ in layer.receive_batch(["gepm!"], 10)] == ["gepm!new"]
+        assert list(layer.group_channels("gepm")) == ["gepm!new"]
+
     def test_group_channels(self, layer):
         for name in ("tgc_test", "tgc_test2", "tgc!three"):
             layer.group_add("tgcgroup", name)

@@ -14,6 +14,7 @@ import os
 import select
 import threading
 import time
+import weakref
 from typing import Any, Sequence
 
 import redis.exceptions as rexc
@@ -28,6 +29,25 @@ _NETWORK_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, OSError)
 MIN_REDIS_VERSION = (5, 0)
 
 
+_ALL_SHARDS: weakref.WeakSet[Shard] = weakref.WeakSet()
+
+
+def _reset_pools_in_child() -> None:
+    for shard in list(_ALL_SHARDS):
+        shard._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_pools_in_child)
+
+
+def _readable(sock: Any) -> bool:
+    # poll(), not select(): select() fails on descriptors above 1023, which an
+    # interface server holding thousands of sockets reaches.
+    poller = select.poll()
+    poller.register(sock, select.POLLIN)
+    return bool(poller.poll(0))
+
+
 class Shard:
     """One Redis server and the connections this process holds to it."""
 
@@ -40,16 +60,15 @@ class Shard:
         self._cond = threading.Condition(threading.Lock())
         self._idle: list[Any] = []
         self._created = 0
-        self._pid = os.getpid()
+        _ALL_SHARDS.add(self)
         self.clock_offset_ms: float | None = None
         self._down_since: float | None = None
+        self._closed = False
 
     # -- the pool --------------------------------------------------------------
 
     def acquire(self) -> Any:
         """A connection for this thread's exclusive use; give it back with `release`."""
-        if self._pid != os.getpid():
-            self._after_fork()
         deadline = None
         with self._cond:
             while not self._idle and self._created >= self.max_connections:
@@ -64,8 +83,7 @@ class Shard:
                 self._cond.wait(remaining)
             if self._idle:
                 conn = self._idle.pop()
-                stale = conn._sock is not None and select.select([conn._sock], [], [], 0)[0]
-                if stale:
+                if conn._sock is not None and _readable(conn._sock):
                     # An idle connection has nothing to read unless the server closed it.
                     conn.disconnect()
                 return conn
@@ -80,9 +98,18 @@ class Shard:
 
     def release(self, conn: Any) -> None:
         with self._cond:
-            if self._pid == os.getpid():
+            closed = self._closed
+            if closed:
+                # Given back after close() (a blocking read still waiting then): nobody would close it.
+                self._created -= 1
+            else:
                 self._idle.append(conn)
             self._cond.notify()
+        if closed:
+            try:
+                conn.disconnect()
+            except Exception:
+                pass
 
     def discard(self, conn: Any) -> None:
         """Drop a connection whose state is unknown (an error, an abandoned read)."""
@@ -96,13 +123,13 @@ class Shard:
 
     def _after_fork(self) -> None:
         # The parent's sockets belong to the parent; never write to them here.
-        with self._cond:
-            self._idle = []
-            self._created = 0
-            self._pid = os.getpid()
+        self._cond = threading.Condition(threading.Lock())
+        self._idle = []
+        self._created = 0
 
     def close(self) -> None:
         with self._cond:
+            self._closed = True
             idle, self._idle = self._idle, []
             self._created -= len(idle)
         for conn in idle:
@@ -116,15 +143,21 @@ class Shard:
     def failed(self, exc: BaseException) -> LayerConnectionError:
         """Record an outage (one log line per outage) and build the error to raise."""
         self.clock_offset_ms = None
-        if self._down_since is None:
-            self._down_since = time.monotonic()
+        # Under the pool's lock: threads failing (or recovering) together log once, and never
+        # read `_down_since` after another thread cleared it.
+        with self._cond:
+            first = self._down_since is None
+            if first:
+                self._down_since = time.monotonic()
+        if first:
             logger.warning("Redis at %s is unreachable (%s); retrying", self.label, exc)
         return LayerConnectionError(f"Redis at {self.label} is unreachable: {exc}")
 
     def succeeded(self) -> None:
-        if self._down_since is not None:
-            logger.warning("Redis at %s is reachable again after %.1fs", self.label, time.monotonic() - self._down_since)
-            self._down_since = None
+        with self._cond:
+            since, self._down_since = self._down_since, None
+        if since is not None:
+            logger.warning("Redis at %s is reachable again after %.1fs", self.label, time.monotonic() - since)
 
     # -- commands ----------------------------------------------------------------
 

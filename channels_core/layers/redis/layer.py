@@ -18,7 +18,7 @@ from ..errors import LayerConnectionError
 from . import framing
 from .connection import PendingPop, Shard, wait_any
 from .hosts import parse_hosts
-from .scripts import GROUP_ADD, GROUP_CHANNELS, GROUP_SEND, POP, SEND
+from .scripts import GROUP_ADD, GROUP_CHANNELS, GROUP_DISCARD, GROUP_SEND, POP, SEND
 from .sharding import HashRing
 
 logger = logging.getLogger("channels_core.layers.redis")
@@ -139,8 +139,7 @@ class RedisChannelLayer(BaseChannelLayer):
 
     def _send(self, channel: str, payloads: list[bytes]) -> None:
         route = self._route(channel)
-        bang = channel.find("!")
-        local = channel[bang + 1 :] if bang >= 0 else ""
+        local = _split(channel)[1]
         sent = self.shards[route.shard].evalsha(
             SEND, route.keys, (self._expiry_ms, route.capacity, self._queue_ttl, *(framing.tail(local, p) for p in payloads))
         )
@@ -352,22 +351,24 @@ class RedisChannelLayer(BaseChannelLayer):
 
     # -- groups ----------------------------------------------------------------
 
-    def _member_shard(self, channel: str) -> Shard:
+    def _member_shard(self, qname: str) -> Shard:
         # A member lives on the shard of its queue, so a group send is one
         # script per shard touching only local keys.
-        return self.shards[self.ring.get(names.list_name(channel))]
+        return self.shards[self.ring.get(qname)]
 
     def group_add(self, group: str, channel: str) -> None:
         """Add `channel` to `group` (idempotent); membership lasts `group_expiry` seconds."""
         names.validate_group_name(group)
         names.validate_channel_name(channel)
-        self._member_shard(channel).evalsha(GROUP_ADD, [self._group_key(group)], [channel, self._group_ttl])
+        qname, local = _split(channel)
+        self._member_shard(qname).evalsha(GROUP_ADD, [self._group_key(group)], [qname, local, self._group_ttl])
 
     def group_discard(self, group: str, channel: str) -> None:
         """Remove `channel` from `group`; a no-op if it is not a member."""
         names.validate_group_name(group)
         names.validate_channel_name(channel)
-        self._member_shard(channel).execute("ZREM", self._group_key(group), channel)
+        qname, local = _split(channel)
+        self._member_shard(qname).evalsha(GROUP_DISCARD, [self._group_key(group)], [qname, local])
 
     def group_channels(self, group: str) -> list[str]:
         """The live members of `group`."""
@@ -463,6 +464,12 @@ class RedisChannelLayer(BaseChannelLayer):
     def __repr__(self) -> str:
         hosts = ", ".join(h.label for h in self.hosts)
         return f"<RedisChannelLayer hosts=[{hosts}] prefix={self.prefix!r}>"
+
+
+def _split(channel: str) -> tuple[str, str]:
+    """(queue name, local part): ("server!", "abc") for "server!abc", (channel, "") otherwise."""
+    bang = channel.find("!")
+    return (channel, "") if bang < 0 else (channel[: bang + 1], channel[bang + 1 :])
 
 
 def _stats_name(qname: str) -> str:

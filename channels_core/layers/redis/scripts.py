@@ -108,24 +108,71 @@ return out
 """,
 )
 
-# KEYS: group.  ARGV: member, group_expiry_s
+# Groups are stored per shard as a sorted set of queue names (score: the
+# latest add), plus, for each process queue "server!", a sorted set of the
+# local parts of its member channels at KEYS[1] .. ":" .. "server!", and a
+# hash at KEYS[1] .. ":" caching each process queue's comma-joined local
+# parts (dropped whenever that membership changes). A group send then touches
+# each queue once and does no per-member work, whatever the number of sockets
+# behind it.
+_NOW_S = """
+local t = redis.call('TIME')
+local now_s = tonumber(t[1]) + tonumber(t[2]) / 1000000
+"""
+
+# KEYS: group.  ARGV: queue name, local part, group_expiry_s
 GROUP_ADD = Script(
     "group_add",
-    """
-local t = redis.call('TIME')
-redis.call('ZADD', KEYS[1], tonumber(t[1]) + tonumber(t[2]) / 1000000, ARGV[1])
-redis.call('EXPIRE', KEYS[1], ARGV[2])
+    _NOW_S
+    + """
+redis.call('ZADD', KEYS[1], now_s, ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if string.sub(ARGV[1], -1) == '!' then
+  local sub = KEYS[1] .. ':' .. ARGV[1]
+  if redis.call('ZADD', sub, now_s, ARGV[2]) == 1 then
+    redis.call('HDEL', KEYS[1] .. ':', ARGV[1])
+  end
+  redis.call('EXPIRE', sub, ARGV[3])
+end
 return 1
 """,
 )
 
-# KEYS: group.  ARGV: group_expiry_s  -> live members
+# KEYS: group.  ARGV: queue name, local part
+GROUP_DISCARD = Script(
+    "group_discard",
+    """
+if string.sub(ARGV[1], -1) == '!' then
+  local sub = KEYS[1] .. ':' .. ARGV[1]
+  redis.call('ZREM', sub, ARGV[2])
+  redis.call('HDEL', KEYS[1] .. ':', ARGV[1])
+  if redis.call('ZCARD', sub) > 0 then return 1 end
+end
+redis.call('ZREM', KEYS[1], ARGV[1])
+return 1
+""",
+)
+
+# KEYS: group.  ARGV: group_expiry_s  -> live member channel names
 GROUP_CHANNELS = Script(
     "group_channels",
-    """
-local t = redis.call('TIME')
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(t[1]) - tonumber(ARGV[1]))
-return redis.call('ZRANGE', KEYS[1], 0, -1)
+    _NOW_S
+    + """
+local cutoff = now_s - tonumber(ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
+local out = {}
+for _, q in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  if string.sub(q, -1) == '!' then
+    local sub = KEYS[1] .. ':' .. q
+    if redis.call('ZREMRANGEBYSCORE', sub, '-inf', cutoff) > 0 then
+      redis.call('HDEL', KEYS[1] .. ':', q)
+    end
+    for _, l in ipairs(redis.call('ZRANGE', sub, 0, -1)) do out[#out + 1] = q .. l end
+  else
+    out[#out + 1] = q
+  end
+end
+return out
 """,
 )
 
@@ -134,18 +181,19 @@ return redis.call('ZRANGE', KEYS[1], 0, -1)
 #       then (Lua pattern, capacity) pairs, first match wins.
 # -> {members reached, members dropped because full, members evicted}
 #
-# Members are grouped by queue: all the sockets of one process ("prefix!")
-# get ONE element naming their local parts, which that process fans out.
-# A queue whose head expired unread has no reader: its members are evicted.
+# All the sockets of one process ("server!") get ONE element naming their
+# local parts, which that process fans out. A queue whose head expired
+# unread has no reader: its members are evicted.
 GROUP_SEND = Script(
     "group_send",
     _NOW
     + _PURGE
     + """
 local gkey = KEYS[1]
-redis.call('ZREMRANGEBYSCORE', gkey, '-inf', now / 1000 - tonumber(ARGV[3]))
-local members = redis.call('ZRANGE', gkey, 0, -1)
-if #members == 0 then return {0, 0, 0} end
+local cache = gkey .. ':'
+local cutoff = now / 1000 - tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', gkey, '-inf', cutoff)
+local queues = redis.call('ZRANGE', gkey, 0, -1)
 local default_capacity = tonumber(ARGV[6])
 local function capacity(name)
   for i = 7, #ARGV, 2 do
@@ -153,41 +201,54 @@ local function capacity(name)
   end
   return default_capacity
 end
-local queues, order = {}, {}
-for _, m in ipairs(members) do
-  local bang = string.find(m, '!', 1, true)
-  local qname = m
-  if bang then qname = string.sub(m, 1, bang) end
-  local q = queues[qname]
-  if not q then
-    q = {members = {}, locals = {}}
-    queues[qname] = q
-    order[#order + 1] = qname
-  end
-  q.members[#q.members + 1] = m
-  if bang then q.locals[#q.locals + 1] = string.sub(m, bang + 1) end
-end
 local stamp = string.format('%014d', now + tonumber(ARGV[2]))
 local body = '\\n' .. ARGV[1]
 local prefix = ARGV[5]
 local sent, full, evicted = 0, 0, 0
-for _, qname in ipairs(order) do
-  local q = queues[qname]
+for _, qname in ipairs(queues) do
   local key = prefix .. qname
-  local head = redis.call('LINDEX', key, 0)
-  local deadline = head and tonumber(string.sub(head, 1, 14))
-  if deadline and deadline <= now then
-    purge(key, now)
-    for i = 1, #q.members, 1000 do
-      redis.call('ZREM', gkey, unpack(q.members, i, math.min(i + 999, #q.members)))
+  local sub = nil
+  local targets = ''
+  local count = 1
+  if string.sub(qname, -1) == '!' then
+    sub = gkey .. ':' .. qname
+    if redis.call('ZREMRANGEBYSCORE', sub, '-inf', cutoff) > 0 then
+      redis.call('HDEL', cache, qname)
     end
-    evicted = evicted + #q.members
-  elseif redis.call('LLEN', key) >= capacity(qname) then
-    full = full + #q.members
+    count = redis.call('ZCARD', sub)
+    if count > 0 then
+      targets = redis.call('HGET', cache, qname)
+      if not targets then
+        targets = table.concat(redis.call('ZRANGE', sub, 0, -1), ',')
+        redis.call('HSET', cache, qname, targets)
+        redis.call('EXPIRE', cache, ARGV[3])
+      end
+    end
+  end
+  if count == 0 then
+    redis.call('ZREM', gkey, qname)
+    redis.call('HDEL', cache, qname)
   else
-    redis.call('RPUSH', key, stamp .. table.concat(q.locals, ',') .. body)
-    redis.call('EXPIRE', key, ARGV[4])
-    sent = sent + #q.members
+    local waiting = redis.call('LLEN', key)
+    local deadline = nil
+    if waiting > 0 then
+      deadline = tonumber(string.sub(redis.call('LINDEX', key, 0), 1, 14))
+    end
+    if deadline and deadline <= now then
+      purge(key, now)
+      redis.call('ZREM', gkey, qname)
+      if sub then
+        redis.call('DEL', sub)
+        redis.call('HDEL', cache, qname)
+      end
+      evicted = evicted + count
+    elseif waiting >= capacity(qname) then
+      full = full + count
+    else
+      redis.call('RPUSH', key, stamp .. targets .. body)
+      redis.call('EXPIRE', key, ARGV[4])
+      sent = sent + count
+    end
   end
 end
 if KEYS[2] then
@@ -199,4 +260,4 @@ return {sent, full, evicted}
 """,
 )
 
-ALL_SCRIPTS = [SEND, POP, GROUP_ADD, GROUP_CHANNELS, GROUP_SEND]
+ALL_SCRIPTS = [SEND, POP, GROUP_ADD, GROUP_DISCARD, GROUP_CHANNELS, GROUP_SEND]
