@@ -218,7 +218,8 @@ def print_table(rows: list[Row]) -> None:
     cells = [[r.measure, r.ours, r.raw, r.ratio, r.target + mark(r)] for r in [header, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(5)]
     lines = [
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in cells
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False)))
+        for row in cells
     ]
     print()
     print(lines[0])

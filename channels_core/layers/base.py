@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 import string
 from collections.abc import Iterable, Mapping, Sequence
+
 from . import names
 from .capacity import CapacityRules, Rule
 from .errors import ChannelFull, LayerConnectionError, MessageTooLarge
@@ -86,4 +87,3 @@ class BaseChannelLayer:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} expiry={self.expiry} capacity={self.capacity}>"
-

@@ -10,9 +10,8 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Mapping
-from typing import Union
 
-Rule = Union[str, re.Pattern]
+Rule = str | re.Pattern
 
 
 class CapacityRules:

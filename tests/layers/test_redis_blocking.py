@@ -8,7 +8,6 @@ blocking reads spread over two servers.
 from __future__ import annotations
 
 import logging
-import os
 import statistics
 import subprocess
 import sys
@@ -16,61 +15,18 @@ import textwrap
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import redis
 
 from channels_core.layers import RedisChannelLayer
-
-try:
-    from tests.support.redis_server import RedisServer
-except ImportError:  # run as `pytest` rather than `python -m pytest`: the repo root is not on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 LOGGER = "channels_core.layers.redis"
-SHARED_REDIS_URL = os.environ.get("TEST_REDIS_URL") or os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
 
 
 def _prefix() -> str:
     return f"t{uuid.uuid4().hex[:8]}:"
-
-
-def _server_fixture():
-    server = RedisServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
-
-
-@pytest.fixture
-def private_redis():
-    yield from _server_fixture()
-
-
-@pytest.fixture
-def second_private_redis():
-    yield from _server_fixture()
-
-
-@pytest.fixture
-def shared_redis_url():
-    """The shared server; a private one when it does not answer (keys stay under a unique prefix either way)."""
-    client = redis.Redis.from_url(SHARED_REDIS_URL, socket_connect_timeout=1, socket_timeout=1)
-    try:
-        client.ping()
-        reachable = True
-    except redis.RedisError:
-        reachable = False
-    finally:
-        client.close()
-    if reachable:
-        yield SHARED_REDIS_URL
-    else:
-        yield from (server.url for server in _server_fixture())
 
 
 def _commandstats(client: redis.Redis) -> dict[str, int]:
@@ -78,15 +34,6 @@ def _commandstats(client: redis.Redis) -> dict[str, int]:
     for name, stats in client.info("commandstats").items():
         calls[name.removeprefix("cmdstat_")] = int(stats["calls"])
     return calls
-
-
-def _wait_for(predicate, timeout: float, interval: float = 0.001) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 # -- latency across processes ------------------------------------------------------
@@ -112,10 +59,10 @@ CHILD = textwrap.dedent(
 )
 
 
-def test_cross_process_blocking_receive_latency(shared_redis_url):
+def test_cross_process_blocking_receive_latency(redis_url):
     prefix = _prefix()
-    layer = RedisChannelLayer(hosts=[shared_redis_url], prefix=prefix, blocking_timeout=2)
-    child = subprocess.Popen([sys.executable, "-c", CHILD, shared_redis_url, prefix], stderr=subprocess.PIPE)
+    layer = RedisChannelLayer(hosts=[redis_url], prefix=prefix, blocking_timeout=2)
+    child = subprocess.Popen([sys.executable, "-c", CHILD, redis_url, prefix], stderr=subprocess.PIPE)
     try:
         _, ready = _receive_within(layer, "lat.pong", 15, child)
         assert ready == {"ready": True}
@@ -157,7 +104,16 @@ def _receive_within(layer, channel, timeout, child):
 # -- what an idle receiver costs ---------------------------------------------------
 
 # Sent once per new connection by redis-py or once per layer (server version and clock).
-HANDSHAKE = {"client|setinfo", "client|setname", "client|maint_notifications", "hello", "select", "auth", "time", "info"}
+HANDSHAKE = {
+    "client|setinfo",
+    "client|setname",
+    "client|maint_notifications",
+    "hello",
+    "select",
+    "auth",
+    "time",
+    "info",
+}
 
 
 @pytest.mark.slow
@@ -328,7 +284,7 @@ def test_blocking_receive_across_two_shards(private_redis, second_private_redis,
             time.sleep(0.03)  # the receiver is back in its blocking read
             sent = time.monotonic()
             layer.send(channels[n % len(channels)], {"n": n})
-            assert _wait_for(lambda n=n: n in received, 2.0), f"message {n} not received within 2s"
+            assert wait_for(lambda n=n: n in received, 2.0), f"message {n} not received within 2s"
             latencies.append(received[n] - sent)
         assert sorted(received) == list(range(20))
         assert not errors, errors
@@ -346,7 +302,7 @@ def test_blocking_receive_across_two_shards(private_redis, second_private_redis,
     assert worst < 0.1, f"latencies (ms): {[round(x * 1000, 1) for x in latencies]}"
 
     try:
-        for server, client in zip(servers, clients):
+        for server, client in zip(servers, clients, strict=False):
             left = [c for c in client.client_list() if c["name"] == "ms" or "b" in c["flags"]]
             assert not left, f"{server.url} still has layer connections after close(): {left}"
     finally:

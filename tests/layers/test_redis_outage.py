@@ -16,29 +16,13 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from channels_core.layers import LayerConnectionError, RedisChannelLayer
-
-try:
-    from tests.support.redis_server import RedisServer
-except ImportError:  # run as `pytest` rather than `python -m pytest`: the repo root is not on sys.path
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 LOGGER = "channels_core.layers.redis"
-
-
-@pytest.fixture
-def private_redis():
-    server = RedisServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture
@@ -59,15 +43,6 @@ def make_layer():
 
 def _open_fds() -> int:
     return len(os.listdir("/proc/self/fd"))
-
-
-def _wait_for(predicate, timeout: float, interval: float = 0.005) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return bool(predicate())
 
 
 # -- send and non-blocking receive fail fast -------------------------------------
@@ -230,7 +205,7 @@ def test_restart_under_load_recovers_without_leaks(private_redis, caplog):
     outages = 2
     recoveries = []
     try:
-        assert _wait_for(lambda: received, 2.0), "nothing received before the outage"
+        assert wait_for(lambda: received, 2.0), "nothing received before the outage"
         for _ in range(outages):
             private_redis.kill()
             killed = time.monotonic()
@@ -242,14 +217,16 @@ def test_restart_under_load_recovers_without_leaks(private_redis, caplog):
             def first_new(up=up):
                 return next((t for n, t in list(received) if attempts[n] >= up), None)
 
-            _wait_for(lambda: first_new() is not None, 5.0)
+            wait_for(lambda: first_new() is not None, 5.0)
             got = first_new()
             assert got is not None, "no message sent after the restart was received within 5s"
             recoveries.append(got - up)
             assert got - up < 2.0, f"first message after the restart arrived {got - up:.2f}s after Redis was back"
-            assert _wait_for(lambda up=up: [s for _, s in sent if s >= up], 1.0), "no send succeeded after the restart"
+            assert wait_for(lambda up=up: [s for _, s in sent if s >= up], 1.0), "no send succeeded after the restart"
             # Redis answered PING before `up`: no send started after it may fail.
-            assert not [t for t in failed if t >= up], f"{len([t for t in failed if t >= up])} sends failed after the restart"
+            assert not [t for t in failed if t >= up], (
+                f"{len([t for t in failed if t >= up])} sends failed after the restart"
+            )
             assert all(t.is_alive() for t in threads), crashed
         time.sleep(0.2)
     finally:

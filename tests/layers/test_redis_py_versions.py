@@ -21,9 +21,21 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_conformance_suite_passes_with_redis_py_5(tmp_path):
     target = tmp_path / "redis5"
     install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-         "--target", str(target), "redis==5.0.8"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--no-deps",
+            "--target",
+            str(target),
+            "redis==5.0.8",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert install.returncode == 0, install.stderr
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), str(ROOT)]))
@@ -32,9 +44,22 @@ def test_conformance_suite_passes_with_redis_py_5(tmp_path):
     )
     assert version.stdout.strip() == "5.0.8"
     run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "Redis and not TwoShards",
-         "tests/layers/test_conformance.py"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-k",
+            "Redis and not TwoShards",
+            "tests/layers/test_conformance.py",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout

@@ -59,15 +59,24 @@ class RedisServer:
             return
         args = [
             self.executable,
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--daemonize", "no",
-            "--dir", self.dir,
-            "--logfile", self.logfile,
+            "--port",
+            str(self.port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--daemonize",
+            "no",
+            "--dir",
+            self.dir,
+            "--logfile",
+            self.logfile,
         ]
-        self.process = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if self.process.poll() is not None:
@@ -79,7 +88,9 @@ class RedisServer:
                 return
             if time.monotonic() > deadline:
                 self.kill()
-                raise RuntimeError(f"redis-server on port {self.port} did not answer PING within {START_TIMEOUT}s{self._log_tail()}")
+                raise RuntimeError(
+                    f"redis-server on port {self.port} did not answer PING within {START_TIMEOUT}s{self._log_tail()}"
+                )
             time.sleep(0.02)
 
     def ping(self) -> bool:

@@ -15,7 +15,8 @@ import select
 import threading
 import time
 import weakref
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import redis.exceptions as rexc
 
@@ -163,23 +164,7 @@ class Shard:
 
     def execute(self, *args: Any) -> Any:
         """Run one command and return its reply."""
-        conn = self.acquire()
-        try:
-            conn.send_command(*args)
-            reply = conn.read_response()
-        except rexc.ResponseError:
-            self.release(conn)
-            raise
-        except _NETWORK_ERRORS as exc:
-            self.discard(conn)
-            raise self.failed(exc) from None
-        except BaseException:
-            self.discard(conn)
-            raise
-        self.release(conn)
-        if self._down_since is not None:
-            self.succeeded()
-        return reply
+        return self.pipeline((args,))[0]
 
     def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Run several commands in one round trip; a command's error reply is raised."""
@@ -227,9 +212,8 @@ class Shard:
         self.clock_offset_ms = server_ms - (before + after) * 500
         version = _parse_version(info)
         if version and version < MIN_REDIS_VERSION:
-            raise RuntimeError(
-                f"Redis at {self.label} is version {'.'.join(map(str, version))}; channels_core needs Redis 5.0 or newer"
-            )
+            found = ".".join(map(str, version))
+            raise RuntimeError(f"Redis at {self.label} is version {found}; channels_core needs Redis 5.0 or newer")
 
     def now_ms(self) -> float:
         """The Redis server's clock, as estimated at the last handshake."""

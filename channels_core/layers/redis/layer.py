@@ -141,7 +141,9 @@ class RedisChannelLayer(BaseChannelLayer):
         route = self._route(channel)
         local = _split(channel)[1]
         sent = self.shards[route.shard].evalsha(
-            SEND, route.keys, (self._expiry_ms, route.capacity, self._queue_ttl, *(framing.tail(local, p) for p in payloads))
+            SEND,
+            route.keys,
+            (self._expiry_ms, route.capacity, self._queue_ttl, *(framing.tail(local, p) for p in payloads)),
         )
         if sent < 0:
             raise self.ChannelFull(
@@ -486,7 +488,7 @@ def _add_counters(totals: dict[str, Any], reply: Any) -> None:
     if isinstance(reply, dict):
         items = reply.items()
     else:
-        items = zip(reply[::2], reply[1::2])
+        items = zip(reply[::2], reply[1::2], strict=False)
     for field, value in items:
         name = field.decode("ascii") if isinstance(field, bytes) else field
         totals[name] = totals.get(name, 0) + int(value)
