@@ -258,3 +258,17 @@ _NAMES = st.text(alphabet="abc.-_!?", min_size=0, max_size=8)
 def test_lua_glob_translation_matches_fnmatch(client, glob, name):
     lua = "if string.find(ARGV[1], ARGV[2]) then return 1 else return 0 end"
     assert client.eval(lua, 0, name, glob_to_lua(glob)) == int(fnmatch.fnmatchcase(name, glob))
+
+
+def test_works_on_a_server_that_disables_info(key_prefix):
+    from tests.support.redis_server import RedisServer
+
+    with RedisServer(extra_args=["--rename-command", "INFO", ""]) as server:
+        with pytest.raises(redis.ResponseError):
+            server.client().info()
+        layer = RedisChannelLayer(hosts=[server.url], prefix=key_prefix)
+        try:
+            layer.send("noinfo.ch", {"ok": True})
+            assert layer.receive(["noinfo.ch"], block=True) == ("noinfo.ch", {"ok": True})
+        finally:
+            layer.close()

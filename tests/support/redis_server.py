@@ -32,8 +32,11 @@ def free_port() -> int:
 class RedisServer:
     """One `redis-server` child process; `with RedisServer() as server:` starts and stops it."""
 
-    def __init__(self, executable: str = "redis-server", port: int | None = None) -> None:
+    def __init__(
+        self, executable: str = "redis-server", port: int | None = None, extra_args: list[str] | None = None
+    ) -> None:
         self.executable = executable
+        self.extra_args = list(extra_args or [])
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="redis-test-")
         self.logfile = os.path.join(self.dir, "redis.log")
@@ -73,6 +76,7 @@ class RedisServer:
             self.dir,
             "--logfile",
             self.logfile,
+            *self.extra_args,
         ]
         self.process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
