@@ -1,0 +1,193 @@
+"""`interface-server module.path:channel_layer`: parse arguments, build a Server, run it."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+from typing import Any
+
+from .access import AccessLogGenerator
+from .config import ServerConfig
+from .endpoints import build_endpoints
+
+logger = logging.getLogger("interface_server")
+
+_DEFAULTS = ServerConfig()
+
+
+class UsageError(Exception):
+    """Bad arguments or an unimportable layer: one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="interface-server",
+        description="Terminate HTTP and WebSocket and exchange messages with workers over a channel layer.",
+    )
+    add = parser.add_argument
+    add("channel_layer", help="the layer object to use, as module.path:attribute (e.g. myproject.asgi:channel_layer)")
+    add("-p", "--port", type=int, default=None, help="TCP port to listen on (default: $PORT when set, else 8000)")
+    add("-b", "--bind", default=None, help="address to bind (default 127.0.0.1; use 0.0.0.0 on a platform)")
+    add("-u", "--unix-socket", default=None, help="listen on this UNIX socket path")
+    add("--fd", type=int, action="append", default=[], help="adopt this already-listening file descriptor")
+    add(
+        "-e",
+        "--endpoint",
+        action="append",
+        default=[],
+        help="a Twisted endpoint string, e.g. ssl:443:privateKey=key.pem:certKey=cert.pem (repeatable)",
+    )
+    add("-v", "--verbosity", type=int, default=1, help="0 warnings only, 1 info (default), 2 debug")
+    add(
+        "-t",
+        "--http-timeout",
+        type=float,
+        default=_DEFAULTS.http_timeout,
+        help="seconds to wait for the first response message before answering 503 (default 120)",
+    )
+    add(
+        "--websocket-timeout",
+        "--websocket_timeout",
+        type=float,
+        default=None,
+        help="maximum WebSocket lifetime in seconds; -1 for none (default: the layer's group_expiry)",
+    )
+    add(
+        "--websocket-connect-timeout",
+        "--websocket_connect_timeout",
+        type=float,
+        default=_DEFAULTS.websocket_connect_timeout,
+        help="seconds the application has to accept a WebSocket before it is rejected with 403 (default 20)",
+    )
+    add(
+        "--ping-interval",
+        type=float,
+        default=_DEFAULTS.ping_interval,
+        help="seconds between keepalive pings on WebSockets (default 20)",
+    )
+    add(
+        "--ping-timeout",
+        type=float,
+        default=_DEFAULTS.ping_timeout,
+        help="seconds without a pong before a WebSocket is dropped (default 30)",
+    )
+    add("--ws-protocol", nargs="*", default=[], help="WebSocket sub-protocols to accept, in preference order")
+    add("--root-path", default="", help="the application's root path (SCRIPT_NAME), e.g. /forum")
+    add(
+        "--proxy-headers",
+        action="store_true",
+        help="trust X-Forwarded-For/-Port/-Proto (only behind a proxy that sets them)",
+    )
+    add("--access-log", default=None, help="access log file, or - for stdout (default: stdout at verbosity >= 1)")
+    add(
+        "--max-ws-message-size",
+        type=int,
+        default=_DEFAULTS.max_ws_message_size,
+        help="largest WebSocket message accepted, in bytes; bigger ones close the socket with 1009 (default 1 MiB)",
+    )
+    add(
+        "--max-request-body-size",
+        type=int,
+        default=_DEFAULTS.max_request_body_size,
+        help="largest HTTP request body accepted, in bytes; bigger ones get 413 (default 100 MiB)",
+    )
+    add(
+        "--shutdown-grace",
+        type=float,
+        default=_DEFAULTS.shutdown_grace,
+        help="seconds in-flight HTTP requests get to finish on SIGTERM (default 30)",
+    )
+    return parser
+
+
+def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> ServerConfig:
+    port = args.port
+    if port is None and environ.get("PORT"):
+        try:
+            port = int(environ["PORT"])
+        except ValueError:
+            raise UsageError(f"$PORT must be a port number, not {environ['PORT']!r}") from None
+    endpoints = list(args.endpoint)
+    if args.bind is not None or port is not None or args.unix_socket is not None or not (endpoints or args.fd):
+        endpoints = build_endpoints(args.bind, port, args.unix_socket) + endpoints
+    for name in ("http_timeout", "websocket_connect_timeout", "ping_interval", "ping_timeout", "shutdown_grace"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive")
+    for name in ("max_ws_message_size", "max_request_body_size"):
+        if getattr(args, name) <= 0:
+            raise UsageError(f"--{name.replace('_', '-')} must be positive")
+    return ServerConfig(
+        endpoints=endpoints,
+        fds=list(args.fd),
+        http_timeout=args.http_timeout,
+        websocket_timeout=args.websocket_timeout,
+        websocket_connect_timeout=args.websocket_connect_timeout,
+        ping_interval=args.ping_interval,
+        ping_timeout=args.ping_timeout,
+        ws_protocols=list(args.ws_protocol or []),
+        root_path=args.root_path.rstrip("/"),
+        proxy_headers=args.proxy_headers,
+        max_ws_message_size=args.max_ws_message_size,
+        max_request_body_size=args.max_request_body_size,
+        shutdown_grace=args.shutdown_grace,
+    )
+
+
+def import_layer(path: str) -> Any:
+    """Import `module.path:attribute` and check it looks like a channel layer."""
+    module_name, sep, attribute = path.partition(":")
+    if not sep or not module_name or not attribute:
+        raise UsageError(f"channel layer {path!r} must look like module.path:attribute")
+    sys.path.insert(0, os.getcwd())
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except Exception as exc:
+        raise UsageError(f"cannot import {module_name!r}: {type(exc).__name__}: {exc}") from None
+    for part in attribute.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise UsageError(f"{module_name!r} has no attribute {attribute!r}") from None
+    missing = [m for m in ("send", "receive") if not callable(getattr(obj, m, None))]
+    if missing:
+        raise UsageError(f"{path} is not a channel layer: it has no {', '.join(missing)}()")
+    return obj
+
+
+def _setup_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    from twisted.logger import STDLibLogObserver, globalLogBeginner
+
+    globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args, dict(os.environ))
+        layer = import_layer(args.channel_layer)
+    except UsageError as exc:
+        print(f"interface-server: error: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(args.verbosity)
+    access_log = None
+    if args.access_log == "-" or (args.access_log is None and args.verbosity >= 1):
+        access_log = AccessLogGenerator(sys.stdout)
+    elif args.access_log:
+        access_log = AccessLogGenerator(open(args.access_log, "a", encoding="utf-8"))  # noqa: SIM115
+
+    from .server import Server
+
+    server = Server(layer, config, action_logger=access_log)
+    logger.info("Replies arrive on %s", server.reply_prefix)
+    server.run()
+    return server.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

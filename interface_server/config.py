@@ -1,0 +1,27 @@
+"""The interface server's settings, with their defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class ServerConfig:
+    """Every option of the server; the CLI fills it from its arguments."""
+
+    endpoints: list[str] = field(default_factory=lambda: ["tcp:port=8000:interface=127.0.0.1"])
+    fds: list[int] = field(default_factory=list)
+    http_timeout: float = 120.0
+    websocket_timeout: float | None = None  # None: the layer's group_expiry (or 86400); -1: never
+    websocket_connect_timeout: float = 20.0
+    ping_interval: float = 20.0
+    ping_timeout: float = 30.0
+    ws_protocols: list[str] = field(default_factory=list)
+    root_path: str = ""
+    proxy_headers: bool = False
+    max_ws_message_size: int = 1024 * 1024
+    max_request_body_size: int = 100 * 1024 * 1024
+    body_stream_threshold: int = 256 * 1024
+    body_chunk_size: int = 256 * 1024
+    shutdown_grace: float = 30.0
+    server_name: str = "interface-server"

@@ -1,0 +1,464 @@
+"""HTTP/1.1 on h11: requests become `http.request` messages, replies become responses.
+
+h11 does the parsing and framing (keep-alive, pipelining answered in order,
+chunked bodies, malformed input); this module only moves events between
+the socket and the channel layer. A WebSocket upgrade hands the socket to
+`ws_protocol.WebSocketProtocol`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any
+
+import h11
+from twisted.internet import reactor
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+
+from .messages import (
+    BadReply,
+    BadRequest,
+    RequestInfo,
+    build_request_info,
+    http_disconnect_message,
+    http_request_message,
+    parse_response,
+)
+from .ws_protocol import make_websocket_factory
+
+if TYPE_CHECKING:
+    from .server import Server
+
+logger = logging.getLogger("interface_server.http")
+
+_MAX_HEADER_BYTES = 64 * 1024
+_RETRY_DELAY = 0.05
+
+
+def _address(address: Any) -> tuple[str, int] | None:
+    host = getattr(address, "host", None)
+    return (host, address.port) if host is not None else None
+
+
+class HTTPFactory(Factory):
+    noisy = False
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.websocket_factory = make_websocket_factory(server)
+
+    def buildProtocol(self, addr: Any) -> HTTPProtocol:
+        protocol = HTTPProtocol(self.server, self.websocket_factory)
+        protocol.factory = self
+        return protocol
+
+
+class HTTPProtocol(Protocol):
+    """One client connection speaking HTTP/1.1 (until it upgrades to WebSocket)."""
+
+    def __init__(self, server: Server, websocket_factory: Any) -> None:
+        self.server = server
+        self.websocket_factory = websocket_factory
+        self.conn: h11.Connection | None = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+        self.request: ActiveRequest | None = None
+        self.websocket: Any = None
+        self.upgrade: tuple[h11.Request, RequestInfo] | None = None
+        self.closing = False
+
+    # -- connection ------------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.server.connections.add(self)
+        self.client = _address(self.transport.getPeer())
+        self.local = _address(self.transport.getHost())
+        self.secure = ISSLTransport.providedBy(self.transport)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.websocket is not None:
+            self.websocket.dataReceived(data)
+            return
+        if self.conn is None:
+            return
+        self.conn.receive_data(data)
+        self.process()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.server.connections.discard(self)
+        if self.websocket is not None:
+            self.websocket.connectionLost(reason)
+            return
+        if self.request is not None:
+            self.request.client_gone()
+            self.request = None
+        self.conn = None
+
+    def begin_shutdown(self) -> None:
+        """Close when idle; a request in flight gets the grace period to finish."""
+        self.closing = True
+        if self.request is None:
+            self.transport.loseConnection()
+
+    def abort(self) -> None:
+        self.transport.abortConnection()
+
+    # -- requests --------------------------------------------------------------------
+
+    def process(self) -> None:
+        """Handle every complete event h11 has; pipelined requests wait their turn."""
+        while self.conn is not None and self.websocket is None:
+            try:
+                event = self.conn.next_event()
+            except h11.RemoteProtocolError as exc:
+                self.fail_raw(exc.error_status_hint, str(exc))
+                return
+            if event is h11.NEED_DATA:
+                return
+            if event is h11.PAUSED:
+                if self.upgrade is not None:
+                    self.start_websocket()
+                return
+            if isinstance(event, h11.Request):
+                self.on_request(event)
+            elif isinstance(event, h11.Data):
+                if self.request is not None:
+                    self.request.body_data(event.data)
+            elif isinstance(event, h11.EndOfMessage):
+                if self.request is not None:
+                    self.request.body_end()
+            elif isinstance(event, h11.ConnectionClosed):
+                self.transport.loseConnection()
+                return
+
+    def on_request(self, event: h11.Request) -> None:
+        try:
+            info = build_request_info(
+                event.method,
+                event.http_version,
+                event.target,
+                event.headers.raw_items(),
+                self.client,
+                self.local,
+                "https" if self.secure else "http",
+                self.server.config.root_path,
+                self.server.config.proxy_headers,
+            )
+        except BadRequest as exc:
+            self.respond_error(400, str(exc), close=True)
+            return
+        if self.closing or self.server.shutting_down:
+            self.respond_error(503, "The server is shutting down.", close=True)
+            return
+        if _is_websocket_upgrade(event):
+            info.scheme = "wss" if info.scheme == "https" else "ws"
+            self.upgrade = (event, info)
+            return
+        length = _content_length(event)
+        if length is not None and length > self.server.config.max_request_body_size:
+            self.respond_error(413, "Request body too large.", close=True)
+            return
+        self.request = ActiveRequest(self, info, length)
+        if self.conn is not None and self.conn.client_is_waiting_for_100_continue:
+            self.send(h11.InformationalResponse(status_code=100, headers=[]))
+
+    def start_websocket(self) -> None:
+        """Hand the socket to a WebSocket protocol, replaying the handshake request to it."""
+        event, info = self.upgrade
+        trailing = self.conn.trailing_data[0] if self.conn is not None else b""
+        self.upgrade = None
+        self.conn = None
+        self.server.connections.discard(self)
+        raw = b"%s %s HTTP/1.1\r\n" % (event.method, event.target)
+        raw += b"".join(b"%s: %s\r\n" % (name, value) for name, value in event.headers.raw_items())
+        websocket = self.websocket_factory.buildProtocol(self.transport.getPeer())
+        websocket.setup(self.server, info)
+        self.websocket = websocket
+        websocket.makeConnection(self.transport)
+        websocket.dataReceived(raw + b"\r\n" + trailing)
+
+    # -- responses -------------------------------------------------------------------
+
+    def send(self, event: Any) -> None:
+        if self.conn is None:
+            return
+        data = self.conn.send(event)
+        if data:
+            self.transport.write(data)
+
+    def respond_error(self, status: int, text: str, close: bool = False) -> None:
+        """A plain-text error response, if no response has started."""
+        if self.conn is None or self.conn.our_state is not h11.SEND_RESPONSE:
+            self.transport.loseConnection()
+            return
+        body = f"{status} {text}\n".encode()
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+        if close:
+            headers.append((b"connection", b"close"))
+        self.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
+        self.send(h11.Data(data=body))
+        self.send(h11.EndOfMessage())
+        self.request_done()
+
+    def fail_raw(self, status: int, why: str) -> None:
+        """Answer input h11 rejected (its state machine is in error, so write the bytes ourselves)."""
+        logger.info("Bad request from %s: %s", self.client, why)
+        reason = _reason(status)
+        body = b"%d %s\n" % (status, reason)
+        self.transport.write(
+            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
+            % (status, reason, len(body), body)
+        )
+        self.conn = None
+        if self.request is not None:
+            self.request.client_gone()
+            self.request = None
+        self.transport.loseConnection()
+
+    def request_done(self) -> None:
+        """The response is complete: close, or go on with the next (maybe pipelined) request."""
+        self.request = None
+        conn = self.conn
+        if conn is None:
+            return
+        if self.closing or conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
+            self.conn = None
+            self.transport.loseConnection()
+            return
+        conn.start_next_cycle()
+        # Let the reactor breathe between pipelined requests.
+        reactor.callLater(0, self.process)
+
+
+class ActiveRequest:
+    """One request in flight: its body going out, its response coming back."""
+
+    def __init__(self, protocol: HTTPProtocol, info: RequestInfo, length: int | None) -> None:
+        self.protocol = protocol
+        self.server = protocol.server
+        self.config = protocol.server.config
+        self.info = info
+        self.started_at = time.monotonic()
+        self.reply_channel = self.server.new_reply_channel(self)
+        self.body: list[bytes] = []
+        self.body_size = 0
+        self.body_channel: str | None = None
+        self.chunks: deque[dict] = deque()
+        self.retry_call: Any = None
+        self.timeout_call: Any = None
+        self.sent = False
+        self.finished = False
+        self.response_started = False
+        self.status: int | None = None
+        self.response_size = 0
+        if length is None or length > self.config.body_stream_threshold:
+            # Chunked or large: stream the body through a channel as it arrives.
+            self.body_channel = self.server.channel_layer.new_channel("http.request.body?")
+            self.send_request(b"")
+
+    # -- the request and its body -------------------------------------------------------
+
+    def send_request(self, body: bytes) -> None:
+        message = http_request_message(self.info, self.reply_channel, body, self.body_channel)
+        try:
+            self.server.send("http.request", message)
+        except self.server.ChannelFull:
+            logger.warning("http.request is full: answering %s %s with 503", self.info.method, self.info.path)
+            self.fail(503, "Request queue full.")
+            return
+        except Exception as exc:
+            logger.error("Cannot send http.request (%s: %s): answering 503", type(exc).__name__, exc)
+            self.fail(503, "The channel layer is unavailable.")
+            return
+        self.sent = True
+        self.timeout_call = reactor.callLater(self.config.http_timeout, self.timed_out)
+
+    def body_data(self, data: bytes) -> None:
+        if self.finished:
+            return
+        self.body_size += len(data)
+        if self.body_size > self.config.max_request_body_size:
+            self.fail(413, "Request body too large.")
+            return
+        self.body.append(data)
+        if self.body_channel is not None and sum(map(len, self.body)) >= self.config.body_chunk_size:
+            self.queue_chunk(more=True)
+
+    def body_end(self) -> None:
+        if self.finished:
+            return
+        if self.body_channel is not None:
+            self.queue_chunk(more=False)
+        elif not self.sent:
+            self.send_request(b"".join(self.body))
+            self.body = []
+
+    def queue_chunk(self, more: bool) -> None:
+        data = b"".join(self.body)
+        self.body = []
+        size = self.config.body_chunk_size
+        pieces = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
+        for i, piece in enumerate(pieces):
+            last = i == len(pieces) - 1
+            self.chunks.append({"content": piece, "more_content": more or not last})
+        self.flush_chunks()
+
+    def flush_chunks(self) -> None:
+        """Send queued body chunks in order; on ChannelFull, stop reading the socket and retry."""
+        self.retry_call = None
+        while self.chunks and not self.finished:
+            try:
+                self.server.send(self.body_channel, self.chunks[0])
+            except self.server.ChannelFull:
+                if time.monotonic() - self.started_at > self.config.http_timeout:
+                    self.fail(503, "The application did not read the request body in time.")
+                    return
+                self.protocol.transport.pauseProducing()
+                self.retry_call = reactor.callLater(_RETRY_DELAY, self.flush_chunks)
+                return
+            except Exception as exc:
+                logger.error("Cannot send a body chunk (%s: %s)", type(exc).__name__, exc)
+                self.fail(503, "The channel layer is unavailable.")
+                return
+            self.chunks.popleft()
+        if not self.finished:
+            self.protocol.transport.resumeProducing()
+
+    # -- the response ------------------------------------------------------------------
+
+    def handle_reply(self, message: dict) -> None:
+        if self.finished:
+            return
+        try:
+            part = parse_response(message, self.response_started)
+        except BadReply as exc:
+            logger.error("Bad response on %s for %s %s: %s", self.reply_channel, self.info.method, self.info.path, exc)
+            if self.response_started:
+                self.finish()
+                self.protocol.transport.abortConnection()
+            else:
+                self.fail(500, "The application sent an invalid response.")
+            return
+        protocol = self.protocol
+        bodyless = self.info.method == "HEAD"
+        try:
+            if not self.response_started:
+                self.response_started = True
+                self.status = part.status
+                self.cancel_timeout()
+                headers = part.headers
+                bodyless = bodyless or part.status in (204, 304) or part.status < 200
+                if not part.more_content and not _has_framing(headers) and not bodyless:
+                    headers = headers + [(b"content-length", b"%d" % len(part.content))]
+                if not any(name.lower() == b"server" for name, _ in headers):
+                    headers = headers + [(b"server", self.server.server_header)]
+                protocol.send(h11.Response(status_code=part.status, headers=headers, reason=_reason(part.status)))
+            if part.content and not bodyless:
+                self.response_size += len(part.content)
+                protocol.send(h11.Data(data=part.content))
+            if not part.more_content:
+                protocol.send(h11.EndOfMessage())
+                self.finish()
+                protocol.request_done()
+        except h11.LocalProtocolError as exc:
+            logger.error("Invalid response on %s: %s", self.reply_channel, exc)
+            self.finish()
+            protocol.transport.abortConnection()
+
+    def timed_out(self) -> None:
+        self.timeout_call = None
+        if not self.response_started and not self.finished:
+            logger.warning(
+                "No response to %s %s within %ss: answering 503",
+                self.info.method,
+                self.info.path,
+                self.config.http_timeout,
+            )
+            self.fail(503, "Worker server failed to respond within time limit.")
+
+    def fail(self, status: int, text: str) -> None:
+        """Answer with an error, if nothing was sent yet; otherwise drop the connection."""
+        if self.finished:
+            return
+        started = self.response_started
+        self.status = status
+        self.finish()
+        if started:
+            self.protocol.transport.abortConnection()
+        else:
+            self.protocol.respond_error(status, text, close=True)
+
+    def finish(self) -> None:
+        if self.finished:
+            return
+        self.finished = True
+        self.cancel_timeout()
+        if self.retry_call is not None and self.retry_call.active():
+            self.retry_call.cancel()
+        self.server.forget_reply_channel(self.reply_channel)
+        self.server.log_action(
+            "http",
+            "complete",
+            {
+                "path": self.info.path,
+                "status": self.status,
+                "method": self.info.method,
+                "client": "%s:%s" % self.info.client if self.info.client else None,
+                "time_taken": time.monotonic() - self.started_at,
+                "size": self.response_size,
+            },
+        )
+
+    def cancel_timeout(self) -> None:
+        if self.timeout_call is not None and self.timeout_call.active():
+            self.timeout_call.cancel()
+        self.timeout_call = None
+
+    def client_gone(self) -> None:
+        """The client closed the connection before the response was complete."""
+        if self.finished:
+            return
+        self.finished = True
+        self.cancel_timeout()
+        if self.retry_call is not None and self.retry_call.active():
+            self.retry_call.cancel()
+        self.server.forget_reply_channel(self.reply_channel)
+        if self.sent:
+            if self.body_channel is not None and (self.chunks or not self.body_complete()):
+                self.server.send_best_effort(self.body_channel, {"closed": True})
+            self.server.send_best_effort("http.disconnect", http_disconnect_message(self.reply_channel, self.info.path))
+
+    def body_complete(self) -> bool:
+        conn = self.protocol.conn
+        return conn is not None and conn.their_state is h11.DONE
+
+
+def _reason(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
+def _is_websocket_upgrade(event: h11.Request) -> bool:
+    if event.method != b"GET":
+        return False
+    for name, value in event.headers:
+        if name == b"upgrade" and value.lower() == b"websocket":
+            return True
+    return False
+
+
+def _content_length(event: h11.Request) -> int | None:
+    for name, value in event.headers:
+        if name == b"transfer-encoding":
+            return None
+        if name == b"content-length":
+            return int(value)
+    return 0
+
+
+def _has_framing(headers: list[tuple[bytes, bytes]]) -> bool:
+    return any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in headers)

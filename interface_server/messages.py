@@ -1,0 +1,344 @@
+"""Translation between HTTP/WebSocket events and ASGI 1.0 channel messages.
+
+Pure functions with no I/O and no reactor, so every rule is tested directly:
+request parts -> `http.request` / `websocket.connect` messages, and reply
+messages -> validated response parts or WebSocket actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, unquote_to_bytes
+
+Header = tuple[bytes, bytes]
+Address = tuple[str, int] | None
+
+
+class BadRequest(ValueError):
+    """The request cannot be turned into a message; answer 400."""
+
+
+class BadReply(ValueError):
+    """A reply message from the application breaks the message format."""
+
+
+# -- requests ------------------------------------------------------------------------
+
+
+def clean_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[list[bytes]]:
+    """Lowercase names, keep order and duplicates, drop names containing `_`.
+
+    Names with underscores are dropped because WSGI-style environments fold
+    `-` and `_` together, letting a client spoof a proxy's header
+    (CVE-2015-0219).
+    """
+    return [[name.lower(), value] for name, value in raw if b"_" not in name]
+
+
+def split_target(target: bytes) -> tuple[str, bytes]:
+    """Split a request target into (decoded path, raw query string)."""
+    raw_path, _, query = target.partition(b"?")
+    if raw_path.startswith(b"http://") or raw_path.startswith(b"https://"):
+        # absolute-form (proxies): keep only the path
+        slash = raw_path.find(b"/", raw_path.find(b"//") + 2)
+        raw_path = raw_path[slash:] if slash >= 0 else b"/"
+    try:
+        path = unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BadRequest("the request path is not valid UTF-8 once percent-decoded") from None
+    return path, query
+
+
+@dataclass
+class Peer:
+    """Who is on the other end, after proxy headers are applied."""
+
+    client: Address
+    scheme: str
+
+
+def apply_proxy_headers(headers: list[list[bytes]], client: Address, scheme: str) -> Peer:
+    """Take the client address and scheme from X-Forwarded-For/-Port/-Proto.
+
+    Only call this when the server runs behind a proxy that sets them
+    (`--proxy-headers`); the leftmost X-Forwarded-For entry is the client.
+    """
+    forwarded_for = _header(headers, b"x-forwarded-for")
+    if forwarded_for is not None:
+        host = forwarded_for.split(b",")[0].strip().decode("latin-1")
+        port_value = _header(headers, b"x-forwarded-port")
+        try:
+            port = int(port_value) if port_value is not None else 0
+        except ValueError:
+            port = 0
+        client = (host, port)
+    proto = _header(headers, b"x-forwarded-proto")
+    if proto is not None:
+        proto_text = proto.split(b",")[0].strip().decode("latin-1").lower()
+        if proto_text in ("http", "https"):
+            secure = proto_text == "https"
+            scheme = ("wss" if secure else "ws") if scheme in ("ws", "wss") else proto_text
+    return Peer(client, scheme)
+
+
+def _header(headers: list[list[bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None
+
+
+def root_path(headers: list[list[bytes]], default: str) -> tuple[str, list[list[bytes]]]:
+    """The root path: a `Daphne-Root-Path` header (URL-encoded, set by a proxy) overrides `default`.
+
+    The header is removed from what the application sees.
+    """
+    value = _header(headers, b"daphne-root-path")
+    if value is None:
+        return default, headers
+    return unquote(value.decode("latin-1")), [h for h in headers if h[0] != b"daphne-root-path"]
+
+
+def _address(address: Address) -> list[Any] | None:
+    return [address[0], address[1]] if address is not None else None
+
+
+@dataclass
+class RequestInfo:
+    """What the server knows about one HTTP request or WebSocket handshake."""
+
+    method: str
+    http_version: str
+    target: bytes
+    headers: list[list[bytes]]
+    client: Address
+    server: Address
+    scheme: str
+    root_path: str = ""
+    path: str = field(init=False)
+    query_string: bytes = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.path, self.query_string = split_target(self.target)
+
+
+def build_request_info(
+    method: bytes,
+    http_version: bytes,
+    target: bytes,
+    raw_headers: Iterable[tuple[bytes, bytes]],
+    client: Address,
+    server: Address,
+    scheme: str,
+    default_root_path: str = "",
+    proxy_headers: bool = False,
+) -> RequestInfo:
+    """Everything a request message needs, from the parsed request line and headers."""
+    headers = clean_headers(raw_headers)
+    if proxy_headers:
+        peer = apply_proxy_headers(headers, client, scheme)
+        client, scheme = peer.client, peer.scheme
+    path_root, headers = root_path(headers, default_root_path)
+    try:
+        method_text = method.decode("ascii").upper()
+    except UnicodeDecodeError:
+        raise BadRequest("the request method is not ASCII") from None
+    return RequestInfo(
+        method=method_text,
+        http_version=http_version.decode("ascii", "replace"),
+        target=target,
+        headers=headers,
+        client=client,
+        server=server,
+        scheme=scheme,
+        root_path=path_root,
+    )
+
+
+def http_request_message(
+    info: RequestInfo, reply_channel: str, body: bytes = b"", body_channel: str | None = None
+) -> dict[str, Any]:
+    """The `http.request` message for a request."""
+    message: dict[str, Any] = {
+        "reply_channel": reply_channel,
+        "http_version": info.http_version,
+        "method": info.method,
+        "scheme": info.scheme,
+        "path": info.path,
+        "query_string": info.query_string,
+        "root_path": info.root_path,
+        "headers": info.headers,
+        "body": body,
+        "client": _address(info.client),
+        "server": _address(info.server),
+    }
+    if body_channel is not None:
+        message["body_channel"] = body_channel
+    return message
+
+
+def http_disconnect_message(reply_channel: str, path: str) -> dict[str, Any]:
+    return {"reply_channel": reply_channel, "path": path}
+
+
+def websocket_connect_message(info: RequestInfo, reply_channel: str) -> dict[str, Any]:
+    """The `websocket.connect` message (order 0) for a handshake."""
+    return {
+        "reply_channel": reply_channel,
+        "scheme": info.scheme,
+        "path": info.path,
+        "query_string": info.query_string,
+        "root_path": info.root_path,
+        "headers": info.headers,
+        "client": _address(info.client),
+        "server": _address(info.server),
+        "order": 0,
+    }
+
+
+def websocket_receive_message(reply_channel: str, path: str, order: int, payload: bytes, binary: bool) -> dict:
+    if binary:
+        return {"reply_channel": reply_channel, "path": path, "order": order, "bytes": payload, "text": None}
+    return {
+        "reply_channel": reply_channel,
+        "path": path,
+        "order": order,
+        "bytes": None,
+        "text": payload.decode("utf-8"),
+    }
+
+
+def websocket_disconnect_message(reply_channel: str, path: str, order: int, code: int) -> dict:
+    return {"reply_channel": reply_channel, "path": path, "order": order, "code": code}
+
+
+# -- HTTP replies ------------------------------------------------------------------------
+
+
+@dataclass
+class ResponsePart:
+    """One validated `http.response` message (or chunk)."""
+
+    status: int | None
+    headers: list[tuple[bytes, bytes]]
+    content: bytes
+    more_content: bool
+
+
+_RESPONSE_KEYS = {"status", "headers", "content", "more_content", "status_text"}
+
+
+def parse_response(message: Mapping[str, Any], started: bool) -> ResponsePart:
+    """Validate an `http.response` message; `started` says whether a status was already sent."""
+    if not isinstance(message, Mapping):
+        raise BadReply(f"a response message must be a dict, not {type(message).__name__}")
+    unknown = set(message) - _RESPONSE_KEYS
+    if unknown:
+        raise BadReply(f"unknown keys in a response message: {sorted(unknown)}")
+    status = message.get("status")
+    if started and status is not None:
+        raise BadReply("got a second response message with a status")
+    if not started:
+        if status is None:
+            raise BadReply("the first response message needs a status")
+        if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 999:
+            raise BadReply(f"status must be an int between 100 and 999, not {status!r}")
+    headers = _response_headers(message.get("headers", ())) if not started else []
+    if started and message.get("headers"):
+        raise BadReply("headers can only be sent with the status")
+    content = message.get("content", b"")
+    if not isinstance(content, bytes):
+        raise BadReply(f"content must be bytes, not {type(content).__name__}")
+    more = message.get("more_content", False)
+    if not isinstance(more, bool):
+        raise BadReply(f"more_content must be a bool, not {more!r}")
+    return ResponsePart(status, headers, content, more)
+
+
+def _response_headers(headers: Any) -> list[tuple[bytes, bytes]]:
+    if isinstance(headers, Mapping):
+        headers = list(headers.items())
+    out = []
+    try:
+        for name, value in headers:
+            name_b = name.encode("latin-1") if isinstance(name, str) else name
+            value_b = value.encode("latin-1") if isinstance(value, str) else value
+            if not isinstance(name_b, bytes) or not isinstance(value_b, bytes):
+                raise BadReply(f"header {name!r} must be bytes or str")
+            if b"\r" in value_b or b"\n" in value_b or b"\r" in name_b or b"\n" in name_b:
+                raise BadReply(f"header {name!r} contains a line break")
+            out.append((name_b, value_b))
+    except (TypeError, ValueError) as exc:
+        if isinstance(exc, BadReply):
+            raise
+        raise BadReply(f"headers must be a list of [name, value] pairs, not {headers!r}") from None
+    return out
+
+
+# -- WebSocket replies -------------------------------------------------------------------
+
+_WS_KEYS = {"bytes", "text", "close", "accept"}
+
+
+@dataclass
+class WebSocketActions:
+    """What to do with one reply message on a WebSocket, in order."""
+
+    accept: bool = False
+    reject: bool = False
+    send: list[tuple[bytes, bool]] = field(default_factory=list)  # (payload, is_binary)
+    close: int | None = None
+
+
+def websocket_actions(message: Mapping[str, Any], connecting: bool) -> WebSocketActions:
+    """The ASGI 1.0 accept/reject/send/close matrix for one reply message.
+
+    While the handshake is pending: `accept: True` accepts; `accept: False`
+    rejects and ignores any data; data alone accepts implicitly; `close`
+    alone rejects (HTTP 403), `close` with data accepts, sends, then closes.
+    Once open, data is sent, then `close` closes; `accept` is ignored.
+    """
+    if not isinstance(message, Mapping):
+        raise BadReply(f"a WebSocket reply must be a dict, not {type(message).__name__}")
+    unknown = set(message) - _WS_KEYS
+    if unknown:
+        raise BadReply(f"unknown keys in a WebSocket reply: {sorted(unknown)}")
+    data = message.get("bytes")
+    text = message.get("text")
+    if data is not None and text is not None:
+        raise BadReply("a WebSocket reply cannot carry both bytes and text")
+    if data is not None and not isinstance(data, bytes):
+        raise BadReply(f"'bytes' must be bytes, not {type(data).__name__}")
+    if text is not None and not isinstance(text, str):
+        raise BadReply(f"'text' must be str, not {type(text).__name__}")
+    actions = WebSocketActions()
+    payload = (data, True) if data else ((text.encode("utf-8"), False) if text else None)
+    close = _close_code(message.get("close", False))
+    if connecting:
+        accept = message.get("accept")
+        if accept is False:
+            actions.reject = True
+            return actions
+        if accept or payload is not None:
+            actions.accept = True
+        elif close is not None:
+            actions.reject = True
+            return actions
+        else:
+            return actions
+    if payload is not None:
+        actions.send.append(payload)
+    actions.close = close
+    return actions
+
+
+def _close_code(close: Any) -> int | None:
+    if close is False or close is None or close == 0:
+        return None
+    if close is True:
+        return 1000
+    if isinstance(close, int) and (close == 1000 or 3000 <= close <= 4999):
+        return close
+    raise BadReply(f"close must be True or a code (1000 or 3000-4999), not {close!r}")

@@ -1,0 +1,191 @@
+"""The server: listening endpoints, reply routing, timeouts and graceful shutdown."""
+
+from __future__ import annotations
+
+import logging
+import random
+import string
+from typing import Any, Protocol
+
+from twisted.internet import defer, reactor
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.protocol import Factory
+
+from .access import ActionLogger
+from .config import ServerConfig
+from .replies import Batch, ReplyReader
+
+logger = logging.getLogger("interface_server")
+
+_LETTERS = string.ascii_letters
+_RANDOM = random.SystemRandom()
+
+
+def _random(length: int) -> str:
+    return "".join(_RANDOM.choices(_LETTERS, k=length))
+
+
+class ReplyHandler(Protocol):
+    def handle_reply(self, message: dict) -> None: ...
+
+
+class Server:
+    """Terminates HTTP and WebSocket and turns every event into a channel message.
+
+    `channel_layer` is any object with the ASGI 1.0 layer API (`send`,
+    `receive`, `ChannelFull`); replies are read from this process's own
+    `prefix!` channel by a single blocking reader thread.
+    """
+
+    def __init__(
+        self,
+        channel_layer: Any,
+        config: ServerConfig | None = None,
+        action_logger: ActionLogger | None = None,
+    ) -> None:
+        self.channel_layer = channel_layer
+        self.config = config or ServerConfig()
+        self.action_logger = action_logger
+        if self.config.websocket_timeout is None:
+            self.websocket_timeout = float(getattr(channel_layer, "group_expiry", 86400))
+        else:
+            self.websocket_timeout = self.config.websocket_timeout
+        self.reply_prefix = f"interface.response.{_random(10)}!"
+        self.server_header = self.config.server_name.encode("ascii")
+        self.reply_handlers: dict[str, ReplyHandler] = {}
+        self.connections: set[Any] = set()
+        self.listening_ports: list[Any] = []
+        self.shutting_down = False
+        self.reader: ReplyReader | None = None
+        self.ChannelFull = getattr(channel_layer, "ChannelFull", None) or _NeverRaised
+        from .http_protocol import HTTPFactory
+
+        self.factory: Factory = HTTPFactory(self)
+
+    # -- reply channels ----------------------------------------------------------
+
+    def new_reply_channel(self, handler: ReplyHandler) -> str:
+        channel = self.reply_prefix + _random(12)
+        self.reply_handlers[channel] = handler
+        return channel
+
+    def forget_reply_channel(self, channel: str | None) -> None:
+        if channel is not None:
+            self.reply_handlers.pop(channel, None)
+
+    def deliver_replies(self, batch: Batch) -> None:
+        """Hand each reply to its connection (runs in the reactor thread)."""
+        for channel, message in batch:
+            handler = self.reply_handlers.get(channel)
+            if handler is None:
+                logger.debug("Dropped a reply for %s: no such client (gone, or a stale group member)", channel)
+                continue
+            try:
+                handler.handle_reply(message)
+            except Exception:
+                logger.exception("Failed to deliver a reply on %s", channel)
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(self, channel: str, message: dict) -> None:
+        """Send to the layer; ChannelFull and connection errors are the caller's to handle."""
+        self.channel_layer.send(channel, message)
+
+    def send_best_effort(self, channel: str, message: dict) -> bool:
+        """Send a message nobody can retry (disconnects): failures are logged, never raised."""
+        try:
+            self.channel_layer.send(channel, message)
+            return True
+        except Exception as exc:
+            logger.warning("Could not send to %s (%s: %s); dropped", channel, type(exc).__name__, exc)
+            return False
+
+    def log_action(self, protocol: str, action: str, details: dict) -> None:
+        if self.action_logger is not None:
+            try:
+                self.action_logger(protocol, action, details)
+            except Exception:
+                logger.exception("The action logger failed")
+
+    # -- running -------------------------------------------------------------------
+
+    def listen(self) -> defer.Deferred:
+        """Start listening on every endpoint and file descriptor; fires when all are bound."""
+        deferreds = []
+        for description in self.config.endpoints:
+            endpoint = serverFromString(reactor, description)
+            deferreds.append(endpoint.listen(self.factory).addCallback(self._listening, description))
+        for fd in self.config.fds:
+            port = reactor.adoptStreamPort(fd, _socket_family(fd), self.factory)
+            self._listening(port, f"fd:{fd}")
+        return defer.gatherResults(deferreds, consumeErrors=True)
+
+    def _listening(self, port: Any, description: str) -> Any:
+        self.listening_ports.append(port)
+        logger.info("Listening on %s", description)
+        return port
+
+    def start(self) -> defer.Deferred:
+        """Listen, start the reply reader and arrange a graceful stop on shutdown."""
+        self.reader = ReplyReader(self.channel_layer, self.reply_prefix, self.deliver_replies, reactor.callFromThread)
+        self.reader.start()
+        reactor.addSystemEventTrigger("before", "shutdown", self.graceful_shutdown)
+        return self.listen()
+
+    def run(self) -> None:
+        """Start and run the reactor until SIGTERM/SIGINT (handled gracefully)."""
+
+        def failed(failure):
+            logger.error(
+                "Cannot listen: %s",
+                failure.value.subFailure.getErrorMessage()
+                if hasattr(failure.value, "subFailure")
+                else failure.getErrorMessage(),
+            )
+            self.exit_code = 1
+            reactor.stop()
+
+        self.exit_code = 0
+        reactor.callWhenRunning(lambda: self.start().addErrback(failed))
+        reactor.run()
+
+    def graceful_shutdown(self) -> defer.Deferred:
+        """Stop accepting, let in-flight HTTP finish (up to the grace period), close WebSockets with 1001."""
+        self.shutting_down = True
+        logger.info("Shutting down: %d connections open", len(self.connections))
+        stopped = [defer.maybeDeferred(port.stopListening) for port in self.listening_ports]
+        self.listening_ports = []
+        for connection in list(self.connections):
+            connection.begin_shutdown()
+        done = defer.Deferred()
+        deadline = reactor.seconds() + self.config.shutdown_grace
+
+        def check() -> None:
+            if not self.connections or reactor.seconds() >= deadline:
+                for connection in list(self.connections):
+                    connection.abort()
+                if self.reader is not None:
+                    self.reader.stop()
+                done.callback(None)
+            else:
+                reactor.callLater(0.05, check)
+
+        check()
+        return defer.gatherResults(stopped + [done], consumeErrors=True)
+
+    def stop(self) -> None:
+        reactor.callFromThread(reactor.stop)
+
+
+class _NeverRaised(Exception):
+    pass
+
+
+def _socket_family(fd: int) -> int:
+    import socket
+
+    sock = socket.socket(fileno=fd)
+    try:
+        return sock.family
+    finally:
+        sock.detach()

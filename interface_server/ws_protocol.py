@@ -1,0 +1,211 @@
+"""WebSocket connections: Autobahn does the framing, this module the channel messages.
+
+The handshake is held open (Autobahn's `onConnect` returns a Deferred)
+until the application accepts or rejects on the reply channel, or
+`--websocket-connect-timeout` passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.types import ConnectionDeny
+from twisted.internet import defer, reactor
+
+from .messages import (
+    BadReply,
+    RequestInfo,
+    websocket_actions,
+    websocket_connect_message,
+    websocket_disconnect_message,
+    websocket_receive_message,
+)
+
+if TYPE_CHECKING:
+    from .server import Server
+
+logger = logging.getLogger("interface_server.websocket")
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_ABNORMAL = 1006
+CLOSE_TRY_AGAIN_LATER = 1013
+CLOSE_INTERNAL_ERROR = 1011
+
+
+def make_websocket_factory(server: Server) -> WebSocketServerFactory:
+    config = server.config
+    factory = WebSocketServerFactory(server=config.server_name)
+    factory.protocol = WebSocketProtocol
+    factory.setProtocolOptions(
+        autoPingInterval=config.ping_interval,
+        autoPingTimeout=config.ping_timeout,
+        # Our own connect timer decides (and logs why); Autobahn's is only a backstop.
+        openHandshakeTimeout=config.websocket_connect_timeout + 5,
+        maxMessagePayloadSize=config.max_ws_message_size,
+        maxFramePayloadSize=config.max_ws_message_size,
+        allowNullOrigin=True,
+    )
+    return factory
+
+
+class WebSocketProtocol(WebSocketServerProtocol):
+    """One WebSocket client: `websocket.connect/receive/disconnect` out, replies in."""
+
+    def setup(self, server: Server, info: RequestInfo) -> None:
+        self.server = server
+        self.info = info
+        self.reply_channel: str | None = None
+        self.order = 0
+        self.handshake: defer.Deferred | None = None
+        self.subprotocol: str | None = None
+        self.connect_timer: Any = None
+        self.lifetime_timer: Any = None
+        self.connect_sent = False
+        self.disconnect_sent = False
+        self.opened = False
+        self.muted = False
+
+    def _details(self) -> dict:
+        client = "%s:%s" % self.info.client if self.info.client else None
+        return {"path": self.info.path, "client": client}
+
+    # -- handshake ---------------------------------------------------------------------
+
+    def onConnect(self, request: Any) -> defer.Deferred:
+        self.server.connections.add(self)
+        self.reply_channel = self.server.new_reply_channel(self)
+        wanted = self.server.config.ws_protocols
+        self.subprotocol = next((p for p in request.protocols if p in wanted), None)
+        try:
+            self.server.send("websocket.connect", websocket_connect_message(self.info, self.reply_channel))
+        except self.server.ChannelFull:
+            logger.warning("websocket.connect is full: rejecting %s with 503", self.info.path)
+            self.server.forget_reply_channel(self.reply_channel)
+            raise ConnectionDeny(503, "Connection queue full") from None
+        except Exception as exc:
+            logger.error("Cannot send websocket.connect (%s: %s): rejecting with 503", type(exc).__name__, exc)
+            self.server.forget_reply_channel(self.reply_channel)
+            raise ConnectionDeny(503, "Channel layer unavailable") from None
+        self.connect_sent = True
+        self.server.log_action("websocket", "connecting", self._details())
+        self.handshake = defer.Deferred()
+        self.connect_timer = reactor.callLater(self.server.config.websocket_connect_timeout, self._connect_timed_out)
+        return self.handshake
+
+    def _connect_timed_out(self) -> None:
+        self.connect_timer = None
+        if self.handshake is not None:
+            self._reject(f"not accepted within {self.server.config.websocket_connect_timeout}s")
+
+    def _accept(self) -> None:
+        handshake, self.handshake = self.handshake, None
+        self._cancel_connect_timer()
+        handshake.callback(self.subprotocol)
+
+    def _reject(self, why: str, code: int = 403) -> None:
+        handshake, self.handshake = self.handshake, None
+        self._cancel_connect_timer()
+        logger.info("WebSocket %s from %s rejected: %s", self.info.path, self._details()["client"], why)
+        self.server.log_action("websocket", "rejected", self._details())
+        handshake.errback(ConnectionDeny(code, why))
+
+    def _cancel_connect_timer(self) -> None:
+        if self.connect_timer is not None and self.connect_timer.active():
+            self.connect_timer.cancel()
+        self.connect_timer = None
+
+    # -- replies -------------------------------------------------------------------------
+
+    def handle_reply(self, message: dict) -> None:
+        connecting = self.handshake is not None
+        try:
+            actions = websocket_actions(message, connecting)
+        except BadReply as exc:
+            logger.error("Bad WebSocket reply on %s: %s", self.reply_channel, exc)
+            if connecting:
+                self._reject("the application sent an invalid reply", 500)
+            elif self.opened:
+                self.sendClose(CLOSE_INTERNAL_ERROR)
+            return
+        if actions.reject:
+            self._reject("rejected by the application")
+            return
+        if actions.accept:
+            self._accept()
+        if not self.opened:
+            return
+        for payload, binary in actions.send:
+            self.sendMessage(payload, binary)
+        if actions.close is not None:
+            self.sendClose(actions.close)
+
+    # -- events from the client ------------------------------------------------------------
+
+    def onOpen(self) -> None:
+        self.opened = True
+        self.server.log_action("websocket", "connected", self._details())
+        timeout = self.server.websocket_timeout
+        if timeout and timeout > 0:
+            self.lifetime_timer = reactor.callLater(timeout, self._lifetime_over)
+
+    def _lifetime_over(self) -> None:
+        self.lifetime_timer = None
+        logger.info(
+            "WebSocket %s reached its maximum lifetime of %ss: closing",
+            self.reply_channel,
+            self.server.websocket_timeout,
+        )
+        self.sendClose(1000)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if self.muted:
+            return
+        self.order += 1
+        message = websocket_receive_message(self.reply_channel, self.info.path, self.order, payload, isBinary)
+        try:
+            self.server.send("websocket.receive", message)
+        except self.server.ChannelFull:
+            logger.warning("websocket.receive is full: closing %s with 1013", self.reply_channel)
+            self.muted = True
+            self.sendClose(CLOSE_TRY_AGAIN_LATER)
+        except Exception as exc:
+            logger.error(
+                "Cannot send websocket.receive (%s: %s): closing %s", type(exc).__name__, exc, self.reply_channel
+            )
+            self.muted = True
+            self.sendClose(CLOSE_TRY_AGAIN_LATER)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self.server.connections.discard(self)
+        self._cancel_connect_timer()
+        if self.lifetime_timer is not None and self.lifetime_timer.active():
+            self.lifetime_timer.cancel()
+        self.lifetime_timer = None
+        self.handshake = None
+        self._send_disconnect(code or CLOSE_ABNORMAL)
+        self.server.forget_reply_channel(self.reply_channel)
+        if self.opened:
+            self.server.log_action("websocket", "disconnected", self._details())
+
+    def _send_disconnect(self, code: int) -> None:
+        if self.connect_sent and not self.disconnect_sent:
+            self.disconnect_sent = True
+            message = websocket_disconnect_message(self.reply_channel, self.info.path, self.order + 1, code)
+            self.server.send_best_effort("websocket.disconnect", message)
+
+    # -- server shutdown -----------------------------------------------------------------
+
+    def begin_shutdown(self) -> None:
+        """Tell the application first, then close with 1001 (going away)."""
+        self._send_disconnect(CLOSE_GOING_AWAY)
+        if self.handshake is not None:
+            self._reject("the server is shutting down", 503)
+        elif self.opened:
+            self.sendClose(CLOSE_GOING_AWAY)
+        else:
+            self.dropConnection(abort=True)
+
+    def abort(self) -> None:
+        self.dropConnection(abort=True)
