@@ -1,0 +1,38 @@
+"""Fixtures for interface-server tests: a server subprocess over Redis, and the layer to play the worker."""
+
+from __future__ import annotations
+
+import pytest
+
+from channels_core.layers import RedisChannelLayer
+
+from .harness import ServerProcess, layer_env
+
+
+@pytest.fixture
+def worker_layer(redis_url, key_prefix):
+    """The test's side of the channel layer: it plays the worker."""
+    layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix, blocking_timeout=1, capacity=1000)
+    yield layer
+    layer.flush()
+    layer.close()
+
+
+@pytest.fixture
+def start_server(redis_url, key_prefix):
+    """Start `interface-server tests.interface_server.layers:redis_layer` with extra arguments.
+
+    Layer options (e.g. capacity) go in `layer_options`; every server is stopped afterwards.
+    """
+    servers = []
+
+    def start(*args, layer_options=None, env=None, layer_path="tests.interface_server.layers:redis_layer",
+              wait_for="Listening on", **kwargs):
+        full_env = {"TEST_REDIS_URL": redis_url, **layer_env(key_prefix, **(layer_options or {})), **(env or {})}
+        server = ServerProcess(layer_path, list(args), env=full_env, **kwargs)
+        servers.append(server)
+        return server.start(wait_for=wait_for)
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,0 +1,28 @@
+"""The shortest path through the real server: one request, one reply, both layers."""
+
+from __future__ import annotations
+
+import threading
+import urllib.request
+
+
+def test_http_request_round_trip_over_redis(start_server, worker_layer):
+    server = start_server()
+
+    def worker():
+        channel, message = worker_layer.receive(["http.request"], block=True)
+        worker_layer.send(message["reply_channel"], {"status": 201, "content": b"made " + message["path"].encode()})
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    with urllib.request.urlopen(server.url + "/thing?a=1", timeout=5) as response:
+        assert response.status == 201
+        assert response.read() == b"made /thing"
+    thread.join(5)
+
+
+def test_http_request_round_trip_in_memory(start_server):
+    server = start_server(layer_path="tests.interface_server.inmemory_echo:channel_layer")
+    request = urllib.request.Request(server.url + "/echo", data=b"x" * 300_000, method="POST")
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.read() == b"/echo\n" + b"x" * 300_000
