@@ -92,15 +92,6 @@ def test_bad_options_are_clear_errors(options, message):
         RedisChannelLayer(**options)
 
 
-def test_importing_layers_needs_neither_django_nor_twisted():
-    import subprocess
-    import sys
-
-    code = "import sys, channels_core.layers; print(sorted(m for m in ('django', 'twisted') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
-
-
 # -- keyspace ----------------------------------------------------------------------
 
 

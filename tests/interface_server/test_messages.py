@@ -1,0 +1,258 @@
+"""Property-based tests of the request -> message and reply -> action translation (no reactor)."""
+
+from __future__ import annotations
+
+import string
+from urllib.parse import quote
+
+import h11
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from interface_server.messages import (
+    BadReply,
+    BadRequest,
+    apply_proxy_headers,
+    build_request_info,
+    clean_headers,
+    http_request_message,
+    parse_response,
+    split_target,
+    websocket_actions,
+    websocket_connect_message,
+)
+
+TOKEN = st.text(alphabet=string.ascii_letters + string.digits + "-_", min_size=1, max_size=12)
+HEADER_VALUE = st.binary(max_size=30).map(lambda b: bytes(c for c in b if 32 <= c < 127).strip())
+HEADERS = st.lists(st.tuples(TOKEN.map(str.encode), HEADER_VALUE), max_size=10)
+PATH_SEGMENT = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8)
+PATHS = st.lists(PATH_SEGMENT, max_size=4).map(lambda parts: "/" + "/".join(parts))
+QUERIES = st.binary(max_size=30).map(lambda b: quote(b, safe="=&").encode())
+
+
+@given(HEADERS)
+def test_clean_headers_lowercases_keeps_order_and_duplicates_and_drops_underscores(raw):
+    cleaned = clean_headers(raw)
+    expected = [[name.lower(), value] for name, value in raw if b"_" not in name]
+    assert cleaned == expected
+    assert all(name == name.lower() and b"_" not in name for name, _ in cleaned)
+
+
+@given(PATHS, QUERIES)
+def test_split_target_decodes_the_path_and_keeps_the_query_raw(path, query):
+    target = quote(path.encode("utf-8")).encode("ascii") + (b"?" + query if query else b"")
+    decoded, raw_query = split_target(target)
+    assert decoded == path
+    assert raw_query == query
+
+
+def test_split_target_rejects_paths_that_are_not_utf8():
+    with pytest.raises(BadRequest):
+        split_target(b"/%ff%fe")
+
+
+def test_absolute_form_targets_keep_only_the_path():
+    assert split_target(b"http://example.com/a/b?x=1") == ("/a/b", b"x=1")
+    assert split_target(b"https://example.com") == ("/", b"")
+
+
+REQUESTS = st.fixed_dictionaries(
+    {
+        "method": st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
+        "path": PATHS,
+        "query": QUERIES,
+        "headers": HEADERS,
+        "body": st.binary(max_size=200),
+    }
+)
+
+
+def _wire(request) -> bytes:
+    target = quote(request["path"].encode()).encode() + (b"?" + request["query"] if request["query"] else b"")
+    lines = [b"%s %s HTTP/1.1" % (request["method"].encode(), target), b"host: example.com"]
+    lines += [name + b": " + value for name, value in request["headers"] if name.lower() not in _FRAMING]
+    lines.append(b"content-length: %d" % len(request["body"]))
+    return b"\r\n".join(lines) + b"\r\n\r\n" + request["body"]
+
+
+_FRAMING = {b"host", b"content-length", b"transfer-encoding", b"connection", b"expect", b"upgrade"}
+
+
+@given(REQUESTS)
+def test_a_request_parsed_from_the_wire_becomes_the_right_message(request):
+    conn = h11.Connection(h11.SERVER)
+    conn.receive_data(_wire(request))
+    event = conn.next_event()
+    info = build_request_info(
+        event.method,
+        event.http_version,
+        event.target,
+        event.headers.raw_items(),
+        ("10.0.0.7", 5555),
+        ("127.0.0.1", 8000),
+        "http",
+        "/root",
+    )
+    message = http_request_message(info, "interface.response.abc!def", request["body"])
+    assert message["method"] == request["method"]
+    assert message["path"] == request["path"]
+    assert message["query_string"] == request["query"]
+    assert message["http_version"] == "1.1"
+    assert message["scheme"] == "http" and message["root_path"] == "/root"
+    assert message["client"] == ["10.0.0.7", 5555] and message["server"] == ["127.0.0.1", 8000]
+    sent = [[n.lower(), v] for n, v in request["headers"] if n.lower() not in _FRAMING and b"_" not in n]
+    assert [h for h in message["headers"] if h[0] not in _FRAMING] == sent
+    assert message["body"] == request["body"]
+    assert "body_channel" not in message
+
+
+def test_daphne_root_path_header_overrides_and_is_removed():
+    info = build_request_info(
+        b"GET", b"1.1", b"/x", [(b"Daphne-Root-Path", b"/my%20app"), (b"Accept", b"*/*")], None, None, "http", "/cli"
+    )
+    assert info.root_path == "/my app"
+    assert info.headers == [[b"accept", b"*/*"]]
+
+
+@given(
+    host=st.ip_addresses().map(str),
+    port=st.one_of(st.none(), st.integers(1, 65535)),
+    proto=st.sampled_from([None, b"https", b"http", b"HTTPS", b"gopher"]),
+    scheme=st.sampled_from(["http", "ws"]),
+)
+def test_proxy_headers(host, port, proto, scheme):
+    headers = [[b"x-forwarded-for", f"{host}, 10.9.9.9".encode()]]
+    if port is not None:
+        headers.append([b"x-forwarded-port", str(port).encode()])
+    if proto is not None:
+        headers.append([b"x-forwarded-proto", proto])
+    peer = apply_proxy_headers(headers, ("127.0.0.1", 1), scheme)
+    assert peer.client == (host, port or 0)
+    secure = proto is not None and proto.lower() == b"https"
+    plain = proto is not None and proto.lower() == b"http"
+    if scheme == "ws":
+        assert peer.scheme == ("wss" if secure else "ws")
+    else:
+        assert peer.scheme == ("https" if secure else "http" if plain or proto is None else scheme)
+
+
+def test_proxy_headers_absent_leave_the_peer_alone():
+    assert apply_proxy_headers([], ("1.2.3.4", 5), "http").client == ("1.2.3.4", 5)
+
+
+def test_websocket_connect_message_keys():
+    info = build_request_info(
+        b"GET", b"1.1", b"/chat/%C3%A9?room=1", [(b"Origin", b"null")], ("1.1.1.1", 2), ("127.0.0.1", 80), "ws"
+    )
+    message = websocket_connect_message(info, "r!x")
+    assert message == {
+        "reply_channel": "r!x",
+        "scheme": "ws",
+        "path": "/chat/é",
+        "query_string": b"room=1",
+        "root_path": "",
+        "headers": [[b"origin", b"null"]],
+        "client": ["1.1.1.1", 2],
+        "server": ["127.0.0.1", 80],
+        "order": 0,
+    }
+
+
+# -- responses ---------------------------------------------------------------------------
+
+RESPONSE_HEADERS = st.lists(st.tuples(TOKEN, st.text(alphabet=string.printable.strip(), max_size=20)), max_size=5)
+
+
+@given(st.integers(100, 999), RESPONSE_HEADERS, st.binary(max_size=50), st.booleans())
+def test_valid_first_responses_parse(status, headers, content, more):
+    part = parse_response({"status": status, "headers": headers, "content": content, "more_content": more}, False)
+    assert part.status == status and part.content == content and part.more_content is more
+    assert part.headers == [(n.encode(), v.encode()) for n, v in headers]
+
+
+@pytest.mark.parametrize(
+    "message, started, error",
+    [
+        ({}, False, "needs a status"),
+        ({"status": "200"}, False, "status must be an int"),
+        ({"status": True}, False, "status must be an int"),
+        ({"status": 200, "content": "text"}, False, "content must be bytes"),
+        ({"status": 200, "more_content": 1}, False, "more_content"),
+        ({"status": 200, "headers": [["a"]]}, False, "pairs"),
+        ({"status": 200, "headers": [["x", "a\r\nb"]]}, False, "line break"),
+        ({"status": 200, "bogus": 1}, False, "unknown keys"),
+        ({"status": 200}, True, "second response"),
+        ({"content": b"x", "headers": [["a", "b"]]}, True, "only be sent with the status"),
+        ("not a dict", False, "must be a dict"),
+    ],
+)
+def test_invalid_responses_are_bad_replies(message, started, error):
+    with pytest.raises(BadReply, match=error):
+        parse_response(message, started)
+
+
+# -- the WebSocket handshake matrix --------------------------------------------------------
+
+MATRIX = [
+    # message, connecting -> accept, reject, sends, close
+    ({"accept": True}, True, (True, False, [], None)),
+    ({"accept": False}, True, (False, True, [], None)),
+    ({"accept": False, "text": "x"}, True, (False, True, [], None)),
+    ({"text": "hi"}, True, (True, False, [(b"hi", False)], None)),
+    ({"bytes": b"\x00"}, True, (True, False, [(b"\x00", True)], None)),
+    ({"close": True}, True, (False, True, [], None)),
+    ({"close": 4001}, True, (False, True, [], None)),
+    ({"text": "bye", "close": True}, True, (True, False, [(b"bye", False)], 1000)),
+    ({"accept": True, "close": 4002}, True, (True, False, [], 4002)),
+    ({}, True, (False, False, [], None)),
+    ({"text": "x"}, False, (False, False, [(b"x", False)], None)),
+    ({"accept": True, "text": "x"}, False, (False, False, [(b"x", False)], None)),
+    ({"accept": False}, False, (False, False, [], None)),
+    ({"close": True}, False, (False, False, [], 1000)),
+    ({"bytes": b"z", "close": 3000}, False, (False, False, [(b"z", True)], 3000)),
+]
+
+
+@pytest.mark.parametrize("message, connecting, expected", MATRIX)
+def test_websocket_handshake_matrix(message, connecting, expected):
+    actions = websocket_actions(message, connecting)
+    assert (actions.accept, actions.reject, actions.send, actions.close) == expected
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"text": "a", "bytes": b"b"},
+        {"text": b"bytes"},
+        {"bytes": "text"},
+        {"close": 1001},
+        {"close": 2999},
+        {"close": "soon"},
+        {"nope": 1},
+        ["list"],
+    ],
+)
+def test_invalid_websocket_replies(message):
+    with pytest.raises(BadReply):
+        websocket_actions(message, connecting=False)
+
+
+@given(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "accept": st.booleans(),
+            "text": st.text(max_size=5),
+            "close": st.sampled_from([False, True, 1000, 4000]),
+        },
+    ),
+    st.booleans(),
+)
+def test_websocket_actions_never_accept_and_reject_at_once(message, connecting):
+    actions = websocket_actions(message, connecting)
+    assert not (actions.accept and actions.reject)
+    if actions.reject:
+        assert actions.send == [] and actions.close is None
+    if not connecting:
+        assert not actions.accept and not actions.reject
