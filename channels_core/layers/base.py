@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import random
-import string
+import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
 from . import names
@@ -11,13 +10,10 @@ from .capacity import CapacityRules, Rule
 from .errors import ChannelFull, LayerConnectionError, MessageTooLarge
 from .serialization import Serializer
 
-_RANDOM = random.SystemRandom()
-_LETTERS = string.ascii_letters
-
 
 def random_suffix(length: int = 12) -> str:
-    """Random ASCII letters for new channel names."""
-    return "".join(_RANDOM.choices(_LETTERS, k=length))
+    """A random, unguessable name part of `length` URL-safe characters (valid in channel names)."""
+    return secrets.token_urlsafe(length)[:length]
 
 
 class BaseChannelLayer:

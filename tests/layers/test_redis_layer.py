@@ -263,3 +263,24 @@ def test_works_on_a_server_that_disables_info(key_prefix):
             assert layer.receive(["noinfo.ch"], block=True) == ("noinfo.ch", {"ok": True})
         finally:
             layer.close()
+
+
+def test_blocking_batch_read_is_a_single_blmpop(layer, client):
+    layer.send_many("bm.ch", [{"i": i} for i in range(5)])
+    client.config_resetstat()
+    got = layer.receive_batch(["bm.ch"], 10, block=True)
+    assert [m["i"] for _, m in got] == list(range(5))
+    stats = client.info("commandstats")
+    assert stats["cmdstat_blmpop"]["calls"] == 1
+    assert "cmdstat_evalsha" not in stats and "cmdstat_blpop" not in stats
+
+
+def test_blocking_batch_read_buffers_a_fan_out_beyond_its_limit(layer):
+    members = [f"bmf!s{i}" for i in range(30)]
+    for member in members:
+        layer.group_add("bmf", member)
+    layer.send_group("bmf", {"v": 1})
+    first = layer.receive_batch(["bmf!"], 10, block=True)
+    rest = layer.receive_batch(["bmf!"], 100, block=True)
+    assert len(first) == 10 and len(rest) == 20
+    assert sorted(channel for channel, _ in first + rest) == sorted(members)

@@ -63,6 +63,7 @@ class Shard:
         self._created = 0
         _ALL_SHARDS.add(self)
         self.clock_offset_ms: float | None = None
+        self.version: tuple[int, ...] | None = None
         self._down_since: float | None = None
         self._closed = False
 
@@ -215,10 +216,14 @@ class Shard:
         after = time.time()
         server_ms = int(reply[0]) * 1000 + int(reply[1]) / 1000
         self.clock_offset_ms = server_ms - (before + after) * 500
-        version = _parse_version(info)
+        version = self.version = _parse_version(info)
         if version and version < MIN_REDIS_VERSION:
             found = ".".join(map(str, version))
             raise RuntimeError(f"Redis at {self.label} is version {found}; channels_core needs Redis 5.0 or newer")
+
+    @property
+    def supports_blmpop(self) -> bool:
+        return self.version is not None and self.version >= (7, 0)
 
     def now_ms(self) -> float:
         """The Redis server's clock, as estimated at the last handshake."""
@@ -239,9 +244,13 @@ def _parse_version(info: Any) -> tuple[int, ...] | None:
 
 
 class PendingPop:
-    """A BLPOP sent on a connection and not yet answered."""
+    """A blocking pop sent on a connection and not yet answered.
 
-    def __init__(self, shard: Shard, keys: Sequence[bytes], timeout: float, need_id: bool) -> None:
+    `count` > 1 uses BLMPOP (Redis 7+: up to `count` elements of the first
+    non-empty list in one round trip); otherwise BLPOP.
+    """
+
+    def __init__(self, shard: Shard, keys: Sequence[bytes], timeout: float, need_id: bool, count: int = 1) -> None:
         self.shard = shard
         self.conn = shard.acquire()
         self.client_id: int | None = None
@@ -250,7 +259,10 @@ class PendingPop:
             commands: list[tuple] = []
             if need_id:
                 commands.append(("CLIENT", "ID"))
-            commands.append(("BLPOP", *keys, _format_timeout(timeout)))
+            if count > 1 and shard.supports_blmpop:
+                commands.append(("BLMPOP", _format_timeout(timeout), len(keys), *keys, "LEFT", "COUNT", count))
+            else:
+                commands.append(("BLPOP", *keys, _format_timeout(timeout)))
             self.conn.send_packed_command(self.conn.pack_commands(commands))
             if need_id:
                 self.client_id = self.conn.read_response()
@@ -288,8 +300,8 @@ class PendingPop:
         self.shard.discard(self.conn)
         self.error = self.shard.failed(exc)
 
-    def result(self) -> tuple[bytes, bytes] | None:
-        """Read the reply (call once it is ready) and give the connection back."""
+    def result(self) -> tuple[bytes, list[bytes]] | None:
+        """Read the reply (call once it is ready) and give the connection back: (key, elements)."""
         if self.error is not None:
             raise self.error
         try:
@@ -302,7 +314,9 @@ class PendingPop:
             raise
         self.shard.release(self.conn)
         self.shard.succeeded()
-        return (reply[0], reply[1]) if reply else None
+        if not reply:
+            return None
+        return (reply[0], reply[1]) if isinstance(reply[1], list) else (reply[0], [reply[1]])
 
     def abandon(self) -> None:
         self.shard.discard(self.conn)

@@ -165,7 +165,7 @@ class RedisChannelLayer(BaseChannelLayer):
             if hit:
                 return hit[0]
         plan = self._plan(wanted)
-        got = self._blocking_pop(plan) if block else self._pop(plan, 1)
+        got = self._blocking_pop(plan, 1) if block else self._pop(plan, 1)
         return got[0] if got else (None, None)
 
     def receive_batch(
@@ -173,27 +173,22 @@ class RedisChannelLayer(BaseChannelLayer):
     ) -> list[tuple[str, dict]]:
         """Up to `max_messages` waiting messages, in one round trip per shard.
 
-        With `block=True` and nothing waiting, waits like `receive` for the
-        first message and returns it with whatever else arrived meanwhile.
+        With `block=True`, waits like `receive` until something arrives; on
+        Redis 7+ that is one BLMPOP taking up to `max_messages` at once.
         """
         wanted = names.validate_receive_channels(channels)
         out = self._take_buffered(wanted, max_messages) if self._buffer else []
         if len(out) >= max_messages:
             return out
         plan = self._plan(wanted)
-        try:
-            out += self._pop(plan, max_messages - len(out))
-        except LayerConnectionError:
-            if out or not block:
+        if out or not block:
+            try:
+                return out + self._pop(plan, max_messages - len(out))
+            except LayerConnectionError:
+                if out:
+                    return out
                 raise
-        if not out and block:
-            out = self._blocking_pop(plan)
-            if out and max_messages > 1:
-                try:
-                    out += self._pop(plan, max_messages - 1)
-                except LayerConnectionError:
-                    pass
-        return out
+        return self._blocking_pop(plan, max_messages)
 
     def _pop(self, plan: list[tuple[Shard, list[bytes]]], max_messages: int) -> list[tuple[str, dict]]:
         out: list[tuple[str, dict]] = []
@@ -215,7 +210,7 @@ class RedisChannelLayer(BaseChannelLayer):
             raise error
         return out
 
-    def _blocking_pop(self, plan: list[tuple[Shard, list[bytes]]]) -> list[tuple[str, dict]]:
+    def _blocking_pop(self, plan: list[tuple[Shard, list[bytes]]], limit: int) -> list[tuple[str, dict]]:
         deadline = time.monotonic() + self.blocking_timeout
         backoff = 0.05
         while not self._closed.is_set():
@@ -223,40 +218,46 @@ class RedisChannelLayer(BaseChannelLayer):
             if remaining <= 0:
                 break
             try:
+                for shard, _ in plan:
+                    if shard.clock_offset_ms is None:
+                        shard.handshake()
                 if len(plan) == 1:
-                    popped = self._blpop_one(plan[0], remaining)
+                    popped = self._blpop_one(plan[0], remaining, limit)
                 else:
-                    popped = self._blpop_many(plan, remaining)
+                    popped = self._blpop_many(plan, remaining, limit)
             except LayerConnectionError:
                 self._closed.wait(min(backoff, max(remaining, 0)))
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
             if popped is None:
                 continue
-            key, element, shard = popped
-            got = self._unpack(key, element, shard, shard.now_ms(), 1)
+            key, elements, shard = popped
+            now = shard.now_ms()
+            got: list[tuple[str, dict]] = []
+            for element in elements:
+                got += self._unpack(key, element, shard, now, limit - len(got))
             if got:
                 return got
         return []
 
-    def _blpop_one(self, shard_keys: tuple[Shard, list[bytes]], timeout: float):
+    def _blpop_one(self, shard_keys: tuple[Shard, list[bytes]], timeout: float, count: int):
         shard, keys = shard_keys
         if len(keys) > 1:
             keys = random.sample(keys, len(keys))
-        pending = PendingPop(shard, keys, timeout, need_id=False)
+        pending = PendingPop(shard, keys, timeout, need_id=False, count=count)
         if not pending.wait(timeout + 2.0):
             pending.abandon()
             return None
         reply = pending.result()
         return (reply[0], reply[1], shard) if reply else None
 
-    def _blpop_many(self, plan: list[tuple[Shard, list[bytes]]], timeout: float):
-        """BLPOP on every shard at once; the first reply wins, the others are unblocked."""
+    def _blpop_many(self, plan: list[tuple[Shard, list[bytes]]], timeout: float, count: int):
+        """A blocking pop on every shard at once; the first reply wins, the others are unblocked."""
         pending: list[PendingPop] = []
         error = None
         for shard, keys in plan:
             try:
-                pending.append(PendingPop(shard, random.sample(keys, len(keys)), timeout, need_id=True))
+                pending.append(PendingPop(shard, random.sample(keys, len(keys)), timeout, need_id=True, count=count))
             except LayerConnectionError as exc:
                 error = exc
         if not pending:
@@ -297,9 +298,11 @@ class RedisChannelLayer(BaseChannelLayer):
         except LayerConnectionError:
             pending.abandon()
 
-    def _stash(self, reply: tuple[bytes, bytes], shard: Shard) -> None:
-        """Keep a message popped by a read that lost the race, for the next receive."""
-        self._unpack(reply[0], reply[1], shard, shard.now_ms(), 0)
+    def _stash(self, reply: tuple[bytes, list[bytes]], shard: Shard) -> None:
+        """Keep messages popped by a read that lost the race, for the next receive."""
+        now = shard.now_ms()
+        for element in reply[1]:
+            self._unpack(reply[0], element, shard, now, 0)
 
     def _unpack(
         self, key: bytes, element: bytes, shard: Shard, now_ms: float | None, limit: int
