@@ -156,7 +156,15 @@ class Server:
         stopped = [defer.maybeDeferred(port.stopListening) for port in self.listening_ports]
         self.listening_ports = []
         for connection in list(self.connections):
-            connection.begin_shutdown()
+            try:
+                connection.begin_shutdown()
+            except Exception:
+                # One connection failing to close must not stop the others from closing gracefully.
+                logger.exception("Failed to begin closing %r; aborting it", connection)
+                try:
+                    connection.abort()
+                except Exception:
+                    logger.exception("Failed to abort %r", connection)
         done = defer.Deferred()
         deadline = reactor.seconds() + self.config.shutdown_grace
 

@@ -46,8 +46,40 @@ def make_websocket_factory(server: Server) -> WebSocketServerFactory:
         maxMessagePayloadSize=config.max_ws_message_size,
         maxFramePayloadSize=config.max_ws_message_size,
         allowNullOrigin=True,
+        # Fail a connection (too big a message, protocol error) with a close frame
+        # carrying the reason's code (e.g. 1009), not by dropping TCP (seen as 1006).
+        failByDrop=False,
     )
+    factory._batched_timer = ExactTimer()
     return factory
+
+
+class ExactTimer:
+    """Autobahn's protocol timers (handshake, closing handshake, auto-ping) on plain `reactor.callLater`.
+
+    Autobahn schedules them on a txaio "batched timer" that quantizes every
+    deadline down to a whole second (`int(now + delay)`). A 0.5 s ping
+    interval then fires at once and, as soon as the pong is back, again
+    (thousands of pings a second), a 1 s ping timeout fires after 0-1 s, and
+    the 1 s closing-handshake timeout can drop a client before it had any
+    chance to answer the close frame. This replacement is exact, and costs
+    nothing while no timer is due.
+    """
+
+    def call_later(self, delay: float, func: Any, *args: Any, **kwargs: Any) -> _TimerCall:
+        return _TimerCall(reactor.callLater(max(0.0, delay), func, *args, **kwargs))
+
+
+class _TimerCall:
+    __slots__ = ("call",)
+
+    def __init__(self, call: Any) -> None:
+        self.call = call
+
+    def cancel(self) -> None:
+        # Autobahn may cancel a call that already ran; the batched timer allowed it, Twisted does not.
+        if self.call.active():
+            self.call.cancel()
 
 
 class WebSocketProtocol(WebSocketServerProtocol):
@@ -68,7 +100,7 @@ class WebSocketProtocol(WebSocketServerProtocol):
         self.muted = False
 
     def _details(self) -> dict:
-        client = "%s:%s" % self.info.client if self.info.client else None
+        client = "{}:{}".format(*self.info.client) if self.info.client else None
         return {"path": self.info.path, "client": client}
 
     # -- handshake ---------------------------------------------------------------------
@@ -127,7 +159,7 @@ class WebSocketProtocol(WebSocketServerProtocol):
             if connecting:
                 self._reject("the application sent an invalid reply", 500)
             elif self.opened:
-                self.sendClose(CLOSE_INTERNAL_ERROR)
+                self._close(CLOSE_INTERNAL_ERROR)
             return
         if actions.reject:
             self._reject("rejected by the application")
@@ -139,7 +171,16 @@ class WebSocketProtocol(WebSocketServerProtocol):
         for payload, binary in actions.send:
             self.sendMessage(payload, binary)
         if actions.close is not None:
-            self.sendClose(actions.close)
+            self._close(actions.close)
+
+    def _close(self, code: int) -> None:
+        """Start the closing handshake with `code`.
+
+        Autobahn's `sendClose` only takes the codes an application may send
+        (1000, 3000-4999) and raises on the server's own 1001/1011/1013, so
+        the close frame is sent directly.
+        """
+        self.sendCloseFrame(code=code, isReply=False)
 
     # -- events from the client ------------------------------------------------------------
 
@@ -157,7 +198,7 @@ class WebSocketProtocol(WebSocketServerProtocol):
             self.reply_channel,
             self.server.websocket_timeout,
         )
-        self.sendClose(1000)
+        self._close(1000)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if self.muted:
@@ -169,13 +210,13 @@ class WebSocketProtocol(WebSocketServerProtocol):
         except self.server.ChannelFull:
             logger.warning("websocket.receive is full: closing %s with 1013", self.reply_channel)
             self.muted = True
-            self.sendClose(CLOSE_TRY_AGAIN_LATER)
+            self._close(CLOSE_TRY_AGAIN_LATER)
         except Exception as exc:
             logger.error(
                 "Cannot send websocket.receive (%s: %s): closing %s", type(exc).__name__, exc, self.reply_channel
             )
             self.muted = True
-            self.sendClose(CLOSE_TRY_AGAIN_LATER)
+            self._close(CLOSE_TRY_AGAIN_LATER)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.server.connections.discard(self)
@@ -203,7 +244,7 @@ class WebSocketProtocol(WebSocketServerProtocol):
         if self.handshake is not None:
             self._reject("the server is shutting down", 503)
         elif self.opened:
-            self.sendClose(CLOSE_GOING_AWAY)
+            self._close(CLOSE_GOING_AWAY)
         else:
             self.dropConnection(abort=True)
 
