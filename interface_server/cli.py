@@ -6,6 +6,8 @@ import argparse
 import importlib
 import logging
 import os
+import socket
+import stat
 import sys
 from typing import Any
 
@@ -136,6 +138,29 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Serve
     )
 
 
+def prepare_fds(fds: list[int]) -> None:
+    """Check each `--fd` is an open listening socket and make it non-blocking.
+
+    The reactor accepts in a loop until accept() would block, so a blocking
+    socket (the default for one created by a parent or a supervisor) would
+    hang the whole server on its second accept().
+    """
+    for fd in fds:
+        try:
+            mode = os.fstat(fd).st_mode
+        except OSError:
+            raise UsageError(f"--fd {fd} is not an open file descriptor") from None
+        if not stat.S_ISSOCK(mode):
+            raise UsageError(f"--fd {fd} is not a socket")
+        sock = socket.socket(fileno=fd)
+        try:
+            if sock.type != socket.SOCK_STREAM or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                raise UsageError(f"--fd {fd} is not a listening stream socket")
+        finally:
+            sock.detach()
+        os.set_blocking(fd, False)
+
+
 def import_layer(path: str) -> Any:
     """Import `module.path:attribute` and check it looks like a channel layer."""
     module_name, sep, attribute = path.partition(":")
@@ -170,9 +195,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         config = config_from_args(args, dict(os.environ))
+        prepare_fds(config.fds)
         layer = import_layer(args.channel_layer)
     except UsageError as exc:
-        print(f"interface-server: error: {exc}", file=sys.stderr)
+        # Always one line, even when the message (e.g. from the layer's module) spans several.
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"interface-server: error: {message}", file=sys.stderr)
         return 2
     _setup_logging(args.verbosity)
     access_log = None

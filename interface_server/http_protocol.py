@@ -134,6 +134,15 @@ class HTTPProtocol(Protocol):
                 return
 
     def on_request(self, event: h11.Request) -> None:
+        # h11 only bounds an *incomplete* head; one that arrives whole in a single read
+        # can be any size, so enforce the same limit on complete ones.
+        if len(event.target) > _MAX_HEADER_BYTES:
+            self.respond_error(414, "Request target too long.", close=True)
+            return
+        head_size = len(event.target) + sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
+        if head_size > _MAX_HEADER_BYTES:
+            self.respond_error(431, "Request header fields too large.", close=True)
+            return
         try:
             info = build_request_info(
                 event.method,
@@ -247,8 +256,10 @@ class ActiveRequest:
         self.body_channel: str | None = None
         self.chunks: deque[dict] = deque()
         self.retry_call: Any = None
+        self.blocked_since: float | None = None  # when the body channel became full
         self.timeout_call: Any = None
         self.sent = False
+        self.body_forwarded = False  # the last body chunk (more_content False) is on the body channel
         self.finished = False
         self.response_started = False
         self.status: int | None = None
@@ -273,7 +284,17 @@ class ActiveRequest:
             self.fail(503, "The channel layer is unavailable.")
             return
         self.sent = True
-        self.timeout_call = reactor.callLater(self.config.http_timeout, self.timed_out)
+        if self.body_channel is None:
+            self.start_timeout()
+
+    def start_timeout(self) -> None:
+        """Wait `http_timeout` for the first response message, counted from when the request is complete.
+
+        A streamed body can take longer than that to upload while the application
+        reads it, so its wait starts with the last body chunk.
+        """
+        if not self.finished and not self.response_started and self.timeout_call is None:
+            self.timeout_call = reactor.callLater(self.config.http_timeout, self.timed_out)
 
     def body_data(self, data: bytes) -> None:
         if self.finished:
@@ -291,6 +312,7 @@ class ActiveRequest:
             return
         if self.body_channel is not None:
             self.queue_chunk(more=False)
+            self.start_timeout()
         elif not self.sent:
             self.send_request(b"".join(self.body))
             self.body = []
@@ -312,7 +334,9 @@ class ActiveRequest:
             try:
                 self.server.send(self.body_channel, self.chunks[0])
             except self.server.ChannelFull:
-                if time.monotonic() - self.started_at > self.config.http_timeout:
+                if self.blocked_since is None:
+                    self.blocked_since = time.monotonic()
+                if time.monotonic() - self.blocked_since > self.config.http_timeout:
                     self.fail(503, "The application did not read the request body in time.")
                     return
                 self.protocol.transport.pauseProducing()
@@ -322,7 +346,9 @@ class ActiveRequest:
                 logger.error("Cannot send a body chunk (%s: %s)", type(exc).__name__, exc)
                 self.fail(503, "The channel layer is unavailable.")
                 return
-            self.chunks.popleft()
+            self.blocked_since = None
+            if not self.chunks.popleft()["more_content"]:
+                self.body_forwarded = True
         if not self.finished:
             self.protocol.transport.resumeProducing()
 
@@ -385,6 +411,7 @@ class ActiveRequest:
         started = self.response_started
         self.status = status
         self.finish()
+        self.abandon_body()
         if started:
             self.protocol.transport.abortConnection()
         else:
@@ -405,7 +432,7 @@ class ActiveRequest:
                 "path": self.info.path,
                 "status": self.status,
                 "method": self.info.method,
-                "client": "%s:%s" % self.info.client if self.info.client else None,
+                "client": f"{self.info.client[0]}:{self.info.client[1]}" if self.info.client else None,
                 "time_taken": time.monotonic() - self.started_at,
                 "size": self.response_size,
             },
@@ -426,13 +453,14 @@ class ActiveRequest:
             self.retry_call.cancel()
         self.server.forget_reply_channel(self.reply_channel)
         if self.sent:
-            if self.body_channel is not None and (self.chunks or not self.body_complete()):
-                self.server.send_best_effort(self.body_channel, {"closed": True})
+            self.abandon_body()
             self.server.send_best_effort("http.disconnect", http_disconnect_message(self.reply_channel, self.info.path))
 
-    def body_complete(self) -> bool:
-        conn = self.protocol.conn
-        return conn is not None and conn.their_state is h11.DONE
+    def abandon_body(self) -> None:
+        """The application may be reading the body channel: tell it no more is coming."""
+        if self.sent and self.body_channel is not None and not self.body_forwarded:
+            self.body_forwarded = True
+            self.server.send_best_effort(self.body_channel, {"closed": True})
 
 
 def _reason(status: int) -> bytes:

@@ -22,16 +22,24 @@ def worker_layer(redis_url, key_prefix):
 def start_server(redis_url, key_prefix):
     """Start `interface-server tests.interface_server.layers:redis_layer` with extra arguments.
 
-    Layer options (e.g. capacity) go in `layer_options`; every server is stopped afterwards.
+    Layer options (e.g. capacity) go in `layer_options`; file descriptors the server
+    should inherit (for `--fd`) in `pass_fds`; every server is stopped afterwards.
     """
     servers = []
 
-    def start(*args, layer_options=None, env=None, layer_path="tests.interface_server.layers:redis_layer",
-              wait_for="Listening on", **kwargs):
+    def start(
+        *args,
+        layer_options=None,
+        env=None,
+        layer_path="tests.interface_server.layers:redis_layer",
+        wait_for="Listening on",
+        pass_fds=(),
+        **kwargs,
+    ):
         full_env = {"TEST_REDIS_URL": redis_url, **layer_env(key_prefix, **(layer_options or {})), **(env or {})}
         server = ServerProcess(layer_path, list(args), env=full_env, **kwargs)
         servers.append(server)
-        return server.start(wait_for=wait_for)
+        return server.start(wait_for=wait_for, pass_fds=pass_fds)
 
     yield start
     for server in servers:
