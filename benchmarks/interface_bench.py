@@ -58,6 +58,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from report import Row, mark, print_table
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
@@ -113,16 +114,6 @@ class Target:
 
     def __str__(self) -> str:
         return f"{'>=' if self.at_least else '<='} {self.bound:g}"
-
-
-@dataclass
-class Row:
-    measure: str
-    ours: str
-    baseline: str
-    ratio: str
-    target: str
-    met: bool | None  # None: no target
 
 
 @dataclass
@@ -356,10 +347,6 @@ def millis(value: float) -> str:
     return f"{value * 1e3:.3f} ms"
 
 
-def mark(row: Row) -> str:
-    return "  MISSED" if row.met is False else ""
-
-
 def compare(run: Run, measure: str, ours: float, base: float, fmt: Callable[[float], str], target: Target) -> Row:
     ratio = ours / base
     return run.row(Row(measure, fmt(ours), fmt(base), f"{ratio:.2f}", str(target), target.met(ratio)))
@@ -367,20 +354,6 @@ def compare(run: Run, measure: str, ours: float, base: float, fmt: Callable[[flo
 
 def figure(run: Run, measure: str, ours: str, target: str = "-", met: bool | None = None) -> Row:
     return run.row(Row(measure, ours, "-", "-", target, met))
-
-
-def print_table(rows: list[Row]) -> None:
-    header = Row("measure", "ours", "baseline", "ratio", "target", None)
-    cells = [[r.measure, r.ours, r.baseline, r.ratio, r.target + mark(r)] for r in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(5)]
-    lines = [
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
-        for row in cells
-    ]
-    print()
-    print(lines[0])
-    print("-" * len(lines[0]))
-    print("\n".join(lines[1:]))
 
 
 def text_message(tag: str) -> str:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from report import Row, mark, print_table
 
 from channels_core.layers.redis import RedisChannelLayer
 
@@ -88,16 +89,6 @@ class Target:
 
     def __str__(self) -> str:
         return f"{'>=' if self.at_least else '<='} {self.bound:g}"
-
-
-@dataclass
-class Row:
-    measure: str
-    ours: str
-    raw: str
-    ratio: str
-    target: str
-    met: bool | None  # None: no target
 
 
 # -- setup -----------------------------------------------------------------------
@@ -193,12 +184,8 @@ def check_count(label: str, got: int, wanted: int) -> None:
 def compare(measure: str, ours: float, raw: float, fmt: Callable[[float], str], target: Target | None) -> Row:
     ratio = ours / raw
     row = Row(measure, fmt(ours), fmt(raw), f"{ratio:.2f}", str(target or "-"), target.met(ratio) if target else None)
-    print(f"  {measure}: ours {row.ours}, raw {row.raw}, ratio {row.ratio}{mark(row)}", flush=True)
+    print(f"  {measure}: ours {row.ours}, raw {row.baseline}, ratio {row.ratio}{mark(row)}", flush=True)
     return row
-
-
-def mark(row: Row) -> str:
-    return "  MISSED" if row.met is False else ""
 
 
 def per_second(value: float) -> str:
@@ -211,20 +198,6 @@ def micros(value: float) -> str:
 
 def millis(value: float) -> str:
     return f"{value * 1e3:.3f} ms"
-
-
-def print_table(rows: list[Row]) -> None:
-    header = Row("measure", "ours", "raw floor", "ratio", "target", None)
-    cells = [[r.measure, r.ours, r.raw, r.ratio, r.target + mark(r)] for r in [header, *rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(5)]
-    lines = [
-        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False)))
-        for row in cells
-    ]
-    print()
-    print(lines[0])
-    print("-" * len(lines[0]))
-    print("\n".join(lines[1:]))
 
 
 # -- 1 and 2: sequential send and receive ---------------------------------------------------
@@ -502,7 +475,7 @@ def main() -> int:
         cleanup(ctx)
         layer.close()
         client.close()
-    print_table(rows)
+    print_table(rows, "raw floor")
     missed = sum(r.met is False for r in rows)
     print(f"\n{missed} target(s) MISSED" if missed else "\nAll targets met")
     return 0

@@ -417,14 +417,20 @@ class ActiveRequest:
         else:
             self.protocol.respond_error(status, text, close=True)
 
-    def finish(self) -> None:
+    def _end(self) -> bool:
+        """Stop timers and forget the reply channel; False if the request had already ended."""
         if self.finished:
-            return
+            return False
         self.finished = True
         self.cancel_timeout()
         if self.retry_call is not None and self.retry_call.active():
             self.retry_call.cancel()
         self.server.forget_reply_channel(self.reply_channel)
+        return True
+
+    def finish(self) -> None:
+        if not self._end():
+            return
         self.server.log_action(
             "http",
             "complete",
@@ -445,14 +451,7 @@ class ActiveRequest:
 
     def client_gone(self) -> None:
         """The client closed the connection before the response was complete."""
-        if self.finished:
-            return
-        self.finished = True
-        self.cancel_timeout()
-        if self.retry_call is not None and self.retry_call.active():
-            self.retry_call.cancel()
-        self.server.forget_reply_channel(self.reply_channel)
-        if self.sent:
+        if self._end() and self.sent:
             self.abandon_body()
             self.server.send_best_effort("http.disconnect", http_disconnect_message(self.reply_channel, self.info.path))
 

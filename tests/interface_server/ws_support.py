@@ -20,6 +20,8 @@ from typing import Any
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import ClientConnection, connect
 
+from .harness import receive as receive_with_channel
+
 WS_CHANNELS = ["websocket.connect", "websocket.receive", "websocket.disconnect"]
 _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -29,24 +31,7 @@ _GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 def receive(layer: Any, channels: str | list[str], timeout: float = 5.0) -> dict:
     """The next message on `channels`, waiting up to `timeout` seconds (fails the test otherwise)."""
-    wanted = [channels] if isinstance(channels, str) else list(channels)
-    deadline = time.monotonic() + timeout
-    while True:
-        channel, message = layer.receive(wanted, block=True)
-        if channel is not None:
-            return message
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"no message on {wanted} within {timeout}s")
-
-
-def receive_with_channel(layer: Any, channels: list[str], timeout: float = 5.0) -> tuple[str, dict]:
-    deadline = time.monotonic() + timeout
-    while True:
-        channel, message = layer.receive(channels, block=True)
-        if channel is not None:
-            return channel, message
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"no message on {channels} within {timeout}s")
+    return receive_with_channel(layer, channels, timeout)[1]
 
 
 def drain(layer: Any, channel: str, settle: float = 0.5) -> list[dict]:
