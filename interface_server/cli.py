@@ -24,8 +24,14 @@ class UsageError(Exception):
     """Bad arguments or an unimportable layer: one line, exit code 2."""
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # type: ignore[override]
+        # One line, not argparse's usage block: it is what a supervisor's log shows.
+        raise UsageError(f"{message} (see --help)")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="interface-server",
         description="Terminate HTTP and WebSocket and exchange messages with workers over a channel layer.",
     )
@@ -192,8 +198,8 @@ def _setup_logging(verbosity: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         config = config_from_args(args, dict(os.environ))
         prepare_fds(config.fds)
         layer = import_layer(args.channel_layer)

@@ -52,6 +52,9 @@ def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> 
         ([LAYER], {"TEST_LAYER_PREFIX": "x:", "PORT": "abc"}, ["PORT", "abc"]),
         ([LAYER, "--fd", "97"], {"TEST_LAYER_PREFIX": "x:"}, ["--fd 97"]),
         ([LAYER, "--fd", "0"], {"TEST_LAYER_PREFIX": "x:"}, ["--fd 0"]),
+        ([LAYER, "--port", "abc"], {}, ["--port", "abc"]),
+        ([], {}, ["channel_layer"]),
+        ([LAYER, "--no-such-option"], {}, ["--no-such-option"]),
     ],
     ids=[
         "unimportable-module",
@@ -64,6 +67,9 @@ def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> 
         "bad-PORT",
         "fd-not-open",
         "fd-not-a-socket",
+        "port-not-a-number",
+        "no-layer",
+        "unknown-option",
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args, env, fragments):
