@@ -7,6 +7,8 @@ import uuid
 
 import pytest
 
+from tests.support.redis_server import RedisServer
+
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
@@ -19,3 +21,23 @@ def redis_url() -> str:
 def key_prefix() -> str:
     """A prefix no other test uses, so flushing it touches nothing else."""
     return f"t{uuid.uuid4().hex[:10]}:"
+
+
+def _private_server():
+    server = RedisServer()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server of this test's own on a free port, stopped afterwards."""
+    yield from _private_server()
+
+
+@pytest.fixture
+def second_private_redis():
+    yield from _private_server()

@@ -52,3 +52,18 @@ def test_idle_server_uses_no_cpu(start_server, worker_layer):
         assert used < 0.1, f"the idle server used {used:.3f}s of CPU in 6s"
         ws.send("still works")
         assert worker_layer.receive(["websocket.receive"], block=True)[1]["text"] == "still works"
+
+
+@pytest.mark.slow
+def test_idle_server_sends_redis_nothing_but_its_blocking_read(start_server, private_redis):
+    """An idle server re-issues one blocking read every blocking_timeout (5 s) and sends nothing else."""
+    start_server(env={"TEST_REDIS_URL": private_redis.url})
+    client = private_redis.client()
+    time.sleep(1)
+    client.config_resetstat()
+    time.sleep(11)
+    calls = {name.removeprefix("cmdstat_"): stats["calls"] for name, stats in client.info("commandstats").items()}
+    calls.pop("config|resetstat", None)
+    calls.pop("info", None)
+    assert set(calls) <= {"blmpop", "blpop"}, calls
+    assert 1 <= sum(calls.values()) <= 4, calls
