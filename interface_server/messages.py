@@ -339,6 +339,7 @@ def _close_code(close: Any) -> int | None:
         return None
     if close is True:
         return 1000
-    if isinstance(close, int) and (close == 1000 or 3000 <= close <= 4999):
+    # 1011 (internal error) too: the worker sends it when a consumer crashes.
+    if isinstance(close, int) and not isinstance(close, bool) and (close in (1000, 1011) or 3000 <= close <= 4999):
         return close
-    raise BadReply(f"close must be True or a code (1000 or 3000-4999), not {close!r}")
+    raise BadReply(f"close must be True or a code (1000, 1011 or 3000-4999), not {close!r}")

@@ -1,4 +1,5 @@
-"""Synchronous worker processes that run consumers.
+"""Synchronous workers: pull messages from the channel layer, route them, run consumers."""
 
-The worker arrives with issue 4; until then this package is intentionally empty.
-"""
+from .worker import Worker, WorkerGroup
+
+__all__ = ["Worker", "WorkerGroup"]

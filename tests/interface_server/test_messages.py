@@ -211,6 +211,7 @@ MATRIX = [
     ({"accept": False}, False, (False, False, [], None)),
     ({"close": True}, False, (False, False, [], 1000)),
     ({"bytes": b"z", "close": 3000}, False, (False, False, [(b"z", True)], 3000)),
+    ({"close": 1011}, False, (False, False, [], 1011)),
 ]
 
 

@@ -1,0 +1,123 @@
+"""`CHANNEL_LAYERS` turned into layer objects: the manager, the wrapper with its router, asgi.py's helper."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+
+from .channel import DEFAULT_CHANNEL_LAYER
+
+
+class InvalidChannelLayerError(ValueError):
+    """A `CHANNEL_LAYERS` entry is missing a key or names something that cannot be imported."""
+
+
+class ChannelLayerManager:
+    """Builds layers from `CHANNEL_LAYERS` lazily, one per alias, wrapped with their router."""
+
+    def __init__(self) -> None:
+        self.backends: dict[str, ChannelLayerWrapper] = {}
+
+    @property
+    def configs(self) -> dict[str, dict]:
+        return getattr(settings, "CHANNEL_LAYERS", {})
+
+    def make_backend(self, name: str) -> ChannelLayerWrapper:
+        return self._make(name, "CONFIG")
+
+    def make_test_backend(self, name: str) -> ChannelLayerWrapper:
+        return self._make(name, "TEST_CONFIG")
+
+    def _make(self, name: str, config_key: str) -> ChannelLayerWrapper:
+        try:
+            config = self.configs[name]
+        except KeyError:
+            raise InvalidChannelLayerError(f"No channel layer named {name!r} in CHANNEL_LAYERS") from None
+        for key in ("BACKEND", "ROUTING"):
+            if key not in config:
+                raise InvalidChannelLayerError(f"CHANNEL_LAYERS[{name!r}] has no {key}")
+        try:
+            backend_class = import_string(config["BACKEND"])
+        except ImportError as exc:
+            raise InvalidChannelLayerError(
+                f"CHANNEL_LAYERS[{name!r}]['BACKEND'] = {config['BACKEND']!r} cannot be imported: {exc}"
+            ) from None
+        options = config.get(config_key, config.get("CONFIG", {})) or {}
+        try:
+            layer = backend_class(**options)
+        except TypeError as exc:
+            raise InvalidChannelLayerError(f"CHANNEL_LAYERS[{name!r}]['{config_key}'] is wrong: {exc}") from None
+        return ChannelLayerWrapper(layer, name, config["ROUTING"])
+
+    def __getitem__(self, key: str) -> ChannelLayerWrapper:
+        if key not in self.backends:
+            self.backends[key] = self.make_backend(key)
+        return self.backends[key]
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.configs
+
+    def set(self, key: str, layer: ChannelLayerWrapper | None) -> ChannelLayerWrapper | None:
+        """Swap the layer of an alias (tests); returns the old one."""
+        old = self.backends.get(key)
+        if layer is None:
+            self.backends.pop(key, None)
+        else:
+            self.backends[key] = layer
+        return old
+
+
+class ChannelLayerWrapper:
+    """A layer plus its alias and router; attribute access falls through to the layer."""
+
+    def __init__(self, channel_layer: Any, alias: str, routing: Any) -> None:
+        self.channel_layer = channel_layer
+        self.alias = alias
+        self.routing = routing
+        self._router = None
+
+    @property
+    def router(self):
+        if self._router is None:
+            from routing import Router
+
+            self._router = Router(self.routing)
+        return self._router
+
+    @router.setter
+    def router(self, value) -> None:
+        self._router = value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.channel_layer, name)
+
+    def local_only(self) -> bool:
+        """True when the layer only works inside one process (the in-memory layer)."""
+        return bool(getattr(self.channel_layer, "local_only", False))
+
+    def __str__(self) -> str:
+        cls = type(self.channel_layer)
+        return f"{self.alias} ({cls.__module__}.{cls.__qualname__})"
+
+
+def get_channel_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> Any:
+    """For a project's asgi.py: set up Django and return the raw layer of `alias`.
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myproject.settings")
+        channel_layer = get_channel_layer()
+
+    then `interface-server myproject.asgi:channel_layer`.
+    """
+    import django
+
+    django.setup(set_prefix=False)
+    try:
+        return channel_layers[alias].channel_layer
+    except InvalidChannelLayerError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+
+
+channel_layers = ChannelLayerManager()

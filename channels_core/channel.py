@@ -1,0 +1,80 @@
+"""`Channel` and `Group`: named destinations on a channel layer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+DEFAULT_CHANNEL_LAYER = "default"
+
+
+def _layer(alias: str, channel_layer: Any) -> Any:
+    if channel_layer is not None:
+        return channel_layer
+    from .asgi import channel_layers
+
+    return channel_layers[alias]
+
+
+class Channel:
+    """A channel by name; `send()` inside a consumer is buffered until the consumer ends."""
+
+    def __init__(self, name: str | bytes, alias: str = DEFAULT_CHANNEL_LAYER, channel_layer: Any = None) -> None:
+        if isinstance(name, bytes):
+            name = name.decode("ascii")
+        self.name = name
+        self.channel_layer = _layer(alias, channel_layer)
+
+    def send(self, content: dict, immediately: bool = False) -> None:
+        """Send `content`; inside a consumer it goes out when the consumer finishes unless `immediately`."""
+        if not isinstance(content, dict):
+            raise TypeError("You can only send dicts as content on channels.")
+        from .message import pending_message_store
+
+        if immediately or not pending_message_store.active:
+            self.channel_layer.send(self.name, content)
+        else:
+            pending_message_store.append(self, content)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<Channel {self.name!r}>"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Channel) and other.name == self.name
+
+    def __hash__(self) -> int:
+        return hash(self.name)
+
+
+class Group:
+    """A group of channels: add, discard, and send to all (buffered inside a consumer)."""
+
+    def __init__(self, name: str | bytes, alias: str = DEFAULT_CHANNEL_LAYER, channel_layer: Any = None) -> None:
+        if isinstance(name, bytes):
+            name = name.decode("ascii")
+        self.name = name
+        self.channel_layer = _layer(alias, channel_layer)
+
+    def add(self, channel: Channel | str) -> None:
+        self.channel_layer.group_add(self.name, channel.name if isinstance(channel, Channel) else channel)
+
+    def discard(self, channel: Channel | str) -> None:
+        self.channel_layer.group_discard(self.name, channel.name if isinstance(channel, Channel) else channel)
+
+    def channel_layer_members(self) -> list[str]:
+        return list(self.channel_layer.group_channels(self.name))
+
+    def send(self, content: dict, immediately: bool = False) -> None:
+        if not isinstance(content, dict):
+            raise ValueError("You can only send dicts as content on channels.")
+        from .message import pending_message_store
+
+        if immediately or not pending_message_store.active:
+            self.channel_layer.send_group(self.name, content)
+        else:
+            pending_message_store.append(self, content)
+
+    def __repr__(self) -> str:
+        return f"<Group {self.name!r}>"

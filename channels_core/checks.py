@@ -1,0 +1,81 @@
+"""System checks: each `CHANNEL_LAYERS` mistake reported by `manage.py check` with an id."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.core import checks
+from django.utils.module_loading import import_string
+
+
+@checks.register("channels")
+def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E001 no/unknown BACKEND, E002 no ROUTING, E003 bad routing (unimportable, bad regex, bad consumer),
+    E004 CONFIG the backend rejects, E005 CHANNEL_LAYERS is not a dict."""
+    from routing import Router
+    from routing.router import RoutingError
+
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    if layers is None:
+        return []
+    if not isinstance(layers, dict):
+        return [checks.Error("CHANNEL_LAYERS must be a dict of aliases", id="channels_core.E005")]
+    errors: list[checks.CheckMessage] = []
+    for alias, config in layers.items():
+        where = f"CHANNEL_LAYERS[{alias!r}]"
+        if not isinstance(config, dict):
+            errors.append(checks.Error(f"{where} must be a dict", id="channels_core.E005"))
+            continue
+        backend = config.get("BACKEND")
+        backend_class = None
+        if not backend:
+            errors.append(
+                checks.Error(
+                    f"{where} has no BACKEND",
+                    hint="e.g. 'channels_core.layers.RedisChannelLayer'",
+                    id="channels_core.E001",
+                )
+            )
+        else:
+            try:
+                backend_class = import_string(backend)
+            except ImportError as exc:
+                errors.append(
+                    checks.Error(
+                        f"{where}['BACKEND'] = {backend!r} cannot be imported: {exc}",
+                        hint="Channels 1.x names: asgi_redis.RedisChannelLayer -> "
+                        "channels_core.layers.RedisChannelLayer",
+                        id="channels_core.E001",
+                    )
+                )
+        if backend_class is not None:
+            for key in ("CONFIG", "TEST_CONFIG"):
+                try:
+                    layer = backend_class(**(config.get(key) or {}))
+                except (TypeError, ValueError, ImportError) as exc:
+                    errors.append(
+                        checks.Error(f"{where}['{key}'] is rejected by {backend}: {exc}", id="channels_core.E004")
+                    )
+                else:
+                    close = getattr(layer, "close", None)
+                    if close:
+                        close()
+        if "ROUTING" not in config:
+            errors.append(
+                checks.Error(
+                    f"{where} has no ROUTING", hint="e.g. 'myproject.routing.channel_routing'", id="channels_core.E002"
+                )
+            )
+        else:
+            try:
+                Router(config["ROUTING"])
+            except RoutingError as exc:
+                errors.append(checks.Error(f"{where}['ROUTING']: {exc}", id="channels_core.E003"))
+            except Exception as exc:
+                errors.append(
+                    checks.Error(
+                        f"{where}['ROUTING'] cannot be loaded: {type(exc).__name__}: {exc}", id="channels_core.E003"
+                    )
+                )
+    return errors

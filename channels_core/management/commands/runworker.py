@@ -1,0 +1,112 @@
+"""`manage.py runworker`: run consumers from the channel layer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.conf import settings
+from django.core.management import BaseCommand, CommandError
+
+from channels_core.asgi import InvalidChannelLayerError, channel_layers
+from channels_core.channel import DEFAULT_CHANNEL_LAYER
+from channels_core.signals import worker_process_ready
+
+logger = logging.getLogger("worker")
+
+
+class Command(BaseCommand):
+    help = "Runs worker processes that consume messages from the channel layer and run their consumers."
+    leave_locale_alone = True
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--layer", default=DEFAULT_CHANNEL_LAYER, help="channel layer alias (default: default)")
+        parser.add_argument(
+            "--only-channels",
+            action="append",
+            default=[],
+            metavar="GLOB",
+            help="listen only on channels matching this glob (repeatable)",
+        )
+        parser.add_argument(
+            "--exclude-channels",
+            action="append",
+            default=[],
+            metavar="GLOB",
+            help="do not listen on channels matching this glob (repeatable)",
+        )
+        parser.add_argument("--threads", type=int, default=1, help="worker threads per process (default 1)")
+        parser.add_argument(
+            "--processes",
+            type=int,
+            default=1,
+            help="worker processes, supervised and restarted when they die (default 1)",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if options["threads"] < 1 or options["processes"] < 1:
+            raise CommandError("--threads and --processes must be at least 1")
+        _configure_logging(options["verbosity"])
+        try:
+            self.channel_layer = channel_layers[options["layer"]]
+        except InvalidChannelLayerError as exc:
+            raise CommandError(str(exc)) from None
+        if self.channel_layer.local_only():
+            raise CommandError(
+                f"The {self.channel_layer} layer only works inside one process, so a separate worker cannot "
+                "reach it. Use channels_core.layers.RedisChannelLayer for runworker, or `manage.py runserver`, "
+                "which runs the workers in the same process."
+            )
+        self.channel_layer.router.check_default(http_consumer=self.get_consumer())
+        self.options = options
+        if options["processes"] > 1:
+            from worker.pool import WorkerPool
+
+            WorkerPool(self.make_worker, options["processes"]).run()
+            return
+        worker_process_ready.send(sender=self)
+        worker = self.make_worker()
+        worker.ready()
+        worker.run()
+
+    def make_worker(self):
+        from worker import Worker, WorkerGroup
+
+        options = self.options
+        kwargs = dict(
+            callback=self.log_message if options["verbosity"] > 1 else None,
+            only_channels=options["only_channels"] or None,
+            exclude_channels=options["exclude_channels"] or None,
+        )
+        if options["threads"] > 1:
+            worker = WorkerGroup(self.channel_layer, n_threads=options["threads"], **kwargs)
+        else:
+            worker = Worker(self.channel_layer, **kwargs)
+        logger.info("Running worker against channel layer %s", self.channel_layer)
+        return worker
+
+    def get_consumer(self) -> Any:
+        """Django views for `http.request`; static files too in DEBUG with staticfiles installed."""
+        from django.apps import apps
+
+        if settings.DEBUG and apps.is_installed("django.contrib.staticfiles"):
+            from channels_core.staticfiles import StaticFilesConsumer
+
+            return StaticFilesConsumer()
+        from channels_core.handler import ViewConsumer
+
+        return ViewConsumer()
+
+    def log_message(self, channel: str, message: Any) -> None:
+        logger.debug("%s %s", channel, message.get("path") or message.get("reply_channel") or "")
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    for name in ("worker", "channels_core"):
+        log = logging.getLogger(name)
+        if not log.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+            log.addHandler(handler)
+        log.setLevel(level)

@@ -1,0 +1,28 @@
+"""The fallback routes every worker adds after the project's own (Channels 1.x `check_default`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+
+def accept_connection(message: Any, **kwargs: Any) -> None:
+    """The default `websocket.connect` consumer: the spec requires connects be answered; accept them."""
+    message.reply_channel.send({"accept": True})
+
+
+def null_consumer(message: Any, **kwargs: Any) -> None:
+    """Consume and ignore (default for `websocket.receive` / `websocket.disconnect`)."""
+
+
+def default_routes(http_consumer: Callable | None = None) -> list:
+    from routing import Route
+
+    from .handler import ViewConsumer
+
+    return [
+        Route("http.request", http_consumer or ViewConsumer()),
+        Route("websocket.connect", accept_connection),
+        Route("websocket.receive", null_consumer),
+        Route("websocket.disconnect", null_consumer),
+    ]

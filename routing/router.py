@@ -1,0 +1,179 @@
+"""`Route`, `RouteClass`, `Include` and the `Router` that tries them in order."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import re
+from collections.abc import Callable, Iterable
+from typing import Any
+
+Match = tuple[Callable, dict[str, Any]]
+
+
+class RoutingError(ValueError):
+    """A routing table is malformed (bad filter, unimportable consumer, wrong type)."""
+
+
+def import_dotted(path: str, what: str) -> Any:
+    """Import `package.module.attribute` with an error that names `what` failed."""
+    module_name, _, attribute = path.rpartition(".")
+    if not module_name:
+        raise RoutingError(f"{what} {path!r} is not a dotted path (package.module.name)")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise RoutingError(f"{what} {path!r} cannot be imported: {exc}") from None
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise RoutingError(f"{what} {path!r}: module {module_name!r} has no {attribute!r}") from None
+
+
+def _compile_filters(filters: dict[str, Any]) -> dict[str, re.Pattern]:
+    compiled = {}
+    for name, pattern in filters.items():
+        if isinstance(pattern, bytes):
+            pattern = pattern.decode("ascii")
+        try:
+            regex = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+        except re.error as exc:
+            raise RoutingError(f"filter {name}={pattern!r} is not a valid regex: {exc}") from None
+        if regex.groups > len(regex.groupindex):
+            raise RoutingError(f"filter {name}={regex.pattern!r} has positional groups; name them (?P<name>...)")
+        compiled[name] = regex
+    return compiled
+
+
+def _value(content: dict, name: str) -> str | None:
+    value = content.get(name)
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else None
+
+
+class Route:
+    """`route(channels, consumer, **filters)`: one or more channels to a consumer, if every filter matches."""
+
+    def __init__(self, channels: str | Iterable[str], consumer: Callable | str, **filters: Any) -> None:
+        self.channels = {channels} if isinstance(channels, str) else set(channels)
+        if isinstance(consumer, str):
+            consumer = import_dotted(consumer, "consumer")
+        if not callable(consumer):
+            raise RoutingError(f"consumer {consumer!r} for {sorted(self.channels)} is not callable")
+        self.consumer = consumer
+        self.filters = _compile_filters(filters)
+
+    def match(self, message: Any) -> Match | None:
+        if message.channel.name not in self.channels:
+            return None
+        kwargs: dict[str, Any] = {}
+        for name, regex in self.filters.items():
+            value = _value(message.content, name)
+            if value is None:
+                return None
+            found = regex.match(value)
+            if found is None:
+                return None
+            kwargs.update({k: v for k, v in found.groupdict().items() if v is not None})
+        return self.consumer, kwargs
+
+    def channel_names(self) -> set[str]:
+        return set(self.channels)
+
+    def __repr__(self) -> str:
+        filters = " ".join(f"{k}={v.pattern!r}" for k, v in self.filters.items())
+        return f"<Route {sorted(self.channels)} -> {getattr(self.consumer, '__name__', self.consumer)} {filters}>"
+
+
+class RouteClass(Route):
+    """`route_class(consumer_class, **filters)`: channels come from `consumer_class.channel_names()`."""
+
+    def __init__(self, consumer: Any, **filters: Any) -> None:
+        if isinstance(consumer, str):
+            consumer = import_dotted(consumer, "consumer class")
+        names = getattr(consumer, "channel_names", None)
+        if names is None:
+            raise RoutingError(f"{consumer!r} has no channel_names(); use route() for plain functions")
+        super().__init__(names(), consumer, **filters)
+
+
+class Include:
+    """`include(routing, **filters)`: a nested table, tried with the matched prefix stripped."""
+
+    def __init__(self, routing: Any, **filters: Any) -> None:
+        self.routing = resolve_routing(routing)
+        self.filters = _compile_filters(filters)
+
+    def match(self, message: Any) -> Match | None:
+        kwargs: dict[str, Any] = {}
+        if self.filters:
+            content = dict(message.content)
+            for name, regex in self.filters.items():
+                value = _value(content, name)
+                if value is None:
+                    return None
+                found = regex.match(value)
+                if found is None:
+                    return None
+                kwargs.update({k: v for k, v in found.groupdict().items() if v is not None})
+                content[name] = value[found.end() :]
+            message = copy.copy(message)
+            message.content = content
+        for entry in self.routing:
+            result = entry.match(message)
+            if result is not None:
+                consumer, inner = result
+                return consumer, {**kwargs, **inner}
+        return None
+
+    def channel_names(self) -> set[str]:
+        names: set[str] = set()
+        for entry in self.routing:
+            names |= entry.channel_names()
+        return names
+
+
+def resolve_routing(routing: Any) -> list:
+    """A routing table as a list of entries: from a list, a dotted path, or a legacy `{channel: consumer}` dict."""
+    if isinstance(routing, str):
+        routing = import_dotted(routing, "routing")
+    if isinstance(routing, dict):
+        return [Route(channel, consumer) for channel, consumer in routing.items()]
+    if isinstance(routing, (list, tuple)):
+        for entry in routing:
+            if not (callable(getattr(entry, "match", None)) and callable(getattr(entry, "channel_names", None))):
+                raise RoutingError(f"routing entry {entry!r} is not a route(), route_class() or include()")
+        return list(routing)
+    raise RoutingError(f"routing must be a list of routes, a dict or a dotted path, not {type(routing).__name__}")
+
+
+class Router:
+    """The root of a routing table: which consumer handles a message, and which channels to listen on."""
+
+    # Set by the channels_core app: builds the fallback routes for check_default().
+    default_routes: Callable[..., list] | None = None
+
+    def __init__(self, routing: Any) -> None:
+        self.root = Include(routing)
+        self.channels = self.root.channel_names()
+
+    def add_route(self, route: Any) -> None:
+        self.root.routing.append(route)
+        self.channels = self.root.channel_names()
+
+    def match(self, message: Any) -> Match | None:
+        """`(consumer, kwargs)` for the first matching route, or None."""
+        return self.root.match(message)
+
+    def check_default(self, http_consumer: Callable | None = None) -> None:
+        """Append the fallbacks: Django views for `http.request`, accept-all `websocket.connect`, no-op others."""
+        if Router.default_routes is None:
+            raise RuntimeError("default routes come from the channels_core app: add it to INSTALLED_APPS")
+        for entry in Router.default_routes(http_consumer):
+            self.add_route(entry)
+
+
+route = Route
+route_class = RouteClass
+include = Include

@@ -1,0 +1,13 @@
+from django.db import models
+
+from channels_core import Group
+
+
+class Note(models.Model):
+    """Saving a note broadcasts it to the `notes` group (a Group send from a model save())."""
+
+    text = models.CharField(max_length=200)
+
+    def save(self, *args, **kwargs):
+        super().save(*args, **kwargs)
+        Group("notes").send({"text": f"note:{self.text}"})

@@ -1,0 +1,13 @@
+"""The test project's channel routing: WebSocket consumers plus whatever tests add."""
+
+from routing import include, route
+
+from .app import consumers
+
+channel_routing = [
+    route("websocket.connect", consumers.ws_connect, path=r"^/ws/"),
+    route("websocket.receive", consumers.ws_echo, path=r"^/ws/echo/$"),
+    route("websocket.connect", consumers.notes_connect, path=r"^/notes/$"),
+    route("websocket.disconnect", consumers.notes_disconnect, path=r"^/notes/$"),
+    include("tests.project.app.consumers.special_routes", path=r"^/special"),
+]

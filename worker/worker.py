@@ -1,0 +1,225 @@
+"""`Worker` (one blocking loop) and `WorkerGroup` (several in threads)."""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from channels_core.exceptions import ChannelSocketException, ConsumeLater, DenyConnection
+from channels_core.layers.errors import ChannelFull
+from channels_core.message import Message
+from channels_core.signals import consumer_finished, consumer_started, worker_ready
+
+logger = logging.getLogger("worker")
+
+_REQUEUE_TRIES = 10
+_REQUEUE_DELAY = 0.05
+_MAX_BACKOFF = 2.0
+
+
+def filter_channels(channels: Iterable[str], only: list[str] | None, exclude: list[str] | None) -> list[str]:
+    """Apply `--only-channels` / `--exclude-channels` globs."""
+    selected = sorted(channels)
+    if only:
+        selected = [c for c in selected if any(fnmatch.fnmatchcase(c, glob) for glob in only)]
+    if exclude:
+        selected = [c for c in selected if not any(fnmatch.fnmatchcase(c, glob) for glob in exclude)]
+    return selected
+
+
+def _client(content: dict) -> str:
+    client = content.get("client")
+    if isinstance(client, (list, tuple)) and len(client) == 2:
+        return f"{client[0]}:{client[1]}"
+    return content.get("reply_channel") or "-"
+
+
+class Worker:
+    """Blocks on the routed channels and runs each message's consumer, with Channels 1.x semantics.
+
+    `channel_layer` is a `ChannelLayerWrapper` (it has a `router`). A consumer
+    that raises is logged with its channel and client and answered (500 for
+    HTTP, close for WebSocket); the loop goes on. On SIGTERM/SIGINT the
+    worker finishes the message in hand, then returns.
+    """
+
+    def __init__(
+        self,
+        channel_layer: Any,
+        callback: Callable[[str, Message], None] | None = None,
+        message_retries: int = 10,
+        signal_handlers: bool = True,
+        only_channels: list[str] | None = None,
+        exclude_channels: list[str] | None = None,
+    ) -> None:
+        self.channel_layer = channel_layer
+        self.callback = callback
+        self.message_retries = message_retries
+        self.signal_handlers = signal_handlers
+        self.only_channels = only_channels
+        self.exclude_channels = exclude_channels
+        self.termed = False
+        self.in_job = False
+        self.handled = 0
+
+    def install_signal_handler(self) -> None:
+        signal.signal(signal.SIGTERM, self.sigterm_handler)
+        signal.signal(signal.SIGINT, self.sigterm_handler)
+
+    def sigterm_handler(self, signo: int, stack_frame: Any) -> None:
+        self.termed = True
+        if not self.in_job:
+            # Idle in a blocking read: leave now (the read is abandoned, nothing is lost).
+            raise SystemExit(0)
+        logger.info("Shutdown requested: finishing the current message")
+
+    def apply_channel_filters(self, channels: Iterable[str]) -> list[str]:
+        return filter_channels(channels, self.only_channels, self.exclude_channels)
+
+    def ready(self) -> None:
+        worker_ready.send(sender=self)
+
+    def channels(self) -> list[str]:
+        return self.apply_channel_filters(self.channel_layer.router.channels)
+
+    def run(self) -> None:
+        if self.signal_handlers:
+            self.install_signal_handler()
+        channels = self.channels()
+        if not channels:
+            raise ValueError("This worker has no channels to listen on (check --only-channels/--exclude-channels)")
+        logger.info("Listening on channels %s", ", ".join(channels))
+        backoff = 0.05
+        while not self.termed:
+            self.in_job = False
+            try:
+                channel, content = self.channel_layer.receive(channels, block=True)
+            except Exception as exc:
+                logger.warning("Receiving failed (%s: %s); retrying in %.2fs", type(exc).__name__, exc, backoff)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF)
+                continue
+            backoff = 0.05
+            if channel is None:
+                continue
+            self.in_job = True
+            self.handle(channel, content)
+        self.in_job = False
+
+    def handle(self, channel: str, content: dict) -> None:
+        """Route and run one message; never raises."""
+        try:
+            message = Message(content, channel, self.channel_layer)
+            if content.get("__retries__", 0) >= self.message_retries:
+                message.__doomed__ = True
+            if self.callback is not None:
+                self.callback(channel, message)
+            match = self.channel_layer.router.match(message)
+        except Exception:
+            logger.exception("Cannot route a message on %s", channel)
+            return
+        if match is None:
+            logger.error("No route matches a message on %s from %s; check your routing", channel, _client(content))
+            return
+        consumer, kwargs = match
+        try:
+            consumer_started.send(sender=self.__class__, environ={})
+            consumer(message, **kwargs)
+        except DenyConnection:
+            if channel == "websocket.connect" and message.reply_channel is not None:
+                message.reply_channel.send({"close": True}, immediately=True)
+            else:
+                logger.error("DenyConnection raised by a consumer of %s: only websocket.connect can deny", channel)
+        except ChannelSocketException as exc:
+            try:
+                exc.run(message)
+            except Exception:
+                logger.exception("Handling %s for a message on %s failed", type(exc).__name__, channel)
+        except ConsumeLater:
+            self.requeue(channel, content)
+        except Exception:
+            logger.exception("Consumer %s failed on %s from %s", _name(consumer), channel, _client(content))
+            self.answer_failure(channel, message)
+        finally:
+            try:
+                consumer_finished.send(sender=self.__class__)
+            except Exception:
+                logger.exception("A consumer_finished handler failed after a message on %s", channel)
+            self.handled += 1
+
+    def answer_failure(self, channel: str, message: Message) -> None:
+        """Tell the client something went wrong: 500 for HTTP, a close for WebSocket."""
+        if message.reply_channel is None:
+            return
+        if channel == "http.request":
+            reply = {
+                "status": 500,
+                "headers": [[b"content-type", b"text/plain"]],
+                "content": b"500 Internal Server Error\n",
+            }
+        elif channel in ("websocket.connect", "websocket.receive"):
+            reply = {"close": 1011}
+        else:
+            return
+        try:
+            message.reply_channel.send(reply, immediately=True)
+        except Exception as exc:
+            logger.warning("Could not answer the failure on %s: %s", message.reply_channel.name, exc)
+
+    def requeue(self, channel: str, content: dict) -> None:
+        """ConsumeLater: put the message back at the end of its channel, a bounded number of times."""
+        retries = content.get("__retries__", 0) + 1
+        if retries > self.message_retries:
+            logger.warning("Dropped a message on %s after %d retries (ConsumeLater)", channel, self.message_retries)
+            return
+        content = {**content, "__retries__": retries}
+        for _ in range(_REQUEUE_TRIES):
+            try:
+                self.channel_layer.send(channel, content)
+                return
+            except ChannelFull:
+                time.sleep(_REQUEUE_DELAY)
+        logger.warning("Dropped a message on %s: the channel stayed full while requeueing it", channel)
+
+
+def _name(consumer: Any) -> str:
+    return getattr(consumer, "__qualname__", None) or type(consumer).__name__
+
+
+class WorkerGroup(Worker):
+    """`n_threads` workers: this one plus `n_threads - 1` in threads; SIGTERM drains them all."""
+
+    def __init__(self, *args: Any, n_threads: int = 2, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.workers = [Worker(*args, **{**kwargs, "signal_handlers": False}) for _ in range(n_threads - 1)]
+
+    def sigterm_handler(self, signo: int, stack_frame: Any) -> None:
+        self.termed = True
+        for worker in self.workers:
+            worker.termed = True
+        logger.info("Shutdown requested: the %d worker threads finish their current message", len(self.workers) + 1)
+        if not self.in_job:
+            raise SystemExit(0)
+
+    def ready(self) -> None:
+        super().ready()
+        for worker in self.workers:
+            worker.ready()
+
+    def run(self) -> None:
+        threads = [threading.Thread(target=w.run, name=f"worker-{i}", daemon=True) for i, w in enumerate(self.workers)]
+        for thread in threads:
+            thread.start()
+        try:
+            super().run()
+        finally:
+            for worker in self.workers:
+                worker.termed = True
+            for thread in threads:
+                # A thread blocked in an idle read returns within the layer's blocking timeout.
+                thread.join(10)
