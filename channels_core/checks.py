@@ -79,3 +79,25 @@ def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[checks.
                     )
                 )
     return errors
+
+
+@checks.register("channels")
+def check_runserver_override(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """W001: another app's `runserver` (usually django.contrib.staticfiles') wins over channels_core's.
+
+    Django takes each management command from the first app in INSTALLED_APPS
+    that has it, so channels_core must come before django.contrib.staticfiles.
+    """
+    from django.core.management import get_commands
+
+    provider = get_commands().get("runserver")
+    if provider in (None, "channels_core"):
+        return []
+    return [
+        checks.Warning(
+            f"`manage.py runserver` is {provider}'s, not channels_core's: it serves Django through WSGI only "
+            "(no WebSockets, no worker threads)",
+            hint=f"List 'channels_core' before {provider!r} in INSTALLED_APPS.",
+            id="channels_core.W001",
+        )
+    ]

@@ -83,13 +83,14 @@ class PendingMessageStore:
         messages = getattr(self._local, "messages", None)
         self._local.messages = None
         for sender, message in messages or ():
+            full = getattr(sender.channel_layer, "ChannelFull", ChannelFull)
             deadline = time.monotonic() + FLUSH_RETRY_SECONDS
             delay = 0.01
             while True:
                 try:
                     sender.send(message, immediately=True)
                     break
-                except ChannelFull:
+                except full:
                     if time.monotonic() >= deadline:
                         self.dropped += 1
                         logger.error(

@@ -18,10 +18,12 @@ def null_consumer(message: Any, **kwargs: Any) -> None:
 def default_routes(http_consumer: Callable | None = None) -> list:
     from routing import Route
 
-    from .handler import ViewConsumer
+    if http_consumer is None:
+        from .handler import ViewConsumer
 
+        http_consumer = ViewConsumer()
     return [
-        Route("http.request", http_consumer or ViewConsumer()),
+        Route("http.request", http_consumer),
         Route("websocket.connect", accept_connection),
         Route("websocket.receive", null_consumer),
         Route("websocket.disconnect", null_consumer),

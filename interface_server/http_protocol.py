@@ -441,6 +441,8 @@ class ActiveRequest:
                 "client": f"{self.info.client[0]}:{self.info.client[1]}" if self.info.client else None,
                 "time_taken": time.monotonic() - self.started_at,
                 "size": self.response_size,
+                "http_version": self.info.http_version,
+                "query_string": self.info.query_string,
             },
         )
 

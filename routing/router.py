@@ -35,6 +35,8 @@ def _compile_filters(filters: dict[str, Any]) -> dict[str, re.Pattern]:
     for name, pattern in filters.items():
         if isinstance(pattern, bytes):
             pattern = pattern.decode("ascii")
+        if not isinstance(pattern, (str, re.Pattern)):
+            raise RoutingError(f"filter {name}={pattern!r} must be a regex string, not {type(pattern).__name__}")
         try:
             regex = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
         except re.error as exc:
@@ -75,7 +77,7 @@ class Route:
             found = regex.match(value)
             if found is None:
                 return None
-            kwargs.update({k: v for k, v in found.groupdict().items() if v is not None})
+            kwargs.update(found.groupdict())
         return self.consumer, kwargs
 
     def channel_names(self) -> set[str]:
@@ -116,7 +118,7 @@ class Include:
                 found = regex.match(value)
                 if found is None:
                     return None
-                kwargs.update({k: v for k, v in found.groupdict().items() if v is not None})
+                kwargs.update(found.groupdict())
                 content[name] = value[found.end() :]
             message = copy.copy(message)
             message.content = content

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import fnmatch
 import logging
+import os
 import signal
 import threading
 import time
@@ -19,7 +20,9 @@ logger = logging.getLogger("worker")
 
 _REQUEUE_TRIES = 10
 _REQUEUE_DELAY = 0.05
+_MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 2.0
+DRAIN_TIMEOUT = 30.0
 
 
 def filter_channels(channels: Iterable[str], only: list[str] | None, exclude: list[str] | None) -> list[str]:
@@ -35,8 +38,14 @@ def filter_channels(channels: Iterable[str], only: list[str] | None, exclude: li
 def _client(content: dict) -> str:
     client = content.get("client")
     if isinstance(client, (list, tuple)) and len(client) == 2:
-        return f"{client[0]}:{client[1]}"
-    return content.get("reply_channel") or "-"
+        who = f"{client[0]}:{client[1]}"
+    else:
+        # websocket.receive/disconnect carry no client: the reply channel names the connection.
+        who = str(content.get("reply_channel") or "-")
+    path = content.get("path")
+    if isinstance(path, bytes):
+        path = path.decode("utf-8", "replace")
+    return f"{who} ({path})" if isinstance(path, str) else who
 
 
 class Worker:
@@ -66,12 +75,16 @@ class Worker:
         self.termed = False
         self.in_job = False
         self.handled = 0
+        self.failures = 0
+        self.receive_errors = 0
 
     def install_signal_handler(self) -> None:
         signal.signal(signal.SIGTERM, self.sigterm_handler)
         signal.signal(signal.SIGINT, self.sigterm_handler)
 
     def sigterm_handler(self, signo: int, stack_frame: Any) -> None:
+        if self.termed:
+            return  # already on the way out: a second signal must not interrupt the drain
         self.termed = True
         if not self.in_job:
             # Idle in a blocking read: leave now (the read is abandoned, nothing is lost).
@@ -93,26 +106,45 @@ class Worker:
         channels = self.channels()
         if not channels:
             raise ValueError("This worker has no channels to listen on (check --only-channels/--exclude-channels)")
-        logger.info("Listening on channels %s", ", ".join(channels))
-        backoff = 0.05
+        logger.info(
+            "Listening on channels %s (pid %d, %s)", ", ".join(channels), os.getpid(), threading.current_thread().name
+        )
+        backoff = _MIN_BACKOFF
+        failing_since: float | None = None
         while not self.termed:
             self.in_job = False
             try:
                 channel, content = self.channel_layer.receive(channels, block=True)
+                # No call between the read returning and this flag: a SIGTERM handler sees it set.
+                self.in_job = True
             except Exception as exc:
-                logger.warning("Receiving failed (%s: %s); retrying in %.2fs", type(exc).__name__, exc, backoff)
+                self.in_job = False
+                if failing_since is None:
+                    failing_since = time.monotonic()
+                    logger.error(
+                        "Receiving from the channel layer failed (%s: %s); retrying with backoff",
+                        type(exc).__name__,
+                        exc,
+                    )
+                else:
+                    logger.debug("Receiving still fails (%s: %s); retrying in %.2fs", type(exc).__name__, exc, backoff)
+                self.receive_errors += 1
                 time.sleep(backoff)
                 backoff = min(backoff * 2, _MAX_BACKOFF)
                 continue
-            backoff = 0.05
+            if failing_since is not None:
+                logger.warning(
+                    "Receiving from the channel layer works again after %.1fs", time.monotonic() - failing_since
+                )
+                failing_since = None
+            backoff = _MIN_BACKOFF
             if channel is None:
                 continue
-            self.in_job = True
             self.handle(channel, content)
         self.in_job = False
 
     def handle(self, channel: str, content: dict) -> None:
-        """Route and run one message; never raises."""
+        """Route and run one message; never raises (except SystemExit/KeyboardInterrupt)."""
         try:
             message = Message(content, channel, self.channel_layer)
             if content.get("__retries__", 0) >= self.message_retries:
@@ -132,24 +164,40 @@ class Worker:
             consumer(message, **kwargs)
         except DenyConnection:
             if channel == "websocket.connect" and message.reply_channel is not None:
-                message.reply_channel.send({"close": True}, immediately=True)
+                self._reply(message, {"close": True})
             else:
-                logger.error("DenyConnection raised by a consumer of %s: only websocket.connect can deny", channel)
+                logger.error(
+                    "DenyConnection raised by %s on %s: only a websocket.connect consumer can deny a connection",
+                    _name(consumer),
+                    channel,
+                )
         except ChannelSocketException as exc:
             try:
                 exc.run(message)
             except Exception:
                 logger.exception("Handling %s for a message on %s failed", type(exc).__name__, channel)
         except ConsumeLater:
-            self.requeue(channel, content)
+            try:
+                self.requeue(channel, content)
+            except Exception:
+                logger.exception("Could not requeue a message on %s (ConsumeLater); dropped", channel)
         except Exception:
             logger.exception("Consumer %s failed on %s from %s", _name(consumer), channel, _client(content))
+            self.failures += 1
             self.answer_failure(channel, message)
         finally:
-            try:
-                consumer_finished.send(sender=self.__class__)
-            except Exception:
-                logger.exception("A consumer_finished handler failed after a message on %s", channel)
+            # send_robust: one failing receiver (say, closing a broken DB connection) must neither
+            # stop the buffered sends from being flushed nor escape into the loop.
+            for receiver, result in consumer_finished.send_robust(sender=self.__class__):
+                if isinstance(result, Exception):
+                    logger.error(
+                        "consumer_finished receiver %s failed after a message on %s: %s: %s",
+                        _name(receiver),
+                        channel,
+                        type(result).__name__,
+                        result,
+                        exc_info=result,
+                    )
             self.handled += 1
 
     def answer_failure(self, channel: str, message: Message) -> None:
@@ -166,10 +214,14 @@ class Worker:
             reply = {"close": 1011}
         else:
             return
+        self._reply(message, reply)
+
+    def _reply(self, message: Message, reply: dict) -> None:
+        """Send on the reply channel after what the consumer already sent (buffered, so in order)."""
         try:
-            message.reply_channel.send(reply, immediately=True)
+            message.reply_channel.send(reply)
         except Exception as exc:
-            logger.warning("Could not answer the failure on %s: %s", message.reply_channel.name, exc)
+            logger.warning("Could not send %r to %s: %s", reply, message.reply_channel.name, exc)
 
     def requeue(self, channel: str, content: dict) -> None:
         """ConsumeLater: put the message back at the end of its channel, a bounded number of times."""
@@ -178,11 +230,12 @@ class Worker:
             logger.warning("Dropped a message on %s after %d retries (ConsumeLater)", channel, self.message_retries)
             return
         content = {**content, "__retries__": retries}
+        full = getattr(self.channel_layer, "ChannelFull", ChannelFull)
         for _ in range(_REQUEUE_TRIES):
             try:
                 self.channel_layer.send(channel, content)
                 return
-            except ChannelFull:
+            except full:
                 time.sleep(_REQUEUE_DELAY)
         logger.warning("Dropped a message on %s: the channel stayed full while requeueing it", channel)
 
@@ -199,6 +252,8 @@ class WorkerGroup(Worker):
         self.workers = [Worker(*args, **{**kwargs, "signal_handlers": False}) for _ in range(n_threads - 1)]
 
     def sigterm_handler(self, signo: int, stack_frame: Any) -> None:
+        if self.termed:
+            return
         self.termed = True
         for worker in self.workers:
             worker.termed = True
@@ -220,6 +275,8 @@ class WorkerGroup(Worker):
         finally:
             for worker in self.workers:
                 worker.termed = True
+            deadline = time.monotonic() + DRAIN_TIMEOUT
             for thread in threads:
-                # A thread blocked in an idle read returns within the layer's blocking timeout.
-                thread.join(10)
+                # A thread blocked in an idle read returns within the layer's blocking timeout;
+                # one in a consumer finishes its message first.
+                thread.join(max(0.0, deadline - time.monotonic()))

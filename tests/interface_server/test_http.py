@@ -17,6 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tests.support.waiting import wait_for
+
 from .harness import (
     EchoWorker,
     ResponseReader,
@@ -472,7 +474,9 @@ def test_malformed_requests_get_400_and_server_keeps_serving(start_server, worke
             assert status_of(raw) in statuses, f"{name}: {raw[:200]!r}"
             reply = http_request(server.port, "GET", "/ok")
             assert (reply.status, reply.body) == (200, b"GET /ok"), name
-        # None of the malformed requests reached the application.
+        # None of the malformed requests reached the application (the worker counts after replying).
+        wait_for(lambda: worker.handled >= len(MALFORMED), 2)
+        time.sleep(0.2)
         assert worker.handled == len(MALFORMED)
 
 

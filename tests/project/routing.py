@@ -10,4 +10,6 @@ channel_routing = [
     route("websocket.connect", consumers.notes_connect, path=r"^/notes/$"),
     route("websocket.disconnect", consumers.notes_disconnect, path=r"^/notes/$"),
     include("tests.project.app.consumers.special_routes", path=r"^/special"),
+    include("tests.project.app.session_consumers.routes", path=r"^/sess"),
 ]
+channel_routing.append(include("tests.project.app.worker_consumers.routes", path=r"^/worker"))

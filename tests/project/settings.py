@@ -15,8 +15,8 @@ INSTALLED_APPS = [
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "channels_core",  # before staticfiles, so its runserver wins (check channels_core.W001)
     "django.contrib.staticfiles",
-    "channels_core",
     "tests.project.app",
 ]
 MIDDLEWARE = [
@@ -72,3 +72,5 @@ LOGGING = {
         "channels_core": {"handlers": ["console"], "level": "INFO"},
     },
 }
+if os.environ.get("TEST_CHANNEL_ROUTING"):
+    CHANNEL_LAYERS["default"]["ROUTING"] = os.environ["TEST_CHANNEL_ROUTING"]

@@ -16,3 +16,9 @@ urlpatterns = [
     path("notes/add/", views.add_note),
     path("error/", views.error),
 ]
+
+urlpatterns += [
+    path("cookies/", views.set_cookies),
+    path("whereis/", views.whereis, name="whereis"),
+    path("big/", views.big),
+]

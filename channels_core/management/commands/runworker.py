@@ -59,6 +59,16 @@ class Command(BaseCommand):
             )
         self.channel_layer.router.check_default(http_consumer=self.get_consumer())
         self.options = options
+        from worker.worker import filter_channels
+
+        channels = filter_channels(
+            self.channel_layer.router.channels, options["only_channels"] or None, options["exclude_channels"] or None
+        )
+        if not channels:
+            raise CommandError(
+                "No channels left to listen on: the routing serves "
+                f"{', '.join(sorted(self.channel_layer.router.channels))}; check --only-channels/--exclude-channels"
+            )
         if options["processes"] > 1:
             from worker.pool import WorkerPool
 

@@ -97,3 +97,24 @@ def add_note(request):
 
 def error(request):
     raise RuntimeError("this view always fails")
+
+
+def set_cookies(request):
+    """Two cookies in one response: each must arrive as its own Set-Cookie header."""
+    response = HttpResponse("cookies set")
+    response.set_cookie("flavour", "chocolate")
+    response.set_cookie("colour", "blue", httponly=True)
+    return response
+
+
+def whereis(request):
+    """reverse() of a named URL: includes the script prefix (root_path)."""
+    from django.urls import reverse
+
+    return HttpResponse(reverse("whereis"))
+
+
+def big(request):
+    """A plain (not streaming) response of `size` bytes: over 512 KB it leaves the worker in several messages."""
+    size = int(request.GET.get("size", "1200000"))
+    return HttpResponse(bytes(i % 249 for i in range(size)), content_type="application/octet-stream")

@@ -1,0 +1,967 @@
+"""End-to-end benchmark: the Django test project through interface-server + runworker, against gunicorn.
+
+    python benchmarks/e2e_bench.py [--quick] [--redis-url URL] [--rounds N]
+
+Starts, in one run, with a fresh migrated SQLite copy and a key prefix of its own:
+
+  side (a)  `python -m interface_server tests.project.asgi:channel_layer` + 2 separate
+            `python -m django runworker` processes over Redis (the project's settings,
+            i.e. the default layer configuration);
+  side (b)  `gunicorn -w 2 -k sync` serving the same project through
+            benchmarks/e2e_wsgi.py (skipped, with a message, when gunicorn is not importable);
+
+and measures:
+
+1. HTTP GET / (the view returns "OK") with `wrk -t2 -c50 --latency` (50 keep-alive
+   connections; gunicorn's sync workers close the connection after each response, so
+   its clients reconnect: that is how sync gunicorn serves), the two sides taking turns
+   (ours, gunicorn, then gunicorn, ours, ...) after a short warm-up of each. Prints
+   requests/s and p50/p99 of each run, their means, and the ratios ours/gunicorn; also
+   the CPU each process spent per request (from /proc), to show where the time goes;
+2. WebSocket echo round trip through the Django consumer at /ws/echo/, 1 client,
+   1,000 sequential 100-byte messages, taking turns with a raw Redis pair (this process
+   LPUSHes a ping, a second process BLPOPs it and LPUSHes a pong with the time it
+   got the ping, this process BLPOPs the pong): the pair's ONE-WAY time A->B (one
+   LPUSH->BLPOP hop, measured on the shared monotonic clock) and its ROUND TRIP
+   (two hops) are both printed; the target compares the echo's round trip p50 with
+   the pair's ROUND TRIP p50 (the echo also crosses Redis twice);
+3. Group broadcast to 1,000 WebSockets connected to /notes/ (their consumer joins
+   Group("notes") on connect): 20 rounds of a broadcast sent by a consumer (POST
+   /notes/add/: the view, run by a runworker, saves a Note whose save() does
+   Group("notes").send), timed from the moment the POST is written until the LAST
+   of the 1,000 clients has the message; interleaved with 20 rounds where the
+   benchmark process itself calls Group.send on a layer built from the same settings
+   (labelled "sent by the benchmark process, not a consumer"), to separate the fan-out
+   from the request that triggers it. Counts messages lost, duplicated or unexpected.
+
+--quick shrinks everything. Every process started here is stopped at the end (also on
+Ctrl-C or an exception; they die with this process if it is killed), and every Redis
+key under the run's prefix is deleted. Exits 0 unless something crashes; a missed
+target is marked MISSED.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import ctypes
+import importlib.util
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import redis
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+sys.path[:0] = [str(ROOT), str(BENCH_DIR)]
+
+from report import Row, mark, print_table  # noqa: E402
+
+SETTINGS = "tests.project.settings"
+LAYER_PATH = "tests.project.asgi:channel_layer"
+WORKERS = 2
+HTTP_CONNECTIONS = 50
+WRK_THREADS = 2
+MESSAGE_SIZE = 100
+WARMUP = 50  # WebSocket echoes and raw pings before the measured ones
+RECV_TIMEOUT = 10.0
+START_TIMEOUT = 30.0
+CONNECT_CONCURRENCY = 50  # WebSocket handshakes in flight while connecting the /notes/ clients
+BROADCAST_TIMEOUT = 10.0  # seconds a round waits for the last client before counting the rest lost
+GROUP = "notes"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    http_seconds: int
+    http_warmup: int
+    http_rounds: int
+    echo_messages: int
+    sockets: int
+    broadcasts: int
+
+
+FULL = Sizes(http_seconds=10, http_warmup=2, http_rounds=2, echo_messages=1000, sockets=1000, broadcasts=20)
+QUICK = Sizes(http_seconds=3, http_warmup=1, http_rounds=1, echo_messages=200, sockets=200, broadcasts=5)
+
+
+@dataclass(frozen=True)
+class Target:
+    bound: float
+    at_least: bool = False
+
+    def met(self, value: float) -> bool:
+        return value >= self.bound if self.at_least else value <= self.bound
+
+    def __str__(self) -> str:
+        return f"{'>=' if self.at_least else '<='} {self.bound:g}"
+
+
+@dataclass
+class Run:
+    args: argparse.Namespace
+    sizes: Sizes
+    prefix: str
+    env: dict[str, str]
+    client: redis.Redis
+    children: list[Child] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def row(self, row: Row) -> Row:
+        self.rows.append(row)
+        print(
+            f"  {row.measure}: {row.ours}"
+            + (f" (baseline {row.baseline}, ratio {row.ratio})" if row.baseline != "-" else "")
+            + f"  target {row.target}{mark(row)}",
+            flush=True,
+        )
+        return row
+
+
+def compare(run: Run, measure: str, ours: float, base: float, fmt, target: Target | None) -> Row:
+    ratio = ours / base
+    return run.row(
+        Row(measure, fmt(ours), fmt(base), f"{ratio:.2f}", str(target) if target else "-", target and target.met(ratio))
+    )
+
+
+def figure(run: Run, measure: str, ours: str, target: str = "-", met: bool | None = None) -> Row:
+    return run.row(Row(measure, ours, "-", "-", target, met))
+
+
+def percentile(samples: list[float], pct: int) -> float:
+    if len(samples) == 1:
+        return samples[0]
+    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
+
+
+def millis(value: float) -> str:
+    return f"{value * 1e3:.2f} ms"
+
+
+def rate(value: float) -> str:
+    return f"{value:,.0f} req/s"
+
+
+# -- child processes ---------------------------------------------------------------------------------
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM the child if this process dies (even by SIGKILL)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class Child:
+    """A subprocess with its output in a temporary file, stopped by SIGTERM then SIGKILL."""
+
+    def __init__(self, run: Run, label: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        self.label = label
+        self.log = tempfile.NamedTemporaryFile(prefix=f"e2e-{label}-", suffix=".log", delete=False)  # noqa: SIM115
+        self.process = subprocess.Popen(
+            argv,
+            cwd=ROOT,
+            env=env if env is not None else run.env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
+        )
+        self.pid = self.process.pid
+        run.children.append(self)
+
+    def output(self) -> str:
+        return Path(self.log.name).read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def wait_for(self, text: str | None = None, port: int | None = None) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError(f"{self.label} exited with {self.process.returncode}:\n{self.output()}")
+            if text is not None and text in self.output():
+                return
+            if port is not None:
+                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.label} did not start within {START_TIMEOUT}s:\n{self.output()}")
+
+    def stop(self, timeout: float = 15.0) -> int | None:
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                print(f"  {self.label} (pid {self.pid}) ignored SIGTERM for {timeout}s: killing it")
+                self.process.kill()
+                self.process.wait()
+        return self.process.returncode
+
+    def discard_log(self) -> None:
+        self.log.close()
+        with contextlib.suppress(OSError):
+            os.unlink(self.log.name)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def child_pids(parent: int) -> list[int]:
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    pids.append(int(entry.name))
+    return sorted(pids)
+
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU of `pid` so far (from /proc), or None if it cannot be read."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+class Side:
+    """One way of serving the project: a port and the processes whose CPU is accounted."""
+
+    name: str
+    port: int
+
+    def processes(self) -> dict[str, int]:
+        raise NotImplementedError
+
+
+class Ours(Side):
+    name = "ours"
+
+    def __init__(self, run: Run) -> None:
+        self.port = free_port()
+        self.server = Child(
+            run,
+            "interface-server",
+            [sys.executable, "-m", "interface_server", LAYER_PATH, "-p", str(self.port), "-v", "0"],
+        )
+        self.workers = [
+            Child(run, f"runworker-{i + 1}", [sys.executable, "-m", "django", "runworker"]) for i in range(WORKERS)
+        ]
+        self.server.wait_for(port=self.port)
+        for worker in self.workers:
+            worker.wait_for("Listening on channels")
+
+    def processes(self) -> dict[str, int]:
+        return {"interface-server": self.server.pid, **{w.label: w.pid for w in self.workers}}
+
+
+class Gunicorn(Side):
+    name = "gunicorn"
+
+    def __init__(self, run: Run) -> None:
+        from gunicorn.config import KNOWN_SETTINGS
+
+        self.port = free_port()
+        argv = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "-w",
+            str(WORKERS),
+            "-k",
+            "sync",
+            "-b",
+            f"127.0.0.1:{self.port}",
+            "--log-level",
+            "warning",
+        ]
+        if any("--no-control-socket" in (s.cli or []) for s in KNOWN_SETTINGS):
+            argv.append("--no-control-socket")  # gunicorn >= 24 would otherwise create ~/.gunicorn/gunicorn.ctl
+        self.master = Child(run, "gunicorn", [*argv, "e2e_wsgi:application"])
+        self.master.wait_for(port=self.port)
+        deadline = time.monotonic() + START_TIMEOUT
+        while len(child_pids(self.master.pid)) < WORKERS:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn did not boot {WORKERS} workers:\n{self.master.output()}")
+            time.sleep(0.05)
+
+    def processes(self) -> dict[str, int]:
+        found = {"gunicorn master": self.master.pid}
+        for i, pid in enumerate(child_pids(self.master.pid)):
+            found[f"gunicorn worker {i + 1}"] = pid
+        return found
+
+
+def redis_pid(client: redis.Redis) -> int | None:
+    """The Redis server's pid, if it runs on this machine (so its CPU can be read)."""
+    with contextlib.suppress(Exception):
+        pid = int(client.info("server")["process_id"])
+        if "redis" in Path(f"/proc/{pid}/comm").read_text():
+            return pid
+    return None
+
+
+# -- 1: HTTP ----------------------------------------------------------------------------------------------
+
+
+def http_get(port: int, path: str = "/") -> tuple[int, bytes, bool]:
+    """One keep-alive GET: status, body, and whether the server closed the connection after it."""
+    with socket.create_connection(("127.0.0.1", port), timeout=RECV_TIMEOUT) as sock:
+        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+        data = b""
+        while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
+        while length and len(body) < int(length.group(1)) and (chunk := sock.recv(65536)):
+            body += chunk
+        closes = re.search(rb"\r\nconnection:\s*close", head, re.I) is not None
+    return int(head.split()[1]), body, closes
+
+
+_WRK_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
+
+
+def run_wrk(port: int, seconds: int, echo: bool = True) -> dict:
+    argv = [
+        "wrk",
+        f"-t{WRK_THREADS}",
+        f"-c{HTTP_CONNECTIONS}",
+        f"-d{seconds}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        f"http://127.0.0.1:{port}/",
+    ]
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
+    if echo:
+        print("    " + "\n    ".join(out.rstrip().splitlines()[2:]))
+    found = re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+    lat = {int(p): float(v) * _WRK_UNITS[u] for p, v, u in found}
+    done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {
+        "requests": int(done.group(1)),
+        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+        "p50": lat[50],
+        "p99": lat[99],
+        "bad": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
+    }
+
+
+def measure_side(side: Side, seconds: int, redis_server: int | None) -> dict:
+    """One wrk run against `side`, with the CPU every process involved spent during it."""
+    pids = dict(side.processes())
+    if redis_server is not None:
+        pids["redis-server"] = redis_server
+    before = {label: cpu_seconds(pid) for label, pid in pids.items()}
+    wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    result = run_wrk(side.port, seconds)
+    wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = {}
+    for label, pid in pids.items():
+        now = cpu_seconds(pid)
+        if now is not None and before[label] is not None:
+            cpu[label] = now - before[label]
+    cpu["wrk"] = (wrk_after.ru_utime + wrk_after.ru_stime) - (wrk_before.ru_utime + wrk_before.ru_stime)
+    result["cpu"] = cpu
+    return result
+
+
+def print_cpu(name: str, results: list[dict]) -> None:
+    requests = sum(r["requests"] for r in results)
+    labels = list(dict.fromkeys(label for r in results for label in r["cpu"]))
+    total_wall = sum(r["seconds"] for r in results)
+    parts = []
+    serving = 0.0
+    for label in labels:
+        used = sum(r["cpu"].get(label, 0.0) for r in results)
+        if label not in ("wrk", "redis-server") or name == "ours" and label == "redis-server":
+            serving += used
+        parts.append(f"{label} {used / requests * 1e6:,.0f} us/req ({used / total_wall * 100:.0f}% of a CPU)")
+    print(f"  CPU per request, {name}: " + "; ".join(parts))
+    print(
+        f"  serving CPU per request, {name} (without wrk{'' if name == 'ours' else ' and Redis'}):"
+        f" {serving / requests * 1e6:,.0f} us -> at most {requests / serving:,.0f} req/s per fully busy CPU"
+    )
+
+
+def bench_http(run: Run, ours: Ours, gunicorn: Gunicorn | None) -> None:
+    sizes = run.sizes
+    sides: list[Side] = [ours] + ([gunicorn] if gunicorn else [])
+    print(
+        f"\n1. HTTP GET / with wrk -t{WRK_THREADS} -c{HTTP_CONNECTIONS} -d{sizes.http_seconds}s --latency,"
+        f" {sizes.http_rounds} round(s) per side, taking turns"
+        + ("" if gunicorn else " (ours only: gunicorn is not importable)"),
+        flush=True,
+    )
+    for side in sides:
+        status, body, closes = http_get(side.port)
+        if (status, body) != (200, b"OK"):
+            raise RuntimeError(f"{side.name}: GET / answered {status} {body[:200]!r}, not 200 'OK'")
+        if closes:
+            print(
+                f"  {side.name} answers a keep-alive request with `Connection: close`: wrk reconnects for every"
+                " request on that side (sync gunicorn workers do not keep connections alive)"
+            )
+    for side in sides:
+        print(f"  warm-up {side.name} ({sizes.http_warmup} s)", flush=True)
+        run_wrk(side.port, sizes.http_warmup, echo=False)
+    redis_server = redis_pid(run.client)
+    results: dict[str, list[dict]] = {side.name: [] for side in sides}
+    for rnd in range(sizes.http_rounds):
+        order = sides if rnd % 2 == 0 else list(reversed(sides))
+        for side in order:
+            print(f"  round {rnd + 1}, {side.name} (port {side.port}):", flush=True)
+            result = measure_side(side, sizes.http_seconds, redis_server)
+            result["seconds"] = sizes.http_seconds
+            results[side.name].append(result)
+            print(
+                f"  -> {rate(result['rate'])}, p50 {millis(result['p50'])}, p99 {millis(result['p99'])},"
+                f" {result['bad']} errors or non-2xx",
+                flush=True,
+            )
+    for side in sides:
+        print_cpu(side.name, results[side.name])
+    if redis_server is None:
+        print("  (Redis is not a local process here: its CPU is not accounted)")
+
+    def mean(name: str, key: str) -> float:
+        return statistics.fmean(r[key] for r in results[name])
+
+    bad = sum(r["bad"] for r in results["ours"])
+    total = sum(r["requests"] for r in results["ours"])
+    how = f"mean of {sizes.http_rounds} runs"
+    if gunicorn:
+        compare(
+            run,
+            f"HTTP req/s, {how} (vs gunicorn)",
+            mean("ours", "rate"),
+            mean("gunicorn", "rate"),
+            rate,
+            Target(0.5, at_least=True),
+        )
+        compare(run, "HTTP p50 (vs gunicorn)", mean("ours", "p50"), mean("gunicorn", "p50"), millis, Target(3))
+        compare(run, "HTTP p99 (vs gunicorn)", mean("ours", "p99"), mean("gunicorn", "p99"), millis, None)
+        gbad = sum(r["bad"] for r in results["gunicorn"])
+        gtotal = sum(r["requests"] for r in results["gunicorn"])
+        print(f"  gunicorn: {gbad} errors or non-2xx of {gtotal:,} requests")
+    else:
+        figure(run, f"HTTP req/s, {how} (gunicorn skipped)", rate(mean("ours", "rate")), ">= 0.5x gunicorn", None)
+        figure(run, "HTTP p50 (gunicorn skipped)", millis(mean("ours", "p50")), "<= 3x gunicorn", None)
+        figure(run, "HTTP p99", millis(mean("ours", "p99")))
+    figure(run, "HTTP errors or non-2xx (ours)", f"{bad} of {total:,}", "0", bad == 0)
+
+
+# -- 2: WebSocket echo against the raw Redis pair ----------------------------------------------------------
+
+
+def run_raw_echo(url: str, ping: str, pong: str) -> None:
+    """Side B of the raw pair: BLPOP a ping, LPUSH back the monotonic time it arrived."""
+    parent = os.getppid()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    client = redis.Redis.from_url(url)
+    try:
+        while os.getppid() == parent:
+            got = client.blpop([ping], timeout=1)
+            arrived = time.perf_counter()
+            if got is None:
+                continue
+            if got[1] == b"stop":
+                break
+            client.lpush(pong, repr(arrived).encode().ljust(MESSAGE_SIZE, b" "))
+    finally:
+        client.close()
+
+
+def ws_connect(url: str):
+    from websockets.asyncio.client import connect
+
+    return connect(
+        url, compression=None, ping_interval=None, proxy=None, open_timeout=60, close_timeout=10, max_queue=None
+    )
+
+
+async def bench_echo(run: Run, ours: Ours) -> None:
+    n = run.sizes.echo_messages
+    print(
+        f"\n2. WebSocket echo through the Django consumer at /ws/echo/, 1 client x {n:,} sequential"
+        f" {MESSAGE_SIZE}-byte messages, taking turns with a raw Redis LPUSH/BLPOP pair",
+        flush=True,
+    )
+    ping, pong = run.prefix + "raw:ping", run.prefix + "raw:pong"
+    raw_echo = Child(
+        run,
+        "raw-echo",
+        [
+            sys.executable,
+            __file__,
+            "--role",
+            "raw-echo",
+            "--redis-url",
+            run.args.redis_url,
+            "--ping",
+            ping,
+            "--pong",
+            pong,
+        ],
+        dict(os.environ),
+    )
+    raw = redis.Redis.from_url(run.args.redis_url)
+    value = b"x" * MESSAGE_SIZE
+
+    def raw_round_trip() -> tuple[float, float]:
+        start = time.perf_counter()
+        raw.lpush(ping, value)
+        got = raw.blpop([pong], timeout=RECV_TIMEOUT)
+        end = time.perf_counter()
+        if got is None:
+            raise RuntimeError("the raw pair's pong did not come back")
+        return float(got[1]) - start, end - start
+
+    ours_rtt: list[float] = []
+    one_way: list[float] = []
+    raw_rtt: list[float] = []
+    try:
+        async with ws_connect(f"ws://127.0.0.1:{ours.port}/ws/echo/") as ws:
+
+            async def round_trip(i: int) -> float:
+                text = f"{i}:".ljust(MESSAGE_SIZE, "x")
+                start = time.perf_counter()
+                await ws.send(text)
+                got = await asyncio.wait_for(ws.recv(), RECV_TIMEOUT)
+                took = time.perf_counter() - start
+                if got != text:
+                    raise RuntimeError(f"message {i} came back as {got[:40]!r}")
+                return took
+
+            for i in range(WARMUP):
+                await round_trip(-i - 1)
+                raw_round_trip()
+            for i in range(n):
+                ours_rtt.append(await round_trip(i))
+                a_to_b, rtt = raw_round_trip()
+                one_way.append(a_to_b)
+                raw_rtt.append(rtt)
+    finally:
+        with contextlib.suppress(Exception):
+            raw.lpush(ping, b"stop")
+        raw.close()
+        raw_echo.stop()
+    p50, p99 = percentile(ours_rtt, 50), percentile(ours_rtt, 99)
+    print(
+        f"  raw pair ONE WAY A->B (LPUSH -> BLPOP, one hop): p50 {millis(percentile(one_way, 50))},"
+        f" p99 {millis(percentile(one_way, 99))}"
+    )
+    print(
+        f"  raw pair ROUND TRIP A->B->A (two hops): p50 {millis(percentile(raw_rtt, 50))},"
+        f" p99 {millis(percentile(raw_rtt, 99))}"
+    )
+    print(f"  ours, echo round trip: p50 {millis(p50)}, p99 {millis(p99)}, max {millis(max(ours_rtt))}")
+    print(
+        f"  ratio of our p50 to the ONE-WAY p50: {p50 / percentile(one_way, 50):.2f} (for reference only);"
+        " baseline used for the target: the raw pair's ROUND TRIP, as the echo crosses Redis twice"
+        " (websocket.receive to a worker, the reply back to the server)"
+    )
+    compare(run, "WS echo RTT p50 (vs raw pair RTT p50)", p50, percentile(raw_rtt, 50), millis, Target(4))
+    compare(run, "WS echo RTT p99 (vs raw pair RTT p99)", p99, percentile(raw_rtt, 99), millis, None)
+    figure(run, "raw pair one way A->B p50 (info)", millis(percentile(one_way, 50)))
+
+
+# -- 3: group broadcast to many sockets -----------------------------------------------------------------------
+
+
+@dataclass
+class Round:
+    expected: int
+    started: float = 0.0
+    first: float | None = None
+    last: float | None = None
+    received: int = 0
+    duplicates: int = 0
+    seen: bytearray = field(default_factory=bytearray)
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    cpu: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.seen = bytearray(self.expected)
+
+
+def make_layer(run: Run):
+    """A layer built from the project's own settings (so: the same prefix and the default configuration)."""
+    os.environ.update({k: v for k, v in run.env.items() if k.startswith("TEST_")})
+    spec = importlib.util.find_spec(SETTINGS)
+    settings = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(settings)
+    config = settings.CHANNEL_LAYERS["default"]
+    module, _, name = config["BACKEND"].rpartition(".")
+    cls = getattr(importlib.import_module(module), name)
+    return cls(**config.get("CONFIG", {}))
+
+
+async def post_note(port: int, text: str):
+    """Open a connection; return a function that writes the POST and returns a task reading the answer."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    body = f"text={text}".encode()
+    request = (
+        b"POST /notes/add/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+    )
+
+    async def answer() -> bytes:
+        await writer.drain()
+        data = await reader.read()
+        writer.close()
+        return data
+
+    return lambda: (writer.write(request), asyncio.create_task(answer()))[1]
+
+
+async def bench_broadcast(run: Run, ours: Ours) -> None:
+    n, rounds = run.sizes.sockets, run.sizes.broadcasts
+    print(
+        f"\n3. Group broadcast to {n:,} WebSockets on /notes/ (Group({GROUP!r}) joined on connect),"
+        f" {rounds} rounds sent by a consumer (POST /notes/add/ -> Note.save() -> Group.send) interleaved with"
+        f" {rounds} rounds sent by the benchmark process",
+        flush=True,
+    )
+    layer = make_layer(run)
+    url = f"ws://127.0.0.1:{ours.port}/notes/"
+    tracked: dict[str, Round] = {}
+    unexpected: list[str] = []
+    closed_early: list[str] = []
+
+    async def listen(index: int, ws) -> None:
+        from websockets.exceptions import ConnectionClosed
+
+        try:
+            async for text in ws:
+                now = time.perf_counter()
+                rnd = tracked.get(text)
+                if rnd is None:
+                    unexpected.append(str(text)[:40])
+                    continue
+                if rnd.seen[index]:
+                    rnd.duplicates += 1
+                    continue
+                rnd.seen[index] = 1
+                rnd.received += 1
+                rnd.last = now
+                if rnd.first is None:
+                    rnd.first = now
+                if rnd.received == rnd.expected:
+                    rnd.cpu = time.process_time() - rnd.cpu
+                    rnd.done.set()
+        except ConnectionClosed as exc:
+            closed_early.append(f"socket {index}: {exc}")
+
+    gate = asyncio.Semaphore(CONNECT_CONCURRENCY)
+    failures: list[str] = []
+
+    async def connect(stack: contextlib.AsyncExitStack):
+        async with gate:
+            try:
+                return await stack.enter_async_context(ws_connect(url))
+            except Exception as exc:
+                failures.append(f"{type(exc).__name__}: {exc}")
+                return None
+
+    async with contextlib.AsyncExitStack() as stack:
+        began = time.perf_counter()
+        sockets = [ws for ws in await asyncio.gather(*(connect(stack) for _ in range(n))) if ws is not None]
+        took = time.perf_counter() - began
+        print(
+            f"  connected {len(sockets):,} of {n:,} in {took:.1f} s ({CONNECT_CONCURRENCY} handshakes in flight);"
+            f" {len(failures)} failed" + (f", e.g. {failures[0]}" if failures else ""),
+            flush=True,
+        )
+        members = len(layer.group_channels(GROUP))
+        print(f"  Group({GROUP!r}) has {members:,} live members (layer.group_channels)")
+        figure(
+            run,
+            "broadcast: sockets connected and in the group",
+            f"{len(sockets):,} / {members:,}",
+            f"{n:,} / {n:,}",
+            len(sockets) == n and members == n,
+        )
+        listeners = [asyncio.create_task(listen(i, ws)) for i, ws in enumerate(sockets)]
+        expected = len(sockets)
+        results: dict[str, list[Round]] = {"consumer": [], "benchmark": []}
+        http_answers: list[bytes] = []
+        try:
+            for r in range(-1, rounds):  # round -1 of each kind: a warm-up, not counted
+                for kind in ("consumer", "benchmark"):
+                    tag = f"{'c' if kind == 'consumer' else 'b'}{r + 1 if r >= 0 else 'warm'}"
+                    text = f"note:{tag}"
+                    rnd = tracked[text] = Round(expected)
+                    answer = None
+                    if kind == "consumer":
+                        send = await post_note(ours.port, tag)
+                        rnd.cpu = time.process_time()
+                        rnd.started = time.perf_counter()
+                        answer = send()
+                    else:
+                        rnd.cpu = time.process_time()
+                        rnd.started = time.perf_counter()
+                        await asyncio.to_thread(layer.send_group, GROUP, {"text": text})
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(rnd.done.wait(), BROADCAST_TIMEOUT)
+                    if not rnd.done.is_set():
+                        rnd.cpu = time.process_time() - rnd.cpu
+                    if answer is not None:
+                        data = await asyncio.wait_for(answer, RECV_TIMEOUT)
+                        if r >= 0:
+                            http_answers.append(data)
+                    if r >= 0:
+                        results[kind].append(rnd)
+                    await asyncio.sleep(0.05)
+            await asyncio.sleep(1.0)  # late arrivals still count as received below
+        finally:
+            for task in listeners:
+                task.cancel()
+            await asyncio.gather(*listeners, return_exceptions=True)
+        closing = time.perf_counter()
+    print(f"  closed them all in {time.perf_counter() - closing:.1f} s")
+    layer.close()
+
+    bad_http = [a[:80] for a in http_answers if not a.startswith(b"HTTP/1.1 200")]
+    if bad_http:
+        print(f"  {len(bad_http)} POST /notes/add/ did not answer 200, e.g. {bad_http[0]!r}")
+    for kind, label in (("consumer", "by a consumer"), ("benchmark", "by the benchmark process, not a consumer")):
+        done = results[kind]
+        complete = [r for r in done if r.received == r.expected]
+        lost = sum(r.expected - r.received for r in done)
+        dup = sum(r.duplicates for r in done)
+        print(f"  sent {label}: {len(done)} rounds, {len(complete)} complete, {lost} messages lost, {dup} duplicates")
+        if not complete:
+            figure(run, f"broadcast {kind}: messages lost", f"{lost} of {expected * len(done):,}", "0", False)
+            continue
+        last = [r.last - r.started for r in complete]
+        first = [r.first - r.started for r in complete]
+        spread = [r.last - r.first for r in complete]
+        cpu = [r.cpu for r in complete]
+        print(
+            f"    send -> FIRST client: p50 {millis(percentile(first, 50))}, max {millis(max(first))};"
+            f" first -> last client: p50 {millis(percentile(spread, 50))}, max {millis(max(spread))}"
+        )
+        print(
+            f"    send -> LAST client: p50 {millis(percentile(last, 50))}, p99 {millis(percentile(last, 99))},"
+            f" max {millis(max(last))}; CPU this (client) process used per round: p50 {millis(percentile(cpu, 50))}"
+        )
+        short = "consumer" if kind == "consumer" else "benchmark process (not a consumer)"
+        figure(run, f"broadcast by {short}: to last of {expected:,} p50", millis(percentile(last, 50)))
+        figure(
+            run,
+            f"broadcast by {short}: to last of {expected:,} p99",
+            millis(percentile(last, 99)),
+            "<= 100 ms" if kind == "consumer" else "-",
+            percentile(last, 99) <= 0.1 if kind == "consumer" else None,
+        )
+        figure(
+            run,
+            f"broadcast by {short}: messages lost",
+            f"{lost} of {expected * len(done):,}",
+            "0",
+            lost == 0 and dup == 0,
+        )
+    if unexpected:
+        print(f"  {len(unexpected)} unexpected messages, e.g. {unexpected[:3]}")
+    if closed_early:
+        print(f"  {len(closed_early)} sockets were closed by the server during the test, e.g. {closed_early[:2]}")
+        run.notes.append(f"{len(closed_early)} /notes/ sockets were closed by the server during the broadcast test")
+
+
+# -- main ----------------------------------------------------------------------------------------------------------
+
+
+def raise_fd_limit(wanted: int) -> str:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        print(f"WARNING: open-files limit {soft} < {wanted}: the broadcast test may fail (raise ulimit -n)")
+    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
+
+
+def migrated_database(env: dict[str, str], directory: str) -> str:
+    path = os.path.join(directory, "db.sqlite3")
+    subprocess.run(
+        [sys.executable, "-m", "django", "migrate", "-v", "0"],
+        cwd=ROOT,
+        env=dict(env, TEST_DB_PATH=path),
+        check=True,
+        timeout=120,
+    )
+    return path
+
+
+def report_logs(run: Run) -> None:
+    for child in run.children:
+        if child.label == "raw-echo":
+            continue
+        lines = [
+            line
+            for line in child.output().splitlines()
+            if line.strip()
+            and not line.startswith(("Running worker against", "Listening on channels"))
+            and "Worker exiting" not in line
+        ]
+        if lines:
+            print(f"  {child.label} (pid {child.pid}) logged {len(lines)} line(s); first ones:")
+            for line in lines[:8]:
+                print(f"    {line[:200]}")
+
+
+async def run_all(run: Run) -> None:
+    ours = Ours(run)
+    print(
+        f"side (a): interface-server pid {ours.server.pid} on port {ours.port},"
+        f" runworker pids {', '.join(str(w.pid) for w in ours.workers)}",
+        flush=True,
+    )
+    gunicorn = None
+    if importlib.util.find_spec("gunicorn") is None:
+        print("side (b): gunicorn is NOT importable (pip install gunicorn): skipping the gunicorn side", flush=True)
+        run.notes.append("gunicorn is not installed: the HTTP ratios were not measured")
+    else:
+        import gunicorn as gunicorn_module
+
+        gunicorn = Gunicorn(run)
+        print(
+            f"side (b): gunicorn {gunicorn_module.__version__} -w {WORKERS} -k sync, master pid {gunicorn.master.pid}"
+            f" on port {gunicorn.port}, worker pids {', '.join(map(str, child_pids(gunicorn.master.pid)))}",
+            flush=True,
+        )
+    bench_http(run, ours, gunicorn)
+    if gunicorn is not None:
+        gunicorn.master.stop()
+    await bench_echo(run, ours)
+    await bench_broadcast(run, ours)
+    await asyncio.sleep(0.5)
+    print()
+    report_logs(run)
+
+
+def cleanup(run: Run, failed: bool) -> None:
+    for child in reversed(run.children):
+        try:
+            code = child.stop()
+        except Exception as exc:
+            print(f"  could not stop {child.label} (pid {child.pid}): {exc}")
+            code = None
+        output = child.output().strip()
+        if (failed or code not in (0, None, -signal.SIGTERM)) and output:
+            print(f"--- last output of {child.label} (pid {child.pid}, exit code {code}):")
+            print("\n".join(output.splitlines()[-15:]))
+        child.discard_log()
+    left = list(run.client.scan_iter(match=run.prefix + "*", count=1000))
+    if left:
+        run.client.unlink(*left)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        help="Redis server to use (default: $REDIS_URL or redis://127.0.0.1:6379/0)",
+    )
+    parser.add_argument("--quick", action="store_true", help="a smaller, shorter run")
+    parser.add_argument("--rounds", type=int, help="HTTP rounds per side (default 2, 1 with --quick)")
+    parser.add_argument("--role", choices=["main", "raw-echo"], default="main", help=argparse.SUPPRESS)
+    parser.add_argument("--ping", help=argparse.SUPPRESS)
+    parser.add_argument("--pong", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def _terminate(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
+def main() -> int:
+    args = parse_args()
+    if args.role == "raw-echo":
+        run_raw_echo(args.redis_url, args.ping, args.pong)
+        return 0
+    if not shutil.which("wrk"):
+        print("wrk is not installed: this benchmark needs it for the HTTP part")
+        return 2
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGINT, _terminate)
+    sizes = QUICK if args.quick else FULL
+    if args.rounds:
+        sizes = Sizes(**{**sizes.__dict__, "http_rounds": args.rounds})
+    limit = raise_fd_limit(sizes.sockets + 500)
+    prefix = f"e2ebench{os.getpid()}:"
+    tmp = tempfile.mkdtemp(prefix="e2e-bench-")
+    pythonpath = os.pathsep.join([str(ROOT), str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    env = dict(
+        os.environ,
+        PYTHONPATH=pythonpath,
+        DJANGO_SETTINGS_MODULE=SETTINGS,
+        TEST_REDIS_URL=args.redis_url,
+        TEST_LAYER_PREFIX=prefix,
+    )
+    client = redis.Redis.from_url(args.redis_url)
+    run = Run(args, sizes, prefix, env, client)
+    import django
+    import websockets
+
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min) before the run")
+    print(
+        f"Redis {client.info('server')['redis_version']} at {args.redis_url}, key prefix {prefix!r},"
+        f" {'quick' if args.quick else 'full'} run; {os.cpu_count()} CPUs; open-files limit {limit};"
+        f" Python {sys.version.split()[0]}, Django {django.__version__}, websockets {websockets.__version__}",
+        flush=True,
+    )
+    failed = True
+    try:
+        env["TEST_DB_PATH"] = migrated_database(env, tmp)
+        asyncio.run(run_all(run))
+        failed = False
+    except KeyboardInterrupt:
+        print("\nInterrupted: stopping every process started here", flush=True)
+        return 130
+    finally:
+        cleanup(run, failed)
+        client.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    print_table(run.rows, "gunicorn / raw Redis")
+    print(f"\nload average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min) after the run")
+    for note in run.notes:
+        print(f"NOTE: {note}")
+    missed = sum(r.met is False for r in run.rows)
+    print(f"\n{missed} target(s) MISSED" if missed else "\nAll targets met")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
