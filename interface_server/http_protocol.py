@@ -273,19 +273,18 @@ class ActiveRequest:
 
     def send_request(self, body: bytes) -> None:
         message = http_request_message(self.info, self.reply_channel, body, self.body_channel)
-        try:
-            self.server.send("http.request", message)
-        except self.server.ChannelFull:
-            logger.warning("http.request is full: answering %s %s with 503", self.info.method, self.info.path)
-            self.fail(503, "Request queue full.")
-            return
-        except Exception as exc:
-            logger.error("Cannot send http.request (%s: %s): answering 503", type(exc).__name__, exc)
-            self.fail(503, "The channel layer is unavailable.")
-            return
         self.sent = True
+        self.server.send_soon("http.request", message, self.request_not_sent)
         if self.body_channel is None:
             self.start_timeout()
+
+    def request_not_sent(self, exc: Exception) -> None:
+        if isinstance(exc, self.server.ChannelFull):
+            logger.warning("http.request is full: answering %s %s with 503", self.info.method, self.info.path)
+            self.fail(503, "Request queue full.")
+        else:
+            logger.error("Cannot send http.request (%s: %s): answering 503", type(exc).__name__, exc)
+            self.fail(503, "The channel layer is unavailable.")
 
     def start_timeout(self) -> None:
         """Wait `http_timeout` for the first response message, counted from when the request is complete.

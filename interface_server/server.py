@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import string
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from twisted.internet import defer, reactor
@@ -13,6 +14,7 @@ from twisted.internet.protocol import Factory
 
 from .access import ActionLogger
 from .config import ServerConfig
+from .outbox import Outbox
 from .replies import Batch, ReplyReader
 
 logger = logging.getLogger("interface_server")
@@ -58,6 +60,7 @@ class Server:
         self.shutting_down = False
         self.reader: ReplyReader | None = None
         self.ChannelFull = getattr(channel_layer, "ChannelFull", None) or _NeverRaised
+        self.outbox = Outbox(channel_layer)
         from .http_protocol import HTTPFactory
 
         self.factory: Factory = HTTPFactory(self)
@@ -88,17 +91,20 @@ class Server:
     # -- sending -------------------------------------------------------------------
 
     def send(self, channel: str, message: dict) -> None:
-        """Send to the layer; ChannelFull and connection errors are the caller's to handle."""
+        """Send to the layer now; ChannelFull and connection errors are the caller's to handle."""
         self.channel_layer.send(channel, message)
 
-    def send_best_effort(self, channel: str, message: dict) -> bool:
-        """Send a message nobody can retry (disconnects): failures are logged, never raised."""
-        try:
-            self.channel_layer.send(channel, message)
-            return True
-        except Exception as exc:
+    def send_soon(self, channel: str, message: dict, on_error: Callable[[Exception], None]) -> None:
+        """Send at the end of this reactor turn, batched with the turn's other sends, in order."""
+        self.outbox.put(channel, message, on_error)
+
+    def send_best_effort(self, channel: str, message: dict) -> None:
+        """Send a message nobody can retry (disconnects), in order with the others: failures are logged."""
+
+        def dropped(exc: Exception) -> None:
             logger.warning("Could not send to %s (%s: %s); dropped", channel, type(exc).__name__, exc)
-            return False
+
+        self.outbox.put(channel, message, dropped)
 
     def log_action(self, protocol: str, action: str, details: dict) -> None:
         if self.action_logger is not None:
@@ -174,6 +180,7 @@ class Server:
                     connection.abort()
                 if self.reader is not None:
                     self.reader.stop()
+                self.outbox.flush()  # the disconnect messages queued by the closes above
                 done.callback(None)
             else:
                 reactor.callLater(0.05, check)

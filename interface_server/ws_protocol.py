@@ -205,17 +205,19 @@ class WebSocketProtocol(WebSocketServerProtocol):
             return
         self.order += 1
         message = websocket_receive_message(self.reply_channel, self.info.path, self.order, payload, isBinary)
-        try:
-            self.server.send("websocket.receive", message)
-        except self.server.ChannelFull:
+        self.server.send_soon("websocket.receive", message, self._receive_not_sent)
+
+    def _receive_not_sent(self, exc: Exception) -> None:
+        if self.muted:
+            return
+        if isinstance(exc, self.server.ChannelFull):
             logger.warning("websocket.receive is full: closing %s with 1013", self.reply_channel)
-            self.muted = True
-            self._close(CLOSE_TRY_AGAIN_LATER)
-        except Exception as exc:
+        else:
             logger.error(
                 "Cannot send websocket.receive (%s: %s): closing %s", type(exc).__name__, exc, self.reply_channel
             )
-            self.muted = True
+        self.muted = True
+        if self.state == self.STATE_OPEN:
             self._close(CLOSE_TRY_AGAIN_LATER)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
