@@ -72,6 +72,8 @@ from report import Row, mark, print_table  # noqa: E402
 SETTINGS = "tests.project.settings"
 LAYER_PATH = "tests.project.asgi:channel_layer"
 WORKERS = 2
+# Fast view, so each worker may take up to 4 waiting requests per read (`runworker --prefetch`).
+WORKER_ARGS = ["--prefetch", "4"]
 HTTP_CONNECTIONS = 50
 WRK_THREADS = 2
 MESSAGE_SIZE = 100
@@ -271,7 +273,8 @@ class Ours(Side):
             [sys.executable, "-m", "interface_server", LAYER_PATH, "-p", str(self.port), "-v", "0"],
         )
         self.workers = [
-            Child(run, f"runworker-{i + 1}", [sys.executable, "-m", "django", "runworker"]) for i in range(WORKERS)
+            Child(run, f"runworker-{i + 1}", [sys.executable, "-m", "django", "runworker", *WORKER_ARGS])
+            for i in range(WORKERS)
         ]
         self.server.wait_for(port=self.port)
         for worker in self.workers:
@@ -844,7 +847,7 @@ async def run_all(run: Run) -> None:
     ours = Ours(run)
     print(
         f"side (a): interface-server pid {ours.server.pid} on port {ours.port},"
-        f" runworker pids {', '.join(str(w.pid) for w in ours.workers)}",
+        f" runworker pids {', '.join(str(w.pid) for w in ours.workers)} (runworker {' '.join(WORKER_ARGS)})",
         flush=True,
     )
     gunicorn = None

@@ -27,4 +27,6 @@ def default_routes(http_consumer: Callable | None = None) -> list:
         Route("websocket.connect", accept_connection),
         Route("websocket.receive", null_consumer),
         Route("websocket.disconnect", null_consumer),
+        # Consumed even when the project ignores it, so it never fills up (daphne 1.x left it piling).
+        Route("http.disconnect", null_consumer),
     ]

@@ -65,8 +65,13 @@ class Worker:
         signal_handlers: bool = True,
         only_channels: list[str] | None = None,
         exclude_channels: list[str] | None = None,
+        prefetch: int = 1,
     ) -> None:
         self.channel_layer = channel_layer
+        self.prefetch = prefetch
+        self._batched = "batch" in getattr(channel_layer, "extensions", ()) and callable(
+            getattr(channel_layer, "receive_batch", None)
+        )
         self.callback = callback
         self.message_retries = message_retries
         self.signal_handlers = signal_handlers
@@ -114,7 +119,7 @@ class Worker:
         while not self.termed:
             self.in_job = False
             try:
-                channel, content = self.channel_layer.receive(channels, block=True)
+                batch = self._receive(channels)
                 # No call between the read returning and this flag: a SIGTERM handler sees it set.
                 self.in_job = True
             except Exception as exc:
@@ -138,10 +143,17 @@ class Worker:
                 )
                 failing_since = None
             backoff = _MIN_BACKOFF
-            if channel is None:
-                continue
-            self.handle(channel, content)
+            # Messages already taken are all handled, even after SIGTERM: they exist nowhere else.
+            for channel, content in batch:
+                self.handle(channel, content)
         self.in_job = False
+
+    def _receive(self, channels: list[str]) -> list[tuple[str, dict]]:
+        """One blocking read; with the `batch` extension it takes up to `prefetch` waiting messages at once."""
+        if self.prefetch > 1 and self._batched:
+            return self.channel_layer.receive_batch(channels, self.prefetch, block=True)
+        channel, content = self.channel_layer.receive(channels, block=True)
+        return [] if channel is None else [(channel, content)]
 
     def handle(self, channel: str, content: dict) -> None:
         """Route and run one message; never raises (except SystemExit/KeyboardInterrupt)."""

@@ -292,12 +292,19 @@ def test_check_default_appends_fallbacks_after_user_routes():
 
     router = Router([route("websocket.connect", consumer_a, path=r"^/mine/$")])
     router.check_default(http_consumer=http_consumer)
-    assert router.channels == {"websocket.connect", "websocket.receive", "websocket.disconnect", "http.request"}
+    assert router.channels == {
+        "websocket.connect",
+        "websocket.receive",
+        "websocket.disconnect",
+        "http.request",
+        "http.disconnect",
+    }
     # The user's route still wins; the fallbacks catch the rest.
     assert router.match(Msg("websocket.connect", path="/mine/"))[0] is consumer_a
     assert router.match(Msg("websocket.connect", path="/other/"))[0] is accept_connection
     assert router.match(Msg("websocket.receive", path="/x/"))[0] is null_consumer
     assert router.match(Msg("websocket.disconnect", path="/x/"))[0] is null_consumer
+    assert router.match(Msg("http.disconnect", path="/x/"))[0] is null_consumer
     assert router.match(Msg("http.request", path="/"))[0] is http_consumer
 
 

@@ -278,3 +278,10 @@ def test_manage_check_reports_a_broken_routing_as_e003(stack):
     assert bad.returncode == 1
     assert "channels_core.E003" in bad.stderr
     assert "tests.project.app.no_such_module.consumer" in bad.stderr
+
+
+def test_prefetch_option_serves_everything_in_order(stack):
+    stack.start_server()
+    stack.start_worker("--prefetch", "4")
+    messages = [f"prefetched-{i}" for i in range(20)]
+    assert echo(stack, messages) == messages

@@ -594,3 +594,52 @@ def test_worker_group_runs_consumers_in_parallel():
         elapsed = time.monotonic() - started
     assert sorted(m["done"] for m in got) == [0, 1, 2, 3]
     assert elapsed < 1.5, f"4 x 0.5 s consumers took {elapsed:.2f}s: not parallel"
+
+
+class _CountingLayer(ChannelLayerWrapper):
+    """Counts the reads the worker makes and what each returned."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.reads: list[int] = []
+
+    def receive_batch(self, channels, max_messages=100, block=False):
+        got = self.channel_layer.receive_batch(channels, max_messages, block)
+        if got:
+            self.reads.append(len(got))
+        return got
+
+
+@pytest.mark.parametrize("prefetch, most_per_read", [(1, 1), (4, 4)])
+def test_prefetch_takes_several_waiting_messages_per_read_in_order(prefetch, most_per_read):
+    seen: list[int] = []
+
+    def consumer(message, **kwargs):
+        seen.append(message["n"])
+
+    layer = _CountingLayer(InMemoryChannelLayer(blocking_timeout=0.05), "test", [route("pf.ch", consumer)])
+    for n in range(10):
+        layer.send("pf.ch", {"n": n})
+    worker = Worker(layer, signal_handlers=False, prefetch=prefetch)
+    run_until(worker, lambda: len(seen) == 10)
+    assert seen == list(range(10))
+    if prefetch == 1:
+        assert layer.reads == []  # one message per plain receive()
+    else:
+        assert max(layer.reads) == most_per_read and sum(layer.reads) == 10
+
+
+def test_messages_taken_in_one_read_are_all_handled_after_sigterm():
+    seen: list[int] = []
+    layer = make_layer([])
+    worker = Worker(layer, signal_handlers=False, prefetch=4)
+
+    def consumer(message, **kwargs):
+        seen.append(message["n"])
+        worker.termed = True  # as the SIGTERM handler does while a message is in hand
+
+    layer.router.add_route(route("pfs.ch", consumer))
+    for n in range(4):
+        layer.send("pfs.ch", {"n": n})
+    worker.run()
+    assert seen == [0, 1, 2, 3]
