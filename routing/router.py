@@ -54,6 +54,22 @@ def _value(content: dict, name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _match_filters(filters: dict[str, re.Pattern], content: dict) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """(named groups, each filtered key with its matched prefix removed), or None if a filter fails."""
+    kwargs: dict[str, Any] = {}
+    stripped: dict[str, str] = {}
+    for name, regex in filters.items():
+        value = _value(content, name)
+        if value is None:
+            return None
+        found = regex.match(value)
+        if found is None:
+            return None
+        kwargs.update(found.groupdict())
+        stripped[name] = value[found.end() :]
+    return kwargs, stripped
+
+
 class Route:
     """`route(channels, consumer, **filters)`: one or more channels to a consumer, if every filter matches."""
 
@@ -69,16 +85,8 @@ class Route:
     def match(self, message: Any) -> Match | None:
         if message.channel.name not in self.channels:
             return None
-        kwargs: dict[str, Any] = {}
-        for name, regex in self.filters.items():
-            value = _value(message.content, name)
-            if value is None:
-                return None
-            found = regex.match(value)
-            if found is None:
-                return None
-            kwargs.update(found.groupdict())
-        return self.consumer, kwargs
+        matched = _match_filters(self.filters, message.content)
+        return None if matched is None else (self.consumer, matched[0])
 
     def channel_names(self) -> set[str]:
         return set(self.channels)
@@ -110,18 +118,12 @@ class Include:
     def match(self, message: Any) -> Match | None:
         kwargs: dict[str, Any] = {}
         if self.filters:
-            content = dict(message.content)
-            for name, regex in self.filters.items():
-                value = _value(content, name)
-                if value is None:
-                    return None
-                found = regex.match(value)
-                if found is None:
-                    return None
-                kwargs.update(found.groupdict())
-                content[name] = value[found.end() :]
+            matched = _match_filters(self.filters, message.content)
+            if matched is None:
+                return None
+            kwargs, stripped = matched
             message = copy.copy(message)
-            message.content = content
+            message.content = {**message.content, **stripped}
         for entry in self.routing:
             result = entry.match(message)
             if result is not None:
