@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-import random
-import string
+import secrets
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -19,12 +18,9 @@ from .replies import Batch, ReplyReader
 
 logger = logging.getLogger("interface_server")
 
-_LETTERS = string.ascii_letters
-_RANDOM = random.SystemRandom()
-
-
 def _random(length: int) -> str:
-    return "".join(_RANDOM.choices(_LETTERS, k=length))
+    """Unguessable URL-safe characters (valid in channel names); one urandom call, not one per character."""
+    return secrets.token_urlsafe(length)[:length]
 
 
 class ReplyHandler(Protocol):
