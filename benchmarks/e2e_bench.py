@@ -45,7 +45,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import importlib.util
 import os
 import re
@@ -67,6 +66,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 sys.path[:0] = [str(ROOT), str(BENCH_DIR)]
 
+from common import die_with_parent, free_port, terminate, ws_connect  # noqa: E402
 from report import Row, mark, print_table  # noqa: E402
 
 SETTINGS = "tests.project.settings"
@@ -160,14 +160,6 @@ def rate(value: float) -> str:
 
 # -- child processes ---------------------------------------------------------------------------------
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: SIGTERM the child if this process dies (even by SIGKILL)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
 
 class Child:
     """A subprocess with its output in a temporary file, stopped by SIGTERM then SIGKILL."""
@@ -182,7 +174,7 @@ class Child:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self.pid = self.process.pid
         run.children.append(self)
@@ -222,12 +214,6 @@ class Child:
         self.log.close()
         with contextlib.suppress(OSError):
             os.unlink(self.log.name)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def child_pids(parent: int) -> list[int]:
@@ -502,14 +488,6 @@ def run_raw_echo(url: str, ping: str, pong: str) -> None:
             client.lpush(pong, repr(arrived).encode().ljust(MESSAGE_SIZE, b" "))
     finally:
         client.close()
-
-
-def ws_connect(url: str):
-    from websockets.asyncio.client import connect
-
-    return connect(
-        url, compression=None, ping_interval=None, proxy=None, open_timeout=60, close_timeout=10, max_queue=None
-    )
 
 
 async def bench_echo(run: Run, ours: Ours) -> None:
@@ -905,10 +883,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
     args = parse_args()
     if args.role == "raw-echo":
@@ -917,8 +891,8 @@ def main() -> int:
     if not shutil.which("wrk"):
         print("wrk is not installed: this benchmark needs it for the HTTP part")
         return 2
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, _terminate)
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)
     sizes = QUICK if args.quick else FULL
     if args.rounds:
         sizes = Sizes(**{**sizes.__dict__, "http_rounds": args.rounds})

@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import ctypes
 import json
 import os
 import re
@@ -58,6 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
+from common import die_with_parent, free_port, millis, percentile, terminate, ws_connect
 from report import Row, mark, print_table
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -139,14 +139,6 @@ class Run:
 
 # -- child processes -------------------------------------------------------------------------------
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """preexec_fn: SIGTERM the child if this process dies (even by SIGKILL)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
 
 class Child:
     """A subprocess with its output in a temporary file, stopped by SIGTERM then SIGKILL."""
@@ -161,7 +153,7 @@ class Child:
             stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         self.pid = self.process.pid
         run.children.append(self)
@@ -197,12 +189,6 @@ def child_env(run: Run, name: str) -> dict[str, str]:
         PYTHONPATH=pythonpath,
         **{PREFIX_ENV: run.prefix, URL_ENV: run.args.redis_url, OPTIONS_ENV: json.dumps(LAYER_OPTIONS), NAME_ENV: name},
     )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Server(Child):
@@ -339,14 +325,6 @@ def run_raw_echo(url: str, ping: str, pong: str) -> None:
 # -- statistics and reporting ------------------------------------------------------------------------
 
 
-def percentile(samples: list[float], pct: int) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
-
-
-def millis(value: float) -> str:
-    return f"{value * 1e3:.3f} ms"
-
-
 def compare(run: Run, measure: str, ours: float, base: float, fmt: Callable[[float], str], target: Target) -> Row:
     ratio = ours / base
     return run.row(Row(measure, fmt(ours), fmt(base), f"{ratio:.2f}", str(target), target.met(ratio)))
@@ -358,14 +336,6 @@ def figure(run: Run, measure: str, ours: str, target: str = "-", met: bool | Non
 
 def text_message(tag: str) -> str:
     return (tag + ":").ljust(MESSAGE_SIZE, "x")
-
-
-def ws_connect(url: str):
-    from websockets.asyncio.client import connect
-
-    return connect(
-        url, compression=None, ping_interval=None, proxy=None, open_timeout=60, close_timeout=10, max_queue=None
-    )
 
 
 # -- 1: sequential round trips against the raw Redis pair ----------------------------------------------
@@ -897,10 +867,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def _terminate(signum, frame) -> None:
-    raise KeyboardInterrupt
-
-
 def main() -> int:
     args = parse_args()
     if args.role == "echo-app":
@@ -909,8 +875,8 @@ def main() -> int:
     if args.role == "raw-echo":
         run_raw_echo(args.redis_url, args.ping, args.pong)
         return 0
-    signal.signal(signal.SIGTERM, _terminate)
-    signal.signal(signal.SIGINT, _terminate)  # also when started with SIGINT ignored; asyncio leaves it alone
+    signal.signal(signal.SIGTERM, terminate)
+    signal.signal(signal.SIGINT, terminate)  # also when started with SIGINT ignored; asyncio leaves it alone
     sizes = QUICK if args.quick else FULL
     limit = raise_fd_limit(sizes.idle_sockets + 200)
     prefix = f"ibench{os.getpid()}:"

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
+from common import millis, percentile
 from report import Row, mark, print_table
 
 from channels_core.layers.redis import RedisChannelLayer
@@ -169,10 +170,6 @@ def drain(pop: Callable[[], list | None]) -> list:
     return items
 
 
-def percentile(samples: list[float], pct: int) -> float:
-    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
-
-
 def check_count(label: str, got: int, wanted: int) -> None:
     if got != wanted:
         print(f"  WARNING: {label} got {got} of {wanted} messages")
@@ -194,10 +191,6 @@ def per_second(value: float) -> str:
 
 def micros(value: float) -> str:
     return f"{value * 1e6:,.0f} us"
-
-
-def millis(value: float) -> str:
-    return f"{value * 1e3:.3f} ms"
 
 
 # -- 1 and 2: sequential send and receive ---------------------------------------------------
