@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import ctypes
+import os
 import signal
 import socket
 import statistics
@@ -42,3 +44,15 @@ def millis(value: float) -> str:
 
 def percentile(samples: list[float], pct: int) -> float:
     return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
+
+
+def benchmark_parser(doc: str, quick_help: str) -> argparse.ArgumentParser:
+    """The options every benchmark takes: `--redis-url` and `--quick`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
+        help="Redis server to use (default: $REDIS_URL or redis://127.0.0.1:6379/0)",
+    )
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    return parser

@@ -66,7 +66,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 sys.path[:0] = [str(ROOT), str(BENCH_DIR)]
 
-from common import die_with_parent, free_port, terminate, ws_connect  # noqa: E402
+from common import benchmark_parser, die_with_parent, free_port, terminate, ws_connect  # noqa: E402
 from report import Row, mark, print_table  # noqa: E402
 
 SETTINGS = "tests.project.settings"
@@ -869,13 +869,7 @@ def cleanup(run: Run, failed: bool) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
-        help="Redis server to use (default: $REDIS_URL or redis://127.0.0.1:6379/0)",
-    )
-    parser.add_argument("--quick", action="store_true", help="a smaller, shorter run")
+    parser = benchmark_parser(__doc__, "a smaller, shorter run")
     parser.add_argument("--rounds", type=int, help="HTTP rounds per side (default 2, 1 with --quick)")
     parser.add_argument("--role", choices=["main", "raw-echo"], default="main", help=argparse.SUPPRESS)
     parser.add_argument("--ping", help=argparse.SUPPRESS)

@@ -57,7 +57,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-from common import die_with_parent, free_port, millis, percentile, terminate, ws_connect
+from common import benchmark_parser, die_with_parent, free_port, millis, percentile, terminate, ws_connect
 from report import Row, mark, print_table
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -841,13 +841,7 @@ def cleanup(run: Run, layer, failed: bool) -> None:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
-        help="Redis server to use (default: $REDIS_URL or redis://127.0.0.1:6379/0)",
-    )
-    parser.add_argument("--quick", action="store_true", help="a smaller, shorter run")
+    parser = benchmark_parser(__doc__, "a smaller, shorter run")
     parser.add_argument(
         "--http-client",
         choices=["auto", "wrk", "asyncio"],

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import redis
-from common import millis, percentile
+from common import benchmark_parser, millis, percentile
 from report import Row, mark, print_table
 
 from channels_core.layers.redis import RedisChannelLayer
@@ -429,13 +429,7 @@ def bench_group(ctx: Context) -> list[Row]:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0",
-        help="Redis server to use (default: $REDIS_URL or redis://127.0.0.1:6379/0)",
-    )
-    parser.add_argument("--quick", action="store_true", help="a 10x smaller run")
+    parser = benchmark_parser(__doc__, "a 10x smaller run")
     return parser.parse_args()
 
 
