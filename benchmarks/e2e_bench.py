@@ -1,6 +1,6 @@
 """End-to-end benchmark: the Django test project through interface-server + runworker, against gunicorn.
 
-    python benchmarks/e2e_bench.py [--quick] [--redis-url URL] [--rounds N]
+    python benchmarks/e2e_bench.py [--quick] [--redis-url URL] [--rounds N] [--only http|echo|broadcast]
 
 Starts, in one run, with a fresh migrated SQLite copy and a key prefix of its own:
 
@@ -841,11 +841,15 @@ async def run_all(run: Run) -> None:
             f" on port {gunicorn.port}, worker pids {', '.join(map(str, child_pids(gunicorn.master.pid)))}",
             flush=True,
         )
-    bench_http(run, ours, gunicorn)
+    parts = run.args.only or ["http", "echo", "broadcast"]
+    if "http" in parts:
+        bench_http(run, ours, gunicorn)
     if gunicorn is not None:
         gunicorn.master.stop()
-    await bench_echo(run, ours)
-    await bench_broadcast(run, ours)
+    if "echo" in parts:
+        await bench_echo(run, ours)
+    if "broadcast" in parts:
+        await bench_broadcast(run, ours)
     await asyncio.sleep(0.5)
     print()
     report_logs(run)
@@ -871,6 +875,12 @@ def cleanup(run: Run, failed: bool) -> None:
 def parse_args() -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "a smaller, shorter run")
     parser.add_argument("--rounds", type=int, help="HTTP rounds per side (default 2, 1 with --quick)")
+    parser.add_argument(
+        "--only",
+        action="append",
+        choices=["http", "echo", "broadcast"],
+        help="run only this part (repeatable; default: all three)",
+    )
     parser.add_argument("--role", choices=["main", "raw-echo"], default="main", help=argparse.SUPPRESS)
     parser.add_argument("--ping", help=argparse.SUPPRESS)
     parser.add_argument("--pong", help=argparse.SUPPRESS)

@@ -219,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
 
     server = Server(layer, config, action_logger=access_log)
     logger.info("Replies arrive on %s", server.reply_prefix)
+    from .h11_impl import DESCRIPTION
+
+    logger.info("HTTP/1.1 parsing with %s", DESCRIPTION)
     server.run()
     return server.exit_code
 

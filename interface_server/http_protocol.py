@@ -14,11 +14,12 @@ from collections import deque
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
-import h11
 from twisted.internet import reactor
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 
+from . import socket_write
+from .h11_impl import h11
 from .messages import (
     BadReply,
     BadRequest,
@@ -190,12 +191,17 @@ class HTTPProtocol(Protocol):
 
     # -- responses -------------------------------------------------------------------
 
-    def send(self, event: Any) -> None:
-        if self.conn is None:
+    def send(self, *events: Any) -> None:
+        """Frame `events` with h11 and write them to the socket in one write."""
+        conn = self.conn
+        if conn is None:
             return
-        data = self.conn.send(event)
+        if len(events) == 1:
+            data = conn.send(events[0])
+        else:
+            data = b"".join(conn.send(event) or b"" for event in events)
         if data:
-            self.transport.write(data)
+            socket_write.write(self.transport, data)
 
     def respond_error(self, status: int, text: str, close: bool = False) -> None:
         """A plain-text error response, if no response has started."""
@@ -206,9 +212,11 @@ class HTTPProtocol(Protocol):
         headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
         if close:
             headers.append((b"connection", b"close"))
-        self.send(h11.Response(status_code=status, headers=headers, reason=_reason(status)))
-        self.send(h11.Data(data=body))
-        self.send(h11.EndOfMessage())
+        self.send(
+            h11.Response(status_code=status, headers=headers, reason=_reason(status)),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        )
         self.request_done()
 
     def fail_raw(self, status: int, why: str) -> None:
@@ -368,6 +376,7 @@ class ActiveRequest:
             return
         protocol = self.protocol
         bodyless = self.info.method == "HEAD"
+        events: list[Any] = []
         try:
             if not self.response_started:
                 self.response_started = True
@@ -379,12 +388,14 @@ class ActiveRequest:
                     headers = headers + [(b"content-length", b"%d" % len(part.content))]
                 if not any(name.lower() == b"server" for name, _ in headers):
                     headers = headers + [(b"server", self.server.server_header)]
-                protocol.send(h11.Response(status_code=part.status, headers=headers, reason=_reason(part.status)))
+                events.append(h11.Response(status_code=part.status, headers=headers, reason=_reason(part.status)))
             if part.content and not bodyless:
                 self.response_size += len(part.content)
-                protocol.send(h11.Data(data=part.content))
+                events.append(h11.Data(data=part.content))
             if not part.more_content:
-                protocol.send(h11.EndOfMessage())
+                events.append(h11.EndOfMessage())
+            protocol.send(*events)
+            if not part.more_content:
                 self.finish()
                 protocol.request_done()
         except h11.LocalProtocolError as exc:

@@ -18,6 +18,7 @@ from .replies import Batch, ReplyReader
 
 logger = logging.getLogger("interface_server")
 
+
 def _random(length: int) -> str:
     """Unguessable URL-safe characters (valid in channel names); one urandom call, not one per character."""
     return secrets.token_urlsafe(length)[:length]

@@ -450,6 +450,30 @@ def test_pipelined_requests_are_answered_in_order(start_server, worker_layer):
     assert bodies == [b"answer /p1", b"answer /p2", b"answer /p3"]
 
 
+def test_big_response_to_a_slow_reader_then_a_pipelined_one_arrive_whole_and_in_order(start_server, worker_layer):
+    """A response larger than the socket buffer is partly sent at once and the rest queued; the next
+    pipelined response must wait behind it, byte for byte."""
+    server = start_server()
+    big = hashlib.sha256(b"seed").digest() * (3 * 1024 * 1024 // 32)  # 3 MB: far more than the socket buffers
+    with connect(server.port, timeout=20) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        sock.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\nGET /small HTTP/1.1\r\nHost: x\r\n\r\n")
+        _, first = receive(worker_layer, "http.request")
+        parts = [big[i : i + 900_000] for i in range(0, len(big), 900_000)]  # under the layer's 1 MB limit
+        for i, part in enumerate(parts):
+            message = {"content": part, "more_content": i < len(parts) - 1}
+            worker_layer.send(first["reply_channel"], {"status": 200, **message} if i == 0 else message)
+        time.sleep(0.5)  # the client reads nothing yet: the server's kernel buffer fills up
+        _, second = receive(worker_layer, "http.request")
+        worker_layer.send(second["reply_channel"], {"status": 200, "content": b"small"})
+        reader = ResponseReader(sock)
+        first_body = reader.next(b"GET")[1]
+        second_body = reader.next(b"GET")[1]
+    assert [first["path"], second["path"]] == ["/big", "/small"]
+    assert len(first_body) == len(big) and first_body == big
+    assert second_body == b"small"
+
+
 # -- 4. malformed requests ----------------------------------------------------------------
 
 MALFORMED = [

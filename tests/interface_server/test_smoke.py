@@ -26,3 +26,13 @@ def test_http_request_round_trip_in_memory(start_server):
     request = urllib.request.Request(server.url + "/echo", data=b"x" * 300_000, method="POST")
     with urllib.request.urlopen(request, timeout=5) as response:
         assert response.read() == b"/echo\n" + b"x" * 300_000
+
+
+def test_startup_names_the_http_parser(start_server):
+    """The compiled h11 is used when installed (the `speedups` extra), plain h11 otherwise."""
+    import importlib.util
+
+    server = start_server()
+    compiled = importlib.util.find_spec("h11_mypyc") is not None
+    expected = "HTTP/1.1 parsing with h11-mypyc " if compiled else "HTTP/1.1 parsing with h11 "
+    assert expected in server.output(), server.output()
