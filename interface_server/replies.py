@@ -1,8 +1,11 @@
-"""The reply reader: one thread that blocks on this process's `prefix!` channel.
+"""The reply reader: one blocking read of this process's `prefix!` channel at all times.
 
 Every reply for every client of this server process arrives on one
-process channel, read with a blocking receive (never a timer poll) in a
-dedicated thread and handed to the reactor in batches.
+process channel, read with a blocking receive (never a timer poll). A
+layer that offers `event_receiver()` (the Redis layer) is read inside the
+reactor: the reactor watches the receiver's socket, so a reply costs no
+thread switch and no wake-up. Any other layer is read by a dedicated
+thread that hands batches to the reactor.
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+from twisted.internet.interfaces import IReadDescriptor
+from zope.interface import implementer
 
 logger = logging.getLogger("interface_server.replies")
 
@@ -56,3 +62,105 @@ class ReplyReader(threading.Thread):
         if timeout:
             deadline = time.monotonic() + timeout
             self.join(max(0.0, deadline - time.monotonic()))
+
+
+_MIN_RETRY = 0.05
+_MAX_RETRY = 2.0
+
+
+@implementer(IReadDescriptor)
+class ReactorReplyReader:
+    """Reads `prefix!` through the layer's `event_receiver` from inside the reactor.
+
+    When Redis cannot be reached it retries with backoff (logging once per
+    outage, as the layer does); a pop that stays unanswered past its
+    deadline is taken for a dead connection and reconnected.
+    """
+
+    def __init__(self, layer: Any, prefix: str, deliver: Callable[[Batch], None], reactor: Any) -> None:
+        self.receiver = layer.event_receiver([prefix], 100)
+        self.prefix = prefix
+        self.deliver = deliver
+        self.reactor = reactor
+        self.stopping = False
+        self.reading = False
+        self.retry = _MIN_RETRY
+        self.retry_call: Any = None
+        self.watchdog: Any = None
+
+    def start(self) -> None:
+        if self.stopping:
+            return
+        self.retry_call = None
+        try:
+            self.receiver.start()
+        except Exception as exc:
+            logger.debug("Cannot read replies from %s yet (%s); retrying in %.2fs", self.prefix, exc, self.retry)
+            self.retry_call = self.reactor.callLater(self.retry, self.start)
+            self.retry = min(self.retry * 2, _MAX_RETRY)
+            return
+        self.retry = _MIN_RETRY
+        self.reactor.addReader(self)
+        self.reading = True
+        self._arm_watchdog()
+
+    def _arm_watchdog(self) -> None:
+        delay = max(0.0, self.receiver.deadline - time.monotonic())
+        if self.watchdog is not None and self.watchdog.active():
+            self.watchdog.reset(delay)
+        else:
+            self.watchdog = self.reactor.callLater(delay, self._unanswered)
+
+    def _unanswered(self) -> None:
+        self.watchdog = None
+        if self.reading and time.monotonic() >= self.receiver.deadline:
+            logger.warning("No answer from Redis to the reply read on %s in time; reconnecting", self.prefix)
+            self._restart()
+        elif self.reading:
+            self._arm_watchdog()
+
+    def _restart(self) -> None:
+        self._unwatch()
+        self.receiver.close()
+        if not self.stopping:
+            self.retry_call = self.reactor.callLater(0, self.start)
+
+    def _unwatch(self) -> None:
+        if self.reading:
+            self.reading = False
+            self.reactor.removeReader(self)
+
+    # IReadDescriptor
+
+    def fileno(self) -> int:
+        return self.receiver.fileno()
+
+    def doRead(self) -> None:
+        try:
+            batch = self.receiver.read()
+        except Exception as exc:
+            logger.debug("Reading replies from %s failed (%s); reconnecting", self.prefix, exc)
+            self._restart()
+            return
+        # Each read sends the next pop: move the deadline along with it.
+        self._arm_watchdog()
+        if batch:
+            self.deliver(batch)
+
+    def connectionLost(self, reason: Any) -> None:
+        # The reactor found the descriptor broken (it has already stopped watching it).
+        self.reading = False
+        self.receiver.close()
+        if not self.stopping:
+            self.retry_call = self.reactor.callLater(self.retry, self.start)
+
+    def logPrefix(self) -> str:
+        return "reply-reader"
+
+    def stop(self, timeout: float = 0) -> None:
+        self.stopping = True
+        self._unwatch()
+        for call in (self.retry_call, self.watchdog):
+            if call is not None and call.active():
+                call.cancel()
+        self.receiver.close()

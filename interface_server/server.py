@@ -14,7 +14,7 @@ from twisted.internet.protocol import Factory
 from .access import ActionLogger
 from .config import ServerConfig
 from .outbox import Outbox
-from .replies import Batch, ReplyReader
+from .replies import Batch, ReactorReplyReader, ReplyReader
 
 logger = logging.getLogger("interface_server")
 
@@ -55,7 +55,7 @@ class Server:
         self.connections: set[Any] = set()
         self.listening_ports: list[Any] = []
         self.shutting_down = False
-        self.reader: ReplyReader | None = None
+        self.reader: ReplyReader | ReactorReplyReader | None = None
         self.ChannelFull = getattr(channel_layer, "ChannelFull", None) or _NeverRaised
         self.outbox = Outbox(channel_layer)
         from .http_protocol import HTTPFactory
@@ -130,10 +130,19 @@ class Server:
 
     def start(self) -> defer.Deferred:
         """Listen, start the reply reader and arrange a graceful stop on shutdown."""
-        self.reader = ReplyReader(self.channel_layer, self.reply_prefix, self.deliver_replies, reactor.callFromThread)
+        self.reader = self._reply_reader()
         self.reader.start()
         reactor.addSystemEventTrigger("before", "shutdown", self.graceful_shutdown)
         return self.listen()
+
+    def _reply_reader(self) -> ReplyReader | ReactorReplyReader:
+        """In the reactor when the layer can be driven by it (Redis), else a thread."""
+        if callable(getattr(self.channel_layer, "event_receiver", None)):
+            try:
+                return ReactorReplyReader(self.channel_layer, self.reply_prefix, self.deliver_replies, reactor)
+            except NotImplementedError as exc:
+                logger.info("Reading replies in a thread: %s", exc)
+        return ReplyReader(self.channel_layer, self.reply_prefix, self.deliver_replies, reactor.callFromThread)
 
     def run(self) -> None:
         """Start and run the reactor until SIGTERM/SIGINT (handled gracefully)."""

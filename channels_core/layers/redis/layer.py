@@ -17,6 +17,7 @@ from ..capacity import Rule
 from ..errors import LayerConnectionError
 from . import framing
 from .connection import PendingPop, Shard, wait_any
+from .event_receiver import EventReceiver
 from .hosts import parse_hosts
 from .scripts import GROUP_ADD, GROUP_CHANNELS, GROUP_DISCARD, GROUP_SEND, POP, SEND
 from .sharding import HashRing
@@ -416,6 +417,10 @@ class RedisChannelLayer(BaseChannelLayer):
         for qname in {names.list_name(m.decode("ascii")) for m in members}:
             rules += ["^" + "".join(c if c.isalnum() else "%" + c for c in qname) + "$", self.capacity_rules.get(qname)]
         return rules
+
+    def event_receiver(self, channels: Iterable[str], max_messages: int = 100) -> EventReceiver:
+        """A blocking read for an event loop to drive (see `EventReceiver`); one Redis server only."""
+        return EventReceiver(self, channels, max_messages)
 
     # -- flush and statistics --------------------------------------------------
 

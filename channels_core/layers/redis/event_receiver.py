@@ -1,0 +1,149 @@
+"""A blocking read that an event loop drives: no thread, no polling.
+
+An interface server reads every reply for its clients from one process
+channel (`prefix!`). Doing that in a thread costs a GIL hand-off and a
+loop wake-up per batch; instead the loop watches this receiver's socket
+and calls `read()` when it is readable. The next blocking pop is sent
+before the messages are handed back, so Redis collects the next batch
+while the loop delivers this one.
+
+The event loop owns the scheduling (retries, watchdog); this class owns
+the Redis conversation and never imports one.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import socket
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+import redis.exceptions as rexc
+
+from .. import names
+from ..errors import LayerConnectionError
+from .resp import ProtocolError, ReplyError, RespParser
+
+if TYPE_CHECKING:
+    from .layer import RedisChannelLayer
+
+logger = logging.getLogger("channels_core.layers.redis")
+
+_RECV_SIZE = 256 * 1024
+_NETWORK_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, OSError, ProtocolError)
+_NO_LIMIT = 1 << 30
+
+
+class EventReceiver:
+    """Reads `channels` (all on one Redis server) with blocking pops the caller's event loop waits on.
+
+    Use: `start()` (connects and sends the first pop), then watch `fileno()`
+    for reading and call `read()` each time it is readable; it returns the
+    messages that arrived (maybe none: a pop timed out, or only part of a
+    reply is in). Any connection problem raises `LayerConnectionError`:
+    stop watching the socket, then `close()`, and `start()` again later. `deadline` is when a healthy connection must
+    have answered by (each pop times out after the layer's
+    `blocking_timeout`); past it, treat the connection as dead.
+    """
+
+    def __init__(self, layer: RedisChannelLayer, channels: Iterable[str], max_messages: int = 100) -> None:
+        wanted = names.validate_receive_channels(channels)
+        plan = layer._plan(wanted)
+        if len(plan) != 1:
+            raise NotImplementedError(
+                "EventReceiver reads channels that live on one Redis server (a process channel does); "
+                f"{wanted} span {len(plan)} servers"
+            )
+        self.shard, self.keys = plan[0]
+        config = self.shard._config
+        if "SSL" in config.connection_class.__name__:
+            # An SSL socket can hold decrypted bytes the loop never sees as readable.
+            raise NotImplementedError("EventReceiver does not support TLS connections to Redis")
+        self.layer = layer
+        self.max_messages = max_messages
+        self.timeout = max(1, math.ceil(layer.blocking_timeout))
+        self.deadline = math.inf
+        self._conn: Any = None
+        self._sock: socket.socket | None = None
+        self._parser = RespParser()
+        self._blmpop = False
+
+    def start(self) -> None:
+        """Connect (blocking, bounded by the connect timeout) and send the first pop."""
+        self.close()
+        conn = self.shard._config.connection_class(**self.shard._config.connection_kwargs)
+        try:
+            conn.connect()
+            if self.shard.clock_offset_ms is None:
+                self.shard.handshake()
+            self._blmpop = self.max_messages > 1 and self.shard.supports_blmpop
+            self._conn = conn
+            self._sock = conn._sock
+            self._parser = RespParser()
+            self._send_pop()
+        except _NETWORK_ERRORS as exc:
+            self.close()
+            conn.disconnect()
+            raise self.shard.failed(exc) from None
+        except LayerConnectionError:
+            self.close()
+            conn.disconnect()
+            raise
+        self.shard.succeeded()
+
+    def fileno(self) -> int:
+        return self._sock.fileno() if self._sock is not None else -1
+
+    def _send_pop(self) -> None:
+        if self._blmpop:
+            command = ("BLMPOP", self.timeout, len(self.keys), *self.keys, "LEFT", "COUNT", self.max_messages)
+        else:
+            command = ("BLPOP", *self.keys, self.timeout)
+        self._conn.send_packed_command(self._conn.pack_commands([command]), check_health=False)
+        # The server answers within `timeout`; allow for its 100 ms timer tick and a slow network.
+        self.deadline = time.monotonic() + self.timeout + 2.0
+
+    def read(self) -> list[tuple[str, dict]]:
+        """Call when `fileno()` is readable: the messages that arrived, after sending the next pop."""
+        if self._sock is None:
+            raise LayerConnectionError("EventReceiver.read() before start()")
+        try:
+            data = self._sock.recv(_RECV_SIZE)
+            if not data:
+                raise ConnectionError("Redis closed the connection")
+            self._parser.feed(data)
+            reply = self._parser.get()
+            if reply is RespParser.NOTHING:
+                return []
+            if self._parser.get() is not RespParser.NOTHING:
+                raise ProtocolError("more than one reply to one pop")
+            if isinstance(reply, ReplyError):
+                raise ConnectionError(f"Redis refused the pop: {reply}")
+            self._send_pop()
+        except _NETWORK_ERRORS as exc:
+            # The socket stays open until `close()`: the loop must stop watching it first
+            # (epoll cannot unregister a descriptor that is already closed).
+            self.deadline = math.inf
+            raise self.shard.failed(exc) from None
+        if not reply:
+            return []  # the pop timed out: the next one is already waiting
+        key, elements = reply[0], reply[1]
+        if not isinstance(elements, list):
+            elements = [elements]
+        now = self.shard.now_ms()
+        got: list[tuple[str, dict]] = []
+        for element in elements:
+            got += self.layer._unpack(key, element, self.shard, now, _NO_LIMIT)
+        return got
+
+    def close(self) -> None:
+        """Drop the connection. A pop still waiting is abandoned; a reply already on its way is lost with it."""
+        conn, self._conn, self._sock = self._conn, None, None
+        self.deadline = math.inf
+        if conn is not None:
+            try:
+                conn.disconnect()
+            except Exception:
+                pass
