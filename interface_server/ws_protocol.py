@@ -14,6 +14,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer, reactor
 
+from . import socket_write
 from .messages import (
     BadReply,
     RequestInfo,
@@ -172,6 +173,22 @@ class WebSocketProtocol(WebSocketServerProtocol):
             self.sendMessage(payload, binary)
         if actions.close is not None:
             self._close(actions.close)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """Autobahn's plain write path, but straight to an idle socket (see `socket_write`).
+
+        A group message to a thousand sockets then leaves as it is framed,
+        not after the whole batch, and costs no write registration per socket.
+        Chopped, synced and queued writes and octet logging keep Autobahn's path.
+        """
+        if chopsize or sync or self.send_queue or self.logOctets:
+            super().sendData(data, sync, chopsize)
+            return
+        socket_write.write(self.transport, data)
+        if self.state == self.STATE_OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
+        elif self.state == self.STATE_CONNECTING:
+            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
 
     def _close(self, code: int) -> None:
         """Start the closing handshake with `code`.

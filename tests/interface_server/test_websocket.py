@@ -166,6 +166,20 @@ def test_replies_on_an_open_socket(start_server, worker_layer):
     assert [d["code"] for d in disconnects] == [1000]
 
 
+def test_frames_larger_than_the_socket_buffer_to_a_slow_reader_arrive_whole_and_in_order(start_server, worker_layer):
+    """Frames are written straight to the socket when nothing is queued; what the kernel does not
+    take is queued, and later frames wait behind it."""
+    server = start_server()
+    ws, connect = open_ws(server, worker_layer, max_size=None)
+    reply = connect["reply_channel"]
+    frames = [bytes([i]) * 900_000 for i in range(4)] + [b"tail"]
+    for frame in frames:
+        worker_layer.send(reply, {"bytes": frame})
+    time.sleep(0.5)  # the client reads nothing meanwhile: the server's socket buffer fills
+    assert [ws.recv(timeout=10) for _ in frames] == frames
+    ws.close()
+
+
 def test_close_reply_with_a_code(start_server, worker_layer):
     server = start_server()
     ws, connect = open_ws(server, worker_layer)
