@@ -310,3 +310,7 @@ def channel_and_http_session(func):
         return result
 
     return inner
+
+
+# Channels 1.x exported enforce_ordering from channels.sessions; it lives in .ordering now.
+from .ordering import enforce_ordering  # noqa: E402, F401

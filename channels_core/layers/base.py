@@ -73,9 +73,14 @@ class BaseChannelLayer:
         raise NotImplementedError
 
     def receive_batch(
-        self, channels: Iterable[str], max_messages: int = 100, block: bool = False
+        self, channels: Iterable[str], max_messages: int = 100, block: bool = False, timeout: float | None = None
     ) -> list[tuple[str, dict]]:
-        """Receive up to `max_messages` waiting messages in one round trip."""
+        """Receive up to `max_messages` waiting messages in one round trip.
+
+        With `block=True`, `timeout` (seconds) replaces `blocking_timeout` as
+        the longest wait and is kept to the millisecond; 0 or less does not
+        wait at all. None keeps `blocking_timeout`.
+        """
         raise NotImplementedError
 
     def close(self) -> None:

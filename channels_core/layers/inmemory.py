@@ -15,6 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from . import names
 from .base import BaseChannelLayer
+from .ordering import OrderBook
 
 _BLOCK_TIMEOUT = 5.0
 
@@ -27,7 +28,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
     between processes.
     """
 
-    extensions = ["groups", "flush", "statistics", "batch"]
+    extensions = ["groups", "flush", "statistics", "batch", "ordering"]
     local_only = True
 
     def __init__(
@@ -49,6 +50,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._groups: dict[str, dict[str, float]] = {}
         self._stats: dict[str, dict[str, int]] = {}
         self._closed = False
+        self._orders = OrderBook(group_expiry)
 
     # -- sending ---------------------------------------------------------------
 
@@ -98,9 +100,11 @@ class InMemoryChannelLayer(BaseChannelLayer):
         batch = self.receive_batch(channels, 1, block)
         return batch[0] if batch else (None, None)
 
-    def receive_batch(self, channels: Iterable[str], max_messages: int = 100, block: bool = False):
+    def receive_batch(
+        self, channels: Iterable[str], max_messages: int = 100, block: bool = False, timeout: float | None = None
+    ):
         wanted = names.validate_receive_channels(channels)
-        deadline = time.monotonic() + self.blocking_timeout
+        deadline = time.monotonic() + (self.blocking_timeout if timeout is None else timeout)
         with self._cond:
             while True:
                 got = self._pop(wanted, max_messages)
@@ -188,6 +192,26 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._queues.clear()
             self._groups.clear()
             self._stats.clear()
+        self._orders = OrderBook(self.group_expiry)
+
+    # -- per-connection ordering (the `ordering` extension, see .ordering) -----
+
+    def order_claim(
+        self, reply_channel: str, order: int, channel: str, message: dict, timeout: float, max_parked: int
+    ) -> str:
+        names.validate_channel_name(reply_channel)
+        payload = self.serializer.dumps({"channel": channel, "content": message})
+        return self._orders.claim(reply_channel, int(order), payload, timeout, max_parked)
+
+    def order_advance(self, reply_channel: str, order: int) -> tuple[str, dict] | None:
+        payload = self._orders.advance(reply_channel, int(order))
+        if payload is None:
+            return None
+        parked = self.serializer.loads(payload)
+        return parked["channel"], parked["content"]
+
+    def order_forget(self, reply_channel: str) -> None:
+        self._orders.forget(reply_channel)
 
     def global_statistics(self) -> dict[str, int]:
         with self._cond:

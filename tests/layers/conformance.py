@@ -349,3 +349,87 @@ class LayerConformance:
         got = layer.receive_batch(["batchb_test"], 10, block=True)
         timer.join()
         assert got == [("batchb_test", {"late": 1})]
+
+    # -- the ordering extension ------------------------------------------------
+
+    def test_ordering_runs_next_parks_later_and_releases_in_order(self, layer):
+        assert "ordering" in layer.extensions
+        reply = "order.reply!conn1"
+        assert layer.order_claim(reply, 0, "websocket.connect", {"order": 0}, 10, 100) == "run"
+        assert layer.order_claim(reply, 2, "websocket.receive", {"order": 2, "text": "b"}, 10, 100) == "parked"
+        assert layer.order_claim(reply, 3, "websocket.disconnect", {"order": 3}, 10, 100) == "parked"
+        assert layer.order_advance(reply, 0) is None  # 1 has not arrived yet
+        assert layer.order_claim(reply, 1, "websocket.receive", {"order": 1, "text": "a"}, 10, 100) == "run"
+        assert layer.order_advance(reply, 1) == ("websocket.receive", {"order": 2, "text": "b"})
+        assert layer.order_advance(reply, 2) == ("websocket.disconnect", {"order": 3})
+        assert layer.order_advance(reply, 3) is None
+        layer.order_forget(reply)
+        # A forgotten connection starts again from 0.
+        assert layer.order_claim(reply, 0, "websocket.connect", {"order": 0}, 10, 100) == "run"
+
+    def test_ordering_drops_duplicates_as_stale(self, layer):
+        reply = "order.reply!conn2"
+        assert layer.order_claim(reply, 0, "websocket.connect", {}, 10, 100) == "run"
+        layer.order_advance(reply, 0)
+        assert layer.order_claim(reply, 0, "websocket.connect", {}, 10, 100) == "stale"
+        assert layer.order_claim(reply, 3, "websocket.receive", {}, 10, 100) == "parked"
+        assert layer.order_claim(reply, 3, "websocket.receive", {}, 10, 100) == "stale"
+
+    def test_ordering_gives_up_when_the_gap_does_not_move_or_too_many_wait(self, layer):
+        reply = "order.reply!conn3"
+        assert layer.order_claim(reply, 2, "websocket.receive", {}, 0.2, 100) == "parked"
+        time.sleep(0.4)
+        assert layer.order_claim(reply, 3, "websocket.receive", {}, 0.2, 100) == "stuck"
+        assert layer.order_claim(reply, 0, "websocket.connect", {}, 0.2, 100) == "dead"
+        assert layer.order_advance(reply, 0) is None
+        other = "order.reply!conn4"
+        assert layer.order_claim(other, 1, "websocket.receive", {}, 10, 2) == "parked"
+        assert layer.order_claim(other, 2, "websocket.receive", {}, 10, 2) == "parked"
+        assert layer.order_claim(other, 3, "websocket.receive", {}, 10, 2) == "stuck"
+
+    def test_ordering_progress_resets_the_gap_clock(self, layer):
+        reply = "order.reply!conn5"
+        assert layer.order_claim(reply, 0, "c", {}, 0.5, 100) == "run"
+        assert layer.order_claim(reply, 2, "c", {}, 0.5, 100) == "parked"
+        time.sleep(0.3)
+        assert layer.order_advance(reply, 0) is None  # progress: 1 is next now
+        time.sleep(0.3)
+        assert layer.order_claim(reply, 3, "c", {}, 0.5, 100) == "parked"
+
+    def test_ordering_claims_from_many_threads_release_every_message_once_in_order(self, layer):
+        """Workers racing claim/advance: each message runs exactly once, in order."""
+        reply = "order.reply!race"
+        ran: list[int] = []
+        lock = threading.Lock()
+
+        def handle(order):
+            if layer.order_claim(reply, order, "c", {"order": order}, 10, 1000) != "run":
+                return
+            current = order
+            while True:
+                with lock:
+                    ran.append(current)
+                released = layer.order_advance(reply, current)
+                if released is None:
+                    return
+                current = released[1]["order"]
+
+        threads = [threading.Thread(target=handle, args=(n,)) for n in reversed(range(60))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert ran == list(range(60))
+
+    def test_receive_batch_timeout_bounds_the_wait_to_the_millisecond(self, layer):
+        started = time.monotonic()
+        assert layer.receive_batch(["batcht_test"], 10, block=True, timeout=0.3) == []
+        waited = time.monotonic() - started
+        assert 0.28 <= waited < 0.8, waited
+        timer = threading.Timer(0.1, layer.send, ("batcht_test", {"in": "time"}))
+        timer.start()
+        got = layer.receive_batch(["batcht_test"], 10, block=True, timeout=2)
+        timer.join()
+        assert got == [("batcht_test", {"in": "time"})]
+        layer.send("batcht_test", {"now": 1})
+        assert layer.receive_batch(["batcht_test"], 10, block=True, timeout=0) == [("batcht_test", {"now": 1})]

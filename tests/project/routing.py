@@ -11,5 +11,6 @@ channel_routing = [
     route("websocket.disconnect", consumers.notes_disconnect, path=r"^/notes/$"),
     include("tests.project.app.consumers.special_routes", path=r"^/special"),
     include("tests.project.app.session_consumers.routes", path=r"^/sess"),
+    include("tests.project.app.ordered_consumers.routes", path=r"^/ordered"),
 ]
 channel_routing.append(include("tests.project.app.worker_consumers.routes", path=r"^/worker"))

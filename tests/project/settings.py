@@ -53,6 +53,7 @@ CHANNEL_LAYERS = {
             "hosts": [os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")],
             "prefix": os.environ.get("TEST_LAYER_PREFIX", "project:"),
             "blocking_timeout": 1,
+            "capacity": int(os.environ.get("TEST_LAYER_CAPACITY", "100")),
         },
         "ROUTING": "tests.project.routing.channel_routing",
     },

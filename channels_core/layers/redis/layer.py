@@ -19,7 +19,7 @@ from . import framing
 from .connection import PendingPop, Shard, wait_any
 from .event_receiver import EventReceiver
 from .hosts import parse_hosts
-from .scripts import GROUP_ADD, GROUP_CHANNELS, GROUP_DISCARD, GROUP_SEND, POP, SEND
+from .scripts import GROUP_ADD, GROUP_CHANNELS, GROUP_DISCARD, GROUP_SEND, ORDER_ADVANCE, ORDER_CLAIM, POP, SEND
 from .sharding import HashRing
 
 logger = logging.getLogger("channels_core.layers.redis")
@@ -46,7 +46,7 @@ class RedisChannelLayer(BaseChannelLayer):
     plus a few of its own; see the README for every option and its default.
     """
 
-    extensions = ["groups", "flush", "statistics", "batch"]
+    extensions = ["groups", "flush", "statistics", "batch", "ordering"]
     local_only = False
 
     def __init__(
@@ -170,26 +170,29 @@ class RedisChannelLayer(BaseChannelLayer):
         return got[0] if got else (None, None)
 
     def receive_batch(
-        self, channels: Iterable[str], max_messages: int = 100, block: bool = False
+        self, channels: Iterable[str], max_messages: int = 100, block: bool = False, timeout: float | None = None
     ) -> list[tuple[str, dict]]:
         """Up to `max_messages` waiting messages, in one round trip per shard.
 
         With `block=True`, waits like `receive` until something arrives; on
         Redis 7+ that is one BLMPOP taking up to `max_messages` at once.
+        `timeout` (seconds) replaces `blocking_timeout` for this call and is
+        kept to the millisecond (Redis itself only times out on its 100 ms
+        timer tick); 0 or less does not wait.
         """
         wanted = names.validate_receive_channels(channels)
         out = self._take_buffered(wanted, max_messages) if self._buffer else []
         if len(out) >= max_messages:
             return out
         plan = self._plan(wanted)
-        if out or not block:
+        if out or not block or (timeout is not None and timeout <= 0):
             try:
                 return out + self._pop(plan, max_messages - len(out))
             except LayerConnectionError:
                 if out:
                     return out
                 raise
-        return self._blocking_pop(plan, max_messages)
+        return self._blocking_pop(plan, max_messages, timeout)
 
     def _pop(self, plan: list[tuple[Shard, list[bytes]]], max_messages: int) -> list[tuple[str, dict]]:
         out: list[tuple[str, dict]] = []
@@ -211,8 +214,10 @@ class RedisChannelLayer(BaseChannelLayer):
             raise error
         return out
 
-    def _blocking_pop(self, plan: list[tuple[Shard, list[bytes]]], limit: int) -> list[tuple[str, dict]]:
-        deadline = time.monotonic() + self.blocking_timeout
+    def _blocking_pop(
+        self, plan: list[tuple[Shard, list[bytes]]], limit: int, timeout: float | None = None
+    ) -> list[tuple[str, dict]]:
+        deadline = time.monotonic() + (self.blocking_timeout if timeout is None else timeout)
         backoff = 0.05
         while not self._closed.is_set():
             remaining = deadline - time.monotonic()
@@ -222,7 +227,9 @@ class RedisChannelLayer(BaseChannelLayer):
                 for shard, _ in plan:
                     if shard.clock_offset_ms is None:
                         shard.handshake()
-                if len(plan) == 1:
+                if timeout is not None:
+                    popped = self._blpop_until(plan, remaining, limit)
+                elif len(plan) == 1:
                     popped = self._blpop_one(plan[0], remaining, limit)
                 else:
                     popped = self._blpop_many(plan, remaining, limit)
@@ -286,6 +293,64 @@ class RedisChannelLayer(BaseChannelLayer):
         if winner is None and error is not None:
             raise error
         return winner
+
+    def _blpop_until(self, plan: list[tuple[Shard, list[bytes]]], timeout: float, count: int):
+        """A blocking pop on every shard that gives up after `timeout` seconds, to the millisecond.
+
+        The server-side timeout is whole seconds (and Redis only checks it on
+        its timer tick), so at our own deadline each read still waiting is
+        cancelled with CLIENT UNBLOCK; an element that raced in is returned,
+        never dropped.
+        """
+        pending: list[PendingPop] = []
+        error = None
+        for shard, keys in plan:
+            try:
+                pending.append(PendingPop(shard, random.sample(keys, len(keys)), timeout, need_id=True, count=count))
+            except LayerConnectionError as exc:
+                error = exc
+        if not pending:
+            raise error or LayerConnectionError("no Redis server reachable")
+        winner = None
+        end = time.monotonic() + timeout
+        try:
+            while pending and winner is None:
+                ready = wait_any(pending, end - time.monotonic())
+                if not ready:
+                    break
+                for p in ready:
+                    pending.remove(p)
+                    try:
+                        reply = p.result()
+                    except LayerConnectionError:
+                        continue
+                    if reply and winner is None:
+                        winner = (reply[0], reply[1], p.shard)
+                    elif reply:
+                        self._stash(reply, p.shard)
+        finally:
+            for p in pending:
+                reply = self._cancel(p)
+                if reply and winner is None:
+                    winner = (reply[0], reply[1], p.shard)
+                elif reply:
+                    self._stash(reply, p.shard)
+        return winner
+
+    def _cancel(self, pending: PendingPop) -> tuple[bytes, list[bytes]] | None:
+        """Unblock a pending pop and return what it popped before the unblock landed, if anything."""
+        try:
+            pending.shard.execute("CLIENT", "UNBLOCK", pending.client_id)
+        except LayerConnectionError:
+            pending.abandon()
+            return None
+        if not pending.wait(2.0):
+            pending.abandon()
+            return None
+        try:
+            return pending.result()
+        except LayerConnectionError:
+            return None  # result() already dropped the connection
 
     def _unblock(self, pending: PendingPop) -> None:
         try:
@@ -417,6 +482,37 @@ class RedisChannelLayer(BaseChannelLayer):
         for qname in {names.list_name(m.decode("ascii")) for m in members}:
             rules += ["^" + "".join(c if c.isalnum() else "%" + c for c in qname) + "$", self.capacity_rules.get(qname)]
         return rules
+
+    # -- per-connection ordering (the `ordering` extension, see ..ordering) ----
+
+    def _order_place(self, reply_channel: str) -> tuple[Shard, list[bytes]]:
+        names.validate_channel_name(reply_channel)
+        return self._member_shard(names.list_name(reply_channel)), [self._key("order:" + reply_channel)]
+
+    def order_claim(
+        self, reply_channel: str, order: int, channel: str, message: dict, timeout: float, max_parked: int
+    ) -> str:
+        """Is `order` the one this connection waits for? `run`, `parked` (stored), `stale`, `stuck` or `dead`."""
+        shard, keys = self._order_place(reply_channel)
+        payload = self.serializer.dumps({"channel": channel, "content": message})
+        reply = shard.evalsha(
+            ORDER_CLAIM, keys, (int(order), payload, int(timeout * 1000), max_parked, self._group_ttl)
+        )
+        return reply.decode("ascii") if isinstance(reply, bytes) else reply
+
+    def order_advance(self, reply_channel: str, order: int) -> tuple[str, dict] | None:
+        """Mark `order` done; the parked message that is now next, `(channel, message)`, taken out, or None."""
+        shard, keys = self._order_place(reply_channel)
+        payload = shard.evalsha(ORDER_ADVANCE, keys, (int(order), self._group_ttl))
+        if not payload:
+            return None
+        parked = self.serializer.loads(payload)
+        return parked["channel"], parked["content"]
+
+    def order_forget(self, reply_channel: str) -> None:
+        """Drop a connection's ordering state (after its disconnect)."""
+        shard, keys = self._order_place(reply_channel)
+        shard.execute("UNLINK", *keys)
 
     def event_receiver(self, channels: Iterable[str], max_messages: int = 100) -> EventReceiver:
         """A blocking read for an event loop to drive (see `EventReceiver`); one Redis server only."""

@@ -261,3 +261,64 @@ return {sent, full, evicted}
 )
 
 ALL_SCRIPTS = [SEND, POP, GROUP_ADD, GROUP_DISCARD, GROUP_CHANNELS, GROUP_SEND]
+
+# Per-connection ordering (see channels_core/layers/ordering.py for the state machine).
+# The hash at KEYS[1] holds 'next', 'n' (messages parked), 'waiting' (ms since when
+# parked messages have waited without next moving), 'dead', and 'm:<order>' -> payload.
+
+# ARGV: order, payload, timeout_ms, max_parked, ttl_s  -> 'run' | 'parked' | 'stale' | 'stuck' | 'dead'
+ORDER_CLAIM = Script(
+    "order_claim",
+    _NOW
+    + """
+local key = KEYS[1]
+local order = tonumber(ARGV[1])
+if redis.call('HEXISTS', key, 'dead') == 1 then return 'dead' end
+local nxt = tonumber(redis.call('HGET', key, 'next') or '0')
+if order < nxt or redis.call('HEXISTS', key, 'm:' .. order) == 1 then return 'stale' end
+if order == nxt then
+  redis.call('EXPIRE', key, ARGV[5])
+  return 'run'
+end
+local waiting = tonumber(redis.call('HGET', key, 'waiting') or '-1')
+local parked = tonumber(redis.call('HGET', key, 'n') or '0')
+if (waiting >= 0 and now - waiting > tonumber(ARGV[3])) or parked >= tonumber(ARGV[4]) then
+  redis.call('DEL', key)
+  redis.call('HSET', key, 'dead', 1)
+  redis.call('EXPIRE', key, ARGV[5])
+  return 'stuck'
+end
+redis.call('HSET', key, 'm:' .. order, ARGV[2])
+redis.call('HINCRBY', key, 'n', 1)
+if waiting < 0 then redis.call('HSET', key, 'waiting', now) end
+redis.call('EXPIRE', key, ARGV[5])
+return 'parked'
+""",
+)
+
+# ARGV: order, ttl_s  -> the parked payload that is now next (removed), or false
+ORDER_ADVANCE = Script(
+    "order_advance",
+    _NOW
+    + """
+local key = KEYS[1]
+if redis.call('HEXISTS', key, 'dead') == 1 then return false end
+local nxt = tonumber(redis.call('HGET', key, 'next') or '0')
+local done = tonumber(ARGV[1]) + 1
+if done > nxt then nxt = done end
+redis.call('HSET', key, 'next', nxt)
+local field = 'm:' .. nxt
+local payload = redis.call('HGET', key, field)
+if payload then
+  redis.call('HDEL', key, field)
+  redis.call('HINCRBY', key, 'n', -1)
+end
+if payload or tonumber(redis.call('HGET', key, 'n') or '0') > 0 then
+  redis.call('HSET', key, 'waiting', now)
+else
+  redis.call('HDEL', key, 'waiting')
+end
+redis.call('EXPIRE', key, ARGV[2])
+return payload
+""",
+)
