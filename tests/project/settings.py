@@ -16,6 +16,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "channels_core",  # before staticfiles, so its runserver wins (check channels_core.W001)
+    "channels_core.delay",
     "django.contrib.staticfiles",
     "tests.project.app",
 ]
