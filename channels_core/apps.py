@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.apps import AppConfig
 
 
@@ -17,3 +19,28 @@ class ChannelsConfig(AppConfig):
         from .routing_defaults import default_routes
 
         Router.default_routes = default_routes
+
+        _import_routing_modules()
+        from .binding.base import BindingMetaclass
+
+        BindingMetaclass.register_all()
+
+
+def _import_routing_modules() -> None:
+    """Import each layer's ROUTING module now, so bindings it reaches are registered in every process.
+
+    A model saved in a process that never builds a router (the admin under
+    gunicorn, a shell) must still tell the bound clients. A routing that
+    cannot be imported is left alone here: the system checks report it.
+    """
+    from importlib import import_module
+
+    from django.conf import settings
+
+    for config in getattr(settings, "CHANNEL_LAYERS", {}).values():
+        routing = config.get("ROUTING") if isinstance(config, dict) else None
+        if isinstance(routing, str) and "." in routing:
+            try:
+                import_module(routing.rsplit(".", 1)[0])
+            except Exception as exc:
+                logging.getLogger("channels_core").debug("Routing %s not imported at startup: %s", routing, exc)

@@ -72,16 +72,23 @@ class ChannelTestCaseMixin:
         cls.addClassCleanup(swap.exit)
         super().setUpClass()
 
-    def _pre_setup(self) -> None:
-        self._channel_layer_swap = LayerSwap(self.test_channel_aliases)
-        self._channel_layer_swap.enter()
-        super()._pre_setup()
-
-    def _post_teardown(self) -> None:
+    def __call__(self, result: Any = None) -> Any:
+        # Around Django's own per-test setup (__call__ runs _pre_setup, the test, _post_teardown),
+        # not inside _pre_setup: that is a classmethod from Django 5.1 on, run eagerly for the first test.
+        swap = LayerSwap(self.test_channel_aliases)
+        swap.enter()
         try:
-            super()._post_teardown()
+            return super().__call__(result)
         finally:
-            self._channel_layer_swap.exit()
+            swap.exit()
+
+    def debug(self) -> None:
+        swap = LayerSwap(self.test_channel_aliases)
+        swap.enter()
+        try:
+            super().debug()
+        finally:
+            swap.exit()
 
     def get_next_message(
         self, channel: str, alias: str = DEFAULT_CHANNEL_LAYER, require: bool = False

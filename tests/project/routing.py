@@ -12,5 +12,6 @@ channel_routing = [
     include("tests.project.app.consumers.special_routes", path=r"^/special"),
     include("tests.project.app.session_consumers.routes", path=r"^/sess"),
     include("tests.project.app.ordered_consumers.routes", path=r"^/ordered"),
+    include("tests.project.app.bindings.routes", path=r"^/binding"),
 ]
 channel_routing.append(include("tests.project.app.worker_consumers.routes", path=r"^/worker"))

@@ -11,3 +11,14 @@ class Note(models.Model):
     def save(self, *args, **kwargs):
         super().save(*args, **kwargs)
         Group("notes").send({"text": f"note:{self.text}"})
+
+
+class IntegerValue(models.Model):
+    """The databinding example's model: a named integer, bound to WebSocket clients."""
+
+    name = models.CharField(max_length=100, unique=True)
+    value = models.IntegerField(default=0)
+    secret = models.CharField(max_length=100, default="", blank=True)
+
+    def double(self):
+        return self.value * 2
