@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from django.conf import settings
@@ -54,7 +55,9 @@ class ChannelLayerManager:
 
     def __getitem__(self, key: str) -> ChannelLayerWrapper:
         if key not in self.backends:
-            self.backends[key] = self.make_backend(key)
+            # The processes of ChannelLiveServerTestCase serve the test layer.
+            test = os.environ.get("CHANNELS_TEST_CONFIG") == "1"
+            self.backends[key] = self.make_test_backend(key) if test else self.make_backend(key)
         return self.backends[key]
 
     def __contains__(self, key: str) -> bool:

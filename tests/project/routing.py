@@ -13,5 +13,8 @@ channel_routing = [
     include("tests.project.app.session_consumers.routes", path=r"^/sess"),
     include("tests.project.app.ordered_consumers.routes", path=r"^/ordered"),
     include("tests.project.app.bindings.routes", path=r"^/binding"),
+    include("tests.project.app.liveblog.routes", path=r"^/liveblog"),
+    include("tests.project.app.multichat.websocket_routing", path=r"^/chat/stream"),
+    include("tests.project.app.multichat.custom_routing"),
 ]
 channel_routing.append(include("tests.project.app.worker_consumers.routes", path=r"^/worker"))

@@ -40,6 +40,8 @@ DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
         "NAME": os.environ.get("TEST_DB_PATH", os.path.join(tempfile.gettempdir(), "channels_core_test.sqlite3")),
+        # A file, so ChannelLiveServerTestCase's worker processes share the test database.
+        "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"channels_core_test_{os.getpid()}.sqlite3")},
     }
 }
 STATIC_URL = "/static/"
@@ -58,6 +60,11 @@ CHANNEL_LAYERS = {
         },
         "ROUTING": "tests.project.routing.channel_routing",
     },
+}
+# ChannelLiveServerTestCase's processes inherit this environment, so they compute the same prefix.
+CHANNEL_LAYERS["default"]["TEST_CONFIG"] = {
+    **CHANNEL_LAYERS["default"]["CONFIG"],
+    "prefix": os.environ.get("TEST_LAYER_PREFIX", "project:") + "live:",
 }
 if os.environ.get("TEST_INMEMORY") == "1":
     CHANNEL_LAYERS["default"] = {

@@ -22,3 +22,36 @@ class IntegerValue(models.Model):
 
     def double(self):
         return self.value * 2
+
+
+class LiveBlog(models.Model):
+    """The liveblog example: a blog whose posts appear in every open page as they are saved."""
+
+    title = models.CharField(max_length=200)
+    slug = models.SlugField(unique=True)
+
+    @property
+    def group_name(self):
+        return f"liveblog-{self.slug}"
+
+
+class Post(models.Model):
+    liveblog = models.ForeignKey(LiveBlog, related_name="posts", on_delete=models.CASCADE)
+    body = models.TextField()
+
+    def save(self, *args, **kwargs):
+        import json
+
+        super().save(*args, **kwargs)
+        Group(self.liveblog.group_name).send({"text": json.dumps({"id": self.id, "html": self.body})})
+
+
+class Room(models.Model):
+    """The multichat example's rooms; staff-only rooms refuse everyone else."""
+
+    title = models.CharField(max_length=255)
+    staff_only = models.BooleanField(default=False)
+
+    @property
+    def group_name(self):
+        return f"room-{self.id}"

@@ -1,0 +1,130 @@
+"""Three Channels 1.x example apps, ported by changing imports, driven over real WebSockets.
+
+Each test class is a ChannelLiveServerTestCase: a real interface server and
+a real worker over Redis serve the test project, sharing the test database.
+"""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.contrib.sessions.backends.db import SessionStore
+from websockets.exceptions import ConnectionClosed
+
+from channels_core.test import ChannelLiveServerTestCase
+from tests.interface_server.ws_support import ws_connect
+from tests.project.app.models import IntegerValue, LiveBlog, Post, Room
+
+
+def recv_json(ws, timeout: float = 10.0):
+    return json.loads(ws.recv(timeout=timeout))
+
+
+class LiveBlogTests(ChannelLiveServerTestCase):
+    def test_posts_saved_in_another_process_appear_in_every_open_page(self):
+        blog = LiveBlog.objects.create(title="Launch", slug="launch")
+        first = ws_connect(self.live_server_ws_url + "/liveblog/launch/stream/")
+        second = ws_connect(self.live_server_ws_url + "/liveblog/launch/stream/")
+        try:
+            post = Post.objects.create(liveblog=blog, body="<p>We have lift-off</p>")
+            for ws in (first, second):
+                self.assertEqual(recv_json(ws), {"id": post.id, "html": "<p>We have lift-off</p>"})
+        finally:
+            first.close()
+            second.close()
+
+    def test_an_unknown_blog_gets_an_error_and_the_socket_closes(self):
+        ws = ws_connect(self.live_server_ws_url + "/liveblog/nope/stream/")
+        self.assertEqual(recv_json(ws), {"error": "bad_slug"})
+        with self.assertRaises(ConnectionClosed):
+            ws.recv(timeout=5)
+
+
+class MultichatTests(ChannelLiveServerTestCase):
+    def logged_in(self, username: str, staff: bool = False):
+        user = User.objects.create_user(username, password="pw", is_staff=staff)
+        session = SessionStore()
+        session["_auth_user_id"] = str(user.pk)
+        session["_auth_user_backend"] = "django.contrib.auth.backends.ModelBackend"
+        session["_auth_user_hash"] = user.get_session_auth_hash()
+        session.save()
+        cookie = f"{settings.SESSION_COOKIE_NAME}={session.session_key}"
+        return ws_connect(self.live_server_ws_url + "/chat/stream/", additional_headers={"Cookie": cookie})
+
+    def test_join_send_and_leave_routed_by_the_command_filter(self):
+        room = Room.objects.create(title="Lobby")
+        ada, bob = self.logged_in("ada"), self.logged_in("bob")
+        try:
+            for ws in (ada, bob):
+                ws.send(json.dumps({"command": "join", "room": room.id}))
+                self.assertEqual(recv_json(ws), {"join": str(room.id), "title": "Lobby"})
+            ada.send(json.dumps({"command": "send", "room": room.id, "message": "hello"}))
+            expected = {"room": str(room.id), "message": "hello", "username": "ada"}
+            self.assertEqual(recv_json(ada), expected)
+            self.assertEqual(recv_json(bob), expected)
+            bob.send(json.dumps({"command": "leave", "room": room.id}))
+            self.assertEqual(recv_json(bob), {"leave": str(room.id)})
+        finally:
+            ada.close()
+            bob.close()
+
+    def test_client_errors_are_answered(self):
+        staff_room = Room.objects.create(title="Staff", staff_only=True)
+        ws = self.logged_in("carol")
+        anonymous = ws_connect(self.live_server_ws_url + "/chat/stream/")
+        try:
+            ws.send(json.dumps({"command": "join", "room": staff_room.id}))
+            self.assertEqual(recv_json(ws), {"error": "ROOM_ACCESS_DENIED"})
+            ws.send(json.dumps({"command": "join", "room": 9999}))
+            self.assertEqual(recv_json(ws), {"error": "ROOM_INVALID"})
+            ws.send(json.dumps({"command": "send", "room": staff_room.id, "message": "x"}))
+            self.assertEqual(recv_json(ws), {"error": "ROOM_ACCESS_DENIED"})
+            anonymous.send(json.dumps({"command": "join", "room": staff_room.id}))
+            self.assertEqual(recv_json(anonymous), {"error": "USER_HAS_TO_LOGIN"})
+        finally:
+            ws.close()
+            anonymous.close()
+
+
+class DataBindingTests(ChannelLiveServerTestCase):
+    def test_changes_made_through_one_socket_reach_every_socket(self):
+        first = ws_connect(self.live_server_ws_url + "/binding/")
+        second = ws_connect(self.live_server_ws_url + "/binding/")
+        try:
+            first.send(
+                json.dumps({"stream": "intval", "payload": {"action": "create", "data": {"name": "x", "value": 1}}})
+            )
+            created = [recv_json(ws) for ws in (first, second)]
+            self.assertEqual(created[0], created[1])
+            payload = created[0]["payload"]
+            self.assertEqual(
+                (created[0]["stream"], payload["action"], payload["data"]),
+                ("intval", "create", {"name": "x", "value": 1}),
+            )
+            pk = payload["pk"]
+            second.send(
+                json.dumps({"stream": "intval", "payload": {"action": "update", "pk": pk, "data": {"value": 7}}})
+            )
+            for ws in (first, second):
+                self.assertEqual(recv_json(ws)["payload"]["data"], {"name": "x", "value": 7})
+            self.assertEqual(IntegerValue.objects.get(pk=pk).value, 7)
+        finally:
+            first.close()
+            second.close()
+
+    def test_a_save_in_the_test_process_is_broadcast_and_anonymous_delete_is_refused(self):
+        ws = ws_connect(self.live_server_ws_url + "/binding/")
+        try:
+            value = IntegerValue.objects.create(name="from-test", value=3)
+            frame = recv_json(ws)
+            self.assertEqual((frame["payload"]["action"], frame["payload"]["pk"]), ("create", value.pk))
+            ws.send(json.dumps({"stream": "intval", "payload": {"action": "delete", "pk": value.pk}}))
+            ws.send(
+                json.dumps({"stream": "intval", "payload": {"action": "update", "pk": value.pk, "data": {"value": 4}}})
+            )
+            self.assertEqual(recv_json(ws)["payload"]["action"], "update")  # the delete was refused
+            self.assertTrue(IntegerValue.objects.filter(pk=value.pk).exists())
+        finally:
+            ws.close()
