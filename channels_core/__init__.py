@@ -16,6 +16,10 @@ _LAZY = {
     "Channel": "channels_core.channel",
     "Group": "channels_core.channel",
     "channel_layers": "channels_core.asgi",
+    # Channels 1.x exported the routing helpers from the top level too.
+    "route": "routing",
+    "route_class": "routing",
+    "include": "routing",
 }
 
 

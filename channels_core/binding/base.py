@@ -45,9 +45,9 @@ class BindingMetaclass(type):
     def __new__(mcs, name: str, bases: tuple, body: dict) -> type:
         klass = super().__new__(mcs, name, bases, body)
         if bases:
-            mcs.binding_classes.append(klass)
             if apps.ready:
-                klass.register()
+                klass.register()  # a mistake raises here, and the class is not kept
+            mcs.binding_classes.append(klass)
         return klass
 
     @classmethod

@@ -309,3 +309,7 @@ def _reset_database_connections() -> None:
             conn.close()
         except Exception:
             pass
+
+
+Worker = DelayWorker
+"""The Channels 1.x name (`channels.delay.worker.Worker`)."""

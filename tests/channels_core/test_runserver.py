@@ -145,6 +145,7 @@ def test_serves_views_and_websockets_and_logs_requests(runserver):
     assert server.get("/static/app/hello.txt")[0] == 404
 
     server.wait_for("WebSocket DISCONNECT /ws/echo/")
+    server.wait_for('"GET /static/app/hello.txt HTTP/1.1" 404')  # logged after its response went out
     out = server.output()
     stamp = r"\[\d\d/[A-Z][a-z]{2}/\d{4} \d\d:\d\d:\d\d\]"
     assert re.search(stamp + r' "GET / HTTP/1\.1" 200 2\n', out), out

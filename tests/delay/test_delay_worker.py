@@ -14,7 +14,9 @@ from channels_core.delay.protocol import InvalidDelayMessage, parse_delay_messag
 from channels_core.delay.worker import DelayWorker
 from channels_core.layers import InMemoryChannelLayer
 
-pytestmark = pytest.mark.django_db
+# Transactional: the loop closes stale database connections between steps, as a worker does,
+# which a test wrapped in one transaction would not survive.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 # -- the protocol ------------------------------------------------------------------
