@@ -128,3 +128,40 @@ class DataBindingTests(ChannelLiveServerTestCase):
             self.assertTrue(IntegerValue.objects.filter(pk=value.pk).exists())
         finally:
             ws.close()
+
+
+class LiveServerChecksTests(ChannelLiveServerTestCase):
+    """What ChannelLiveServerTestCase refuses, and that its processes are the real ones."""
+
+    def test_the_live_processes_serve_http_too(self):
+        import urllib.request
+
+        with urllib.request.urlopen(self.live_server_url + "/", timeout=10) as response:
+            self.assertEqual(response.read(), b"OK")
+
+
+def test_in_memory_sqlite_and_local_layers_are_refused(settings):
+    import pytest
+    from django.core.exceptions import ImproperlyConfigured
+    from django.db import connections
+
+    saved = connections["default"].settings_dict["NAME"]
+    connections["default"].settings_dict["NAME"] = ":memory:"
+    try:
+        with pytest.raises(ImproperlyConfigured, match="in-memory SQLite"):
+            ChannelLiveServerTestCase._test_databases()
+    finally:
+        connections["default"].settings_dict["NAME"] = saved
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_core.layers.InMemoryChannelLayer",
+            "ROUTING": "tests.project.routing.channel_routing",
+        }
+    }
+
+    class Local(ChannelLiveServerTestCase):
+        def runTest(self):
+            pass
+
+    with pytest.raises(ImproperlyConfigured, match="other processes can reach"):
+        Local.setUpClass()

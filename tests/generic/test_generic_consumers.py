@@ -271,3 +271,22 @@ def test_messages_never_leak_between_test_layers():
     result = unittest.TestResult()
     unittest.TestSuite([First(), Second()]).run(result)
     assert result.wasSuccessful(), result.errors + result.failures
+
+
+class HttpUserAndSessionTests(ChannelTestCase):
+    def test_http_user_and_session_reach_every_frame(self):
+        class Both(WebsocketConsumer):
+            http_user_and_session = True
+
+            def receive(self, text=None, bytes=None, **kwargs):
+                self.send(text=f"{self.message.user.username}:{self.message.http_session['colour']}")
+
+        User.objects.create_user("eve", password="pw")
+        with apply_routes([route_class(Both)]):
+            client = WSClient()
+            self.assertTrue(client.login(username="eve", password="pw"))
+            client.session["colour"] = "green"
+            client.session.save()
+            client.send_and_consume("websocket.connect")
+            client.send_and_consume("websocket.receive", text="x")  # no cookie now: the channel session knows
+            self.assertEqual(client.receive(json=False), {"text": "eve:green"})
