@@ -108,7 +108,7 @@ class ServerProcess:
             pass
         finally:
             self.log.close()
-            os.unlink(self.log.name)
+            Path(self.log.name).unlink(missing_ok=True)
 
 
 def layer_env(prefix: str, **options) -> dict[str, str]:

@@ -7,6 +7,7 @@ from .app import consumers
 channel_routing = [
     route("websocket.connect", consumers.ws_connect, path=r"^/ws/"),
     route("websocket.receive", consumers.ws_echo, path=r"^/ws/echo/$"),
+    route("websocket.receive", consumers.bridge_echo, path=r"^/ws/bridge/$"),
     route("websocket.connect", consumers.notes_connect, path=r"^/notes/$"),
     route("websocket.disconnect", consumers.notes_disconnect, path=r"^/notes/$"),
     include("tests.project.app.consumers.special_routes", path=r"^/special"),

@@ -21,4 +21,5 @@ urlpatterns += [
     path("cookies/", views.set_cookies),
     path("whereis/", views.whereis, name="whereis"),
     path("big/", views.big),
+    path("bridge/", views.bridge_page),
 ]

@@ -42,3 +42,8 @@ special_routes = [
     route("websocket.connect", later, path=r"^/later/$"),
     route("websocket.connect", room, path=r"^/room/(?P<name>\w+)/$"),
 ]
+
+
+def bridge_echo(message):
+    """/ws/bridge/: echo each JSON frame back unchanged (a {stream, payload} frame stays one)."""
+    message.reply_channel.send({"text": message["text"]})

@@ -118,3 +118,10 @@ def big(request):
     """A plain (not streaming) response of `size` bytes: over 512 KB it leaves the worker in several messages."""
     size = int(request.GET.get("size", "1200000"))
     return HttpResponse(bytes(i % 249 for i in range(size)), content_type="application/octet-stream")
+
+
+def bridge_page(request):
+    """A page loading the WebSocketBridge (?module=1: as an ES module), for the browser tests."""
+    from django.shortcuts import render
+
+    return render(request, "bridge.html", {"module": request.GET.get("module") == "1"})
