@@ -1,0 +1,118 @@
+"""The example project run as users run it: the Procfile's processes over Redis, or runserver alone."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "example"
+START_TIMEOUT = 40.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def procfile() -> dict[str, str]:
+    """The Procfile's process types and their commands."""
+    entries = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        match = re.match(r"^([\w-]+):\s*(.+)$", line.strip())
+        if match:
+            entries[match.group(1)] = match.group(2)
+    return entries
+
+
+class Process:
+    def __init__(self, label: str, command: str, env: dict[str, str], log_dir: Path) -> None:
+        self.label = label
+        self.log = log_dir / f"{label}.log"
+        # As a Procfile runner does: the line through a shell, from the repository root.
+        self.process = subprocess.Popen(
+            ["bash", "-c", f"exec {command}"]
+            if not command.startswith(("PYTHONPATH=", "env "))
+            else ["bash", "-c", command],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_for(self, text: str) -> None:
+        deadline = time.monotonic() + START_TIMEOUT
+        while text not in self.output():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.label} did not get to {text!r}:\n{self.output()}")
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+
+class Example:
+    """The example with its own SQLite file and Redis key prefix."""
+
+    def __init__(self, tmp_path: Path, redis_url: str | None, prefix: str) -> None:
+        self.tmp_path = tmp_path
+        self.port = free_port()
+        self.env = dict(os.environ, PORT=str(self.port), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+        self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.env["PYTHONPATH"] = str(ROOT)
+        if redis_url:
+            self.env.update(REDIS_URL=redis_url, CHANNELS_PREFIX=prefix)
+        self.processes: dict[str, Process] = {}
+
+    def manage(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(EXAMPLE / "manage.py"), *args],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+
+    def start(self, kind: str) -> Process:
+        command = procfile()[kind]
+        process = Process(f"{kind}-{len(self.processes)}", command, self.env, self.tmp_path)
+        self.processes[kind] = process
+        process.wait_for("Listening on")
+        return process
+
+    def start_procfile(self) -> None:
+        self.manage(*procfile()["release"].split()[2:])  # "python example/manage.py migrate --noinput"
+        self.start("web")
+        self.start("worker")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> tuple[int, str]:
+        with urllib.request.urlopen(self.url + path, timeout=10) as response:
+            return response.status, response.read().decode()
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.stop()

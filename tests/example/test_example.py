@@ -1,0 +1,122 @@
+"""The example app as a newcomer meets it: the Procfile's processes over Redis, runserver alone, in a browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.interface_server.ws_support import ws_connect
+
+from .harness import EXAMPLE, ROOT, Example, Process, procfile
+
+ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts"))
+
+
+def test_the_procfile_declares_web_worker_and_release():
+    entries = procfile()
+    assert set(entries) == {"web", "worker", "release"}
+    assert "interface-server example.asgi:channel_layer" in entries["web"] and "$PORT" in entries["web"]
+    assert "runworker" in entries["worker"]
+
+
+def test_procfile_processes_serve_pages_and_chat_over_redis(example):
+    assert example.get("/")[0] == 200
+    with ws_connect(example.url.replace("http", "ws") + "/ws/chat/lobby/") as ws:
+        ws.send(json.dumps({"author": "ada", "text": "hello"}))
+        assert json.loads(ws.recv(timeout=10))["text"] == "hello"
+    status, page = example.get("/chat/lobby/")
+    assert status == 200 and '"text": "hello"' in page  # the history, rendered into the room page
+
+
+def test_runserver_alone_needs_no_redis(tmp_path):
+    example = Example(tmp_path, None, "")
+    example.manage("migrate", "--noinput")
+    server = Process(
+        "runserver",
+        f"{sys.executable} example/manage.py runserver --noreload 127.0.0.1:{example.port}",
+        example.env,
+        tmp_path,
+    )
+    try:
+        server.wait_for("Quit the server with CONTROL-C")
+        assert "InMemoryChannelLayer" in server.output()
+        assert example.get("/liveblog/")[0] == 200
+        with ws_connect(example.url.replace("http", "ws") + "/ws/chat/solo/") as ws:
+            ws.send(json.dumps({"author": "me", "text": "anyone?"}))
+            assert json.loads(ws.recv(timeout=10))["author"] == "me"
+    finally:
+        server.stop()
+
+
+def open_room(browser, example, room: str):
+    page = browser.page()
+    page.goto(f"{example.url}/chat/{room}/")
+    page.wait_for("document.getElementById('status').textContent === 'open'")
+    return page
+
+
+def say(page, author: str, text: str) -> None:
+    page.evaluate(
+        f"document.getElementById('author').value = {json.dumps(author)};"
+        f"document.getElementById('text').value = {json.dumps(text)};"
+        "document.querySelector('#say button').click()"
+    )
+
+
+def log_has(page, text: str) -> None:
+    page.wait_for(f"document.getElementById('log').textContent.includes({json.dumps(text)})")
+
+
+def test_two_pages_in_a_room_see_each_other_and_history_loads(example, browser):
+    first, second = open_room(browser, example, "lobby"), open_room(browser, example, "lobby")
+    say(first, "ada", "hi from the first page")
+    log_has(second, "ada: hi from the first page")
+    say(second, "bob", "and back")
+    log_has(first, "bob: and back")
+    later = open_room(browser, example, "lobby")
+    log_has(later, "ada: hi from the first page")  # stored in the database, shown on load
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = first.screenshot(ARTIFACTS / "chat.png")
+    assert shot.stat().st_size > 5000
+    assert first.console_errors() == []
+
+
+def test_live_blog_updates_when_a_post_is_saved_in_another_process(example, browser):
+    page = browser.page()
+    page.goto(example.url + "/liveblog/")
+    page.wait_for("document.getElementById('status').textContent === 'open'")
+    example.manage(
+        "shell", "-c", "from chat.models import Post; Post.objects.create(title='Breaking', body='It works')"
+    )
+    page.wait_for("document.getElementById('posts').textContent.includes('Breaking')")
+
+
+def test_the_page_keeps_working_after_the_interface_server_restarts(example, browser):
+    first, second = open_room(browser, example, "restart"), open_room(browser, example, "restart")
+    example.processes["web"].stop()
+    first.wait_for("document.getElementById('status').textContent === 'reconnecting'")
+    example.start("web")
+    for page in (first, second):
+        page.wait_for("document.getElementById('status').textContent === 'open'", timeout=30)
+    say(first, "ada", "still here")
+    log_has(second, "ada: still here")
+
+
+def test_data_binding_page_shows_changes_from_every_page(example, browser):
+    first, second = browser.page(), browser.page()
+    for page in (first, second):
+        page.goto(example.url + "/values/")
+        page.wait_for("document.getElementById('status').textContent === 'open'")
+    first.evaluate("document.getElementById('name').value = 'apples'; document.querySelector('#add button').click()")
+    second.wait_for("document.getElementById('values').textContent.includes('apples')")
+    second.evaluate("document.querySelector('#values button').click()")
+    first.wait_for("document.querySelector('#values .value').textContent === '1'")
+
+
+def test_start_script_is_the_quickstart():
+    script = (EXAMPLE / "start.sh").read_text()
+    assert "pip install" in script and "migrate" in script and "runserver" in script
+    assert subprocess.run(["bash", "-n", str(EXAMPLE / "start.sh")]).returncode == 0
