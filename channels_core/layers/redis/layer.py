@@ -228,7 +228,7 @@ class RedisChannelLayer(BaseChannelLayer):
                     if shard.clock_offset_ms is None:
                         shard.handshake()
                 if timeout is not None:
-                    popped = self._blpop_until(plan, remaining, limit)
+                    popped = self._blpop_many(plan, remaining, limit, exact=True)
                 elif len(plan) == 1:
                     popped = self._blpop_one(plan[0], remaining, limit)
                 else:
@@ -259,48 +259,13 @@ class RedisChannelLayer(BaseChannelLayer):
         reply = pending.result()
         return (reply[0], reply[1], shard) if reply else None
 
-    def _blpop_many(self, plan: list[tuple[Shard, list[bytes]]], timeout: float, count: int):
-        """A blocking pop on every shard at once; the first reply wins, the others are unblocked."""
-        pending: list[PendingPop] = []
-        error = None
-        for shard, keys in plan:
-            try:
-                pending.append(PendingPop(shard, random.sample(keys, len(keys)), timeout, need_id=True, count=count))
-            except LayerConnectionError as exc:
-                error = exc
-        if not pending:
-            raise error or LayerConnectionError("no Redis server reachable")
-        winner = None
-        end = time.monotonic() + timeout + 2.0
-        try:
-            while pending and winner is None:
-                ready = wait_any(pending, end - time.monotonic())
-                if not ready:
-                    break
-                for p in ready:
-                    pending.remove(p)
-                    try:
-                        reply = p.result()
-                    except LayerConnectionError:
-                        continue
-                    if reply and winner is None:
-                        winner = (reply[0], reply[1], p.shard)
-                    elif reply:
-                        self._stash(reply, p.shard)
-        finally:
-            for p in pending:
-                self._unblock(p)
-        if winner is None and error is not None:
-            raise error
-        return winner
+    def _blpop_many(self, plan: list[tuple[Shard, list[bytes]]], timeout: float, count: int, exact: bool = False):
+        """A blocking pop on every shard at once; the first reply wins, the others are cancelled.
 
-    def _blpop_until(self, plan: list[tuple[Shard, list[bytes]]], timeout: float, count: int):
-        """A blocking pop on every shard that gives up after `timeout` seconds, to the millisecond.
-
-        The server-side timeout is whole seconds (and Redis only checks it on
-        its timer tick), so at our own deadline each read still waiting is
-        cancelled with CLIENT UNBLOCK; an element that raced in is returned,
-        never dropped.
+        With `exact`, the wait ends at `timeout` to the millisecond: the server
+        side only knows whole seconds (and checks them on its timer tick), so
+        each read still waiting then is cancelled with CLIENT UNBLOCK. An
+        element that raced in before a cancel is returned or kept, never dropped.
         """
         pending: list[PendingPop] = []
         error = None
@@ -312,7 +277,7 @@ class RedisChannelLayer(BaseChannelLayer):
         if not pending:
             raise error or LayerConnectionError("no Redis server reachable")
         winner = None
-        end = time.monotonic() + timeout
+        end = time.monotonic() + timeout + (0.0 if exact else 2.0)
         try:
             while pending and winner is None:
                 ready = wait_any(pending, end - time.monotonic())
@@ -335,6 +300,8 @@ class RedisChannelLayer(BaseChannelLayer):
                     winner = (reply[0], reply[1], p.shard)
                 elif reply:
                     self._stash(reply, p.shard)
+        if winner is None and error is not None:
+            raise error
         return winner
 
     def _cancel(self, pending: PendingPop) -> tuple[bytes, list[bytes]] | None:
@@ -351,18 +318,6 @@ class RedisChannelLayer(BaseChannelLayer):
             return pending.result()
         except LayerConnectionError:
             return None  # result() already dropped the connection
-
-    def _unblock(self, pending: PendingPop) -> None:
-        try:
-            pending.shard.execute("CLIENT", "UNBLOCK", pending.client_id)
-            if pending.wait(2.0):
-                reply = pending.result()
-                if reply:
-                    self._stash(reply, pending.shard)
-            else:
-                pending.abandon()
-        except LayerConnectionError:
-            pending.abandon()
 
     def _stash(self, reply: tuple[bytes, list[bytes]], shard: Shard) -> None:
         """Keep messages popped by a read that lost the race, for the next receive."""
