@@ -120,3 +120,30 @@ def test_start_script_is_the_quickstart():
     script = (EXAMPLE / "start.sh").read_text()
     assert "pip install" in script and "migrate" in script and "runserver" in script
     assert subprocess.run(["bash", "-n", str(EXAMPLE / "start.sh")]).returncode == 0
+
+
+def test_a_post_added_in_the_django_admin_appears_in_an_open_live_blog(example, browser):
+    """The admin itself served through channels: login form, CSRF, session, redirect, then the add form."""
+    example.manage(
+        "shell",
+        "-c",
+        "from django.contrib.auth.models import User; User.objects.create_superuser('admin', 'a@example.com', 'pw')",
+    )
+    blog = browser.page()
+    blog.goto(example.url + "/liveblog/")
+    blog.wait_for("document.getElementById('status').textContent === 'open'")
+    admin = browser.page()
+    admin.goto(example.url + "/admin/login/?next=/admin/chat/post/add/")
+    admin.evaluate(
+        "document.getElementById('id_username').value = 'admin';"
+        "document.getElementById('id_password').value = 'pw';"
+        "document.querySelector('#login-form').submit()"
+    )
+    admin.wait_for("document.getElementById('id_title') !== null", timeout=20)
+    admin.evaluate(
+        "document.getElementById('id_title').value = 'From the admin';"
+        "document.getElementById('id_body').value = 'Saved in a form';"
+        "document.querySelector('input[name=_save]').click()"
+    )
+    blog.wait_for("document.getElementById('posts').textContent.includes('From the admin')", timeout=20)
+    admin.wait_for("location.pathname === '/admin/chat/post/'", timeout=20)
