@@ -39,9 +39,7 @@ class Process:
         self.log = log_dir / f"{label}.log"
         # As a Procfile runner does: the line through a shell, from the repository root.
         self.process = subprocess.Popen(
-            ["bash", "-c", f"exec {command}"]
-            if not command.startswith(("PYTHONPATH=", "env "))
-            else ["bash", "-c", command],
+            ["bash", "-c", command],
             cwd=ROOT,
             env=env,
             stdout=self.log.open("w"),

@@ -10,6 +10,7 @@ from django.core.management import BaseCommand, CommandError
 from channels_core.asgi import InvalidChannelLayerError, channel_layers
 from channels_core.channel import DEFAULT_CHANNEL_LAYER
 from channels_core.delay.worker import DelayWorker, supports_timed_receive
+from channels_core.management.commands.runworker import _configure_logging
 
 logger = logging.getLogger("channels_core.delay")
 
@@ -48,13 +49,3 @@ class Command(BaseCommand):
             raise CommandError("--batch-size must be at least 1")
         logger.info("Running the delay server against channel layer %s", layer)
         DelayWorker(layer, batch_size=options["batch_size"]).run()
-
-
-def _configure_logging(verbosity: int) -> None:
-    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    log = logging.getLogger("channels_core")
-    if not log.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
-        log.addHandler(handler)
-    log.setLevel(level)
