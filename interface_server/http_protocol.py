@@ -77,6 +77,7 @@ class HTTPProtocol(Protocol):
         self.client = _address(self.transport.getPeer())
         self.local = _address(self.transport.getHost())
         self.secure = ISSLTransport.providedBy(self.transport)
+        socket_write.no_delay(self.transport)
 
     def dataReceived(self, data: bytes) -> None:
         if self.websocket is not None:
