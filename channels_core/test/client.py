@@ -27,6 +27,7 @@ from django.db import close_old_connections
 
 from ..asgi import channel_layers
 from ..channel import DEFAULT_CHANNEL_LAYER, Group
+from ..exceptions import ChannelSocketException
 from ..message import Message
 from ..signals import consumer_finished, consumer_started
 
@@ -61,7 +62,10 @@ class Client:
         self.channel_layer.send(to, content)
 
     def consume(self, channel: str, fail_on_none: bool = True) -> Any:
-        """Take the next message on `channel` and run its consumer; returns what the consumer returned."""
+        """Take the next message on `channel` and run its consumer; returns what the consumer returned.
+
+        A `ChannelSocketException` the consumer raises is run (`exc.run(message)`), as a worker does.
+        """
         message = self.get_next_message(channel)
         if message is None:
             if fail_on_none:
@@ -76,6 +80,9 @@ class Client:
         consumer_started.send(sender=self.__class__, environ={})
         try:
             return consumer(message, **kwargs)
+        except ChannelSocketException as exc:
+            exc.run(message)
+            return None
         finally:
             # Like Django's test client: keep the test's database connection (and transaction) open.
             consumer_finished.disconnect(close_old_connections, dispatch_uid="channels_core.close_old_connections")
@@ -149,11 +156,18 @@ class WSClient(Client):
         return self._session
 
     def send(self, to: str, content: dict | None = None, text: Any = None, path: str = "/") -> None:  # type: ignore[override]
-        """Send to `to`; `path` may carry a query string; `text` that is not a str is sent as JSON."""
+        """Send to `to`; `text` that is not a str is sent as JSON.
+
+        A query string in `path` goes in `query_string` on `websocket.connect`
+        only (the interface server sends it on the connect alone) and is dropped
+        on other channels, as Channels 1.x did.
+        """
+        if to != "websocket.connect":
+            path = path.split("?", 1)[0]
         self.channel_layer.send(to, self._get_content(content, text, path))
         self._session_cookie = False
 
-    def _get_content(self, content: dict | None, text: Any, path: str) -> dict:
+    def _get_content(self, content: dict | None = None, text: Any = None, path: str = "/") -> dict:
         content = copy.deepcopy(content or {})
         content.setdefault("reply_channel", self.reply_channel)
         if "?" in path:
@@ -193,11 +207,15 @@ class WSClient(Client):
         return result
 
     def receive(self, json: bool = True) -> Any:  # type: ignore[override]
-        """The next reply: with `json`, a text frame's decoded JSON; otherwise the reply message itself."""
+        """The next reply's `text` (decoded from JSON with `json`); the whole reply if it has no `text`; None if none."""
         content = super().receive()
-        if content and json and isinstance(content.get("text"), str):
+        if not content:
+            return None
+        if "text" not in content:
+            return content
+        if json and isinstance(content["text"], str):
             return _json_loads(content["text"])
-        return content
+        return content["text"]
 
     def login(self, **credentials: Any) -> bool:
         """Authenticate with `credentials` and log the user into this client's session; False if refused."""
