@@ -207,7 +207,7 @@ class WSClient(Client):
         return result
 
     def receive(self, json: bool = True) -> Any:  # type: ignore[override]
-        """The next reply's `text` (decoded from JSON with `json`); the whole reply if it has no `text`; None if none."""
+        """The next reply's `text` (JSON-decoded with `json`); the whole reply if it has no `text`; None if none."""
         content = super().receive()
         if not content:
             return None

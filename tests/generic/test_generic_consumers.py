@@ -182,9 +182,7 @@ class DemultiplexerTests(ChannelTestCase):
         client = self.connect()
         client.join_group("news")
         WebsocketMultiplexer.group_send("news", "ping", {"hello": "all"})
-        self.assertEqual(
-            json.loads(client.receive(json=False)), {"stream": "ping", "payload": {"hello": "all"}}
-        )
+        self.assertEqual(json.loads(client.receive(json=False)), {"stream": "ping", "payload": {"hello": "all"}})
 
     def test_demultiplexer_itself_cannot_send(self):
         with self.assertRaises(SendNotAvailableOnDemultiplexer):
