@@ -36,7 +36,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Terminate HTTP and WebSocket and exchange messages with workers over a channel layer.",
     )
     add = parser.add_argument
-    add("channel_layer", help="the layer object to use, as module.path:attribute (e.g. myproject.asgi:channel_layer)")
+    # Optional to argparse only so that `--ws-protocol x app:layer` parses at all; `take_layer_path` requires it.
+    add(
+        "channel_layer",
+        nargs="?",
+        help="the layer object to use, as module.path:attribute (e.g. myproject.asgi:channel_layer)",
+    )
+    add("--version", action=_VersionAction, help="print the version and exit")
     add("-p", "--port", type=int, default=None, help="TCP port to listen on (default: $PORT when set, else 8000)")
     add("-b", "--bind", default=None, help="address to bind (default 127.0.0.1; use 0.0.0.0 on a platform)")
     add("-u", "--unix-socket", default=None, help="listen on this UNIX socket path")
@@ -82,7 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_DEFAULTS.ping_timeout,
         help="seconds without a pong before a WebSocket is dropped (default 30)",
     )
-    add("--ws-protocol", nargs="*", default=[], help="WebSocket sub-protocols to accept, in preference order")
+    add(
+        "--ws-protocol",
+        nargs="*",
+        action="extend",
+        default=[],
+        help="WebSocket sub-protocols to accept (repeatable; the first one the client offers that is listed is chosen)",
+    )
     add("--root-path", default="", help="the application's root path (SCRIPT_NAME), e.g. /forum")
     add(
         "--proxy-headers",
@@ -109,6 +121,56 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds in-flight HTTP requests get to finish on SIGTERM (default 30)",
     )
     return parser
+
+
+class _VersionAction(argparse.Action):
+    """`--version`: computed only when asked for (it imports Twisted and Autobahn to name them)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any) -> None:
+        print(version_line())
+        parser.exit()
+
+
+def version_line() -> str:
+    """`interface-server <channels-core version> (...)` with the versions that decide its behaviour."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import autobahn
+    import twisted
+
+    from .h11_impl import DESCRIPTION
+
+    try:
+        own = version("channels-core")
+    except PackageNotFoundError:
+        own = "unknown (channels-core is not installed; running from a source tree?)"
+    python = sys.version.split()[0]
+    libraries = f"Twisted {twisted.__version__}, Autobahn {autobahn.__version__}, {DESCRIPTION}"
+    return f"interface-server {own} (Python {python}, {libraries})"
+
+
+_TCHAR = frozenset("!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def take_layer_path(args: argparse.Namespace) -> None:
+    """Set `args.channel_layer`, recovering it from `--ws-protocol`'s values if they swallowed it.
+
+    `--ws-protocol` takes any number of values (daphne 1.x's spelling,
+    `--ws-protocol a b`), so `--ws-protocol x app:layer` gives it the layer
+    path too. A sub-protocol name is an HTTP token, which cannot contain
+    ":", and a layer path always does: that tells them apart.
+    """
+    protocols = args.ws_protocol
+    if args.channel_layer is None and protocols and ":" in protocols[-1]:
+        args.channel_layer = protocols.pop()
+    for name in protocols:
+        if not name or not set(name) <= _TCHAR:
+            raise UsageError(f"--ws-protocol {name!r} is not a valid WebSocket sub-protocol name")
+    if args.channel_layer is None:
+        raise UsageError("the following arguments are required: channel_layer (module.path:attribute)")
 
 
 def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> ServerConfig:
@@ -200,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
+        take_layer_path(args)
         config = config_from_args(args, dict(os.environ))
         prepare_fds(config.fds)
         layer = import_layer(args.channel_layer)

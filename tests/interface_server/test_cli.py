@@ -1,7 +1,8 @@
-"""The `interface-server` command line: usage errors, $PORT, --help."""
+"""The `interface-server` command line: usage errors, $PORT, --help, --version, --ws-protocol."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import socket
 import subprocess
@@ -10,7 +11,10 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from interface_server import cli
+
 from .harness import ROOT, free_port, http_request, receive
+from .ws_support import connect_in_background
 
 LAYER = "tests.interface_server.layers:redis_layer"
 
@@ -55,6 +59,9 @@ def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> 
         ([LAYER, "--port", "abc"], {}, ["--port", "abc"]),
         ([], {}, ["channel_layer"]),
         ([LAYER, "--no-such-option"], {}, ["--no-such-option"]),
+        (["--ws-protocol", "chat"], {}, ["channel_layer"]),
+        (["--ws-protocol", "a:b", "chat", LAYER], {"TEST_LAYER_PREFIX": "x:"}, ["--ws-protocol", "'a:b'"]),
+        ([LAYER, "--ws-protocol", "bad name"], {"TEST_LAYER_PREFIX": "x:"}, ["--ws-protocol", "'bad name'"]),
     ],
     ids=[
         "unimportable-module",
@@ -70,6 +77,9 @@ def assert_usage_error(result: subprocess.CompletedProcess, *fragments: str) -> 
         "port-not-a-number",
         "no-layer",
         "unknown-option",
+        "ws-protocol-without-layer",
+        "ws-protocol-not-a-token",
+        "ws-protocol-with-space",
     ],
 )
 def test_usage_errors_exit_2_with_one_line(args, env, fragments):
@@ -107,6 +117,47 @@ def test_help():
         "--shutdown-grace",
     ):
         assert option in result.stdout
+
+
+def test_version():
+    result = run_cli("--version")
+    assert result.returncode == 0, result.stderr
+    line = result.stdout.strip()
+    assert line.startswith(f"interface-server {importlib.metadata.version('channels-core')} (Python "), line
+    assert "Twisted " in line and "Autobahn " in line and "h11" in line
+    assert result.stderr == ""
+
+
+def test_version_when_the_distribution_is_not_installed(monkeypatch):
+    def not_installed(name):
+        raise importlib.metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(importlib.metadata, "version", not_installed)
+    assert cli.version_line().startswith("interface-server unknown (channels-core is not installed")
+
+
+def test_ws_protocol_before_the_layer_path_does_not_swallow_it(start_server, worker_layer):
+    """`--ws-protocol` takes several values (daphne's spelling) and repeats; the layer path may follow it."""
+    port = free_port()
+    # The harness puts its layer_path first: here that is the option, so the command line reads
+    # `interface-server --ws-protocol chat.v2 --ws-protocol chat.v1 <layer> -p <port>`.
+    server = start_server(
+        "chat.v2",
+        "--ws-protocol",
+        "chat.v1",
+        LAYER,
+        "-p",
+        str(port),
+        layer_path="--ws-protocol",
+        port=port,
+        listen=False,
+    )
+    for offered, chosen in ((["chat.v1"], "chat.v1"), (["other", "chat.v2"], "chat.v2"), (["other"], None)):
+        future = connect_in_background(server.ws_url + "/chat", subprotocols=offered)
+        message = receive(worker_layer, "websocket.connect")[1]
+        worker_layer.send(message["reply_channel"], {"accept": True})
+        with future.result(10) as ws:
+            assert ws.subprotocol == chosen
 
 
 def test_port_from_environment(start_server, worker_layer):
