@@ -22,6 +22,7 @@ from django.contrib import auth
 from django.utils.functional import SimpleLazyObject
 
 from .sessions import channel_and_http_session, channel_session, http_session, http_session_key
+from .utils import find_message
 
 _AUTH_KEYS = (auth.BACKEND_SESSION_KEY, auth.SESSION_KEY, auth.HASH_SESSION_KEY)
 
@@ -64,9 +65,10 @@ def channel_session_user(func):
 
     @channel_session
     @functools.wraps(func)
-    def inner(message, *args, **kwargs):
+    def inner(*args, **kwargs):
+        message = find_message(args, "channel_session_user")
         message.user = _lazy_user(lambda: message.channel_session)
-        return func(message, *args, **kwargs)
+        return func(*args, **kwargs)
 
     return inner
 
@@ -76,9 +78,10 @@ def http_session_user(func):
 
     @http_session
     @functools.wraps(func)
-    def inner(message, *args, **kwargs):
+    def inner(*args, **kwargs):
+        message = find_message(args, "http_session_user")
         message.user = _lazy_user(lambda: message.http_session)
-        return func(message, *args, **kwargs)
+        return func(*args, **kwargs)
 
     return inner
 
@@ -92,10 +95,11 @@ def channel_session_user_from_http(func):
     @http_session_user
     @channel_session
     @functools.wraps(func)
-    def inner(message, *args, **kwargs):
+    def inner(*args, **kwargs):
+        message = find_message(args, "channel_session_user_from_http")
         if message.http_session is not None:
             transfer_user(message.http_session, message.channel_session)
-        return func(message, *args, **kwargs)
+        return func(*args, **kwargs)
 
     return inner
 
@@ -115,7 +119,8 @@ def channel_and_http_session_user_from_http(func):
 
     @channel_and_http_session
     @functools.wraps(func)
-    def inner(message, *args, **kwargs):
+    def inner(*args, **kwargs):
+        message = find_message(args, "channel_and_http_session_user_from_http")
         if message.http_session is not None and http_session_key(message.content):
             transfer_user(message.http_session, message.channel_session)
             message.user = _lazy_user(lambda: message.channel_session)
@@ -127,6 +132,6 @@ def channel_and_http_session_user_from_http(func):
                 return _user_from_session(message.channel_session)
 
             message.user = SimpleLazyObject(resolve)
-        return func(message, *args, **kwargs)
+        return func(*args, **kwargs)
 
     return inner

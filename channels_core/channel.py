@@ -36,7 +36,8 @@ class Channel:
             pending_message_store.append(self, content)
 
     def __str__(self) -> str:
-        return self.name
+        # A Message built without a channel (tests do) has Channel(None): str() must still be a str.
+        return self.name if self.name is not None else ""
 
     def __repr__(self) -> str:
         return f"<Channel {self.name!r}>"

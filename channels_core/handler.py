@@ -387,9 +387,10 @@ class AsgiHandler(base.BaseHandler):
         message per part (split at `chunk_size` too), then a final empty
         message with `more_content` False.
         """
-        headers = [[name.encode("latin-1"), value.encode("latin-1")] for name, value in response.items()]
+        # (name, value) tuples, as Channels 1.x sent (after a trip through a layer they are lists).
+        headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in response.items()]
         for cookie in response.cookies.values():
-            headers.append([b"Set-Cookie", cookie.OutputString().encode("latin-1")])
+            headers.append((b"Set-Cookie", cookie.OutputString().encode("latin-1")))
         message: dict[str, Any] = {"status": response.status_code, "headers": headers}
         if response.streaming:
             # Iterate the response itself, not streaming_content, in case a subclass overrides __iter__.

@@ -37,6 +37,7 @@ from django.conf import settings
 
 from .layers.ordering import DEAD, PARKED, RUN, STALE, STUCK
 from .message import Message, pending_message_store
+from .utils import find_message
 
 logger = logging.getLogger("channels_core.ordering")
 
@@ -66,10 +67,11 @@ def enforce_ordering(
         return functools.partial(enforce_ordering, timeout=timeout, max_parked=max_parked)
 
     @functools.wraps(func)
-    def inner(message: Any, *args: Any, **kwargs: Any) -> Any:
+    def inner(*args: Any, **kwargs: Any) -> Any:
+        message = find_message(args, "enforce_ordering")
         if getattr(message, "_order_claimed", False):
             # Released by the worker running the previous message: already claimed.
-            return func(message, *args, **kwargs)
+            return func(*args, **kwargs)
         order, reply_channel, layer = _ordering_of(message)
         wait = timeout if timeout is not None else _setting("CHANNELS_ORDERING_TIMEOUT", DEFAULT_TIMEOUT)
         limit = max_parked if max_parked is not None else _setting("CHANNELS_ORDERING_MAX_PARKED", DEFAULT_MAX_PARKED)
@@ -120,7 +122,7 @@ def _ordering_of(message: Any) -> tuple[int, Any, Any]:
 def _run_in_order(
     func: Callable, message: Any, args: tuple, kwargs: dict, order: int, reply_channel: Any, layer: Any
 ) -> Any:
-    """Run `message`, then every parked message it releases, each in turn; re-raise the first one's error.
+    """Run `func(*args, **kwargs)` (for `message`), then every parked message it releases; re-raise the first's error.
 
     A failing consumer still advances the order (one bad frame must not
     stall its socket), and the messages it releases still run.
@@ -128,7 +130,7 @@ def _run_in_order(
     result = None
     failure: BaseException | None = None
     try:
-        result = func(message, *args, **kwargs)
+        result = func(*args, **kwargs)
     except Exception as exc:
         failure = exc
     released = _advance(layer, reply_channel, message.channel.name, order)

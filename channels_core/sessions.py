@@ -41,6 +41,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.http.cookie import parse_cookie
 
 from .exceptions import ConsumeLater
+from .utils import find_message
 
 logger = logging.getLogger("channels_core")
 
@@ -181,14 +182,16 @@ def channel_session(func):
     """Give the consumer `message.channel_session`, a session that lives as long as the connection.
 
     Loaded on first use, saved after the consumer if modified (even if the
-    consumer raised), deleted after a disconnect message's consumer.
+    consumer raised), deleted after a disconnect message's consumer. Works on
+    functions and methods (the message is the first or second argument).
     """
 
     @functools.wraps(func)
-    def inner(message, *args, **kwargs):
+    def inner(*args, **kwargs):
+        message = find_message(args, "channel_session")
         if hasattr(message, "channel_session"):
             # An outer decorator owns the session and persists it when everything has run.
-            return func(message, *args, **kwargs)
+            return func(*args, **kwargs)
         if not message.reply_channel:
             raise ValueError(
                 "No reply_channel sent to consumer; @channel_session can only be used on messages containing it."
@@ -200,7 +203,7 @@ def channel_session(func):
             session._channel_exists = False
         message.channel_session = session
         try:
-            result = func(message, *args, **kwargs)
+            result = func(*args, **kwargs)
         except ConsumeLater:
             if getattr(message, "__doomed__", False):
                 _end_channel_session(session, message, failed=True)
@@ -237,7 +240,10 @@ def http_session_key(content: dict) -> str | None:
             if name == "session_key" and value:
                 return value
     cookies = []
-    for header in content.get("headers") or ():
+    headers = content.get("headers") or ()
+    if isinstance(headers, dict):  # Channels 1.x's test client sent {name: value}
+        headers = headers.items()
+    for header in headers:
         try:
             name, value = header[0], header[1]
         except (IndexError, KeyError, TypeError):
@@ -276,12 +282,13 @@ def http_session(func):
     """
 
     @functools.wraps(func)
-    def inner(message, *args, **kwargs):
+    def inner(*args, **kwargs):
+        message = find_message(args, "http_session")
         if hasattr(message, "http_session"):
-            return func(message, *args, **kwargs)
+            return func(*args, **kwargs)
         session = http_session_for_key(http_session_key(message.content))
         message.http_session = session
-        result = func(message, *args, **kwargs)
+        result = func(*args, **kwargs)
         _save_http_session(session)
         return result
 
@@ -294,7 +301,8 @@ def channel_and_http_session(func):
     @http_session
     @channel_session
     @functools.wraps(func)
-    def inner(message, *args, **kwargs):
+    def inner(*args, **kwargs):
+        message = find_message(args, "channel_and_http_session")
         cookie_name = settings.SESSION_COOKIE_NAME
         rehydrated = None
         if message.http_session is not None:
@@ -304,7 +312,7 @@ def channel_and_http_session(func):
             stored = message.channel_session.get(cookie_name)
             if stored:
                 message.http_session = rehydrated = http_session_for_key(stored)
-        result = func(message, *args, **kwargs)
+        result = func(*args, **kwargs)
         # The outer http_session saves only the session it found itself.
         _save_http_session(rehydrated)
         return result

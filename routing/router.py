@@ -8,6 +8,8 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .names import name_that_thing
+
 Match = tuple[Callable, dict[str, Any]]
 
 
@@ -93,7 +95,7 @@ class Route:
 
     def __repr__(self) -> str:
         filters = " ".join(f"{k}={v.pattern!r}" for k, v in self.filters.items())
-        return f"<Route {sorted(self.channels)} -> {getattr(self.consumer, '__name__', self.consumer)} {filters}>"
+        return f"<Route {sorted(self.channels)} -> {name_that_thing(self.consumer)} {filters}>"
 
 
 class RouteClass(Route):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from django.test import TestCase, TransactionTestCase
@@ -10,6 +12,7 @@ from ..asgi import ChannelLayerWrapper, channel_layers
 from ..channel import DEFAULT_CHANNEL_LAYER
 from ..layers import InMemoryChannelLayer
 from ..message import Message
+from .on_commit import run_on_commit_at_once, run_pending
 
 # The options of a layer's CONFIG that the in-memory stand-in copies, so ChannelFull and expiry
 # behave in tests as they do in production. Connection options (hosts, prefix...) mean nothing here.
@@ -72,28 +75,30 @@ class ChannelTestCaseMixin:
         cls.addClassCleanup(swap.exit)
         super().setUpClass()
 
-    def __call__(self, result: Any = None) -> Any:
-        # Around Django's own per-test setup (__call__ runs _pre_setup, the test, _post_teardown),
-        # not inside _pre_setup: that is a classmethod from Django 5.1 on, run eagerly for the first test.
+    @contextlib.contextmanager
+    def _around_test(self) -> Iterator[None]:
         swap = LayerSwap(self.test_channel_aliases)
         swap.enter()
         try:
-            return super().__call__(result)
+            yield
         finally:
             swap.exit()
 
+    def __call__(self, result: Any = None) -> Any:
+        # Around Django's own per-test setup (__call__ runs _pre_setup, the test, _post_teardown),
+        # not inside _pre_setup: that is a classmethod from Django 5.1 on, run eagerly for the first test.
+        with self._around_test():
+            return super().__call__(result)
+
     def debug(self) -> None:
-        swap = LayerSwap(self.test_channel_aliases)
-        swap.enter()
-        try:
+        with self._around_test():
             super().debug()
-        finally:
-            swap.exit()
 
     def get_next_message(
         self, channel: str, alias: str = DEFAULT_CHANNEL_LAYER, require: bool = False
     ) -> Message | None:
         """The next message sent to `channel` during this test, or None; with `require`, fail the test instead."""
+        run_pending()
         layer = channel_layers[alias]
         received, content = layer.receive([channel], block=False)
         if received is None:
@@ -104,7 +109,17 @@ class ChannelTestCaseMixin:
 
 
 class ChannelTestCase(ChannelTestCaseMixin, TestCase):
-    """Django's `TestCase` (a transaction per test) with in-memory channel layers."""
+    """Django's `TestCase` (a transaction per test) with in-memory channel layers.
+
+    On-commit callbacks run when they would without the test's transaction
+    (`on_commit.run_on_commit_at_once`), so a binding's message can be
+    received right after the save, as in Channels 1.x tests.
+    """
+
+    @contextlib.contextmanager
+    def _around_test(self) -> Iterator[None]:
+        with super()._around_test(), run_on_commit_at_once(self._databases_names(include_mirrors=False)):
+            yield
 
 
 class TransactionChannelTestCase(ChannelTestCaseMixin, TransactionTestCase):

@@ -30,6 +30,7 @@ from ..channel import DEFAULT_CHANNEL_LAYER, Group
 from ..exceptions import ChannelSocketException
 from ..message import Message
 from ..signals import consumer_finished, consumer_started
+from .on_commit import run_pending
 
 
 class Client:
@@ -45,6 +46,7 @@ class Client:
 
     def get_next_message(self, channel: str) -> Message | None:
         """The next message waiting on `channel`, or None."""
+        run_pending()  # what a save's on-commit callbacks send is there before the test reads
         received, content = self.channel_layer.receive([channel], block=False)
         if received is None:
             return None
