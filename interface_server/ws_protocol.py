@@ -130,19 +130,26 @@ class WebSocketProtocol(WebSocketServerProtocol):
     def _connect_timed_out(self) -> None:
         self.connect_timer = None
         if self.handshake is not None:
-            self._reject(f"not accepted within {self.server.config.websocket_connect_timeout}s")
+            self._reject(
+                f"not accepted within {self.server.config.websocket_connect_timeout}s (no reply to websocket.connect:"
+                " is a worker running for this layer, and did its connect consumer finish? A Channels 1.x worker"
+                " sends nothing when that consumer raises; see the worker's log)",
+                level=logging.WARNING,
+                reason=f"not accepted within {self.server.config.websocket_connect_timeout}s",
+            )
 
     def _accept(self) -> None:
         handshake, self.handshake = self.handshake, None
         self._cancel_connect_timer()
         handshake.callback(self.subprotocol)
 
-    def _reject(self, why: str, code: int = 403) -> None:
+    def _reject(self, why: str, code: int = 403, level: int = logging.INFO, reason: str | None = None) -> None:
+        """Refuse the pending handshake: `why` goes to the log, `reason` (default `why`) to the status line."""
         handshake, self.handshake = self.handshake, None
         self._cancel_connect_timer()
-        logger.info("WebSocket %s from %s rejected: %s", self.info.path, self._details()["client"], why)
+        logger.log(level, "WebSocket %s from %s rejected: %s", self.info.path, self._details()["client"], why)
         self.server.log_action("websocket", "rejected", self._details())
-        handshake.errback(ConnectionDeny(code, why))
+        handshake.errback(ConnectionDeny(code, reason or why))
 
     def _cancel_connect_timer(self) -> None:
         if self.connect_timer is not None and self.connect_timer.active():
@@ -163,7 +170,16 @@ class WebSocketProtocol(WebSocketServerProtocol):
                 self._close(CLOSE_INTERNAL_ERROR)
             return
         if actions.reject:
-            self._reject("rejected by the application")
+            if message.get("close") == CLOSE_INTERNAL_ERROR:
+                # What the worker sends on a pending connect when the consumer raised (a deny is a plain close).
+                self._reject(
+                    "the worker's websocket.connect consumer raised an exception (it answered close 1011,"
+                    " internal error); the traceback is in the worker's log",
+                    level=logging.WARNING,
+                    reason="the application failed",
+                )
+            else:
+                self._reject("rejected by the application")
             return
         if actions.accept:
             self._accept()
