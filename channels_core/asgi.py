@@ -10,10 +10,11 @@ from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
 from .channel import DEFAULT_CHANNEL_LAYER
+from .layers.errors import LayerConfigurationError, LayerConnectionError
 
 
 class InvalidChannelLayerError(ValueError):
-    """A `CHANNEL_LAYERS` entry is missing a key or names something that cannot be imported."""
+    """A `CHANNEL_LAYERS` entry is missing a key, names something that cannot be imported, or is refused."""
 
 
 class ChannelLayerManager:
@@ -46,12 +47,14 @@ class ChannelLayerManager:
             raise InvalidChannelLayerError(
                 f"CHANNEL_LAYERS[{name!r}]['BACKEND'] = {config['BACKEND']!r} cannot be imported: {exc}"
             ) from None
-        options = config.get(config_key, config.get("CONFIG", {})) or {}
+        # Without a TEST_CONFIG the test layer is built from CONFIG: messages must name what was used.
+        used_key = config_key if config_key in config else "CONFIG"
+        setting = f"CHANNEL_LAYERS[{name!r}]['{used_key}']"
         try:
-            layer = backend_class(**options)
-        except TypeError as exc:
-            raise InvalidChannelLayerError(f"CHANNEL_LAYERS[{name!r}]['{config_key}'] is wrong: {exc}") from None
-        return ChannelLayerWrapper(layer, name, config["ROUTING"])
+            layer = backend_class(**(config.get(used_key) or {}))
+        except (TypeError, ValueError) as exc:
+            raise InvalidChannelLayerError(f"{setting} is wrong: {exc}") from None
+        return ChannelLayerWrapper(layer, name, config["ROUTING"], setting)
 
     def __getitem__(self, key: str) -> ChannelLayerWrapper:
         if key not in self.backends:
@@ -76,11 +79,29 @@ class ChannelLayerManager:
 class ChannelLayerWrapper:
     """A layer plus its alias and router; attribute access falls through to the layer."""
 
-    def __init__(self, channel_layer: Any, alias: str, routing: Any) -> None:
+    def __init__(self, channel_layer: Any, alias: str, routing: Any, setting: str | None = None) -> None:
         self.channel_layer = channel_layer
         self.alias = alias
         self.routing = routing
         self._router = None
+        self.setting = setting or f"CHANNEL_LAYERS[{alias!r}]"
+        """The settings the layer was built from, for messages: CHANNEL_LAYERS['default']['CONFIG']."""
+
+    def check_store(self) -> None:
+        """Stop a process at start when the layer's store refuses its settings (a Redis db index out of range).
+
+        Raises InvalidChannelLayerError naming the setting. An unreachable
+        store passes: processes wait for it to come back.
+        """
+        ping = getattr(self.channel_layer, "ping", None)
+        if ping is None:
+            return
+        try:
+            ping()
+        except LayerConfigurationError as exc:
+            raise InvalidChannelLayerError(f"{self.setting} cannot be used: {exc}") from None
+        except LayerConnectionError:
+            pass
 
     @property
     def router(self):
@@ -112,15 +133,18 @@ def get_channel_layer(alias: str = DEFAULT_CHANNEL_LAYER) -> Any:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "myproject.settings")
         channel_layer = get_channel_layer()
 
-    then `interface-server myproject.asgi:channel_layer`.
+    then `interface-server myproject.asgi:channel_layer`. A store that refuses
+    the layer's settings (a Redis db index out of range) raises here, at start.
     """
     import django
 
     django.setup(set_prefix=False)
     try:
-        return channel_layers[alias].channel_layer
+        wrapper = channel_layers[alias]
+        wrapper.check_store()
     except InvalidChannelLayerError as exc:
         raise ImproperlyConfigured(str(exc)) from None
+    return wrapper.channel_layer
 
 
 channel_layers = ChannelLayerManager()

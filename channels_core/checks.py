@@ -50,13 +50,17 @@ def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[checks.
                     )
                 )
         if backend_class is not None:
-            for key in ("CONFIG", "TEST_CONFIG"):
+            rejections: set[str] = set()
+            # Without a TEST_CONFIG the test layer is CONFIG's; one copied from CONFIG repeats its mistakes.
+            for key in ("CONFIG", "TEST_CONFIG") if "TEST_CONFIG" in config else ("CONFIG",):
                 try:
                     layer = backend_class(**(config.get(key) or {}))
                 except (TypeError, ValueError, ImportError) as exc:
-                    errors.append(
-                        checks.Error(f"{where}['{key}'] is rejected by {backend}: {exc}", id="channels_core.E004")
-                    )
+                    if str(exc) not in rejections:
+                        rejections.add(str(exc))
+                        errors.append(
+                            checks.Error(f"{where}['{key}'] is rejected by {backend}: {exc}", id="channels_core.E004")
+                        )
                 else:
                     close = getattr(layer, "close", None)
                     if close:

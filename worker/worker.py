@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from channels_core.exceptions import ChannelSocketException, ConsumeLater, DenyConnection
-from channels_core.layers.errors import ChannelFull
+from channels_core.layers.errors import ChannelFull, LayerConfigurationError
 from channels_core.message import Message
 from channels_core.signals import consumer_finished, consumer_started, worker_ready
 
@@ -54,7 +54,8 @@ class Worker:
     `channel_layer` is a `ChannelLayerWrapper` (it has a `router`). A consumer
     that raises is logged with its channel and client and answered (500 for
     HTTP, close for WebSocket); the loop goes on. On SIGTERM/SIGINT the
-    worker finishes the message in hand, then returns.
+    worker finishes the message in hand, then returns. A layer whose store
+    refuses its settings (`LayerConfigurationError`) ends `run` with that error.
     """
 
     def __init__(
@@ -122,6 +123,8 @@ class Worker:
                 batch = self._receive(channels)
                 # No call between the read returning and this flag: a SIGTERM handler sees it set.
                 self.in_job = True
+            except LayerConfigurationError:
+                raise  # the store refuses the layer's settings: retrying cannot help
             except Exception as exc:
                 self.in_job = False
                 if failing_since is None:

@@ -4,7 +4,7 @@ Imports neither Django nor Twisted, so any Python process can use a layer.
 """
 
 from .base import BaseChannelLayer
-from .errors import ChannelFull, LayerConnectionError, MessageTooLarge
+from .errors import ChannelFull, LayerConfigurationError, LayerConnectionError, MessageTooLarge
 from .inmemory import InMemoryChannelLayer
 from .redis import RedisChannelLayer
 
@@ -12,6 +12,7 @@ __all__ = [
     "BaseChannelLayer",
     "ChannelFull",
     "InMemoryChannelLayer",
+    "LayerConfigurationError",
     "LayerConnectionError",
     "MessageTooLarge",
     "RedisChannelLayer",

@@ -16,3 +16,11 @@ class LayerConnectionError(ConnectionError):
     `receive` keeps retrying instead and returns `(None, None)` if its own
     timeout ends first.
     """
+
+
+class LayerConfigurationError(Exception):
+    """The backing store refuses the layer's settings: a Redis database index it does not have, a wrong password.
+
+    Unlike `LayerConnectionError`, waiting cannot help: processes should stop
+    and say so (`runworker` exits with this message).
+    """

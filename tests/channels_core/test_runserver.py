@@ -25,6 +25,7 @@ from websockets.sync.client import connect
 
 from tests.interface_server.harness import ROOT, free_port
 from tests.stack.harness import template_database
+from tests.support.redis_server import RedisServer
 
 BANNER = "Quit the server with"
 START_TIMEOUT = 20.0
@@ -192,6 +193,20 @@ def test_redis_layer(runserver, redis_url, key_prefix):
     started = time.monotonic()
     assert server.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 3
+
+
+def test_redis_db_index_out_of_range_is_one_line_and_exit_code_1(runserver, tmp_path):
+    with RedisServer(extra_args=["--databases", "4"]) as redis_server:
+        url = f"redis://127.0.0.1:{redis_server.port}/7"
+        server = runserver("--noreload", env={"TEST_INMEMORY": "", "TEST_REDIS_URL": url}, wait_for=None)
+        assert server.process.wait(START_TIMEOUT) == 1
+    out = server.output()
+    assert [line for line in out.splitlines() if "databases" in line] == [
+        f"CommandError: CHANNEL_LAYERS['default']['CONFIG'] cannot be used: Redis at 127.0.0.1:{redis_server.port} "
+        f"has 4 databases (0-3): db 7 of hosts[0] ({url}) does not exist; use 0-3, or raise `databases` in the "
+        "server's redis.conf"
+    ], out
+    assert BANNER not in out
 
 
 def test_insecure_serves_static_files_without_debug(runserver):

@@ -20,13 +20,17 @@ from typing import Any
 
 import redis.exceptions as rexc
 
-from ..errors import LayerConnectionError
+from ..errors import LayerConfigurationError, LayerConnectionError
 from .hosts import HostConfig
 from .scripts import Script
 
 logger = logging.getLogger("channels_core.layers.redis")
 
 _NETWORK_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, OSError)
+# Where a command's own error reply is collected separately, these come from connecting (AUTH, SELECT) or
+# from a server that wants a password: the server refuses our settings, retrying cannot help.
+# (AuthenticationError is a ConnectionError: catch these first.)
+_REFUSED = (rexc.AuthenticationError, rexc.ResponseError)
 MIN_REDIS_VERSION = (5, 0)
 
 
@@ -155,6 +159,41 @@ class Shard:
             logger.warning("Redis at %s is unreachable (%s); retrying", self.label, exc)
         return LayerConnectionError(f"Redis at {self.label} is unreachable: {exc}")
 
+    def refused(self, exc: BaseException) -> LayerConfigurationError:
+        """The error for a server that refuses our settings (no such database, wrong password)."""
+        source = f"{self._config.source} ({self.label})"
+        if "DB index is out of range" in str(exc):
+            db = self._config.connection_kwargs.get("db", 0)
+            count = self._database_count()
+            if count:
+                return LayerConfigurationError(
+                    f"Redis at {self.address} has {count} databases (0-{count - 1}): db {db} of {source} "
+                    f"does not exist; use 0-{count - 1}, or raise `databases` in the server's redis.conf"
+                )
+            return LayerConfigurationError(f"Redis at {self.address} has no db {db} ({source}): {exc}")
+        if isinstance(exc, rexc.AuthenticationError):
+            return LayerConfigurationError(f"Redis at {self.address} refuses the credentials of {source}: {exc}")
+        return LayerConfigurationError(f"Redis at {self.address} refuses the connection of {source}: {exc}")
+
+    @property
+    def address(self) -> str:
+        """host:port, or the socket path."""
+        kwargs = self._config.connection_kwargs
+        return kwargs["path"] if "path" in kwargs else f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+    def _database_count(self) -> int | None:
+        """The server's `databases` setting, from a connection to db 0; None if it will not say."""
+        conn = self._config.connection_class(**{**self._config.connection_kwargs, "db": 0})
+        try:
+            conn.send_command("CONFIG", "GET", "databases")
+            reply = conn.read_response()
+            # [name, value] over RESP2, {name: value} over RESP3.
+            return int(next(iter(reply.values())) if isinstance(reply, dict) else reply[1])
+        except Exception:  # CONFIG is often disabled on managed services: the message then says less
+            return None
+        finally:
+            conn.disconnect()
+
     def succeeded(self) -> None:
         with self._cond:
             since, self._down_since = self._down_since, None
@@ -180,6 +219,9 @@ class Shard:
                 except rexc.ResponseError as exc:
                     error = error or exc
                     replies.append(exc)
+        except _REFUSED as exc:
+            self.discard(conn)
+            raise self.refused(exc) from None
         except _NETWORK_ERRORS as exc:
             self.discard(conn)
             raise self.failed(exc) from None
@@ -266,6 +308,9 @@ class PendingPop:
             self.conn.send_packed_command(self.conn.pack_commands(commands))
             if need_id:
                 self.client_id = self.conn.read_response()
+        except _REFUSED as exc:
+            shard.discard(self.conn)
+            raise shard.refused(exc) from None
         except _NETWORK_ERRORS as exc:
             shard.discard(self.conn)
             raise shard.failed(exc) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,8 @@ class HostConfig:
     label: str
     connection_class: type
     connection_kwargs: dict[str, Any]
+    source: str = "hosts"
+    """Where the address came from, for messages: `hosts[0]` or `$REDIS_URL`."""
 
 
 def parse_hosts(hosts: Any, connection_kwargs: dict[str, Any] | None = None) -> list[HostConfig]:
@@ -27,13 +30,16 @@ def parse_hosts(hosts: Any, connection_kwargs: dict[str, Any] | None = None) -> 
     A dict may hold an `address` URL plus redis-py connection options.
     """
     extra = dict(connection_kwargs or {})
+    sources: list[str] | None = None
     if hosts is None:
-        hosts = [os.environ.get("REDIS_URL") or DEFAULT_URL]
+        from_env = os.environ.get("REDIS_URL")
+        hosts = [from_env or DEFAULT_URL]
+        sources = ["$REDIS_URL" if from_env else "the default"]
     elif isinstance(hosts, str):
         hosts = [hosts]
     if not isinstance(hosts, (list, tuple)) or not hosts:
         raise ValueError(f"hosts must be a non-empty list of Redis URLs or (host, port) pairs, not {hosts!r}")
-    configs = [_parse_one(host, extra) for host in hosts]
+    configs = [_parse_one(host, extra, sources[i] if sources else f"hosts[{i}]") for i, host in enumerate(hosts)]
     labels = [c.label for c in configs]
     for label in labels:
         if labels.count(label) > 1:
@@ -41,18 +47,16 @@ def parse_hosts(hosts: Any, connection_kwargs: dict[str, Any] | None = None) -> 
     return configs
 
 
-def _parse_one(host: Any, extra: dict[str, Any]) -> HostConfig:
+def _parse_one(host: Any, extra: dict[str, Any], source: str) -> HostConfig:
     if isinstance(host, str):
-        if "://" not in host:
-            raise ValueError(f"Redis host {host!r} is not a URL: write 'redis://{host}' or a (host, port) pair")
-        pool = redis.ConnectionPool.from_url(host, **extra)
+        pool = _pool_from_url(host, extra, source)
     elif isinstance(host, (tuple, list)) and len(host) == 2:
         pool = redis.ConnectionPool(host=host[0], port=int(host[1]), **extra)
     elif isinstance(host, dict):
         options = {**extra, **host}
         address = options.pop("address", None)
         if isinstance(address, str):
-            pool = redis.ConnectionPool.from_url(address, **options)
+            pool = _pool_from_url(address, options, f"{source}['address']")
         elif isinstance(address, (tuple, list)) and len(address) == 2:
             pool = redis.ConnectionPool(host=address[0], port=int(address[1]), **options)
         else:
@@ -64,7 +68,56 @@ def _parse_one(host: Any, extra: dict[str, Any]) -> HostConfig:
     kwargs.setdefault("socket_connect_timeout", 5)
     if kwargs.get("socket_timeout") is None:
         kwargs["socket_timeout"] = 10
-    return HostConfig(_label(pool.connection_class, kwargs), pool.connection_class, kwargs)
+    return HostConfig(_label(pool.connection_class, kwargs), pool.connection_class, kwargs, source)
+
+
+# A scheme with its colon or slashes mistyped: "redis//h", "redis:/h", "rediss//h", "redis:h:6379".
+_MISTYPED_SCHEME = re.compile(r"(?i)(rediss?|unix)(:/?|/{1,2})(?=[^/])")
+# host, host:port, host:port/db, with an optional user:password@ (the host is required).
+_BARE_ADDRESS = re.compile(r"([^/@]*@)?[^/:@]+(:\d+)?(/\d+)?")
+
+
+def _pool_from_url(url: str, extra: dict[str, Any], source: str) -> redis.ConnectionPool:
+    what = f"{source} {_redact(url)!r}"
+    if "://" not in url:
+        suggestion = _suggest_url(url)
+        write = f"write {suggestion!r}" if suggestion else "write a URL such as 'redis://host:6379/0'"
+        if source.startswith("hosts"):
+            write += " or a (host, port) pair"
+        raise ValueError(f"{what} is not a URL: {write}")
+    try:
+        pool = redis.ConnectionPool.from_url(url, **extra)
+    except ValueError as exc:
+        raise ValueError(f"{what} is not a usable Redis URL: {exc}") from None
+    kwargs = pool.connection_kwargs
+    if issubclass(pool.connection_class, redis.UnixDomainSocketConnection):
+        if not kwargs.get("path"):
+            raise ValueError(f"{what} names no socket path: write e.g. 'unix:///run/redis/redis.sock'")
+    elif not kwargs.get("host"):
+        # redis-py would quietly use localhost: most often an empty variable in the URL ("redis://$HOST:6379").
+        raise ValueError(
+            f"{what} names no host (is a variable in it empty?): write one, e.g. 'redis://localhost:6379/0'"
+        )
+    return pool
+
+
+def _suggest_url(text: str) -> str | None:
+    """The URL `text` (which has no "://") most likely meant, or None."""
+    match = _MISTYPED_SCHEME.match(text)
+    rest = text[match.end() :] if match else text
+    if match and not (match.group(2) == ":" and rest.split("/")[0].isdigit()):  # "redis:6379": the host "redis"
+        scheme = match.group(1).lower()
+        if scheme == "unix":
+            return "unix:///" + rest.lstrip("/")
+        return f"{scheme}://{_redact(rest)}"
+    if _BARE_ADDRESS.fullmatch(text):
+        return f"redis://{_redact(text)}"
+    return None
+
+
+def _redact(url: str) -> str:
+    """`url` with any password replaced by ***: messages end up in logs."""
+    return re.sub(r"(?<=:)[^:/@]+(?=@)", "***", url)
 
 
 def _label(connection_class: type, kwargs: dict[str, Any]) -> str:

@@ -516,6 +516,16 @@ class RedisChannelLayer(BaseChannelLayer):
         stats["messages_max_age"] = max(0.0, oldest)
         return stats
 
+    def ping(self) -> None:
+        """Connect to every Redis server once (version check, clock) so a process can fail at start.
+
+        Raises `LayerConfigurationError` when a server refuses the settings
+        (a db index it does not have, a wrong password) and
+        `LayerConnectionError` when one cannot be reached.
+        """
+        for shard in self.shards:
+            shard.handshake()
+
     def close(self) -> None:
         """Wake blocked receives (they return within one blocking read) and close connections."""
         self._closed.set()

@@ -149,6 +149,7 @@ class Command(RunserverCommand):
 
         try:
             self.channel_layer = channel_layers[alias]
+            self.channel_layer.check_store()
         except InvalidChannelLayerError as exc:
             raise CommandError(str(exc)) from None
         self.channel_layer.router.check_default(http_consumer=self.get_consumer(**options))

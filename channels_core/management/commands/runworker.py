@@ -10,6 +10,7 @@ from django.core.management import BaseCommand, CommandError
 
 from channels_core.asgi import InvalidChannelLayerError, channel_layers
 from channels_core.channel import DEFAULT_CHANNEL_LAYER
+from channels_core.layers.errors import LayerConfigurationError
 from channels_core.signals import worker_process_ready
 
 logger = logging.getLogger("worker")
@@ -66,6 +67,10 @@ class Command(BaseCommand):
                 "which runs the workers in the same process."
             )
         self.channel_layer.router.check_default(http_consumer=self.get_consumer())
+        try:
+            self.channel_layer.check_store()
+        except InvalidChannelLayerError as exc:
+            raise CommandError(str(exc)) from None
         self.options = options
         from worker.worker import filter_channels
 
@@ -85,7 +90,10 @@ class Command(BaseCommand):
         worker_process_ready.send(sender=self)
         worker = self.make_worker()
         worker.ready()
-        worker.run()
+        try:
+            worker.run()
+        except LayerConfigurationError as exc:
+            raise CommandError(f"{self.channel_layer.setting} cannot be used: {exc}") from None
 
     def make_worker(self):
         from worker import Worker, WorkerGroup
