@@ -13,9 +13,13 @@ class ChannelsConfig(AppConfig):
     verbose_name = "Channels"
 
     def ready(self) -> None:
+        from . import checks, signals  # noqa: F401  (registers the checks and signal handlers)
+        from .shadowing import shadowed_packages
+
+        if "routing" in shadowed_packages():
+            return  # a project module hides our routing package: check E006 says which, instead of a traceback
         from routing import Router
 
-        from . import checks, signals  # noqa: F401  (registers the checks and signal handlers)
         from .routing_defaults import default_routes
 
         Router.default_routes = default_routes

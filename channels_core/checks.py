@@ -13,6 +13,10 @@ from django.utils.module_loading import import_string
 def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """E001 no/unknown BACKEND, E002 no ROUTING, E003 bad routing (unimportable, bad regex, bad consumer),
     E004 CONFIG the backend rejects, E005 CHANNEL_LAYERS is not a dict."""
+    from .shadowing import shadowed_packages
+
+    if "routing" in shadowed_packages():
+        return []  # E006 says why; importing routing here would load the project's module
     from routing import Router
     from routing.router import RoutingError
 
@@ -105,3 +109,31 @@ def check_runserver_override(app_configs: Any = None, **kwargs: Any) -> list[che
             id="channels_core.W001",
         )
     ]
+
+
+@checks.register("channels")
+def check_shadowed_packages(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E006: a project module hides one of the top-level packages this distribution installs.
+
+    `manage.py`'s directory comes first on `sys.path`, so a project-root
+    `routing.py` (or a `worker` app) is imported instead of ours.
+    """
+    from .shadowing import shadowed_packages
+
+    errors = []
+    for name, path in shadowed_packages().items():
+        if name == "routing":
+            hint = (
+                "Rename it (e.g. to channel_routing.py, and ROUTING to match) or move it into your project "
+                "package, and import the helpers from channels_core: 'from channels_core import route'."
+            )
+        else:
+            hint = f"Rename your {name!r} module or app; the name is taken by a package channels-core installs."
+        errors.append(
+            checks.Error(
+                f"{path} shadows the {name!r} package of channels-core: 'import {name}' loads it instead",
+                hint=hint,
+                id="channels_core.E006",
+            )
+        )
+    return errors
