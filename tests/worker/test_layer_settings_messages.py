@@ -183,3 +183,28 @@ def test_interface_server_exits_at_start_on_a_db_index_out_of_range(tmp_path, fo
     assert code != 0, out
     (line,) = lines_with(out, "databases")
     assert line.endswith(db_message(four_databases.port, 7, 4)), out
+
+
+@pytest.mark.parametrize(
+    "password, problem",
+    [
+        (None, "needs a password and hosts[0] ({url}) gives none: write redis://:PASSWORD@host:port/db"),
+        ("wrong", "refuses the credentials of hosts[0] ({url}): invalid username-password pair"),
+    ],
+)
+def test_runworker_exits_at_once_when_redis_refuses_the_credentials(tmp_path, private_redis, password, problem):
+    # Retrying cannot fix a password; before, this was logged as "unreachable; retrying" forever.
+    client = private_redis.client()
+    client.config_set("requirepass", "s3cret")
+    client.close()
+    credentials = f":{password}@" if password else ""
+    env = example_env(tmp_path, f"redis://{credentials}127.0.0.1:{private_redis.port}/0")
+    code, out, _ = run_until_exit([sys.executable, str(EXAMPLE / "manage.py"), "runworker"], env)
+    assert code == 1, out
+    url = f"redis://127.0.0.1:{private_redis.port}/0"  # the label: never the password
+    (line,) = lines_with(out, "CommandError")
+    assert line.startswith(
+        "CommandError: CHANNEL_LAYERS['default']['CONFIG'] cannot be used: "
+        f"Redis at 127.0.0.1:{private_redis.port} {problem.format(url=url)}"
+    ), out
+    assert "wrong" not in out and "unreachable" not in out

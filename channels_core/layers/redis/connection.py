@@ -172,6 +172,11 @@ class Shard:
                 )
             return LayerConfigurationError(f"Redis at {self.address} has no db {db} ({source}): {exc}")
         if isinstance(exc, rexc.AuthenticationError):
+            if not self._config.connection_kwargs.get("password"):
+                return LayerConfigurationError(
+                    f"Redis at {self.address} needs a password and {source} gives none: "
+                    "write redis://:PASSWORD@host:port/db (or user:PASSWORD@)"
+                )
             return LayerConfigurationError(f"Redis at {self.address} refuses the credentials of {source}: {exc}")
         return LayerConfigurationError(f"Redis at {self.address} refuses the connection of {source}: {exc}")
 
