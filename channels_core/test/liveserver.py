@@ -90,7 +90,8 @@ class ChannelLiveServerTestCase(TransactionTestCase):
         if layer.local_only():
             raise ImproperlyConfigured(
                 f"ChannelLiveServerTestCase needs a channel layer other processes can reach, not {layer}: "
-                "set TEST_CONFIG (or CONFIG) of a Redis layer"
+                f"set CHANNEL_LAYERS[{cls.channel_layer_alias!r}]['BACKEND'] to "
+                "'channels_core.layers.RedisChannelLayer' (TEST_CONFIG, or else CONFIG, holds its options)"
             )
         cls._saved_layer = channel_layers.set(cls.channel_layer_alias, layer)
         cls.port = _free_port(cls.host)
