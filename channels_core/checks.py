@@ -89,6 +89,30 @@ def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[checks.
     return errors
 
 
+@checks.register("channels", deploy=True)
+def check_layer_stores(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E007, `check --deploy` only (it connects): a layer's store refuses its CONFIG, e.g. a Redis db index
+    out of range or a wrong password. An unreachable store is not reported: it may only be down right now."""
+    from .asgi import InvalidChannelLayerError, channel_layers
+
+    layers = getattr(settings, "CHANNEL_LAYERS", None)
+    errors: list[checks.CheckMessage] = []
+    for alias in layers if isinstance(layers, dict) else ():
+        try:
+            wrapper = channel_layers.make_backend(alias)
+        except Exception:
+            continue  # check_channel_layers reports it
+        try:
+            wrapper.check_store()
+        except InvalidChannelLayerError as exc:
+            errors.append(checks.Error(str(exc), id="channels_core.E007"))
+        finally:
+            close = getattr(wrapper.channel_layer, "close", None)
+            if close:
+                close()
+    return errors
+
+
 @checks.register("channels")
 def check_runserver_override(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
     """W001: another app's `runserver` (usually django.contrib.staticfiles') wins over channels_core's.

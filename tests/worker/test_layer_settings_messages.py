@@ -126,6 +126,17 @@ def db_message(port: int, db: int, count: int) -> str:
     )
 
 
+def test_check_deploy_connects_and_reports_the_db_index_once(tmp_path, four_databases):
+    url = f"redis://127.0.0.1:{four_databases.port}/7"
+    result = example_manage(tmp_path, url, "check", "--deploy", "--tag", "channels")
+    out = result.stdout + result.stderr
+    assert result.returncode == 1, out
+    assert lines_with(out, "databases") == [f"?: (channels_core.E007) {db_message(four_databases.port, 7, 4)}"], out
+    # Plain `check` (also run by runworker and runserver) never connects: a server that is down costs nothing.
+    plain = example_manage(tmp_path, url, "check")
+    assert plain.returncode == 0 and "E007" not in plain.stdout + plain.stderr
+
+
 def run_until_exit(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[int, str, float]:
     """Run a process that must exit by itself; returns (exit code, output, seconds it took)."""
     start = time.monotonic()
