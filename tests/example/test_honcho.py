@@ -1,0 +1,120 @@
+"""The README's local Procfile recipe, run with honcho itself: both processes stay up, serve a page and
+a chat round trip on the port the README names, and honcho stops all of them on Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+from tests.interface_server.ws_support import ws_connect
+
+from .harness import ROOT, START_TIMEOUT, free_port
+
+README_REDIS_URL = "redis://127.0.0.1:6379/0"
+STAYS_UP = 5.0  # honcho used to stop everything two seconds after start, when `release` exited
+
+
+def readme_command() -> str:
+    """The honcho command of the shell block in the README's "Deploying (Procfile)" section, without its comment."""
+    section = (ROOT / "README.md").read_text().split("## Deploying (Procfile)", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    commands = [line.split(" #", 1)[0].strip() for block in blocks for line in block.splitlines() if " start" in line]
+    assert len(commands) == 1 and "honcho" in commands[0], commands
+    return commands[0]
+
+
+def pids_below(root: int) -> set[int]:
+    """Every live descendant of `root` (from /proc: honcho puts each process type in a session of its own)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def chat_round_trip(url: str, text: str) -> None:
+    with ws_connect(url.replace("http", "ws") + "/ws/chat/honcho/") as ws:
+        ws.send(json.dumps({"author": "ada", "text": text}))
+        assert json.loads(ws.recv(timeout=10))["text"] == text
+
+
+def test_readme_honcho_recipe_keeps_web_and_worker_running(tmp_path, private_redis):
+    command = readme_command()
+    assert README_REDIS_URL in command
+    port = free_port()
+    env = dict(os.environ, PORT=str(port), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    for name in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH", "CHANNELS_PREFIX", "TZ"):  # as in a fresh shell
+        env.pop(name, None)
+    log_path = tmp_path / "honcho.log"
+    with log_path.open("w") as log:
+        # The README's line as typed in a shell, but against this test's own Redis server.
+        honcho = subprocess.Popen(
+            ["bash", "-c", command.replace(README_REDIS_URL, private_redis.url)],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    started = time.monotonic()
+    descendants: set[int] = set()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        while f"Listening on tcp:port={port}:" not in log_path.read_text():
+            assert honcho.poll() is None and time.monotonic() - started < START_TIMEOUT, log_path.read_text()
+            time.sleep(0.1)
+        with urllib.request.urlopen(url + "/", timeout=10) as response:
+            assert response.status == 200
+        chat_round_trip(url, "first")
+
+        time.sleep(max(0.0, STAYS_UP - (time.monotonic() - started)))
+        output = log_path.read_text()
+        assert honcho.poll() is None and "stopped" not in output and "SIGTERM" not in output, output
+        descendants = pids_below(honcho.pid)
+        commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ") for pid in descendants)
+        assert "interface-server" in commands and "runworker" in commands, commands
+        chat_round_trip(url, "still up")
+        with urllib.request.urlopen(url + "/chat/honcho/", timeout=10) as response:
+            assert '"text": "still up"' in response.read().decode()  # the worker stored it
+
+        honcho.send_signal(signal.SIGINT)  # Ctrl-C in the terminal
+        honcho.wait(30)
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in descendants) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [pid for pid in descendants if alive(pid)] == [], log_path.read_text()
+    finally:
+        if honcho.poll() is None:
+            descendants |= pids_below(honcho.pid)
+            honcho.send_signal(signal.SIGTERM)
+            try:
+                honcho.wait(30)
+            except subprocess.TimeoutExpired:
+                honcho.kill()
+                honcho.wait()
+        for pid in descendants:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
