@@ -135,6 +135,12 @@ def test_serves_views_and_websockets_and_logs_requests(runserver):
     out = server.output()
     assert f"Starting ASGI/Channels development server at http://127.0.0.1:{server.port}/" in out
     assert "InMemoryChannelLayer), 4 worker threads" in out
+    # Each sentence of the banner's warning ends its own line, as in Django's own banner.
+    assert (
+        "WARNING: This is a development server. Do not use it in a production setting.\n"
+        "Use interface-server and runworker processes instead.\n"
+    ) in out, out
+    assert not re.search(r"[a-z]\.[A-Z]", out.split(BANNER, 1)[1]), out
 
     assert server.get("/") == (200, b"OK")
     status, body = server.get("/echo/?flavour=mint")

@@ -297,7 +297,7 @@ class Command(RunserverCommand):
         if os.environ.get("DJANGO_RUNSERVER_HIDE_WARNING") != "true":
             self.stdout.write(
                 self.style.WARNING(
-                    "WARNING: This is a development server. Do not use it in a production setting. "
+                    "WARNING: This is a development server. Do not use it in a production setting.\n"
                     "Use interface-server and runworker processes instead."
                 )
             )
