@@ -92,6 +92,9 @@ else:
     }
 
 STATIC_URL = "/static/"
+# Aware datetimes stored in UTC, and UTC for everything shown: Django also sets the process's TZ to
+# TIME_ZONE, so the worker's and runserver's log lines are in UTC, not in Django's default America/Chicago.
 USE_TZ = True
+TIME_ZONE = "UTC"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_URL = "/admin/login/"

@@ -74,7 +74,9 @@ class Example:
         self.tmp_path = tmp_path
         self.port = free_port()
         self.env = dict(os.environ, PORT=str(self.port), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+        # As in a fresh shell: not the test process's settings module or the TZ its Django set.
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
+        self.env.pop("TZ", None)
         self.env["PYTHONPATH"] = str(ROOT)
         if redis_url:
             self.env.update(REDIS_URL=redis_url, CHANNELS_PREFIX=prefix)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from tests.interface_server.ws_support import ws_connect
 
@@ -29,9 +33,14 @@ def test_procfile_processes_serve_pages_and_chat_over_redis(example):
         assert json.loads(ws.recv(timeout=10))["text"] == "hello"
     status, page = example.get("/chat/lobby/")
     assert status == 200 and '"text": "hello"' in page  # the history, rendered into the room page
+    (started,) = re.findall(r"^(\S+ \S+),\d+ INFO +worker: Running worker", example.processes["worker"].output(), re.M)
+    assert_utc_now(datetime.strptime(started, "%Y-%m-%d %H:%M:%S"))  # runworker's log
 
 
-def test_runserver_alone_needs_no_redis(tmp_path):
+@pytest.fixture(scope="module")
+def runserver(tmp_path_factory):
+    """The example on `manage.py runserver` alone (the quickstart's way), its own SQLite file."""
+    tmp_path = tmp_path_factory.mktemp("runserver")
     example = Example(tmp_path, None, "")
     example.manage("migrate", "--noinput")
     server = Process(
@@ -42,13 +51,41 @@ def test_runserver_alone_needs_no_redis(tmp_path):
     )
     try:
         server.wait_for("Quit the server with CONTROL-C")
-        assert "InMemoryChannelLayer" in server.output()
-        assert example.get("/liveblog/")[0] == 200
-        with ws_connect(example.url.replace("http", "ws") + "/ws/chat/solo/") as ws:
-            ws.send(json.dumps({"author": "me", "text": "anyone?"}))
-            assert json.loads(ws.recv(timeout=10))["author"] == "me"
+        yield example, server
     finally:
         server.stop()
+
+
+def test_runserver_alone_needs_no_redis(runserver):
+    example, server = runserver
+    assert "InMemoryChannelLayer" in server.output()
+    assert example.get("/liveblog/")[0] == 200
+    with ws_connect(example.url.replace("http", "ws") + "/ws/chat/solo/") as ws:
+        ws.send(json.dumps({"author": "me", "text": "anyone?"}))
+        assert json.loads(ws.recv(timeout=10))["author"] == "me"
+
+
+def assert_utc_now(stamp: datetime) -> None:
+    """A log time read as UTC is now (a Django default of America/Chicago is hours off)."""
+    offset = abs(stamp.replace(tzinfo=UTC) - datetime.now(UTC))
+    assert offset < timedelta(minutes=5), f"logged {stamp}, UTC is {datetime.now(UTC):%Y-%m-%d %H:%M:%S}"
+
+
+def test_the_example_logs_in_utc(runserver):
+    example, server = runserver
+    example.get("/?logged-time")
+    server.wait_for('"GET /?logged-time HTTP/1.1" 200')
+    (stamp,) = re.findall(r"\[([^]]+)\] \"GET /\?logged-time ", server.output())
+    assert_utc_now(datetime.strptime(stamp, "%d/%b/%Y %H:%M:%S"))  # runserver's request log
+
+
+def test_only_pages_with_a_socket_show_its_state(runserver):
+    example, _ = runserver
+    status, home = example.get("/")
+    assert status == 200 and "Chat rooms" in home
+    assert 'id="status"' not in home and "connecting" not in home  # the home page opens no socket
+    for path in ("/chat/lobby/", "/liveblog/", "/values/"):
+        assert '<span id="status">connecting</span>' in example.get(path)[1], path
 
 
 def open_room(browser, example, room: str):
