@@ -15,6 +15,7 @@ from channels_core.exceptions import ChannelSocketException, ConsumeLater, DenyC
 from channels_core.layers.errors import ChannelFull, LayerConfigurationError
 from channels_core.message import Message
 from channels_core.signals import consumer_finished, consumer_started, worker_ready
+from routing.names import name_that_thing
 
 logger = logging.getLogger("worker")
 
@@ -183,7 +184,7 @@ class Worker:
             else:
                 logger.error(
                     "DenyConnection raised by %s on %s: only a websocket.connect consumer can deny a connection",
-                    _name(consumer),
+                    name_that_thing(consumer),
                     channel,
                 )
         except ChannelSocketException as exc:
@@ -197,7 +198,7 @@ class Worker:
             except Exception:
                 logger.exception("Could not requeue a message on %s (ConsumeLater); dropped", channel)
         except Exception:
-            logger.exception("Consumer %s failed on %s from %s", _name(consumer), channel, _client(content))
+            logger.exception("Consumer %s failed on %s from %s", name_that_thing(consumer), channel, _client(content))
             self.failures += 1
             self.answer_failure(channel, message)
         finally:
@@ -207,7 +208,7 @@ class Worker:
                 if isinstance(result, Exception):
                     logger.error(
                         "consumer_finished receiver %s failed after a message on %s: %s: %s",
-                        _name(receiver),
+                        name_that_thing(receiver),
                         channel,
                         type(result).__name__,
                         result,
@@ -253,10 +254,6 @@ class Worker:
             except full:
                 time.sleep(_REQUEUE_DELAY)
         logger.warning("Dropped a message on %s: the channel stayed full while requeueing it", channel)
-
-
-def _name(consumer: Any) -> str:
-    return getattr(consumer, "__qualname__", None) or type(consumer).__name__
 
 
 class WorkerGroup(Worker):
