@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,7 +17,7 @@ import pytest
 
 from tests.interface_server.ws_support import ws_connect
 
-from .harness import EXAMPLE, ROOT, Example, Process, procfile
+from .harness import EXAMPLE, ROOT, Example, Process, free_port, procfile
 
 ARTIFACTS = Path(os.environ.get("ARTIFACTS_DIR", ROOT / "artifacts"))
 
@@ -157,6 +160,44 @@ def test_start_script_is_the_quickstart():
     script = (EXAMPLE / "start.sh").read_text()
     assert "pip install" in script and "migrate" in script and "runserver" in script
     assert subprocess.run(["bash", "-n", str(EXAMPLE / "start.sh")]).returncode == 0
+
+
+def system_python_path() -> str:
+    """A PATH whose python3 is the system's (Debian's refuses `pip install` outside a venv), else this one's."""
+    system = shutil.which("python3", path="/usr/bin:/bin")
+    if system:
+        version = subprocess.run([system, "-c", "import sys; print(sys.version_info >= (3, 11))"], capture_output=True)
+        if version.stdout.strip() == b"True":
+            return "/usr/bin:/bin"
+    return f"{Path(sys.executable).parent}:/usr/bin:/bin"
+
+
+@pytest.mark.slow
+def test_start_script_installs_into_a_venv_and_serves_the_example(tmp_path):
+    """The quickstart on a fresh shell with the system Python: a venv at $VENV, the project in it, runserver."""
+    venv, port = tmp_path / "venv", free_port()
+    env = {key: os.environ[key] for key in ("HOME", "LANG", "TMPDIR") if key in os.environ}
+    env.update(PATH=system_python_path(), VENV=str(venv), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
+    script = Process("start", f"bash example/start.sh 127.0.0.1:{port}", env, tmp_path)
+    try:
+        deadline = time.monotonic() + 300  # creates the venv and installs the project and its dependencies
+        while "Quit the server with CONTROL-C" not in script.output():
+            assert script.process.poll() is None and time.monotonic() < deadline, script.output()
+            time.sleep(0.2)
+        # start.sh ends by exec-ing runserver with the venv's Python
+        argv0 = Path(f"/proc/{script.process.pid}/cmdline").read_bytes().split(b"\0")[0].decode()
+        assert argv0 == str(venv / "bin" / "python"), argv0
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
+            assert response.status == 200 and "Chat rooms" in response.read().decode()
+    finally:
+        script.stop()
+    installed = subprocess.run(
+        [venv / "bin" / "python", "-c", "import channels_core, django; print(django.get_version())"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert installed.returncode == 0, installed.stderr
 
 
 def test_a_post_added_in_the_django_admin_appears_in_an_open_live_blog(example, browser):

@@ -40,6 +40,8 @@ NOT_IN_A_CLONE = shutil.ignore_patterns(
     ".pytest_cache",
     ".hypothesis",
     ".ruff_cache",
+    "*.whl",
+    "*.tar.gz",
 )
 
 pytestmark = pytest.mark.slow
