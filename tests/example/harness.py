@@ -23,10 +23,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def procfile() -> dict[str, str]:
-    """The Procfile's process types and their commands."""
+def procfile(name: str = "Procfile") -> dict[str, str]:
+    """A Procfile's process types and their commands."""
     entries = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
+    for line in (ROOT / name).read_text().splitlines():
         match = re.match(r"^([\w-]+):\s*(.+)$", line.strip())
         if match:
             entries[match.group(1)] = match.group(2)

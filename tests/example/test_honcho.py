@@ -14,7 +14,7 @@ from pathlib import Path
 
 from tests.interface_server.ws_support import ws_connect
 
-from .harness import ROOT, START_TIMEOUT, free_port
+from .harness import ROOT, START_TIMEOUT, free_port, procfile
 
 README_REDIS_URL = "redis://127.0.0.1:6379/0"
 STAYS_UP = 5.0  # honcho used to stop everything two seconds after start, when `release` exited
@@ -118,3 +118,12 @@ def test_readme_honcho_recipe_keeps_web_and_worker_running(tmp_path, private_red
         for pid in descendants:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_procfile_dev_runs_the_procfile_processes_without_release():
+    dev, deploy = procfile("Procfile.dev"), procfile()
+    assert set(dev) == {"web", "worker"}
+    assert dev["worker"] == deploy["worker"]
+    migrate, web = dev["web"].split(" && ", 1)
+    assert migrate == deploy["release"]
+    assert web == deploy["web"].replace("--bind 0.0.0.0", "--bind 127.0.0.1")
