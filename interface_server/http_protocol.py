@@ -1,9 +1,10 @@
 """HTTP/1.1 on h11: requests become `http.request` messages, replies become responses.
 
 h11 does the parsing and framing (keep-alive, pipelining answered in order,
-chunked bodies, malformed input); this module only moves events between
-the socket and the channel layer. A WebSocket upgrade hands the socket to
-`ws_protocol.WebSocketProtocol`.
+chunked bodies, malformed input), `request_framing` refuses what h11 lets
+through but a proxy in front could read differently; this module only
+moves events between the socket and the channel layer. A WebSocket
+upgrade hands the socket to `ws_protocol.WebSocketProtocol`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from .messages import (
     http_request_message,
     parse_response,
 )
+from .request_framing import MAX_CHUNK_SIZE, FramingError, check_request_framing, declared_chunk_size
 from .ws_protocol import make_websocket_factory
 
 if TYPE_CHECKING:
@@ -126,6 +128,9 @@ class HTTPProtocol(Protocol):
             if isinstance(event, h11.Request):
                 self.on_request(event)
             elif isinstance(event, h11.Data):
+                if event.chunk_start and (declared_chunk_size(self.conn, event.data) or 0) > MAX_CHUNK_SIZE:
+                    self.fail_raw(400, "a chunk size over 64 bits")
+                    return
                 if self.request is not None:
                     self.request.body_data(event.data)
             elif isinstance(event, h11.EndOfMessage):
@@ -144,6 +149,14 @@ class HTTPProtocol(Protocol):
         head_size = len(event.target) + sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
         if head_size > _MAX_HEADER_BYTES:
             self.respond_error(431, "Request header fields too large.", close=True)
+            return
+        try:
+            check_request_framing(event.http_version, event.headers)
+        except FramingError as exc:
+            # Refused before anything reaches the application; closing discards whatever
+            # the client meant as the body (or as a smuggled second request).
+            logger.info("Bad request from %s: %s", self.client, exc)
+            self.respond_error(exc.status, f"{exc}.", close=True)
             return
         try:
             info = build_request_info(
@@ -221,8 +234,24 @@ class HTTPProtocol(Protocol):
         self.request_done()
 
     def fail_raw(self, status: int, why: str) -> None:
-        """Answer input h11 rejected (its state machine is in error, so write the bytes ourselves)."""
+        """Refuse input h11 rejected, or a body found malformed: answer `status` and close.
+
+        A request already dispatched learns it the way it learns of a client that left:
+        `{"closed": True}` on its body channel and `http.disconnect`. When the
+        application's response has started, the connection is only closed.
+        """
         logger.info("Bad request from %s: %s", self.client, why)
+        if self.request is not None:
+            self.request.client_gone()
+            self.request = None
+        if self.conn is not None and self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
+            self.write_raw_error(status)
+        else:
+            self.conn = None
+            self.transport.loseConnection()
+
+    def write_raw_error(self, status: int) -> None:
+        """Write a plain error response and close, bypassing h11 (whose state machine may be in error)."""
         reason = _reason(status)
         body = b"%d %s\n" % (status, reason)
         self.transport.write(
@@ -230,9 +259,6 @@ class HTTPProtocol(Protocol):
             % (status, reason, len(body), body)
         )
         self.conn = None
-        if self.request is not None:
-            self.request.client_gone()
-            self.request = None
         self.transport.loseConnection()
 
     def request_done(self) -> None:
@@ -262,6 +288,7 @@ class ActiveRequest:
         self.reply_channel = self.server.new_reply_channel(self)
         self.body: list[bytes] = []
         self.body_size = 0
+        self.buffered = 0  # bytes in self.body
         self.body_channel: str | None = None
         self.chunks: deque[dict] = deque()
         self.retry_call: Any = None
@@ -273,10 +300,15 @@ class ActiveRequest:
         self.response_started = False
         self.status: int | None = None
         self.response_size = 0
-        if length is None or length > self.config.body_stream_threshold:
-            # Chunked or large: stream the body through a channel as it arrives.
-            self.body_channel = self.server.channel_layer.new_channel("http.request.body?")
-            self.send_request(b"")
+        # A large body streams through a channel as it arrives. A chunked one (length None)
+        # is held like a small one until it outgrows the threshold, so a chunked body that
+        # turns out malformed or never ends reaches the application only if it is large.
+        if length is not None and length > self.config.body_stream_threshold:
+            self.start_streaming()
+
+    def start_streaming(self) -> None:
+        self.body_channel = self.server.channel_layer.new_channel("http.request.body?")
+        self.send_request(b"")
 
     # -- the request and its body -------------------------------------------------------
 
@@ -312,7 +344,10 @@ class ActiveRequest:
             self.fail(413, "Request body too large.")
             return
         self.body.append(data)
-        if self.body_channel is not None and sum(map(len, self.body)) >= self.config.body_chunk_size:
+        self.buffered += len(data)
+        if not self.sent and self.buffered > self.config.body_stream_threshold:
+            self.start_streaming()
+        if self.body_channel is not None and self.buffered >= self.config.body_chunk_size:
             self.queue_chunk(more=True)
 
     def body_end(self) -> None:
@@ -324,10 +359,12 @@ class ActiveRequest:
         elif not self.sent:
             self.send_request(b"".join(self.body))
             self.body = []
+            self.buffered = 0
 
     def queue_chunk(self, more: bool) -> None:
         data = b"".join(self.body)
         self.body = []
+        self.buffered = 0
         size = self.config.body_chunk_size
         pieces = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
         for i, piece in enumerate(pieces):
@@ -365,6 +402,7 @@ class ActiveRequest:
     def handle_reply(self, message: dict) -> None:
         if self.finished:
             return
+        first = not self.response_started
         try:
             part = parse_response(message, self.response_started)
         except BadReply as exc:
@@ -400,9 +438,26 @@ class ActiveRequest:
                 self.finish()
                 protocol.request_done()
         except h11.LocalProtocolError as exc:
-            logger.error("Invalid response on %s: %s", self.reply_channel, exc)
+            self.refused_by_h11(exc, first)
+
+    def refused_by_h11(self, exc: Exception, first: bool) -> None:
+        """h11 would not frame this reply (a wrong Content-Length, say): 500, or close if the response had started.
+
+        `protocol.send` frames every event of a message before writing any, so a
+        first message that fails has written nothing.
+        """
+        where = f"on {self.reply_channel} for {self.info.method} {self.info.path}"
+        if first:
+            logger.error("Invalid response %s: %s; answered 500", where, exc)
+            self.status = 500
             self.finish()
-            protocol.transport.abortConnection()
+            self.abandon_body()
+            self.protocol.write_raw_error(500)
+        else:
+            logger.error("Invalid response %s: %s; the response had started: closing the connection", where, exc)
+            self.finish()
+            self.protocol.conn = None
+            self.protocol.transport.loseConnection()
 
     def timed_out(self) -> None:
         self.timeout_call = None

@@ -7,6 +7,7 @@ messages -> validated response parts or WebSocket actions.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -267,14 +268,36 @@ def _response_headers(headers: Any) -> list[tuple[bytes, bytes]]:
             value_b = value.encode("latin-1") if isinstance(value, str) else value
             if not isinstance(name_b, bytes) or not isinstance(value_b, bytes):
                 raise BadReply(f"header {name!r} must be bytes or str")
-            if b"\r" in value_b or b"\n" in value_b or b"\r" in name_b or b"\n" in name_b:
-                raise BadReply(f"header {name!r} contains a line break")
-            out.append((name_b, value_b))
+            out.append((_field_name(name_b), _field_value(name_b, value_b)))
     except (TypeError, ValueError) as exc:
         if isinstance(exc, BadReply):
             raise
         raise BadReply(f"headers must be a list of [name, value] pairs, not {headers!r}") from None
     return out
+
+
+# RFC 9110 5.1 and 5.5: a name is a token; a value is visible bytes (and obs-text) with
+# SP/HTAB allowed inside it. Whitespace around a value is not part of it.
+_TOKEN = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_OWS = b" \t"
+
+
+def _field_name(name: bytes) -> bytes:
+    if not _TOKEN.fullmatch(name):
+        raise BadReply(f"header name {name!r} is not a token (letters, digits, !#$%&'*+-.^_`|~)")
+    return name
+
+
+def _field_value(name: bytes, value: bytes) -> bytes:
+    """The value without the surrounding whitespace HTTP allows (Channels 1.x sends `Set-Cookie: b" a=b"`)."""
+    control = _CONTROL.search(value)
+    if control is not None:
+        what = {b"\r": "a line break (CR)", b"\n": "a line break (LF)", b"\x00": "NUL"}.get(
+            control.group(), f"the control character {control.group()!r}"
+        )
+        raise BadReply(f"header {name!r} contains {what}")
+    return value.strip(_OWS)
 
 
 # -- WebSocket replies -------------------------------------------------------------------

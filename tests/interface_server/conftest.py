@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
 from channels_core.layers import RedisChannelLayer
@@ -44,3 +46,20 @@ def start_server(redis_url, key_prefix):
     yield start
     for server in servers:
         server.stop()
+
+
+H11_BUILDS = {"compiled": {}, "pure": {"INTERFACE_SERVER_PURE_H11": "1"}}
+
+
+@pytest.fixture(params=sorted(H11_BUILDS))
+def start_server_each_h11(request, start_server):
+    """`start_server`, once on the compiled h11 build (`h11-mypyc`, when installed) and once on pure h11."""
+
+    def start(*args, env=None, **kwargs):
+        server = start_server(*args, env={**(env or {}), **H11_BUILDS[request.param]}, **kwargs)
+        compiled = request.param == "compiled" and importlib.util.find_spec("h11_mypyc") is not None
+        expected = "h11-mypyc " if compiled else "h11 "
+        assert f"HTTP/1.1 parsing with {expected}" in server.output(), server.output()
+        return server
+
+    return start

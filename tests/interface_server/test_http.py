@@ -550,15 +550,18 @@ def test_small_body_arrives_inline(start_server, worker_layer, background):
 
 
 def test_chunked_request_body_streams_through_body_channel(start_server, worker_layer):
+    """A chunked body is held until it passes the 256 KiB threshold, then streams."""
     server = start_server()
     pieces = [b"first piece,", b"x" * 300_000, b"", b"last"]
     pieces = [p for p in pieces if p]
     with connect(server.port) as sock:
         sock.sendall(b"POST /chunked HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(b"%x\r\n%s\r\n" % (len(pieces[0]), pieces[0]))
+        assert_nothing_on(worker_layer, "http.request", 0.3)
+        for piece in pieces[1:]:
+            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
         _, message = receive(worker_layer, "http.request")
         assert "body_channel" in message
-        for piece in pieces:
-            sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
         sock.sendall(b"0\r\n\r\n")
         chunks = read_body_channel(worker_layer, message["body_channel"])
         worker_layer.send(message["reply_channel"], {"status": 200, "content": b"got it"})
@@ -570,13 +573,15 @@ def test_chunked_request_body_streams_through_body_channel(start_server, worker_
 def test_http_timeout_starts_once_the_body_is_complete(start_server, worker_layer):
     """A slow upload the application is reading is not cut by -t: the wait for a reply starts after the body."""
     server = start_server("-t", "1")
-    piece = b"p" * (256 * 1024)
+    piece = b"p" * (256 * 1024 + 1)  # the first piece takes the body past the streaming threshold
     with connect(server.port) as sock:
         sock.sendall(b"POST /slow-upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
-        _, message = receive(worker_layer, "http.request")
+        message = None
         received = b""
         for _ in range(4):  # 4 x 0.5 s: the upload takes twice the http timeout
             sock.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            if message is None:
+                _, message = receive(worker_layer, "http.request")
             _, chunk = receive(worker_layer, message["body_channel"])
             assert not chunk.get("closed"), "the server gave up on the request while the body was arriving"
             received += chunk["content"]
@@ -603,11 +608,21 @@ def test_body_over_limit_gets_413(start_server, worker_layer, background):
 
 
 def test_chunked_body_over_limit_gets_413_and_app_is_told(start_server, worker_layer, background):
-    server = start_server("--max-request-body-size", "1000")
+    server = start_server("--max-request-body-size", "300000")
+    with connect(server.port) as sock:
+        # Under the streaming threshold the body is held, so the application never sees it.
+        sock.sendall(b"POST /small HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        # One byte over the limit: the server has read everything when it answers and closes.
+        sock.sendall(b"%x\r\n%s\r\n" % (200_000, b"y" * 200_000))
+        sock.sendall(b"%x\r\n%s\r\n" % (100_001, b"y" * 100_001))
+        assert status_of(read_until_closed(sock)) == 413
+    assert_nothing_on(worker_layer, "http.request", 0.3)
     with connect(server.port) as sock:
         sock.sendall(b"POST /big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        sock.sendall(b"%x\r\n%s\r\n" % (270_000, b"z" * 270_000))
         _, message = receive(worker_layer, "http.request")
-        sock.sendall(b"%x\r\n%s\r\n" % (2000, b"z" * 2000))
+        assert message["path"] == "/big"
+        sock.sendall(b"%x\r\n%s\r\n" % (30_001, b"z" * 30_001))
         raw = read_until_closed(sock)
     assert status_of(raw) == 413
     # The application was already reading the body: it must learn that no more is coming.
