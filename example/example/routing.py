@@ -3,7 +3,7 @@
 from chat import consumers
 from chat.bindings import ValuesDemultiplexer
 
-from routing import route
+from channels_core import route
 
 channel_routing = [
     route("websocket.connect", consumers.chat_connect, path=r"^/ws/chat/(?P<room>[-\w]+)/$"),

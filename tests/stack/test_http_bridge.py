@@ -265,10 +265,12 @@ def notes(stack) -> list[str]:
 def abort_then_check(stack, request_bytes: bytes) -> None:
     """Send `request_bytes` (an incomplete request to /notes/add/) and hang up.
 
-    The server puts {closed: True} on the body channel; the view's read raises
-    RequestAborted, so no note is saved and no response is sent, and the only
-    worker serves the next request at once instead of waiting 60 s for the rest
-    of the body. A complete request afterwards does save a note (the control).
+    A request already dispatched with a streamed body gets {closed: True} on
+    its body channel (the view's read raises RequestAborted); a small chunked
+    one is held until its body ends, so it never reaches a worker. Either way
+    no note is saved, no response is sent, and the only worker serves the next
+    request at once instead of waiting 60 s for the rest of the body. A
+    complete request afterwards does save a note (the control).
     """
     stack.start_server()
     stack.start_worker()
