@@ -11,6 +11,14 @@ a rolled-back block never runs (Django drops it). Like
 `captureOnCommitCallbacks(execute=True)`, but when the callback would run in
 production, not when the context ends: Channels 1.x tests receive right after
 a save.
+
+Django offers no public hook for this, so this module (and only it) reads
+private names of the database wrapper: `run_on_commit` (its entries are
+`(savepoint ids, func, robust)` tuples since Django 4.2), `atomic_blocks`
+with `Atomic._from_testcase`, `needs_rollback`, and it shadows
+`on_commit`/`savepoint_commit` per connection; plus `TestCase._databases_names`.
+Checked with Django 5.2 (what CI installs); `tests/generic/test_binding_in_test_case.py`
+fails if an upgrade changes them.
 """
 
 from __future__ import annotations
