@@ -1,0 +1,241 @@
+"""The channel layer contract (ASGI 1.0 layer API) as code.
+
+A backend is written against these Protocols; callers ask `supports(layer,
+"name")` before using an extension, never `hasattr` or `extensions` directly.
+The sections map one to one onto DESIGN.md's "The channel layer contract":
+
+- "send(channel, message)" and the exceptions that are attributes of the
+  layer: `ChannelLayer.send`, `ChannelLayer.ChannelFull`,
+  `ChannelLayer.MessageTooLarge` (the classes live in `.errors`).
+- "receive(channels, block=False)" and its old name: `ChannelLayer.receive`,
+  `ChannelLayer.receive_many`.
+- "new_channel(pattern)": `ChannelLayer.new_channel`.
+- "extensions lists what is supported": `ChannelLayer.extensions` and one
+  Protocol per name in `EXTENSIONS`: `groups` (`GroupsExtension`), `flush`
+  (`FlushExtension`), `statistics` (`StatisticsExtension`), `batch`
+  (`BatchExtension`: `send_many`, `receive_batch`), `ordering`
+  (`OrderingExtension`, described in `.order_book`) and the event-loop-friendly
+  receive of the interface server, `event_receiver`
+  (`EventReceiverExtension`, handing out an `EventReceiver`).
+- "Names": checked by `.names` (`validate_channel_name`,
+  `validate_group_name`, `validate_receive_channels`); `BaseChannelLayer`
+  applies them.
+- "Semantics" (at-most-once, FIFO, expiry, capacity, size limit, bytes vs
+  str): behaviour no type can state; `tests/layers/conformance.py` checks it,
+  and every backend runs that suite unchanged.
+
+A layer lists in `extensions` exactly the extensions it implements (the
+conformance suite checks both directions). `BaseChannelLayer` implements
+none of them: a backend built on it adds the methods and lists the names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol, runtime_checkable
+
+# -- the layer --------------------------------------------------------------
+
+
+@runtime_checkable
+class ChannelLayer(Protocol):
+    """What every channel layer offers: synchronous methods, positional arguments, as in ASGI 1.0."""
+
+    ChannelFull: type[Exception]
+    """Raised by `send` when the channel is at capacity."""
+    MessageTooLarge: type[Exception]
+    """Raised by `send` when the message is over the size limit (1 MiB)."""
+    extensions: Sequence[str]
+    """The names (keys of `EXTENSIONS`) of the extensions this layer implements, no more, no fewer."""
+
+    def send(self, channel: str, message: dict) -> None:
+        """Queue `message` on `channel`; never blocks; raises `ChannelFull` or `MessageTooLarge`."""
+        ...
+
+    def receive(self, channels: Iterable[str], block: bool = False) -> tuple[str | None, dict | None]:
+        """`(channel, message)` or `(None, None)`; `"prefix!"` returns the full name.
+
+        A blocking receive returns `(None, None)` after a bounded internal
+        timeout, so callers can shut down.
+        """
+        ...
+
+    def receive_many(self, channels: Iterable[str], block: bool = False) -> tuple[str | None, dict | None]:
+        """`receive` under its pre-1.0 name."""
+        ...
+
+    def new_channel(self, pattern: str) -> str:
+        """A fresh unique name for `pattern`, which ends with `?`."""
+        ...
+
+
+# -- the extensions ---------------------------------------------------------
+
+
+@runtime_checkable
+class GroupsExtension(Protocol):
+    """`groups`: named sets of channels, each membership lasting `group_expiry` seconds."""
+
+    group_expiry: float
+
+    def group_add(self, group: str, channel: str) -> None:
+        """Add `channel` to `group` (idempotent)."""
+        ...
+
+    def group_discard(self, group: str, channel: str) -> None:
+        """Remove `channel` from `group`; a no-op if it is not a member."""
+        ...
+
+    def group_channels(self, group: str) -> list[str]:
+        """The live members of `group`."""
+        ...
+
+    def send_group(self, group: str, message: dict) -> None:
+        """Send to every member; never raises `ChannelFull`: full members are skipped and counted."""
+        ...
+
+
+@runtime_checkable
+class FlushExtension(Protocol):
+    """`flush`: forget every message, group and counter of this layer."""
+
+    def flush(self) -> None:
+        """Empty the layer."""
+        ...
+
+
+@runtime_checkable
+class StatisticsExtension(Protocol):
+    """`statistics`: counters for operators."""
+
+    def global_statistics(self) -> dict[str, int]:
+        """`messages_count` and `channel_full_count` over the whole layer."""
+        ...
+
+    def channel_statistics(self, channel: str) -> dict[str, float]:
+        """The counters of `channel`'s queue plus `messages_pending` and `messages_max_age` (seconds)."""
+        ...
+
+
+@runtime_checkable
+class BatchExtension(Protocol):
+    """`batch`: several messages per call, one round trip where the backend can."""
+
+    def send_many(self, channel: str, messages: Sequence[dict]) -> None:
+        """Send `messages` to `channel` in order, all or none: `ChannelFull` means none was sent."""
+        ...
+
+    def receive_batch(
+        self, channels: Iterable[str], max_messages: int = 100, block: bool = False, timeout: float | None = None
+    ) -> list[tuple[str, dict]]:
+        """Up to `max_messages` waiting messages, maybe none.
+
+        With `block=True`, waits for the first one; `timeout` (seconds)
+        replaces the layer's own bound on that wait, 0 or less does not wait.
+        """
+        ...
+
+
+@runtime_checkable
+class OrderingExtension(Protocol):
+    """`ordering`: per-connection order kept in the layer (the state machine is in `.order_book`)."""
+
+    def order_claim(
+        self, reply_channel: str, order: int, channel: str, message: dict, timeout: float, max_parked: int
+    ) -> str:
+        """`run`, `parked` (stored in the layer), `stale`, `stuck` or `dead`."""
+        ...
+
+    def order_advance(self, reply_channel: str, order: int) -> tuple[str, dict] | None:
+        """Mark `order` done; the parked `(channel, message)` that is now next, taken out, or None."""
+        ...
+
+    def order_forget(self, reply_channel: str) -> None:
+        """Drop the connection's ordering state."""
+        ...
+
+
+@runtime_checkable
+class EventReceiver(Protocol):
+    """A blocking read an event loop drives: watch `fileno()`, call `read()` when it is readable.
+
+    Any connection problem raises `LayerConnectionError`: stop watching the
+    descriptor, `close()`, and `start()` again later. Past `deadline`
+    (`time.monotonic()`) a healthy connection would have answered: treat it
+    as dead.
+    """
+
+    deadline: float
+
+    def start(self) -> None:
+        """Connect and send the first read."""
+        ...
+
+    def fileno(self) -> int:
+        """The descriptor to watch for reading; -1 when not started."""
+        ...
+
+    def read(self) -> list[tuple[str, dict]]:
+        """The messages that arrived (maybe none); the next read is already on its way."""
+        ...
+
+    def close(self) -> None:
+        """Drop the connection."""
+        ...
+
+
+@runtime_checkable
+class EventReceiverExtension(Protocol):
+    """`event_receiver`: a receive that does not hold the interface server's event loop."""
+
+    def event_receiver(self, channels: Iterable[str], max_messages: int = 100) -> EventReceiver:
+        """An `EventReceiver` for `channels`; raises `NotImplementedError` when these channels cannot be read so."""
+        ...
+
+
+EXTENSIONS: dict[str, type] = {
+    "groups": GroupsExtension,
+    "flush": FlushExtension,
+    "statistics": StatisticsExtension,
+    "batch": BatchExtension,
+    "ordering": OrderingExtension,
+    "event_receiver": EventReceiverExtension,
+}
+"""Every extension name a layer may list, and the Protocol that name promises."""
+
+
+def members(protocol: type) -> tuple[str, ...]:
+    """The public attributes and methods `protocol` requires."""
+    names = [name for name in getattr(protocol, "__annotations__", {}) if not name.startswith("_")]
+    names += [name for name, value in vars(protocol).items() if callable(value) and not name.startswith("_")]
+    return tuple(names)
+
+
+def implements(layer: Any, name: str) -> bool:
+    """True if `layer` has every member of extension `name` (whether or not it lists it).
+
+    Looked up with `getattr`, so a wrapper that delegates by `__getattr__`
+    (`ChannelLayerWrapper`) counts as what it wraps.
+    """
+    protocol = _protocol(name)
+    return all(
+        callable(getattr(layer, member, None)) if callable(getattr(protocol, member, None)) else hasattr(layer, member)
+        for member in members(protocol)
+    )
+
+
+def supports(layer: Any, name: str) -> bool:
+    """True if `layer` lists extension `name` in `extensions` and implements it.
+
+    `name` is a key of `EXTENSIONS`; any other raises `ValueError`, so a
+    mistyped name fails loudly instead of quietly reading False.
+    """
+    _protocol(name)
+    return name in (getattr(layer, "extensions", None) or ()) and implements(layer, name)
+
+
+def _protocol(name: str) -> type:
+    try:
+        return EXTENSIONS[name]
+    except KeyError:
+        raise ValueError(f"unknown layer extension {name!r}; known: {', '.join(EXTENSIONS)}") from None
