@@ -29,6 +29,7 @@ from django.urls import set_script_prefix
 from django.utils.functional import cached_property
 
 from .exceptions import RequestAborted, RequestTimeout, ResponseLater
+from .layers.contract import supports
 from .layers.errors import ChannelFull
 
 logger = logging.getLogger("django.request")
@@ -98,7 +99,7 @@ class BodyStream:
             raise self._error
         layer = self._layer
         deadline = time.monotonic() + self._timeout
-        receive_batch = getattr(layer, "receive_batch", None)
+        receive_batch = layer.receive_batch if supports(layer, "batch") else None
         while True:
             if receive_batch is not None:
                 got = receive_batch([self._channel], self.batch, block=True)

@@ -9,7 +9,7 @@
 
 Every message of a socket carries `order` (0 for the connect). The layer
 keeps, atomically, which order each socket waits for (the `ordering`
-extension, `channels_core.layers.ordering`): the message that is next runs
+extension, `channels_core.layers.order_book`): the message that is next runs
 at once; a later one is parked in the layer; when a message finishes, the
 worker that ran it takes the parked message that is now next and runs it
 too, through the routing, so nothing spins, nothing is requeued and nothing
@@ -35,7 +35,8 @@ from typing import Any
 
 from django.conf import settings
 
-from .layers.ordering import DEAD, PARKED, RUN, STALE, STUCK
+from .layers.contract import supports
+from .layers.order_book import DEAD, PARKED, RUN, STALE, STUCK
 from .message import Message, pending_message_store
 from .utils import find_message
 
@@ -114,7 +115,7 @@ def _ordering_of(message: Any) -> tuple[int, Any, Any]:
     if message.reply_channel is None:
         raise ValueError(f"enforce_ordering needs a reply_channel (message on {message.channel})")
     layer = message.channel_layer
-    if "ordering" not in getattr(layer, "extensions", ()):
+    if not supports(layer, "ordering"):
         raise NotImplementedError(f"enforce_ordering needs a layer with the 'ordering' extension, not {layer}")
     return order, message.reply_channel, layer
 

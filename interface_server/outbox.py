@@ -15,6 +15,8 @@ from typing import Any
 
 from twisted.internet import reactor
 
+from channels_core.layers.contract import supports
+
 logger = logging.getLogger("interface_server")
 
 ErrorCallback = Callable[[Exception], None]
@@ -25,7 +27,7 @@ class Outbox:
         self.layer = layer
         self.pending: list[tuple[str, dict, ErrorCallback]] = []
         self.scheduled = False
-        self.batches = callable(getattr(layer, "send_many", None))
+        self.batches = supports(layer, "batch")
         self.ChannelFull = getattr(layer, "ChannelFull", None) or _Never
 
     def put(self, channel: str, message: dict, on_error: ErrorCallback) -> None:

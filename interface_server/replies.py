@@ -19,6 +19,8 @@ from typing import Any
 from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
 
+from channels_core.layers.contract import supports
+
 logger = logging.getLogger("interface_server.replies")
 
 Batch = list[tuple[str, dict]]
@@ -34,7 +36,7 @@ class ReplyReader(threading.Thread):
         self.deliver = deliver
         self.call_in_reactor = call_in_reactor
         self.stopping = threading.Event()
-        self.batched = "batch" in getattr(layer, "extensions", ()) and hasattr(layer, "receive_batch")
+        self.batched = supports(layer, "batch")
 
     def run(self) -> None:
         backoff = 0.05

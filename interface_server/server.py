@@ -11,6 +11,8 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 
+from channels_core.layers.contract import supports
+
 from .access import ActionLogger
 from .config import ServerConfig
 from .outbox import Outbox
@@ -137,7 +139,7 @@ class Server:
 
     def _reply_reader(self) -> ReplyReader | ReactorReplyReader:
         """In the reactor when the layer can be driven by it (Redis), else a thread."""
-        if callable(getattr(self.channel_layer, "event_receiver", None)):
+        if supports(self.channel_layer, "event_receiver"):
             try:
                 return ReactorReplyReader(self.channel_layer, self.reply_prefix, self.deliver_replies, reactor)
             except NotImplementedError as exc:

@@ -8,12 +8,9 @@ import sys
 import pytest
 
 
-def _imported_after(modules: list[str]) -> set[str]:
-    code = (
-        "import sys\n"
-        + "".join(f"import {m}\n" for m in modules)
-        + "print(' '.join(sorted({name.split('.')[0] for name in sys.modules})))"
-    )
+def _imported_after(modules: list[str], top_level: bool = True) -> set[str]:
+    names = "{name.split('.')[0] for name in sys.modules}" if top_level else "set(sys.modules)"
+    code = "import sys\n" + "".join(f"import {m}\n" for m in modules) + f"print(' '.join(sorted({names})))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return set(out.split())
 
@@ -29,9 +26,16 @@ def _imported_after(modules: list[str]) -> set[str]:
                 "interface_server.http_protocol",
                 "interface_server.ws_protocol",
             ],
-            {"django", "channels_core"},
+            {"django"},
         ),
     ],
 )
 def test_package_does_not_import(modules, forbidden):
     assert _imported_after(modules) & forbidden == set()
+
+
+def test_interface_server_imports_only_the_layers_of_channels_core():
+    modules = [f"interface_server.{name}" for name in ("cli", "server", "http_protocol", "ws_protocol")]
+    imported = _imported_after(modules, top_level=False)
+    ours = {name for name in imported if name.split(".")[0] == "channels_core"}
+    assert {name for name in ours if name != "channels_core" and not name.startswith("channels_core.layers")} == set()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from channels_core.exceptions import ChannelSocketException, ConsumeLater, DenyConnection
+from channels_core.layers.contract import supports
 from channels_core.layers.errors import ChannelFull, LayerConfigurationError
 from channels_core.message import Message
 from channels_core.signals import consumer_finished, consumer_started, worker_ready
@@ -71,9 +72,7 @@ class Worker:
     ) -> None:
         self.channel_layer = channel_layer
         self.prefetch = prefetch
-        self._batched = "batch" in getattr(channel_layer, "extensions", ()) and callable(
-            getattr(channel_layer, "receive_batch", None)
-        )
+        self._batched = supports(channel_layer, "batch")
         self.callback = callback
         self.message_retries = message_retries
         self.signal_handlers = signal_handlers

@@ -28,6 +28,7 @@ from typing import Any
 from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 
+from channels_core.layers.contract import supports
 from channels_core.layers.errors import ChannelFull, MessageTooLarge
 
 from .models import DelayedMessage
@@ -42,9 +43,9 @@ _SHUTDOWN_SAVE_TRIES = 3
 
 def supports_timed_receive(channel_layer: Any) -> bool:
     """True if the layer has `receive_batch(..., block=True, timeout=seconds)`, which the loop needs."""
-    receive_batch = getattr(channel_layer, "receive_batch", None)
-    if receive_batch is None:
+    if not supports(channel_layer, "batch"):
         return False
+    receive_batch = channel_layer.receive_batch
     try:
         return "timeout" in inspect.signature(receive_batch).parameters
     except (TypeError, ValueError):

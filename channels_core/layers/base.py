@@ -17,10 +17,13 @@ def random_suffix(length: int = 12) -> str:
 
 
 class BaseChannelLayer:
-    """Base for ASGI 1.0 channel layers.
+    """Base for ASGI 1.0 channel layers (the contract is in `.contract`).
 
-    Subclasses implement `send`, `receive`, the group methods, `flush` and the
-    statistics; this class holds configuration and the checks they share.
+    Subclasses implement `send` and `receive`, then whichever extensions they
+    offer, listing their names in `extensions`; this class holds
+    configuration and the checks they share, and implements no extension:
+    a method that only raised would make callers that ask
+    `supports(layer, ...)` fail at the first use instead of going without.
     """
 
     ChannelFull = ChannelFull
@@ -67,21 +70,6 @@ class BaseChannelLayer:
     def get_capacity(self, channel: str) -> int:
         """The capacity of the queue `channel` is sent into."""
         return self.capacity_rules.get(names.list_name(channel))
-
-    def send_many(self, channel: str, messages: Sequence[dict]) -> None:
-        """Send several messages to one channel at once, all or none (ChannelFull)."""
-        raise NotImplementedError
-
-    def receive_batch(
-        self, channels: Iterable[str], max_messages: int = 100, block: bool = False, timeout: float | None = None
-    ) -> list[tuple[str, dict]]:
-        """Receive up to `max_messages` waiting messages in one round trip.
-
-        With `block=True`, `timeout` (seconds) replaces `blocking_timeout` as
-        the longest wait and is kept to the millisecond; 0 or less does not
-        wait at all. None keeps `blocking_timeout`.
-        """
-        raise NotImplementedError
 
     def close(self) -> None:
         """Release connections and wake any blocked receive; the layer is unusable after."""

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 from . import names
 from .base import BaseChannelLayer
-from .ordering import OrderBook
+from .order_book import OrderBook
 
 _BLOCK_TIMEOUT = 5.0
 
@@ -194,7 +194,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._stats.clear()
         self._orders = OrderBook(self.group_expiry)
 
-    # -- per-connection ordering (the `ordering` extension, see .ordering) -----
+    # -- per-connection ordering (the `ordering` extension, see .order_book) ---
 
     def order_claim(
         self, reply_channel: str, order: int, channel: str, message: dict, timeout: float, max_parked: int

@@ -15,12 +15,28 @@ import time
 import pytest
 
 from channels_core.layers import ChannelFull, MessageTooLarge
+from channels_core.layers.contract import EXTENSIONS, ChannelLayer, members
 
 EXPIRY_DELAY = 1.2
 
 
 class LayerConformance:
     """Behaviour every layer must show; subclass and provide a `layer` fixture."""
+
+    # -- the contract (channels_core.layers.contract) ----------------------------
+
+    def test_is_a_channel_layer(self, layer):
+        assert isinstance(layer, ChannelLayer)
+
+    def test_lists_exactly_the_extensions_it_implements(self, layer):
+        listed = set(layer.extensions)
+        assert listed <= set(EXTENSIONS), f"not extension names: {sorted(listed - set(EXTENSIONS))}"
+        for name in listed:
+            assert isinstance(layer, EXTENSIONS[name]), f"lists {name!r} but does not implement it"
+        for name, protocol in EXTENSIONS.items():
+            methods = [m for m in members(protocol) if callable(getattr(protocol, m, None))]
+            has = [m for m in methods if callable(getattr(layer, m, None))]
+            assert not has or name in listed, f"has {has} of extension {name!r} but does not list it"
 
     # -- sending and receiving ------------------------------------------------
 

@@ -54,6 +54,7 @@ def test_conformance_suite_passes_with_redis_py_5(tmp_path):
             "-k",
             "Redis and not TwoShards",
             "tests/layers/test_conformance.py",
+            "tests/layers/test_redis_py_private.py",
         ],
         cwd=ROOT,
         env=env,

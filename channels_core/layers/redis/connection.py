@@ -21,7 +21,8 @@ from typing import Any
 import redis.exceptions as rexc
 
 from ..errors import LayerConfigurationError, LayerConnectionError
-from .hosts import HostConfig
+from .hosts import ConnectionSource
+from .redis_py_private import socket_of
 from .scripts import Script
 
 logger = logging.getLogger("channels_core.layers.redis")
@@ -54,12 +55,23 @@ def _readable(sock: Any) -> bool:
 
 
 class Shard:
-    """One Redis server and the connections this process holds to it."""
+    """One Redis server and the connections this process holds to it.
 
-    def __init__(self, index: int, config: HostConfig, max_connections: int = 64, pool_timeout: float = 30.0) -> None:
+    Connections come from `host` (a `ConnectionSource`), so a shard is the
+    same whether its master has a fixed address or is found through Sentinel
+    or Cluster. Its users take pooled connections (`acquire`, then `release`
+    or `discard`), or a dedicated one (`new_connection`, for a reader an
+    event loop drives), run commands (`execute`, `pipeline`, `evalsha`), and
+    report a connection's fate (`failed`, `succeeded`) so an outage is
+    logged once.
+    """
+
+    def __init__(
+        self, index: int, host: ConnectionSource, max_connections: int = 64, pool_timeout: float = 30.0
+    ) -> None:
         self.index = index
-        self.label = config.label
-        self._config = config
+        self.label = host.label
+        self.host = host
         self.max_connections = max_connections
         self.pool_timeout = pool_timeout
         self._cond = threading.Condition(threading.Lock())
@@ -89,18 +101,27 @@ class Shard:
                 self._cond.wait(remaining)
             if self._idle:
                 conn = self._idle.pop()
-                if conn._sock is not None and _readable(conn._sock):
+                sock = socket_of(conn)
+                if sock is not None and _readable(sock):
                     # An idle connection has nothing to read unless the server closed it.
                     conn.disconnect()
                 return conn
             self._created += 1
         try:
-            return self._config.connection_class(**self._config.connection_kwargs)
+            return self.host.new_connection()
         except Exception:
             with self._cond:
                 self._created -= 1
                 self._cond.notify()
             raise
+
+    def new_connection(self) -> Any:
+        """A connection outside the pool (not yet connected), for the caller alone; it closes it."""
+        return self.host.new_connection()
+
+    @property
+    def tls(self) -> bool:
+        return self.host.tls
 
     def release(self, conn: Any) -> None:
         with self._cond:
@@ -161,9 +182,9 @@ class Shard:
 
     def refused(self, exc: BaseException) -> LayerConfigurationError:
         """The error for a server that refuses our settings (no such database, wrong password)."""
-        source = f"{self._config.source} ({self.label})"
+        source = f"{self.host.source} ({self.label})"
         if "DB index is out of range" in str(exc):
-            db = self._config.connection_kwargs.get("db", 0)
+            db = self.host.db
             count = self._database_count()
             if count:
                 return LayerConfigurationError(
@@ -172,7 +193,7 @@ class Shard:
                 )
             return LayerConfigurationError(f"Redis at {self.address} has no db {db} ({source}): {exc}")
         if isinstance(exc, rexc.AuthenticationError):
-            if not self._config.connection_kwargs.get("password"):
+            if not self.host.password_given:
                 return LayerConfigurationError(
                     f"Redis at {self.address} needs a password and {source} gives none: "
                     "write redis://:PASSWORD@host:port/db (or user:PASSWORD@)"
@@ -183,12 +204,11 @@ class Shard:
     @property
     def address(self) -> str:
         """host:port, or the socket path."""
-        kwargs = self._config.connection_kwargs
-        return kwargs["path"] if "path" in kwargs else f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+        return self.host.address
 
     def _database_count(self) -> int | None:
         """The server's `databases` setting, from a connection to db 0; None if it will not say."""
-        conn = self._config.connection_class(**{**self._config.connection_kwargs, "db": 0})
+        conn = self.host.new_connection(db=0)
         try:
             conn.send_command("CONFIG", "GET", "databases")
             reply = conn.read_response()
@@ -334,7 +354,8 @@ class PendingPop:
             return True
 
     def fileno(self) -> int:
-        return self.conn._sock.fileno() if self.conn._sock is not None else -1
+        sock = socket_of(self.conn)
+        return sock.fileno() if sock is not None else -1
 
     def wait(self, timeout: float) -> bool:
         """Block on the socket until the reply arrives or `timeout` passes."""

@@ -17,17 +17,16 @@ import logging
 import math
 import socket
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import Any
 
 import redis.exceptions as rexc
 
-from .. import names
 from ..errors import LayerConnectionError
+from .connection import Shard
+from .decoding import Decoder
+from .redis_py_private import socket_of
 from .resp import ProtocolError, ReplyError, RespParser
-
-if TYPE_CHECKING:
-    from .layer import RedisChannelLayer
 
 logger = logging.getLogger("channels_core.layers.redis")
 
@@ -37,7 +36,7 @@ _NO_LIMIT = 1 << 30
 
 
 class EventReceiver:
-    """Reads `channels` (all on one Redis server) with blocking pops the caller's event loop waits on.
+    """Reads the queues `keys` of one Redis server with blocking pops the caller's event loop waits on.
 
     Use: `start()` (connects and sends the first pop), then watch `fileno()`
     for reading and call `read()` each time it is readable; it returns the
@@ -46,24 +45,22 @@ class EventReceiver:
     stop watching the socket, then `close()`, and `start()` again later. `deadline` is when a healthy connection must
     have answered by (each pop times out after the layer's
     `blocking_timeout`); past it, treat the connection as dead.
+
+    Built by `RedisChannelLayer.event_receiver`: `decoder` turns what is
+    popped into messages, `blocking_timeout` (seconds) bounds each pop.
     """
 
-    def __init__(self, layer: RedisChannelLayer, channels: Iterable[str], max_messages: int = 100) -> None:
-        wanted = names.validate_receive_channels(channels)
-        plan = layer._plan(wanted)
-        if len(plan) != 1:
-            raise NotImplementedError(
-                "EventReceiver reads channels that live on one Redis server (a process channel does); "
-                f"{wanted} span {len(plan)} servers"
-            )
-        self.shard, self.keys = plan[0]
-        config = self.shard._config
-        if "SSL" in config.connection_class.__name__:
+    def __init__(
+        self, shard: Shard, keys: Sequence[bytes], decoder: Decoder, blocking_timeout: float, max_messages: int = 100
+    ) -> None:
+        if shard.tls:
             # An SSL socket can hold decrypted bytes the loop never sees as readable.
             raise NotImplementedError("EventReceiver does not support TLS connections to Redis")
-        self.layer = layer
+        self.shard = shard
+        self.keys = list(keys)
+        self.decoder = decoder
         self.max_messages = max_messages
-        self.timeout = max(1, math.ceil(layer.blocking_timeout))
+        self.timeout = max(1, math.ceil(blocking_timeout))
         self.deadline = math.inf
         self._conn: Any = None
         self._sock: socket.socket | None = None
@@ -73,14 +70,14 @@ class EventReceiver:
     def start(self) -> None:
         """Connect (blocking, bounded by the connect timeout) and send the first pop."""
         self.close()
-        conn = self.shard._config.connection_class(**self.shard._config.connection_kwargs)
+        conn = self.shard.new_connection()
         try:
             conn.connect()
             if self.shard.clock_offset_ms is None:
                 self.shard.handshake()
             self._blmpop = self.max_messages > 1 and self.shard.supports_blmpop
             self._conn = conn
-            self._sock = conn._sock
+            self._sock = socket_of(conn)
             self._parser = RespParser()
             self._send_pop()
         except _NETWORK_ERRORS as exc:
@@ -132,11 +129,7 @@ class EventReceiver:
         key, elements = reply[0], reply[1]
         if not isinstance(elements, list):
             elements = [elements]
-        now = self.shard.now_ms()
-        got: list[tuple[str, dict]] = []
-        for element in elements:
-            got += self.layer._unpack(key, element, self.shard, now, _NO_LIMIT)
-        return got
+        return self.decoder.unpack_all(key, elements, self.shard, _NO_LIMIT)
 
     def close(self) -> None:
         """Drop the connection. A pop still waiting is abandoned; a reply already on its way is lost with it."""

@@ -22,6 +22,6 @@ def parse(element: bytes) -> tuple[int, bytes, memoryview]:
     return int(element[:DEADLINE_DIGITS]), element[DEADLINE_DIGITS:newline], memoryview(element)[newline + 1 :]
 
 
-def tail(local_part: str, payload: bytes) -> bytes:
-    """What the client sends; the Lua script prepends the deadline."""
+def unstamped(local_part: str, payload: bytes) -> bytes:
+    """The element as the client sends it: the Lua script stamps the deadline in front."""
     return local_part.encode("ascii") + b"\n" + payload if local_part else b"\n" + payload

@@ -1,26 +1,81 @@
-"""Turns the `hosts` option into per-host connection settings for redis-py."""
+"""Turns the `hosts` option into per-host connection settings for redis-py.
+
+A shard (`connection.Shard`) gets its connections from a `ConnectionSource`:
+`HostConfig`, one fixed address, is the only one today. Redis Sentinel and
+Cluster need no other change than a source whose `new_connection` asks where
+the master is now.
+"""
 
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import redis
 
 DEFAULT_URL = "redis://localhost:6379"
 
 
+class ConnectionSource(Protocol):
+    """Where one shard's connections come from, wherever its master is."""
+
+    label: str
+    """Printable, without a password: `redis://host:6379/0`."""
+    source: str
+    """Which setting named it, for messages: `hosts[0]` or `$REDIS_URL`."""
+
+    @property
+    def address(self) -> str:
+        """host:port, or the socket path, for messages."""
+        ...
+
+    @property
+    def tls(self) -> bool:
+        """True when connections are encrypted (`rediss://`)."""
+        ...
+
+    @property
+    def db(self) -> int: ...
+
+    @property
+    def password_given(self) -> bool: ...
+
+    def new_connection(self, **overrides: Any) -> Any:
+        """A new, not yet connected redis-py `Connection` to the master; `overrides` replace settings (`db=0`)."""
+        ...
+
+
 @dataclass
 class HostConfig:
-    """One Redis server: a printable label (no password) and how to connect to it."""
+    """One Redis server at a fixed address: a printable label (no password) and how to connect to it."""
 
     label: str
     connection_class: type
     connection_kwargs: dict[str, Any]
     source: str = "hosts"
     """Where the address came from, for messages: `hosts[0]` or `$REDIS_URL`."""
+
+    @property
+    def address(self) -> str:
+        kwargs = self.connection_kwargs
+        return kwargs["path"] if "path" in kwargs else f"{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}"
+
+    @property
+    def tls(self) -> bool:
+        return _is_tls(self.connection_class)
+
+    @property
+    def db(self) -> int:
+        return int(self.connection_kwargs.get("db", 0))
+
+    @property
+    def password_given(self) -> bool:
+        return bool(self.connection_kwargs.get("password"))
+
+    def new_connection(self, **overrides: Any) -> Any:
+        return self.connection_class(**{**self.connection_kwargs, **overrides})
 
 
 def parse_hosts(hosts: Any, connection_kwargs: dict[str, Any] | None = None) -> list[HostConfig]:
@@ -123,5 +178,9 @@ def _redact(url: str) -> str:
 def _label(connection_class: type, kwargs: dict[str, Any]) -> str:
     if "path" in kwargs:
         return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
-    scheme = "rediss" if "SSL" in connection_class.__name__ else "redis"
+    scheme = "rediss" if _is_tls(connection_class) else "redis"
     return f"{scheme}://{kwargs.get('host', 'localhost')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+def _is_tls(connection_class: type) -> bool:
+    return "SSL" in connection_class.__name__

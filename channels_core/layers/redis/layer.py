@@ -6,37 +6,24 @@ import logging
 import math
 import random
 import threading
-import time
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 from .. import names
 from ..base import BaseChannelLayer
 from ..capacity import Rule
 from ..errors import LayerConnectionError
 from . import framing
-from .connection import PendingPop, Shard, wait_any
+from .blocking_pop import BlockingPop, Plan
+from .connection import Shard
+from .decoding import Decoder
 from .event_receiver import EventReceiver
 from .hosts import parse_hosts
+from .keys import KeyLayout, split
 from .scripts import GROUP_ADD, GROUP_CHANNELS, GROUP_DISCARD, GROUP_SEND, ORDER_ADVANCE, ORDER_CLAIM, POP, SEND
 from .sharding import HashRing
 
 logger = logging.getLogger("channels_core.layers.redis")
-
-_MAX_BACKOFF = 1.0
-
-
-class _Route(NamedTuple):
-    keys: tuple[bytes, ...]
-    capacity: int
-    shard: int
-
-
-class _Buffered(NamedTuple):
-    channel: str
-    expires: float  # time.monotonic()
-    payload: memoryview
 
 
 class RedisChannelLayer(BaseChannelLayer):
@@ -46,7 +33,7 @@ class RedisChannelLayer(BaseChannelLayer):
     plus a few of its own; see the README for every option and its default.
     """
 
-    extensions = ["groups", "flush", "statistics", "batch", "ordering"]
+    extensions = ["groups", "flush", "statistics", "batch", "ordering", "event_receiver"]
     local_only = False
 
     def __init__(
@@ -77,52 +64,14 @@ class RedisChannelLayer(BaseChannelLayer):
         self.hosts = parse_hosts(hosts, connection_kwargs)
         self.shards = [Shard(i, host, max_connections, pool_timeout) for i, host in enumerate(self.hosts)]
         self.ring = HashRing([host.label for host in self.hosts])
-        self._prefix_bytes = prefix.encode("ascii")
+        self.keys = KeyLayout(prefix, self.stats_prefix, statistics, self.capacity_rules, self.shards, self.ring)
+        self.decoder = Decoder(self.keys.queue_name, self.serializer.loads)
         self._expiry_ms = int(expiry * 1000)
         self._queue_ttl = math.ceil(expiry * 2) + 1
         self._group_ttl = math.ceil(group_expiry)
-        self._global_stats_key = (self.stats_prefix + "#global#").encode("ascii")
         self._lua_capacity = [x for rule in self.capacity_rules.lua_rules() for x in rule]
-        self._routes: dict[str, _Route] = {}
-        self._plans: dict[tuple[str, ...], list[tuple[Shard, list[bytes]]]] = {}
-        self._buffer: dict[str, deque[_Buffered]] = {}
-        self._buffer_lock = threading.Lock()
         self._closed = threading.Event()
-
-    # -- names to keys ---------------------------------------------------------
-
-    def _key(self, name: str) -> bytes:
-        return self._prefix_bytes + name.encode("ascii")
-
-    def _group_key(self, group: str) -> bytes:
-        return self._key("group:" + group)
-
-    def _route(self, channel: str) -> _Route:
-        qname = names.list_name(channel)
-        route = self._routes.get(qname)
-        if route is None:
-            keys: tuple[bytes, ...] = (self._key(qname),)
-            if self.statistics_enabled:
-                keys += ((self.stats_prefix + _stats_name(qname)).encode("ascii"), self._global_stats_key)
-            route = _Route(keys, self.capacity_rules.get(qname), self.ring.get(qname))
-            if len(self._routes) > 10_000:
-                self._routes.clear()
-            self._routes[qname] = route
-        return route
-
-    def _plan(self, wanted: list[str]) -> list[tuple[Shard, list[bytes]]]:
-        """Which keys to read on which shard for a receive on `wanted`."""
-        cache_key = tuple(wanted)
-        plan = self._plans.get(cache_key)
-        if plan is None:
-            per_shard: dict[int, list[bytes]] = {}
-            for name in wanted:
-                per_shard.setdefault(self.ring.get(name), []).append(self._key(name))
-            plan = [(self.shards[i], keys) for i, keys in sorted(per_shard.items())]
-            if len(self._plans) > 1000:
-                self._plans.clear()
-            self._plans[cache_key] = plan
-        return plan
+        self._blocking_pop = BlockingPop(self.decoder, blocking_timeout, self._closed)
 
     # -- sending ---------------------------------------------------------------
 
@@ -139,16 +88,16 @@ class RedisChannelLayer(BaseChannelLayer):
             self._send(channel, payloads)
 
     def _send(self, channel: str, payloads: list[bytes]) -> None:
-        route = self._route(channel)
-        local = _split(channel)[1]
-        sent = self.shards[route.shard].evalsha(
+        target = self.keys.send_target(channel)
+        local = split(channel)[1]
+        sent = self.shards[target.shard].evalsha(
             SEND,
-            route.keys,
-            (self._expiry_ms, route.capacity, self._queue_ttl, *(framing.tail(local, p) for p in payloads)),
+            target.keys,
+            (self._expiry_ms, target.capacity, self._queue_ttl, *(framing.unstamped(local, p) for p in payloads)),
         )
         if sent < 0:
             raise self.ChannelFull(
-                f"Channel {channel!r} is full: {-1 - sent} messages waiting, capacity {route.capacity}"
+                f"Channel {channel!r} is full: {-1 - sent} messages waiting, capacity {target.capacity}"
             )
 
     # -- receiving -------------------------------------------------------------
@@ -161,12 +110,12 @@ class RedisChannelLayer(BaseChannelLayer):
         of raising.
         """
         wanted = names.validate_receive_channels(channels)
-        if self._buffer:
-            hit = self._take_buffered(wanted, 1)
+        if self.decoder:
+            hit = self.decoder.take(wanted, 1)
             if hit:
                 return hit[0]
-        plan = self._plan(wanted)
-        got = self._blocking_pop(plan, 1) if block else self._pop(plan, 1)
+        plan = self.keys.read_plan(wanted)
+        got = self._blocking_pop.pop(plan, 1) if block else self._pop(plan, 1)
         return got[0] if got else (None, None)
 
     def receive_batch(
@@ -181,10 +130,10 @@ class RedisChannelLayer(BaseChannelLayer):
         timer tick); 0 or less does not wait.
         """
         wanted = names.validate_receive_channels(channels)
-        out = self._take_buffered(wanted, max_messages) if self._buffer else []
+        out = self.decoder.take(wanted, max_messages) if self.decoder else []
         if len(out) >= max_messages:
             return out
-        plan = self._plan(wanted)
+        plan = self.keys.read_plan(wanted)
         if out or not block or (timeout is not None and timeout <= 0):
             try:
                 return out + self._pop(plan, max_messages - len(out))
@@ -192,9 +141,10 @@ class RedisChannelLayer(BaseChannelLayer):
                 if out:
                     return out
                 raise
-        return self._blocking_pop(plan, max_messages, timeout)
+        return self._blocking_pop.pop(plan, max_messages, timeout)
 
-    def _pop(self, plan: list[tuple[Shard, list[bytes]]], max_messages: int) -> list[tuple[str, dict]]:
+    def _pop(self, plan: Plan, max_messages: int) -> list[tuple[str, dict]]:
+        """What is waiting now, without blocking: the POP script on each shard, starting at a random one."""
         out: list[tuple[str, dict]] = []
         error = None
         start = random.randrange(len(plan)) if len(plan) > 1 else 0
@@ -207,201 +157,35 @@ class RedisChannelLayer(BaseChannelLayer):
                 error = exc
                 continue
             for i in range(0, len(reply), 2):
-                out += self._unpack(keys[reply[i] - 1], reply[i + 1], shard, None, max_messages - len(out))
+                out += self.decoder.unpack(keys[reply[i] - 1], reply[i + 1], shard, None, max_messages - len(out))
             if len(out) >= max_messages:
                 break
         if error is not None and not out:
             raise error
         return out
 
-    def _blocking_pop(
-        self, plan: list[tuple[Shard, list[bytes]]], limit: int, timeout: float | None = None
-    ) -> list[tuple[str, dict]]:
-        deadline = time.monotonic() + (self.blocking_timeout if timeout is None else timeout)
-        backoff = 0.05
-        while not self._closed.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            try:
-                for shard, _ in plan:
-                    if shard.clock_offset_ms is None:
-                        shard.handshake()
-                if timeout is not None:
-                    popped = self._blpop_many(plan, remaining, limit, exact=True)
-                elif len(plan) == 1:
-                    popped = self._blpop_one(plan[0], remaining, limit)
-                else:
-                    popped = self._blpop_many(plan, remaining, limit)
-            except LayerConnectionError:
-                self._closed.wait(min(backoff, max(remaining, 0)))
-                backoff = min(backoff * 2, _MAX_BACKOFF)
-                continue
-            if popped is None:
-                continue
-            key, elements, shard = popped
-            now = shard.now_ms()
-            got: list[tuple[str, dict]] = []
-            for element in elements:
-                got += self._unpack(key, element, shard, now, limit - len(got))
-            if got:
-                return got
-        return []
-
-    def _blpop_one(self, shard_keys: tuple[Shard, list[bytes]], timeout: float, count: int):
-        shard, keys = shard_keys
-        if len(keys) > 1:
-            keys = random.sample(keys, len(keys))
-        pending = PendingPop(shard, keys, timeout, need_id=False, count=count)
-        if not pending.wait(timeout + 2.0):
-            pending.abandon()
-            return None
-        reply = pending.result()
-        return (reply[0], reply[1], shard) if reply else None
-
-    def _blpop_many(self, plan: list[tuple[Shard, list[bytes]]], timeout: float, count: int, exact: bool = False):
-        """A blocking pop on every shard at once; the first reply wins, the others are cancelled.
-
-        With `exact`, the wait ends at `timeout` to the millisecond: the server
-        side only knows whole seconds (and checks them on its timer tick), so
-        each read still waiting then is cancelled with CLIENT UNBLOCK. An
-        element that raced in before a cancel is returned or kept, never dropped.
-        """
-        pending: list[PendingPop] = []
-        error = None
-        for shard, keys in plan:
-            try:
-                pending.append(PendingPop(shard, random.sample(keys, len(keys)), timeout, need_id=True, count=count))
-            except LayerConnectionError as exc:
-                error = exc
-        if not pending:
-            raise error or LayerConnectionError("no Redis server reachable")
-        winner = None
-        end = time.monotonic() + timeout + (0.0 if exact else 2.0)
-        try:
-            while pending and winner is None:
-                ready = wait_any(pending, end - time.monotonic())
-                if not ready:
-                    break
-                for p in ready:
-                    pending.remove(p)
-                    try:
-                        reply = p.result()
-                    except LayerConnectionError:
-                        continue
-                    if reply and winner is None:
-                        winner = (reply[0], reply[1], p.shard)
-                    elif reply:
-                        self._stash(reply, p.shard)
-        finally:
-            for p in pending:
-                reply = self._cancel(p)
-                if reply and winner is None:
-                    winner = (reply[0], reply[1], p.shard)
-                elif reply:
-                    self._stash(reply, p.shard)
-        if winner is None and error is not None:
-            raise error
-        return winner
-
-    def _cancel(self, pending: PendingPop) -> tuple[bytes, list[bytes]] | None:
-        """Unblock a pending pop and return what it popped before the unblock landed, if anything."""
-        try:
-            pending.shard.execute("CLIENT", "UNBLOCK", pending.client_id)
-        except LayerConnectionError:
-            pending.abandon()
-            return None
-        if not pending.wait(2.0):
-            pending.abandon()
-            return None
-        try:
-            return pending.result()
-        except LayerConnectionError:
-            return None  # result() already dropped the connection
-
-    def _stash(self, reply: tuple[bytes, list[bytes]], shard: Shard) -> None:
-        """Keep messages popped by a read that lost the race, for the next receive."""
-        now = shard.now_ms()
-        for element in reply[1]:
-            self._unpack(reply[0], element, shard, now, 0)
-
-    def _unpack(
-        self, key: bytes, element: bytes, shard: Shard, now_ms: float | None, limit: int
-    ) -> list[tuple[str, dict]]:
-        """Decode one list element into up to `limit` messages; buffer the rest (fan-out)."""
-        qname = key[len(self._prefix_bytes) :].decode("ascii")
-        try:
-            deadline, targets, payload = framing.parse(element)
-        except ValueError:
-            logger.error("Dropped an unreadable element on channel %r (not written by this layer)", qname)
-            return []
-        if now_ms is not None and deadline <= now_ms:
-            return []
-        if qname.endswith("!"):
-            channels = [qname + t for t in targets.decode("ascii").split(",")]
-        else:
-            channels = [qname]
-        out = []
-        for channel in channels[:limit]:
-            message = self._loads(channel, payload)
-            if message is not None:
-                out.append((channel, message))
-        if len(channels) > limit:
-            now = shard.now_ms() if now_ms is None else now_ms
-            expires = time.monotonic() + (deadline - now) / 1000
-            with self._buffer_lock:
-                queue = self._buffer.setdefault(qname, deque())
-                queue.extend(_Buffered(c, expires, payload) for c in channels[limit:])
-        return out
-
-    def _loads(self, channel: str, payload: memoryview) -> dict | None:
-        try:
-            return self.serializer.loads(payload)
-        except Exception as exc:
-            logger.error("Dropped an undecodable message on channel %r: %s", channel, type(exc).__name__)
-            return None
-
-    def _take_buffered(self, wanted: list[str], limit: int) -> list[tuple[str, dict]]:
-        out: list[tuple[str, dict]] = []
-        now = time.monotonic()
-        with self._buffer_lock:
-            for name in wanted:
-                queue = self._buffer.get(name)
-                while queue and len(out) < limit:
-                    item = queue.popleft()
-                    if item.expires > now:
-                        out.append((item.channel, item.payload))
-                if queue is not None and not queue:
-                    del self._buffer[name]
-        return [(c, m) for c, p in out if (m := self._loads(c, p)) is not None]
-
     # -- groups ----------------------------------------------------------------
-
-    def _member_shard(self, qname: str) -> Shard:
-        # A member lives on the shard of its queue, so a group send is one
-        # script per shard touching only local keys.
-        return self.shards[self.ring.get(qname)]
 
     def group_add(self, group: str, channel: str) -> None:
         """Add `channel` to `group` (idempotent); membership lasts `group_expiry` seconds."""
         names.validate_group_name(group)
         names.validate_channel_name(channel)
-        qname, local = _split(channel)
-        self._member_shard(qname).evalsha(GROUP_ADD, [self._group_key(group)], [qname, local, self._group_ttl])
+        qname, local = split(channel)
+        self.keys.shard_of(qname).evalsha(GROUP_ADD, [self.keys.group_key(group)], [qname, local, self._group_ttl])
 
     def group_discard(self, group: str, channel: str) -> None:
         """Remove `channel` from `group`; a no-op if it is not a member."""
         names.validate_group_name(group)
         names.validate_channel_name(channel)
-        qname, local = _split(channel)
-        self._member_shard(qname).evalsha(GROUP_DISCARD, [self._group_key(group)], [qname, local])
+        qname, local = split(channel)
+        self.keys.shard_of(qname).evalsha(GROUP_DISCARD, [self.keys.group_key(group)], [qname, local])
 
     def group_channels(self, group: str) -> list[str]:
         """The live members of `group`."""
         names.validate_group_name(group)
         members: list[str] = []
         for shard in self.shards:
-            reply = shard.evalsha(GROUP_CHANNELS, [self._group_key(group)], [self._group_ttl])
+            reply = shard.evalsha(GROUP_CHANNELS, [self.keys.group_key(group)], [self._group_ttl])
             members += [m.decode("ascii") for m in reply]
         return members
 
@@ -413,9 +197,9 @@ class RedisChannelLayer(BaseChannelLayer):
         """
         names.validate_group_name(group)
         payload = self.serializer.dumps(message)
-        keys = [self._group_key(group)]
+        keys = [self.keys.group_key(group)]
         if self.statistics_enabled:
-            keys.append(self._global_stats_key)
+            keys.append(self.keys.global_stats_key)
         full = evicted = 0
         for shard in self.shards:
             rules = self._lua_capacity
@@ -438,11 +222,11 @@ class RedisChannelLayer(BaseChannelLayer):
             rules += ["^" + "".join(c if c.isalnum() else "%" + c for c in qname) + "$", self.capacity_rules.get(qname)]
         return rules
 
-    # -- per-connection ordering (the `ordering` extension, see ..ordering) ----
+    # -- per-connection ordering (the `ordering` extension, see ..order_book) --
 
     def _order_place(self, reply_channel: str) -> tuple[Shard, list[bytes]]:
         names.validate_channel_name(reply_channel)
-        return self._member_shard(names.list_name(reply_channel)), [self._key("order:" + reply_channel)]
+        return self.keys.shard_of(names.list_name(reply_channel)), [self.keys.order_key(reply_channel)]
 
     def order_claim(
         self, reply_channel: str, order: int, channel: str, message: dict, timeout: float, max_parked: int
@@ -469,17 +253,30 @@ class RedisChannelLayer(BaseChannelLayer):
         shard, keys = self._order_place(reply_channel)
         shard.execute("UNLINK", *keys)
 
+    # -- the `event_receiver` extension ---------------------------------------
+
     def event_receiver(self, channels: Iterable[str], max_messages: int = 100) -> EventReceiver:
-        """A blocking read for an event loop to drive (see `EventReceiver`); one Redis server only."""
-        return EventReceiver(self, channels, max_messages)
+        """A blocking read for an event loop to drive (see `EventReceiver`).
+
+        Raises `NotImplementedError` when `channels` live on several Redis
+        servers (a process channel lives on one) or the connection is TLS.
+        """
+        wanted = names.validate_receive_channels(channels)
+        plan = self.keys.read_plan(wanted)
+        if len(plan) != 1:
+            raise NotImplementedError(
+                "EventReceiver reads channels that live on one Redis server (a process channel does); "
+                f"{wanted} span {len(plan)} servers"
+            )
+        shard, keys = plan[0]
+        return EventReceiver(shard, keys, self.decoder, self.blocking_timeout, max_messages)
 
     # -- flush and statistics --------------------------------------------------
 
     def flush(self) -> None:
         """Delete every key under this layer's prefixes (SCAN, never KEYS) and the local buffer."""
-        patterns = {_glob_escape(self.prefix) + "*", _glob_escape(self.stats_prefix) + "*"}
         for shard in self.shards:
-            for pattern in patterns:
+            for pattern in self.keys.scan_patterns():
                 cursor = 0
                 while True:
                     cursor, keys = shard.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
@@ -487,14 +284,13 @@ class RedisChannelLayer(BaseChannelLayer):
                         shard.execute("UNLINK", *keys)
                     if int(cursor) == 0:
                         break
-        with self._buffer_lock:
-            self._buffer.clear()
+        self.decoder.clear()
 
     def global_statistics(self) -> dict[str, int]:
         """`messages_count` and `channel_full_count` summed over the servers."""
         totals = {"messages_count": 0, "channel_full_count": 0}
         for shard in self.shards:
-            _add_counters(totals, shard.execute("HGETALL", self._global_stats_key))
+            _add_counters(totals, shard.execute("HGETALL", self.keys.global_stats_key))
         return totals
 
     def channel_statistics(self, channel: str) -> dict[str, float]:
@@ -503,10 +299,10 @@ class RedisChannelLayer(BaseChannelLayer):
         qname = names.list_name(channel)
         stats: dict[str, float] = {"messages_count": 0, "channel_full_count": 0, "messages_pending": 0}
         oldest = 0.0
-        stats_key = (self.stats_prefix + _stats_name(qname)).encode("ascii")
+        stats_key, queue_key = self.keys.stats_key(qname), self.keys.key(qname)
         for shard in self.shards:
             counters, pending, head = shard.pipeline(
-                [("HGETALL", stats_key), ("LLEN", self._key(qname)), ("LINDEX", self._key(qname), 0)]
+                [("HGETALL", stats_key), ("LLEN", queue_key), ("LINDEX", queue_key, 0)]
             )
             _add_counters(stats, counters)
             stats["messages_pending"] += pending
@@ -535,22 +331,6 @@ class RedisChannelLayer(BaseChannelLayer):
     def __repr__(self) -> str:
         hosts = ", ".join(h.label for h in self.hosts)
         return f"<RedisChannelLayer hosts=[{hosts}] prefix={self.prefix!r}>"
-
-
-def _split(channel: str) -> tuple[str, str]:
-    """(queue name, local part): ("server!", "abc") for "server!abc", (channel, "") otherwise."""
-    bang = channel.find("!")
-    return (channel, "") if bang < 0 else (channel[: bang + 1], channel[bang + 1 :])
-
-
-def _stats_name(qname: str) -> str:
-    # Counters for "x?random" go to "x?", so unique reply channels never grow the keyspace.
-    mark = qname.find("?")
-    return qname if mark < 0 else qname[: mark + 1]
-
-
-def _glob_escape(text: str) -> str:
-    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _add_counters(totals: dict[str, Any], reply: Any) -> None:

@@ -262,7 +262,7 @@ return {sent, full, evicted}
 
 ALL_SCRIPTS = [SEND, POP, GROUP_ADD, GROUP_DISCARD, GROUP_CHANNELS, GROUP_SEND]
 
-# Per-connection ordering (see channels_core/layers/ordering.py for the state machine).
+# Per-connection ordering (see channels_core/layers/order_book.py for the state machine).
 # The hash at KEYS[1] holds 'next', 'n' (messages parked), 'waiting' (ms since when
 # parked messages have waited without next moving), 'dead', and 'm:<order>' -> payload.
 

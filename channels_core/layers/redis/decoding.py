@@ -1,0 +1,118 @@
+"""From popped list elements to messages, and the local buffer of fanned-out ones.
+
+A group send to many sockets of one process is a single element naming all
+of them (see `framing`). A receive that asked for fewer messages than the
+element holds keeps the rest here, in this process, for the next receive:
+they are already out of Redis, so nobody else could deliver them.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+from . import framing
+
+logger = logging.getLogger("channels_core.layers.redis")
+
+
+class Clock(Protocol):
+    def now_ms(self) -> float:
+        """The Redis server's clock, in milliseconds."""
+        ...
+
+
+class _Buffered(NamedTuple):
+    channel: str
+    expires: float  # time.monotonic()
+    payload: memoryview
+
+
+class Decoder:
+    """Decodes the elements of one layer's queues; holds their fanned-out rest until it is received or expires."""
+
+    def __init__(self, queue_name: Callable[[bytes], str], loads: Callable[[Any], dict]) -> None:
+        self._queue_name = queue_name
+        self._loads = loads
+        self._buffer: dict[str, deque[_Buffered]] = {}
+        self._lock = threading.Lock()
+
+    def __bool__(self) -> bool:
+        """True while fanned-out messages wait in the buffer."""
+        return bool(self._buffer)
+
+    def unpack(
+        self, key: bytes, element: bytes, clock: Clock, now_ms: float | None, limit: int
+    ) -> list[tuple[str, dict]]:
+        """Decode one element of queue `key` into up to `limit` messages; buffer the rest.
+
+        With `now_ms` (the server's clock when the element was popped), an
+        expired element is dropped; `None` means the pop already dropped
+        expired ones. `clock` dates what is buffered.
+        """
+        qname = self._queue_name(key)
+        try:
+            deadline, targets, payload = framing.parse(element)
+        except ValueError:
+            logger.error("Dropped an unreadable element on channel %r (not written by this layer)", qname)
+            return []
+        if now_ms is not None and deadline <= now_ms:
+            return []
+        if qname.endswith("!"):
+            channels = [qname + t for t in targets.decode("ascii").split(",")]
+        else:
+            channels = [qname]
+        out = []
+        for channel in channels[:limit]:
+            message = self._decode(channel, payload)
+            if message is not None:
+                out.append((channel, message))
+        if len(channels) > limit:
+            now = clock.now_ms() if now_ms is None else now_ms
+            expires = time.monotonic() + (deadline - now) / 1000
+            with self._lock:
+                queue = self._buffer.setdefault(qname, deque())
+                queue.extend(_Buffered(c, expires, payload) for c in channels[limit:])
+        return out
+
+    def unpack_all(self, key: bytes, elements: list[bytes], clock: Clock, limit: int) -> list[tuple[str, dict]]:
+        """Decode the elements of one blocking pop (checking expiry) into up to `limit` messages; buffer the rest."""
+        now = clock.now_ms()
+        got: list[tuple[str, dict]] = []
+        for element in elements:
+            got += self.unpack(key, element, clock, now, limit - len(got))
+        return got
+
+    def stash(self, key: bytes, elements: list[bytes], clock: Clock) -> None:
+        """Keep every message of elements popped by a read that lost the race, for the next receive."""
+        self.unpack_all(key, elements, clock, 0)
+
+    def take(self, wanted: list[str], limit: int) -> list[tuple[str, dict]]:
+        """Up to `limit` buffered messages for the queues `wanted`."""
+        out: list[tuple[str, memoryview]] = []
+        now = time.monotonic()
+        with self._lock:
+            for name in wanted:
+                queue = self._buffer.get(name)
+                while queue and len(out) < limit:
+                    item = queue.popleft()
+                    if item.expires > now:
+                        out.append((item.channel, item.payload))
+                if queue is not None and not queue:
+                    del self._buffer[name]
+        return [(c, m) for c, p in out if (m := self._decode(c, p)) is not None]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._buffer.clear()
+
+    def _decode(self, channel: str, payload: memoryview) -> dict | None:
+        try:
+            return self._loads(payload)
+        except Exception as exc:
+            logger.error("Dropped an undecodable message on channel %r: %s", channel, type(exc).__name__)
+            return None

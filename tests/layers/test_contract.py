@@ -1,0 +1,103 @@
+"""`channels_core.layers.contract`: `supports()`, and a third-party layer built on `BaseChannelLayer`."""
+
+from __future__ import annotations
+
+import pytest
+
+from channels_core.layers import BaseChannelLayer, ChannelFull, InMemoryChannelLayer, RedisChannelLayer, names
+from channels_core.layers.contract import EXTENSIONS, ChannelLayer, implements, supports
+from interface_server.outbox import Outbox
+
+from .conformance import LayerConformance
+
+
+class DictLayer(BaseChannelLayer):
+    """What a third party writes first: `send` and `receive` on `BaseChannelLayer`, no extension."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.queues: dict[str, list[dict]] = {}
+
+    def send(self, channel: str, message: dict) -> None:
+        names.validate_channel_name(channel)
+        queue = self.queues.setdefault(channel, [])
+        if len(queue) >= self.get_capacity(channel):
+            raise self.ChannelFull(channel)
+        queue.append(message)
+
+    def receive(self, channels, block=False):
+        for channel in names.validate_receive_channels(channels):
+            if self.queues.get(channel):
+                return channel, self.queues[channel].pop(0)
+        return None, None
+
+
+def test_a_layer_on_the_base_class_is_a_channel_layer_with_no_extension():
+    layer = DictLayer()
+    assert isinstance(layer, ChannelLayer)
+    assert {name: supports(layer, name) for name in EXTENSIONS} == dict.fromkeys(EXTENSIONS, False)
+    LayerConformance().test_lists_exactly_the_extensions_it_implements(layer)
+
+
+def test_the_interface_server_sends_one_by_one_to_a_layer_without_batch():
+    """A run of sends to one channel reaches such a layer; only what does not fit fails (503), not the run."""
+    layer = DictLayer(capacity=2)
+    errors: list[Exception] = []
+    outbox = Outbox(layer)
+    outbox.pending = [("http.request", {"n": n}, errors.append) for n in range(3)]
+    outbox.flush()
+    assert layer.queues["http.request"] == [{"n": 0}, {"n": 1}]
+    assert [type(e) for e in errors] == [ChannelFull]
+
+
+def test_supports_needs_the_name_listed_and_every_method():
+    class ListsWhatItLacks(DictLayer):
+        extensions = ["batch"]
+
+        def send_many(self, channel, messages):
+            for message in messages:
+                self.send(channel, message)
+
+    class ImplementsWhatItDoesNotList(InMemoryChannelLayer):
+        extensions = ["groups", "flush", "statistics", "ordering"]
+
+    lacking = ListsWhatItLacks()
+    assert not supports(lacking, "batch")
+    with pytest.raises(AssertionError, match="does not implement"):
+        LayerConformance().test_lists_exactly_the_extensions_it_implements(lacking)
+    unlisted = ImplementsWhatItDoesNotList()
+    assert implements(unlisted, "batch") and not supports(unlisted, "batch")
+    with pytest.raises(AssertionError, match="does not list"):
+        LayerConformance().test_lists_exactly_the_extensions_it_implements(unlisted)
+
+
+def test_a_partial_extension_must_be_listed_too():
+    class SendsManyOnly(DictLayer):
+        def send_many(self, channel, messages):
+            for message in messages:
+                self.send(channel, message)
+
+    with pytest.raises(AssertionError, match="'batch'"):
+        LayerConformance().test_lists_exactly_the_extensions_it_implements(SendsManyOnly())
+
+
+def test_supports_sees_through_a_delegating_wrapper():
+    class Wrapper:
+        def __init__(self, layer):
+            self.layer = layer
+
+        def __getattr__(self, name):
+            return getattr(self.layer, name)
+
+    wrapped = Wrapper(InMemoryChannelLayer())
+    assert supports(wrapped, "batch") and supports(wrapped, "ordering")
+    assert not supports(wrapped, "event_receiver")
+
+
+def test_the_redis_layer_lists_its_event_receiver():
+    assert supports(RedisChannelLayer(hosts=["redis://127.0.0.1:6379"]), "event_receiver")
+
+
+def test_an_unknown_extension_name_is_an_error():
+    with pytest.raises(ValueError, match="'twisted'.*groups"):
+        supports(InMemoryChannelLayer(), "twisted")
