@@ -18,12 +18,6 @@ class ChannelsConfig(AppConfig):
 
         if "routing" in shadowed_packages():
             return  # a project module hides our routing package: check E006 says which, instead of a traceback
-        from routing import Router
-
-        from .routing_defaults import default_routes
-
-        Router.default_routes = default_routes
-
         _import_routing_modules()
         from .binding.base import BindingMetaclass
 

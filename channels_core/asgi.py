@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-import os
+import logging
 from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from .channel import DEFAULT_CHANNEL_LAYER
+from . import DEFAULT_CHANNEL_LAYER
 from .layers.errors import LayerConfigurationError, LayerConnectionError
+
+logger = logging.getLogger("channels_core")
 
 
 class InvalidChannelLayerError(ValueError):
@@ -18,10 +20,16 @@ class InvalidChannelLayerError(ValueError):
 
 
 class ChannelLayerManager:
-    """Builds layers from `CHANNEL_LAYERS` lazily, one per alias, wrapped with their router."""
+    """Builds layers from `CHANNEL_LAYERS` lazily, one per alias, wrapped with their router.
+
+    Each layer is built from its alias's `CONFIG`; after `use_test_config()`,
+    from its `TEST_CONFIG` (or `CONFIG` when it has none).
+    """
 
     def __init__(self) -> None:
         self.backends: dict[str, ChannelLayerWrapper] = {}
+        self.config_key = "CONFIG"
+        """The entry of `CHANNEL_LAYERS[alias]` that `manager[alias]` builds from: CONFIG or TEST_CONFIG."""
 
     @property
     def configs(self) -> dict[str, dict]:
@@ -32,6 +40,19 @@ class ChannelLayerManager:
 
     def make_test_backend(self, name: str) -> ChannelLayerWrapper:
         return self._make(name, "TEST_CONFIG")
+
+    def use_test_config(self) -> None:
+        """From now on, build each alias's layer from its `TEST_CONFIG` (or `CONFIG` when it has none).
+
+        For the interface server and workers a `ChannelLiveServerTestCase`
+        starts: they must serve the layer the test uses. Layers built before
+        the call keep their settings. Logged, because it changes where every
+        message of the process goes.
+        """
+        if self.config_key == "TEST_CONFIG":
+            return
+        self.config_key = "TEST_CONFIG"
+        logger.info("Channel layers are built from TEST_CONFIG (or CONFIG where there is none) from now on")
 
     def _make(self, name: str, config_key: str) -> ChannelLayerWrapper:
         try:
@@ -58,9 +79,7 @@ class ChannelLayerManager:
 
     def __getitem__(self, key: str) -> ChannelLayerWrapper:
         if key not in self.backends:
-            # The processes of ChannelLiveServerTestCase serve the test layer.
-            test = os.environ.get("CHANNELS_TEST_CONFIG") == "1"
-            self.backends[key] = self.make_test_backend(key) if test else self.make_backend(key)
+            self.backends[key] = self._make(key, self.config_key)
         return self.backends[key]
 
     def __contains__(self, key: str) -> bool:
@@ -106,9 +125,11 @@ class ChannelLayerWrapper:
     @property
     def router(self):
         if self._router is None:
-            from routing import Router
+            # Here, not at the top: a project module that shadows our `routing` package must
+            # reach system check E006, not fail the import of this module.
+            from .routing import router_for
 
-            self._router = Router(self.routing)
+            self._router = router_for(self.routing)
         return self._router
 
     @router.setter

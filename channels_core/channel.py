@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-DEFAULT_CHANNEL_LAYER = "default"
+from . import DEFAULT_CHANNEL_LAYER
+from .asgi import channel_layers
+from .consumer_sends import pending_message_store
+
+__all__ = ["DEFAULT_CHANNEL_LAYER", "Channel", "Group"]
 
 
 def _layer(alias: str, channel_layer: Any) -> Any:
-    if channel_layer is not None:
-        return channel_layer
-    from .asgi import channel_layers
-
-    return channel_layers[alias]
+    return channel_layer if channel_layer is not None else channel_layers[alias]
 
 
 class Channel:
@@ -28,8 +28,6 @@ class Channel:
         """Send `content`; inside a consumer it goes out when the consumer finishes unless `immediately`."""
         if not isinstance(content, dict):
             raise TypeError("You can only send dicts as content on channels.")
-        from .message import pending_message_store
-
         if immediately or not pending_message_store.active:
             self.channel_layer.send(self.name, content)
         else:
@@ -70,8 +68,6 @@ class Group:
     def send(self, content: dict, immediately: bool = False) -> None:
         if not isinstance(content, dict):
             raise ValueError("You can only send dicts as content on channels.")
-        from .message import pending_message_store
-
         if immediately or not pending_message_store.active:
             self.channel_layer.send_group(self.name, content)
         else:

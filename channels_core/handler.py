@@ -29,6 +29,7 @@ from django.urls import set_script_prefix
 from django.utils.functional import cached_property
 
 from .exceptions import RequestAborted, RequestTimeout, ResponseLater
+from .layers.backoff import Backoff, retry
 from .layers.contract import supports
 from .layers.errors import ChannelFull
 
@@ -474,24 +475,14 @@ class ViewConsumer:
 
     def send(self, reply_channel: Any, reply: dict) -> bool:
         """Send one reply now; False if the channel stayed full for `send_timeout` seconds."""
-        try:
-            reply_channel.send(reply, immediately=True)
-            return True
-        except ChannelFull:
-            pass
-        deadline = time.monotonic() + self.send_timeout
-        delay = 0.005
-        while True:
-            time.sleep(delay)
-            try:
-                reply_channel.send(reply, immediately=True)
-                return True
-            except ChannelFull:
-                if time.monotonic() >= deadline:
-                    bridge_logger.error(
-                        "Abandoned a response: the reply channel %s stayed full for %ss",
-                        reply_channel.name,
-                        self.send_timeout,
-                    )
-                    return False
-                delay = min(delay * 2, 0.1)
+        sent = retry(
+            lambda: reply_channel.send(reply, immediately=True),
+            ChannelFull,
+            Backoff(0.005, 0.1),
+            timeout=self.send_timeout,
+        )
+        if not sent:
+            bridge_logger.error(
+                "Abandoned a response: the reply channel %s stayed full for %ss", reply_channel.name, self.send_timeout
+            )
+        return sent

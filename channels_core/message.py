@@ -1,28 +1,25 @@
-"""`Message`, and consumer atomicity: sends made inside a consumer go out when it ends."""
+"""`Message`: what a consumer is handed.
+
+`PendingMessageStore` and `pending_message_store` (consumer sends go out
+when the consumer returns) live in `channels_core.consumer_sends`; they are
+importable from here too, as in Channels 1.x.
+"""
 
 from __future__ import annotations
 
 import copy
-import logging
-import threading
-import time
 from typing import Any
 
-from .layers.errors import ChannelFull
+from .channel import Channel
+from .consumer_sends import PendingMessageStore, pending_message_store
 
-logger = logging.getLogger("channels_core")
-
-# ChannelFull on flush is retried for this long, then the message is dropped and counted:
-# a full reply channel must never kill a worker (Channels 1.x raised from the worker's finally).
-FLUSH_RETRY_SECONDS = 2.0
+__all__ = ["Message", "PendingMessageStore", "pending_message_store"]
 
 
 class Message:
     """One message handed to a consumer: dict-like content plus its channel and reply channel."""
 
     def __init__(self, content: dict, channel_name: str, channel_layer: Any) -> None:
-        from .channel import Channel
-
         self.content = content
         self.channel_layer = channel_layer
         self.channel = Channel(channel_name, channel_layer=channel_layer)
@@ -56,55 +53,3 @@ class Message:
 
     def __repr__(self) -> str:
         return f"<Message on {self.channel.name!r}>"
-
-
-class PendingMessageStore:
-    """Per-thread buffer of sends made while a consumer runs."""
-
-    def __init__(self) -> None:
-        self._local = threading.local()
-        self.dropped = 0
-
-    @property
-    def active(self) -> bool:
-        return getattr(self._local, "messages", None) is not None
-
-    def start(self, **kwargs: Any) -> None:
-        self._local.messages = []
-
-    def append(self, sender: Any, message: dict) -> None:
-        self._local.messages.append((sender, message))
-
-    def discard(self) -> None:
-        self._local.messages = None
-
-    def flush(self, **kwargs: Any) -> None:
-        """Send what the consumer sent, in order; ChannelFull is retried briefly, then dropped and logged."""
-        messages = getattr(self._local, "messages", None)
-        self._local.messages = None
-        for sender, message in messages or ():
-            full = getattr(sender.channel_layer, "ChannelFull", ChannelFull)
-            deadline = time.monotonic() + FLUSH_RETRY_SECONDS
-            delay = 0.01
-            while True:
-                try:
-                    sender.send(message, immediately=True)
-                    break
-                except full:
-                    if time.monotonic() >= deadline:
-                        self.dropped += 1
-                        logger.error(
-                            "Dropped a message for %s: the channel stayed full for %ss (%d dropped so far)",
-                            sender.name,
-                            FLUSH_RETRY_SECONDS,
-                            self.dropped,
-                        )
-                        break
-                    time.sleep(delay)
-                    delay = min(delay * 2, 0.2)
-                except Exception:
-                    logger.exception("Failed to send a buffered message to %s", sender.name)
-                    break
-
-
-pending_message_store = PendingMessageStore()

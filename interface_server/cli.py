@@ -258,14 +258,22 @@ def _setup_logging(verbosity: int) -> None:
     globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, layer: Any = None) -> int:
+    """`interface-server` with the arguments `argv`; returns the exit code.
+
+    `layer`, when given, is served instead of the `module.path:attribute`
+    the command line would name (leave it out of `argv`): how a process that
+    has built its layer already (a live test server's) hands it over.
+    """
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-        take_layer_path(args)
+        if layer is None:
+            take_layer_path(args)
         config = config_from_args(args, dict(os.environ))
         prepare_fds(config.fds)
-        layer = import_layer(args.channel_layer)
+        if layer is None:
+            layer = import_layer(args.channel_layer)
     except UsageError as exc:
         # Always one line, even when the message (e.g. from the layer's module) spans several.
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())

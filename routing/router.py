@@ -155,14 +155,18 @@ def resolve_routing(routing: Any) -> list:
 
 
 class Router:
-    """The root of a routing table: which consumer handles a message, and which channels to listen on."""
+    """The root of a routing table: which consumer handles a message, and which channels to listen on.
 
-    # Set by the channels_core app: builds the fallback routes for check_default().
-    default_routes: Callable[..., list] | None = None
+    `default_routes(http_consumer)` builds the fallback routes that
+    `check_default()` appends; whoever builds the router passes it (the
+    Django side's are `channels_core.routing.default_routes`, and
+    `channels_core.routing.router_for` builds routers with them).
+    """
 
-    def __init__(self, routing: Any) -> None:
+    def __init__(self, routing: Any, default_routes: Callable[[Callable | None], list] | None = None) -> None:
         self.root = Include(routing)
         self.channels = self.root.channel_names()
+        self.default_routes = default_routes
 
     def add_route(self, route: Any) -> None:
         self.root.routing.append(route)
@@ -173,10 +177,13 @@ class Router:
         return self.root.match(message)
 
     def check_default(self, http_consumer: Callable | None = None) -> None:
-        """Append the fallbacks: Django views for `http.request`, accept-all `websocket.connect`, no-op others."""
-        if Router.default_routes is None:
-            raise RuntimeError("default routes come from the channels_core app: add it to INSTALLED_APPS")
-        for entry in Router.default_routes(http_consumer):
+        """Append the fallback routes (Django views for `http.request`, accept-all `websocket.connect`, ...)."""
+        if self.default_routes is None:
+            raise RuntimeError(
+                "this Router was built without default_routes; build it with "
+                "channels_core.routing.router_for(routing), or Router(routing, default_routes=...)"
+            )
+        for entry in self.default_routes(http_consumer):
             self.add_route(entry)
 
 

@@ -25,8 +25,10 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
+
+from channels_core.layers.backoff import Backoff
 
 logger = logging.getLogger("worker")
 
@@ -46,6 +48,7 @@ class _Slot:
     started: float = 0.0
     restart_at: float | None = None  # time.monotonic() of a scheduled restart
     delay: float = 0.0  # the delay used after the last young death
+    restarts: Backoff = field(default_factory=lambda: Backoff(RESTART_DELAY_MIN, RESTART_DELAY_MAX))
 
 
 def describe_status(status: int) -> str:
@@ -174,9 +177,10 @@ class WorkerPool:
                 logger.info("Worker process %d ended (%s)", pid, describe_status(status))
                 continue
             if lived >= HEALTHY_AFTER:
+                slot.restarts.reset()
                 slot.delay = 0.0
             else:
-                slot.delay = min(max(slot.delay * 2, RESTART_DELAY_MIN), RESTART_DELAY_MAX)
+                slot.delay = slot.restarts.next_delay()
             slot.restart_at = time.monotonic() + slot.delay
             logger.error(
                 "Worker process %d died (%s) after %.1fs; starting a replacement in %.1fs",

@@ -11,7 +11,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from channels_core.consumer_sends import pending_message_store
 from channels_core.exceptions import ChannelSocketException, ConsumeLater, DenyConnection
+from channels_core.layers.backoff import Backoff, retry
 from channels_core.layers.contract import supports
 from channels_core.layers.errors import ChannelFull, LayerConfigurationError
 from channels_core.message import Message
@@ -115,7 +117,7 @@ class Worker:
         logger.info(
             "Listening on channels %s (pid %d, %s)", ", ".join(channels), os.getpid(), threading.current_thread().name
         )
-        backoff = _MIN_BACKOFF
+        backoff = Backoff(_MIN_BACKOFF, _MAX_BACKOFF)
         failing_since: float | None = None
         while not self.termed:
             self.in_job = False
@@ -127,6 +129,7 @@ class Worker:
                 raise  # the store refuses the layer's settings: retrying cannot help
             except Exception as exc:
                 self.in_job = False
+                delay = backoff.next_delay()
                 if failing_since is None:
                     failing_since = time.monotonic()
                     logger.error(
@@ -135,17 +138,16 @@ class Worker:
                         exc,
                     )
                 else:
-                    logger.debug("Receiving still fails (%s: %s); retrying in %.2fs", type(exc).__name__, exc, backoff)
+                    logger.debug("Receiving still fails (%s: %s); retrying in %.2fs", type(exc).__name__, exc, delay)
                 self.receive_errors += 1
-                time.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                time.sleep(delay)
                 continue
             if failing_since is not None:
                 logger.warning(
                     "Receiving from the channel layer works again after %.1fs", time.monotonic() - failing_since
                 )
                 failing_since = None
-            backoff = _MIN_BACKOFF
+            backoff.reset()
             # Messages already taken are all handled, even after SIGTERM: they exist nowhere else.
             for channel, content in batch:
                 self.handle(channel, content)
@@ -174,6 +176,9 @@ class Worker:
             logger.error("No route matches a message on %s from %s; check your routing", channel, _client(content))
             return
         consumer, kwargs = match
+        # Explicitly around the consumer, not through the signals: the buffer must not depend on
+        # which receivers are connected or in what order they run.
+        pending_message_store.start()
         try:
             consumer_started.send(sender=self.__class__, environ={})
             consumer(message, **kwargs)
@@ -201,8 +206,10 @@ class Worker:
             self.failures += 1
             self.answer_failure(channel, message)
         finally:
-            # send_robust: one failing receiver (say, closing a broken DB connection) must neither
-            # stop the buffered sends from being flushed nor escape into the loop.
+            # What the consumer sent (then the failure answer) goes out before any receiver runs.
+            pending_message_store.flush()
+            # send_robust: one failing receiver (say, closing a broken DB connection) must not
+            # escape into the loop.
             for receiver, result in consumer_finished.send_robust(sender=self.__class__):
                 if isinstance(result, Exception):
                     logger.error(
@@ -246,12 +253,9 @@ class Worker:
             return
         content = {**content, "__retries__": retries}
         full = getattr(self.channel_layer, "ChannelFull", ChannelFull)
-        for _ in range(_REQUEUE_TRIES):
-            try:
-                self.channel_layer.send(channel, content)
-                return
-            except full:
-                time.sleep(_REQUEUE_DELAY)
+        steady = Backoff(_REQUEUE_DELAY, _REQUEUE_DELAY)
+        if retry(lambda: self.channel_layer.send(channel, content), full, steady, tries=_REQUEUE_TRIES):
+            return
         logger.warning("Dropped a message on %s: the channel stayed full while requeueing it", channel)
 
 

@@ -28,6 +28,7 @@ from typing import Any
 from django.db import close_old_connections, connections, transaction
 from django.utils import timezone
 
+from channels_core.layers.backoff import Backoff
 from channels_core.layers.contract import supports
 from channels_core.layers.errors import ChannelFull, MessageTooLarge
 
@@ -85,6 +86,8 @@ class DelayWorker:
         self.max_wait = float(max_wait if max_wait is not None else getattr(channel_layer, "blocking_timeout", 5.0))
         self.retry_delay = retry_delay
         self.max_retry_delay = max_retry_delay
+        # Milliseconds; a row's own attempt count picks the step, so the wait survives a restart.
+        self._reschedule_delays = Backoff(min(retry_delay, max_retry_delay), max_retry_delay)
         self.max_attempts = max_attempts
         self.ChannelFull = getattr(channel_layer, "ChannelFull", ChannelFull)
         self.MessageTooLarge = getattr(channel_layer, "MessageTooLarge", MessageTooLarge)
@@ -115,25 +118,21 @@ class DelayWorker:
             os.getpid(),
             DelayedMessage.objects.count(),
         )
-        backoff = _MIN_BACKOFF
-        failing = False
+        backoff = Backoff(_MIN_BACKOFF, _MAX_BACKOFF)
         while not self.termed:
             try:
                 self.step()
             except Exception as exc:
-                if not failing:
+                if not backoff.attempts:
                     logger.error("Delay step failed (%s: %s); retrying with backoff", type(exc).__name__, exc)
-                    failing = True
                 else:
                     logger.debug("Delay step still fails (%s: %s)", type(exc).__name__, exc)
                 _reset_database_connections()
-                time.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                time.sleep(backoff.next_delay())
                 continue
-            if failing:
+            if backoff.attempts:
                 logger.warning("Delay server recovered")
-                failing = False
-                backoff = _MIN_BACKOFF
+                backoff.reset()
         self.shutdown()
 
     def step(self) -> None:
@@ -149,7 +148,8 @@ class DelayWorker:
 
     def shutdown(self) -> None:
         """Commit what was taken off asgi.delay; if the database refuses, hand it back to asgi.delay."""
-        for attempt in range(_SHUTDOWN_SAVE_TRIES):
+        backoff = Backoff(_MIN_BACKOFF, _MAX_BACKOFF)
+        for _ in range(_SHUTDOWN_SAVE_TRIES):
             if not self._unsaved:
                 break
             try:
@@ -157,7 +157,7 @@ class DelayWorker:
             except Exception as exc:
                 logger.error("Saving %d delayed messages failed (%s)", len(self._unsaved), exc)
                 _reset_database_connections()
-                time.sleep(_MIN_BACKOFF * 2**attempt)
+                time.sleep(backoff.next_delay())
         if self._unsaved:
             self._hand_back()
         logger.info(
@@ -290,7 +290,7 @@ class DelayWorker:
                 "Dropped delayed message for %s: the channel was full %d times in a row", row.channel_name, row.attempts
             )
             return
-        wait = min(self.retry_delay * 2 ** (row.attempts - 1), self.max_retry_delay)
+        wait = self._reschedule_delays.delay(row.attempts - 1)
         row.due_date = timezone.now() + timedelta(milliseconds=wait)
         row.save(force_insert=True)
         self.rescheduled += 1

@@ -7,9 +7,10 @@
 
 Messages go through the channel layer of the alias (an in-memory one
 inside a `ChannelTestCase`), consumers are found with its router and run
-between the `consumer_started` / `consumer_finished` signals, so sends are
-buffered and flushed exactly as in a worker (database connections are
-left open, as Django's own test client does).
+as a worker runs them: their sends are buffered and flushed when they
+return (`channels_core.consumer_sends`), between the `consumer_started` /
+`consumer_finished` signals (database connections are left open, as
+Django's own test client does).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ from django.apps import apps
 from django.conf import settings
 from django.db import close_old_connections
 
+from .. import DEFAULT_CHANNEL_LAYER
 from ..asgi import channel_layers
-from ..channel import DEFAULT_CHANNEL_LAYER, Group
+from ..channel import Group
+from ..consumer_sends import pending_message_store
 from ..exceptions import ChannelSocketException
 from ..message import Message
 from ..signals import consumer_finished, consumer_started
@@ -79,13 +82,15 @@ class Client:
                 raise AssertionError(f"No route matches the message on {channel!r}: {message.content!r}")
             return None
         consumer, kwargs = match
-        consumer_started.send(sender=self.__class__, environ={})
+        pending_message_store.start()
         try:
+            consumer_started.send(sender=self.__class__, environ={})
             return consumer(message, **kwargs)
         except ChannelSocketException as exc:
             exc.run(message)
             return None
         finally:
+            pending_message_store.flush()
             # Like Django's test client: keep the test's database connection (and transaction) open.
             consumer_finished.disconnect(close_old_connections, dispatch_uid="channels_core.close_old_connections")
             try:

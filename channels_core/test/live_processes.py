@@ -1,22 +1,21 @@
 """The processes `ChannelLiveServerTestCase` starts: `python -m channels_core.test.live_processes ROLE ...`.
 
 Each runs the project's settings with its databases pointed at the test
-databases and its channel layers built from `TEST_CONFIG`, then serves as the
-interface server (`server ALIAS PORT DATABASES_JSON`) or as a worker
-(`worker ALIAS DATABASES_JSON`).
+databases and its channel layers built from `TEST_CONFIG`
+(`channel_layers.use_test_config()`), then serves as the interface server
+(`server ALIAS PORT DATABASES_JSON`) or as a worker (`worker ALIAS
+DATABASES_JSON`).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 
 def main(argv: list[str]) -> int:
     role, alias = argv[0], argv[1]
     databases = json.loads(argv[-1])
-    os.environ["CHANNELS_TEST_CONFIG"] = "1"
     from django.conf import settings
 
     for db_alias, name in databases.items():
@@ -26,12 +25,12 @@ def main(argv: list[str]) -> int:
     django.setup()
     from channels_core.asgi import channel_layers
 
+    channel_layers.use_test_config()
     if role == "server":
-        from channels_core.test import live_layer
         from interface_server.cli import main as server_main
 
-        live_layer.channel_layer = channel_layers[alias].channel_layer
-        return server_main(["channels_core.test.live_layer:channel_layer", "-p", argv[2], "-v", "1"])
+        # The layer object itself is handed over: the server must serve the test layer built here.
+        return server_main(["-p", argv[2], "-v", "1"], layer=channel_layers[alias].channel_layer)
     if role == "worker":
         from django.core.management import call_command
 

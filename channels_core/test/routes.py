@@ -6,10 +6,11 @@ import functools
 import inspect
 from typing import Any
 
-from routing import Router, include
+from routing import include
 
+from .. import DEFAULT_CHANNEL_LAYER
 from ..asgi import channel_layers
-from ..channel import DEFAULT_CHANNEL_LAYER
+from ..routing import router_for
 
 
 class apply_routes:  # noqa: N801  (the Channels 1.x name)
@@ -44,7 +45,7 @@ class apply_routes:  # noqa: N801  (the Channels 1.x name)
             layer = channel_layers[alias]
             saved[alias] = (layer.routing, layer.router)
             layer.routing = routing
-            layer.router = Router(routing)
+            layer.router = router_for(routing)
         self._saved.append(saved)
 
     def exit(self, *exc_info: Any) -> None:

@@ -283,14 +283,33 @@ def test_router_does_not_modify_the_users_list():
     assert len(routes) == 1
 
 
-def test_check_default_appends_fallbacks_after_user_routes():
-    # Router.default_routes is installed by the channels_core app (pytest-django set it up).
-    from channels_core.routing_defaults import accept_connection, null_consumer
+def test_check_default_appends_the_fallbacks_the_router_was_built_with():
+    def fallback(message, **kwargs):
+        pass
+
+    def default_routes(http_consumer):
+        return [route("http.request", http_consumer), route("websocket.connect", fallback)]
+
+    router = Router([route("websocket.connect", consumer_a, path=r"^/mine/$")], default_routes=default_routes)
+    router.check_default(http_consumer=consumer_b)
+    assert router.channels == {"websocket.connect", "http.request"}
+    assert router.match(Msg("websocket.connect", path="/mine/"))[0] is consumer_a
+    assert router.match(Msg("websocket.connect", path="/other/"))[0] is fallback
+    assert router.match(Msg("http.request", path="/"))[0] is consumer_b
+
+
+def test_check_default_without_default_routes_says_how_to_build_the_router():
+    with pytest.raises(RuntimeError, match="router_for"):
+        Router([route("websocket.connect", consumer_a)]).check_default()
+
+
+def test_django_routers_append_the_channels_core_fallbacks_after_user_routes():
+    from channels_core.routing import accept_connection, null_consumer, router_for
 
     def http_consumer(message, **kwargs):
         pass
 
-    router = Router([route("websocket.connect", consumer_a, path=r"^/mine/$")])
+    router = router_for([route("websocket.connect", consumer_a, path=r"^/mine/$")])
     router.check_default(http_consumer=http_consumer)
     assert router.channels == {
         "websocket.connect",

@@ -14,9 +14,10 @@ from collections.abc import Callable
 
 import pytest
 
-from channels_core import message as message_module
+from channels_core import consumer_sends
 from channels_core.asgi import ChannelLayerWrapper
 from channels_core.channel import Channel, Group
+from channels_core.consumer_sends import pending_message_store
 from channels_core.exceptions import (
     ChannelSocketException,
     ConsumeLater,
@@ -24,7 +25,6 @@ from channels_core.exceptions import (
     WebsocketCloseException,
 )
 from channels_core.layers import InMemoryChannelLayer, LayerConnectionError
-from channels_core.message import pending_message_store
 from channels_core.signals import consumer_finished, consumer_started, worker_ready
 from routing import include, route
 from tests.support.waiting import wait_for
@@ -388,6 +388,35 @@ def test_signals_fire_around_every_consumer_and_on_ready():
     assert events == [("ready", "Worker"), *cycle, *cycle]
 
 
+def test_the_worker_buffers_sends_itself_around_the_signals():
+    # Not through signal receivers: which receivers are connected, and in what order, changes nothing.
+    seen_by_receivers = []
+
+    def on_started(sender, **kwargs):
+        seen_by_receivers.append(("started", pending_message_store.active))
+
+    def on_finished(sender, **kwargs):
+        seen_by_receivers.append(("finished", pending_message_store.active))
+
+    def consumer(message, **kwargs):
+        message.reply_channel.send({"text": "one"})
+        assert replies(layer, reply) == []
+        message.reply_channel.send({"text": "two"})
+
+    consumer_started.connect(on_started)
+    consumer_finished.connect(on_finished)
+    try:
+        layer = make_layer([route("websocket.receive", consumer)])
+        reply = new_reply(layer)
+        Worker(layer, signal_handlers=False).handle("websocket.receive", {"reply_channel": reply})
+    finally:
+        consumer_started.disconnect(on_started)
+        consumer_finished.disconnect(on_finished)
+    assert replies(layer, reply) == [{"text": "one"}, {"text": "two"}]
+    # Buffering from before the first receiver; flushed before the first finished receiver.
+    assert seen_by_receivers == [("started", True), ("finished", False)]
+
+
 def test_a_failing_consumer_finished_receiver_neither_stops_the_flush_nor_the_worker(caplog):
     def bad_receiver(sender, **kwargs):
         raise RuntimeError("receiver broke")
@@ -395,11 +424,7 @@ def test_a_failing_consumer_finished_receiver_neither_stops_the_flush_nor_the_wo
     def consumer(message, **kwargs):
         message.reply_channel.send({"text": "ok"})
 
-    # Connected before the flush receiver would be the worst case; order is by connection,
-    # so put it first by reconnecting the store's flush after it.
-    consumer_finished.disconnect(dispatch_uid="channels_core.pending_flush")
     consumer_finished.connect(bad_receiver)
-    consumer_finished.connect(pending_message_store.flush, dispatch_uid="channels_core.pending_flush")
     try:
         layer = make_layer([route("websocket.receive", consumer)])
         reply = new_reply(layer)
@@ -415,7 +440,7 @@ def test_a_failing_consumer_finished_receiver_neither_stops_the_flush_nor_the_wo
 
 
 def test_channel_full_on_flush_is_retried_then_dropped_and_counted(caplog, monkeypatch):
-    monkeypatch.setattr(message_module, "FLUSH_RETRY_SECONDS", 0.3)
+    monkeypatch.setattr(consumer_sends, "FLUSH_RETRY_SECONDS", 0.3)
 
     def consumer(message, **kwargs):
         for n in range(3):
@@ -435,7 +460,7 @@ def test_channel_full_on_flush_is_retried_then_dropped_and_counted(caplog, monke
 
 
 def test_channel_full_on_flush_succeeds_once_the_reader_catches_up(monkeypatch):
-    monkeypatch.setattr(message_module, "FLUSH_RETRY_SECONDS", 3)
+    monkeypatch.setattr(consumer_sends, "FLUSH_RETRY_SECONDS", 3)
 
     def consumer(message, **kwargs):
         for n in range(3):
@@ -461,7 +486,7 @@ def test_channel_full_on_flush_succeeds_once_the_reader_catches_up(monkeypatch):
 
 
 def test_full_reply_channel_does_not_kill_the_running_worker(monkeypatch):
-    monkeypatch.setattr(message_module, "FLUSH_RETRY_SECONDS", 0.1)
+    monkeypatch.setattr(consumer_sends, "FLUSH_RETRY_SECONDS", 0.1)
     handled = []
 
     def consumer(message, **kwargs):
