@@ -35,9 +35,10 @@ from typing import Any
 
 from django.conf import settings
 
+from .consumer_sends import pending_message_store
 from .layers.contract import supports
 from .layers.order_book import DEAD, PARKED, RUN, STALE, STUCK
-from .message import Message, pending_message_store
+from .message import Message
 from .utils import find_message
 
 logger = logging.getLogger("channels_core.ordering")

@@ -57,8 +57,8 @@ class DelayedMessage(models.Model):
     def send(self, channel_layer: Any = None, requeue_delay: float = 1000) -> None:
         """Send now and delete the row; if the channel is full, retry `requeue_delay` ms later (1.x API)."""
         if channel_layer is None:
+            from channels_core import DEFAULT_CHANNEL_LAYER
             from channels_core.asgi import channel_layers
-            from channels_core.channel import DEFAULT_CHANNEL_LAYER
 
             channel_layer = channel_layers[DEFAULT_CHANNEL_LAYER]
         try:

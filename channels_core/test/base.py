@@ -8,8 +8,8 @@ from typing import Any
 
 from django.test import TestCase, TransactionTestCase
 
+from .. import DEFAULT_CHANNEL_LAYER
 from ..asgi import ChannelLayerWrapper, channel_layers
-from ..channel import DEFAULT_CHANNEL_LAYER
 from ..layers import InMemoryChannelLayer
 from ..message import Message
 from .on_commit import run_on_commit_at_once, run_pending

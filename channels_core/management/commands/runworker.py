@@ -8,8 +8,8 @@ from typing import Any
 from django.conf import settings
 from django.core.management import BaseCommand, CommandError
 
+from channels_core import DEFAULT_CHANNEL_LAYER
 from channels_core.asgi import InvalidChannelLayerError, channel_layers
-from channels_core.channel import DEFAULT_CHANNEL_LAYER
 from channels_core.layers.errors import LayerConfigurationError
 from channels_core.signals import worker_process_ready
 

@@ -7,8 +7,8 @@ from typing import Any
 
 from django.core.management import BaseCommand, CommandError
 
+from channels_core import DEFAULT_CHANNEL_LAYER
 from channels_core.asgi import InvalidChannelLayerError, channel_layers
-from channels_core.channel import DEFAULT_CHANNEL_LAYER
 from channels_core.delay.worker import DelayWorker, supports_timed_receive
 from channels_core.management.commands.runworker import _configure_logging
 
