@@ -5,18 +5,23 @@ reply wins and the others are cancelled with CLIENT UNBLOCK. A cancel can
 race with a message arriving: what such a read popped anyway is kept in the
 `Decoder`'s local buffer for the next receive, never dropped. During an
 outage the pop retries with backoff until its own deadline instead of
-raising, so a worker never dies of one.
+raising, so a worker never dies of one. Each pop waits on its socket with
+its own timeout, so a BLPOP never collides with redis-py's `socket_timeout`.
 """
 
 from __future__ import annotations
 
+import math
 import random
+import select
 import threading
 import time
+from collections.abc import Sequence
 
 from ..errors import LayerConnectionError
-from .connection import PendingPop, Shard, wait_any
+from .connection import NETWORK_ERRORS, REFUSED, Shard
 from .decoding import Decoder
+from .redis_py_private import socket_of
 
 _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
@@ -25,6 +30,109 @@ _REPLY_GRACE = 2.0
 
 Plan = list[tuple[Shard, list[bytes]]]
 Popped = tuple[bytes, list[bytes], Shard]
+
+
+class PendingPop:
+    """A blocking pop sent on a connection and not yet answered.
+
+    `count` > 1 uses BLMPOP (Redis 7+: up to `count` elements of the first
+    non-empty list in one round trip); otherwise BLPOP.
+    """
+
+    def __init__(self, shard: Shard, keys: Sequence[bytes], timeout: float, need_id: bool, count: int = 1) -> None:
+        self.shard = shard
+        self.conn = shard.acquire()
+        self.client_id: int | None = None
+        self.error: LayerConnectionError | None = None
+        try:
+            commands: list[tuple] = []
+            if need_id:
+                commands.append(("CLIENT", "ID"))
+            if count > 1 and shard.supports_blmpop:
+                commands.append(("BLMPOP", _format_timeout(timeout), len(keys), *keys, "LEFT", "COUNT", count))
+            else:
+                commands.append(("BLPOP", *keys, _format_timeout(timeout)))
+            self.conn.send_packed_command(self.conn.pack_commands(commands))
+            if need_id:
+                self.client_id = self.conn.read_response()
+        except REFUSED as exc:
+            shard.discard(self.conn)
+            raise shard.refused(exc) from None
+        except NETWORK_ERRORS as exc:
+            shard.discard(self.conn)
+            raise shard.failed(exc) from None
+        except BaseException:
+            shard.discard(self.conn)
+            raise
+
+    def ready(self) -> bool:
+        """True once the reply (or an error) is there to collect with `result`."""
+        if self.error is not None:
+            return True
+        try:
+            return bool(self.conn.can_read(0))
+        except NETWORK_ERRORS as exc:
+            self._fail(exc)
+            return True
+
+    def fileno(self) -> int:
+        sock = socket_of(self.conn)
+        return sock.fileno() if sock is not None else -1
+
+    def wait(self, timeout: float) -> bool:
+        """Block on the socket until the reply arrives or `timeout` passes."""
+        if self.error is not None:
+            return True
+        try:
+            return bool(self.conn.can_read(timeout))
+        except NETWORK_ERRORS as exc:
+            self._fail(exc)
+            return True
+
+    def _fail(self, exc: BaseException) -> None:
+        self.shard.discard(self.conn)
+        self.error = self.shard.failed(exc)
+
+    def result(self) -> tuple[bytes, list[bytes]] | None:
+        """Read the reply (call once it is ready) and give the connection back: (key, elements)."""
+        if self.error is not None:
+            raise self.error
+        try:
+            reply = self.conn.read_response()
+        except NETWORK_ERRORS as exc:
+            self._fail(exc)
+            raise self.error from None
+        except BaseException:
+            self.shard.discard(self.conn)
+            raise
+        self.shard.release(self.conn)
+        self.shard.succeeded()
+        if not reply:
+            return None
+        return (reply[0], reply[1]) if isinstance(reply[1], list) else (reply[0], [reply[1]])
+
+    def abandon(self) -> None:
+        self.shard.discard(self.conn)
+
+
+def _format_timeout(timeout: float) -> int:
+    # Whole seconds: Redis before 6.0 rejects fractional BLPOP timeouts.
+    return max(1, math.ceil(timeout))
+
+
+def wait_any(pending: list[PendingPop], timeout: float) -> list[PendingPop]:
+    """Wait until at least one pending pop has its reply (or `timeout` passes); return those ready."""
+    ready = [p for p in pending if p.ready()]
+    if ready or timeout <= 0:
+        return ready
+    poller = select.poll()
+    for p in pending:
+        fd = p.fileno()
+        if fd < 0:
+            return [p]
+        poller.register(fd, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
+    events = poller.poll(timeout * 1000)
+    return [p for p in pending if p.ready()] if events else []
 
 
 class BlockingPop:

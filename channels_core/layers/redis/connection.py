@@ -1,15 +1,13 @@
-"""Connections to one Redis server: a bounded pool, error translation, blocking pops.
+"""One Redis server as a shard: a bounded pool of connections, error translation, health.
 
 redis-py's own pool raises "Too many connections" once a burst of threads
 exceeds its size (100 by default since redis-py 6); this pool makes callers
-wait for a free connection instead. Blocking reads wait on the socket with
-their own timeout, so a BLPOP never collides with `socket_timeout`.
+wait for a free connection instead. Blocking pops are in `blocking_pop`.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import select
 import threading
@@ -27,11 +25,11 @@ from .scripts import Script
 
 logger = logging.getLogger("channels_core.layers.redis")
 
-_NETWORK_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, OSError)
+NETWORK_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, OSError)
 # Where a command's own error reply is collected separately, these come from connecting (AUTH, SELECT) or
 # from a server that wants a password: the server refuses our settings, retrying cannot help.
 # (AuthenticationError is a ConnectionError: catch these first.)
-_REFUSED = (rexc.AuthenticationError, rexc.ResponseError)
+REFUSED = (rexc.AuthenticationError, rexc.ResponseError)
 MIN_REDIS_VERSION = (5, 0)
 
 
@@ -244,10 +242,10 @@ class Shard:
                 except rexc.ResponseError as exc:
                     error = error or exc
                     replies.append(exc)
-        except _REFUSED as exc:
+        except REFUSED as exc:
             self.discard(conn)
             raise self.refused(exc) from None
-        except _NETWORK_ERRORS as exc:
+        except NETWORK_ERRORS as exc:
             self.discard(conn)
             raise self.failed(exc) from None
         except BaseException:
@@ -308,106 +306,3 @@ def _parse_version(info: Any) -> tuple[int, ...] | None:
                 except ValueError:
                     return None
     return None
-
-
-class PendingPop:
-    """A blocking pop sent on a connection and not yet answered.
-
-    `count` > 1 uses BLMPOP (Redis 7+: up to `count` elements of the first
-    non-empty list in one round trip); otherwise BLPOP.
-    """
-
-    def __init__(self, shard: Shard, keys: Sequence[bytes], timeout: float, need_id: bool, count: int = 1) -> None:
-        self.shard = shard
-        self.conn = shard.acquire()
-        self.client_id: int | None = None
-        self.error: LayerConnectionError | None = None
-        try:
-            commands: list[tuple] = []
-            if need_id:
-                commands.append(("CLIENT", "ID"))
-            if count > 1 and shard.supports_blmpop:
-                commands.append(("BLMPOP", _format_timeout(timeout), len(keys), *keys, "LEFT", "COUNT", count))
-            else:
-                commands.append(("BLPOP", *keys, _format_timeout(timeout)))
-            self.conn.send_packed_command(self.conn.pack_commands(commands))
-            if need_id:
-                self.client_id = self.conn.read_response()
-        except _REFUSED as exc:
-            shard.discard(self.conn)
-            raise shard.refused(exc) from None
-        except _NETWORK_ERRORS as exc:
-            shard.discard(self.conn)
-            raise shard.failed(exc) from None
-        except BaseException:
-            shard.discard(self.conn)
-            raise
-
-    def ready(self) -> bool:
-        """True once the reply (or an error) is there to collect with `result`."""
-        if self.error is not None:
-            return True
-        try:
-            return bool(self.conn.can_read(0))
-        except _NETWORK_ERRORS as exc:
-            self._fail(exc)
-            return True
-
-    def fileno(self) -> int:
-        sock = socket_of(self.conn)
-        return sock.fileno() if sock is not None else -1
-
-    def wait(self, timeout: float) -> bool:
-        """Block on the socket until the reply arrives or `timeout` passes."""
-        if self.error is not None:
-            return True
-        try:
-            return bool(self.conn.can_read(timeout))
-        except _NETWORK_ERRORS as exc:
-            self._fail(exc)
-            return True
-
-    def _fail(self, exc: BaseException) -> None:
-        self.shard.discard(self.conn)
-        self.error = self.shard.failed(exc)
-
-    def result(self) -> tuple[bytes, list[bytes]] | None:
-        """Read the reply (call once it is ready) and give the connection back: (key, elements)."""
-        if self.error is not None:
-            raise self.error
-        try:
-            reply = self.conn.read_response()
-        except _NETWORK_ERRORS as exc:
-            self._fail(exc)
-            raise self.error from None
-        except BaseException:
-            self.shard.discard(self.conn)
-            raise
-        self.shard.release(self.conn)
-        self.shard.succeeded()
-        if not reply:
-            return None
-        return (reply[0], reply[1]) if isinstance(reply[1], list) else (reply[0], [reply[1]])
-
-    def abandon(self) -> None:
-        self.shard.discard(self.conn)
-
-
-def _format_timeout(timeout: float) -> int:
-    # Whole seconds: Redis before 6.0 rejects fractional BLPOP timeouts.
-    return max(1, math.ceil(timeout))
-
-
-def wait_any(pending: list[PendingPop], timeout: float) -> list[PendingPop]:
-    """Wait until at least one pending pop has its reply (or `timeout` passes); return those ready."""
-    ready = [p for p in pending if p.ready()]
-    if ready or timeout <= 0:
-        return ready
-    poller = select.poll()
-    for p in pending:
-        fd = p.fileno()
-        if fd < 0:
-            return [p]
-        poller.register(fd, select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP)
-    events = poller.poll(timeout * 1000)
-    return [p for p in pending if p.ready()] if events else []

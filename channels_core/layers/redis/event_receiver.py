@@ -20,10 +20,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import redis.exceptions as rexc
-
 from ..errors import LayerConnectionError
-from .connection import Shard
+from .connection import NETWORK_ERRORS, Shard
 from .decoding import Decoder
 from .redis_py_private import socket_of
 from .resp import ProtocolError, ReplyError, RespParser
@@ -31,7 +29,7 @@ from .resp import ProtocolError, ReplyError, RespParser
 logger = logging.getLogger("channels_core.layers.redis")
 
 _RECV_SIZE = 256 * 1024
-_NETWORK_ERRORS = (rexc.ConnectionError, rexc.TimeoutError, OSError, ProtocolError)
+_NETWORK_ERRORS = (*NETWORK_ERRORS, ProtocolError)
 _NO_LIMIT = 1 << 30
 
 
