@@ -30,6 +30,7 @@ from django.test import TransactionTestCase
 
 from ..asgi import channel_layers
 from ..channel import DEFAULT_CHANNEL_LAYER
+from ..layers.contract import supports
 
 START_TIMEOUT = 30.0
 
@@ -122,7 +123,7 @@ class ChannelLiveServerTestCase(TransactionTestCase):
             process.stop()
         cls._live_processes = []
         replaced = channel_layers.set(cls.channel_layer_alias, getattr(cls, "_saved_layer", None))
-        if replaced is not None and hasattr(replaced, "flush"):
+        if replaced is not None and supports(replaced, "flush"):
             replaced.flush()
             replaced.channel_layer.close()
 
