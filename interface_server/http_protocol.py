@@ -2,9 +2,11 @@
 
 h11 does the parsing and framing (keep-alive, pipelining answered in order,
 chunked bodies, malformed input), `request_framing` refuses what h11 lets
-through but a proxy in front could read differently; this module only
-moves events between the socket and the channel layer. A WebSocket
-upgrade hands the socket to `ws_protocol.WebSocketProtocol`.
+through but a proxy in front could read differently, and `wire_messages`
+holds the rules (request head -> message, reply message -> status line,
+headers and body); this module only moves events between the socket, h11
+and the channel layer, with the timers and flow control that needs. A
+WebSocket upgrade hands the socket to `ws_protocol.WebSocketProtocol`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
@@ -20,17 +21,24 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 
 from . import socket_write
+from .compat import declared_chunk_size
 from .h11_impl import h11
-from .messages import (
+from .request_framing import MAX_CHUNK_SIZE, FramingError, check_request_framing
+from .wire_messages import (
+    MAX_HEAD_BYTES,
     BadReply,
     BadRequest,
     RequestInfo,
     build_request_info,
+    error_response,
     http_disconnect_message,
     http_request_message,
+    oversized_head,
     parse_response,
+    raw_error_response,
+    reason_phrase,
+    response_output,
 )
-from .request_framing import MAX_CHUNK_SIZE, FramingError, check_request_framing, declared_chunk_size
 from .ws_protocol import make_websocket_factory
 
 if TYPE_CHECKING:
@@ -38,7 +46,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("interface_server.http")
 
-_MAX_HEADER_BYTES = 64 * 1024
 _RETRY_DELAY = 0.05
 
 
@@ -66,7 +73,7 @@ class HTTPProtocol(Protocol):
     def __init__(self, server: Server, websocket_factory: Any) -> None:
         self.server = server
         self.websocket_factory = websocket_factory
-        self.conn: h11.Connection | None = h11.Connection(h11.SERVER, max_incomplete_event_size=_MAX_HEADER_BYTES)
+        self.conn: h11.Connection | None = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD_BYTES)
         self.request: ActiveRequest | None = None
         self.websocket: Any = None
         self.upgrade: tuple[h11.Request, RequestInfo] | None = None
@@ -141,14 +148,9 @@ class HTTPProtocol(Protocol):
                 return
 
     def on_request(self, event: h11.Request) -> None:
-        # h11 only bounds an *incomplete* head; one that arrives whole in a single read
-        # can be any size, so enforce the same limit on complete ones.
-        if len(event.target) > _MAX_HEADER_BYTES:
-            self.respond_error(414, "Request target too long.", close=True)
-            return
-        head_size = len(event.target) + sum(len(name) + len(value) + 4 for name, value in event.headers.raw_items())
-        if head_size > _MAX_HEADER_BYTES:
-            self.respond_error(431, "Request header fields too large.", close=True)
+        too_large = oversized_head(event.target, event.headers.raw_items())
+        if too_large is not None:
+            self.respond_error(*too_large, close=True)
             return
         try:
             check_request_framing(event.http_version, event.headers)
@@ -222,12 +224,9 @@ class HTTPProtocol(Protocol):
         if self.conn is None or self.conn.our_state is not h11.SEND_RESPONSE:
             self.transport.loseConnection()
             return
-        body = f"{status} {text}\n".encode()
-        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
-        if close:
-            headers.append((b"connection", b"close"))
+        headers, body = error_response(status, text, close)
         self.send(
-            h11.Response(status_code=status, headers=headers, reason=_reason(status)),
+            h11.Response(status_code=status, headers=headers, reason=reason_phrase(status)),
             h11.Data(data=body),
             h11.EndOfMessage(),
         )
@@ -252,12 +251,7 @@ class HTTPProtocol(Protocol):
 
     def write_raw_error(self, status: int) -> None:
         """Write a plain error response and close, bypassing h11 (whose state machine may be in error)."""
-        reason = _reason(status)
-        body = b"%d %s\n" % (status, reason)
-        self.transport.write(
-            b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s"
-            % (status, reason, len(body), body)
-        )
+        self.transport.write(raw_error_response(status))
         self.conn = None
         self.transport.loseConnection()
 
@@ -414,27 +408,21 @@ class ActiveRequest:
                 self.fail(500, "The application sent an invalid response.")
             return
         protocol = self.protocol
-        bodyless = self.info.method == "HEAD"
+        output = response_output(part, self.info.method, self.server.server_header)
         events: list[Any] = []
         try:
-            if not self.response_started:
+            if output.status is not None:
                 self.response_started = True
-                self.status = part.status
+                self.status = output.status
                 self.cancel_timeout()
-                headers = part.headers
-                bodyless = bodyless or part.status in (204, 304) or part.status < 200
-                if not part.more_content and not _has_framing(headers) and not bodyless:
-                    headers = headers + [(b"content-length", b"%d" % len(part.content))]
-                if not any(name.lower() == b"server" for name, _ in headers):
-                    headers = headers + [(b"server", self.server.server_header)]
-                events.append(h11.Response(status_code=part.status, headers=headers, reason=_reason(part.status)))
-            if part.content and not bodyless:
-                self.response_size += len(part.content)
-                events.append(h11.Data(data=part.content))
-            if not part.more_content:
+                events.append(h11.Response(status_code=output.status, headers=output.headers, reason=output.reason))
+            if output.body:
+                self.response_size += len(output.body)
+                events.append(h11.Data(data=output.body))
+            if output.end:
                 events.append(h11.EndOfMessage())
             protocol.send(*events)
-            if not part.more_content:
+            if output.end:
                 self.finish()
                 protocol.request_done()
         except h11.LocalProtocolError as exc:
@@ -530,13 +518,6 @@ class ActiveRequest:
             self.server.send_best_effort(self.body_channel, {"closed": True})
 
 
-def _reason(status: int) -> bytes:
-    try:
-        return HTTPStatus(status).phrase.encode("ascii")
-    except ValueError:
-        return b""
-
-
 def _is_websocket_upgrade(event: h11.Request) -> bool:
     if event.method != b"GET":
         return False
@@ -553,7 +534,3 @@ def _content_length(event: h11.Request) -> int | None:
         if name == b"content-length":
             return int(value)
     return 0
-
-
-def _has_framing(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in headers)

@@ -9,13 +9,13 @@ It lets through, and the server refuses here:
 - `Transfer-Encoding` on an HTTP/1.0 request, whose framing RFC 9112 6.1 calls faulty;
 - an HTTP major version other than 1, such as the HTTP/2 connection preface
   `PRI * HTTP/2.0` sent to a plain HTTP/1.1 socket (505);
-- a chunk size over 64 bits (h11 reads up to 20 hex digits).
+- a chunk size over 64 bits (h11 reads up to 20 hex digits; the size
+  declared is read with `compat.declared_chunk_size`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 MAX_CHUNK_SIZE = 2**64 - 1
 
@@ -41,15 +41,3 @@ def check_request_framing(http_version: bytes, headers: Iterable[tuple[bytes, by
             raise FramingError(400, "both Content-Length and Transfer-Encoding (RFC 9112 6.1)")
         if http_version == b"1.0":
             raise FramingError(400, "Transfer-Encoding in an HTTP/1.0 request (RFC 9112 6.1)")
-
-
-def declared_chunk_size(conn: Any, data: bytes) -> int | None:
-    """The size the client declared for the chunk that `data` starts, when h11 exposes it.
-
-    Call it for an `h11.Data` event with `chunk_start`. h11 has no public way to
-    tell; its chunked reader keeps what is left of the chunk, and both the pure
-    and the compiled builds keep it under the same name. None when that changes,
-    and then the body size limit still stops an endless chunk.
-    """
-    remaining = getattr(getattr(conn, "_reader", None), "_bytes_in_chunk", None)
-    return len(data) + remaining if isinstance(remaining, int) else None

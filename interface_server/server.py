@@ -27,6 +27,8 @@ def _random(length: int) -> str:
 
 
 class ReplyHandler(Protocol):
+    """A connection waiting on a reply channel (`ActiveRequest`, `WebSocketProtocol`)."""
+
     def handle_reply(self, message: dict) -> None: ...
 
 
@@ -34,8 +36,10 @@ class Server:
     """Terminates HTTP and WebSocket and turns every event into a channel message.
 
     `channel_layer` is any object with the ASGI 1.0 layer API (`send`,
-    `receive`, `ChannelFull`); replies are read from this process's own
-    `prefix!` channel by a single blocking reader thread.
+    `receive`, `ChannelFull`). Replies are read from this process's own
+    `prefix!` channel by one blocking read always pending (`replies.py`):
+    inside the reactor when the layer offers `event_receiver` (Redis),
+    else in one reader thread.
     """
 
     def __init__(

@@ -8,31 +8,25 @@ load. When the transport's buffers are empty we can `send()` at once, in
 order; whatever the kernel does not take (or any error) goes through
 Twisted's normal path, which buffers it and reports failures as usual.
 Anything that is not a plain TCP transport (TLS, unix sockets) always uses
-the normal path.
+the normal path. Whether anything is queued is Twisted's private state:
+`compat.idle_tcp_socket` reads it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import ITCPTransport
 
-_PLAIN_TCP = tcp.Server
+from .compat import idle_tcp_socket
 
 
 def write(transport: Any, data: bytes) -> None:
     """`transport.write(data)`, sending right away when the transport has nothing queued."""
-    if (
-        type(transport) is _PLAIN_TCP
-        and transport.connected
-        and not transport.disconnecting
-        and not getattr(transport, "_writeDisconnected", True)
-        and not getattr(transport, "_tempDataLen", 1)
-        and transport.offset == len(transport.dataBuffer)
-    ):
+    sock = idle_tcp_socket(transport)
+    if sock is not None:
         try:
-            sent = transport.socket.send(data)
+            sent = sock.send(data)
         except OSError:
             sent = 0  # EAGAIN, or an error Twisted's write path will find and report itself
         if sent == len(data):

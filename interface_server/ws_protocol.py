@@ -14,8 +14,8 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer, reactor
 
-from . import socket_write
-from .messages import (
+from . import compat, socket_write
+from .wire_messages import (
     BadReply,
     RequestInfo,
     websocket_actions,
@@ -51,36 +51,8 @@ def make_websocket_factory(server: Server) -> WebSocketServerFactory:
         # carrying the reason's code (e.g. 1009), not by dropping TCP (seen as 1006).
         failByDrop=False,
     )
-    factory._batched_timer = ExactTimer()
+    compat.use_exact_timers(factory)
     return factory
-
-
-class ExactTimer:
-    """Autobahn's protocol timers (handshake, closing handshake, auto-ping) on plain `reactor.callLater`.
-
-    Autobahn schedules them on a txaio "batched timer" that quantizes every
-    deadline down to a whole second (`int(now + delay)`). A 0.5 s ping
-    interval then fires at once and, as soon as the pong is back, again
-    (thousands of pings a second), a 1 s ping timeout fires after 0-1 s, and
-    the 1 s closing-handshake timeout can drop a client before it had any
-    chance to answer the close frame. This replacement is exact, and costs
-    nothing while no timer is due.
-    """
-
-    def call_later(self, delay: float, func: Any, *args: Any, **kwargs: Any) -> _TimerCall:
-        return _TimerCall(reactor.callLater(max(0.0, delay), func, *args, **kwargs))
-
-
-class _TimerCall:
-    __slots__ = ("call",)
-
-    def __init__(self, call: Any) -> None:
-        self.call = call
-
-    def cancel(self) -> None:
-        # Autobahn may cancel a call that already ran; the batched timer allowed it, Twisted does not.
-        if self.call.active():
-            self.call.cancel()
 
 
 class WebSocketProtocol(WebSocketServerProtocol):
@@ -195,16 +167,14 @@ class WebSocketProtocol(WebSocketServerProtocol):
 
         A group message to a thousand sockets then leaves as it is framed,
         not after the whole batch, and costs no write registration per socket.
-        Chopped, synced and queued writes and octet logging keep Autobahn's path.
+        Chopped, synced and queued writes and octet logging keep Autobahn's
+        path; the Autobahn internals this reads are in `compat`.
         """
-        if chopsize or sync or self.send_queue or self.logOctets:
+        if not compat.autobahn_write_is_plain(self, sync, chopsize):
             super().sendData(data, sync, chopsize)
             return
         socket_write.write(self.transport, data)
-        if self.state == self.STATE_OPEN:
-            self.trafficStats.outgoingOctetsWireLevel += len(data)
-        elif self.state == self.STATE_CONNECTING:
-            self.trafficStats.preopenOutgoingOctetsWireLevel += len(data)
+        compat.autobahn_count_sent(self, len(data))
 
     def _close(self, code: int) -> None:
         """Start the closing handshake with `code`.

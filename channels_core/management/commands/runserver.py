@@ -205,6 +205,7 @@ class Command(RunserverCommand):
         """Start the worker threads, then run the reactor in this thread until it is stopped."""
         from twisted.internet import reactor
 
+        from interface_server.compat import at_threading_exit
         from interface_server.server import Server
 
         _twisted_logging_to_stdlib()
@@ -215,7 +216,7 @@ class Command(RunserverCommand):
         if not in_main_thread:
             # Under the autoreloader the main thread belongs to Django's reloader; when it exits (a file
             # changed, Ctrl-C, SIGTERM) stop the reactor before the interpreter goes down.
-            _at_threading_exit(lambda: _stop_reactor_and_wait(reactor, finished))
+            at_threading_exit(lambda: _stop_reactor_and_wait(reactor, finished))
         failure: list[str] = []
 
         def listening(ports: list) -> None:
@@ -396,20 +397,6 @@ def _twisted_logging_to_stdlib() -> None:
 
     globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
     _twisted_logging_started = True
-
-
-def _at_threading_exit(func: Any) -> None:
-    """Run `func` when the main thread ends, before non-daemon threads are joined (atexit as a fallback)."""
-    register = getattr(threading, "_register_atexit", None)
-    if register is not None:
-        try:
-            register(func)
-            return
-        except RuntimeError:  # the interpreter is already shutting down
-            pass
-    import atexit
-
-    atexit.register(func)
 
 
 def _stop_reactor_and_wait(reactor: Any, finished: threading.Event) -> None:

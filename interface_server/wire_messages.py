@@ -1,8 +1,12 @@
-"""Translation between HTTP/WebSocket events and ASGI 1.0 channel messages.
+"""The translation between wire events (HTTP requests and responses, WebSocket frames) and ASGI 1.0 channel messages.
 
 Pure functions with no I/O and no reactor, so every rule is tested directly:
-request parts -> `http.request` / `websocket.connect` messages, and reply
-messages -> validated response parts or WebSocket actions.
+request parts -> `http.request` / `websocket.connect` messages (and the
+limits on a request head), reply messages -> validated response parts ->
+what goes on the wire (status line, headers with the `Content-Length` and
+`Server` the server adds, body or none), or WebSocket actions.
+`http_protocol` and `ws_protocol` only move these between h11/Autobahn
+and the channel layer.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote, unquote_to_bytes
 
@@ -26,6 +31,24 @@ class BadReply(ValueError):
 
 
 # -- requests ------------------------------------------------------------------------
+
+MAX_HEAD_BYTES = 64 * 1024
+
+
+def oversized_head(target: bytes, raw_headers: Iterable[Header], limit: int = MAX_HEAD_BYTES) -> tuple[int, str] | None:
+    """`(status, text)` to refuse a complete request head over `limit` bytes with, or None.
+
+    h11 only bounds an *incomplete* head (`max_incomplete_event_size`); one
+    that arrives whole in a single read can be any size, so the same limit
+    applies to complete ones: 414 for the target alone, else 431 for the
+    target and the headers (each counted as `name: value` plus CRLF).
+    """
+    if len(target) > limit:
+        return 414, "Request target too long."
+    size = len(target) + sum(len(name) + len(value) + 4 for name, value in raw_headers)
+    if size > limit:
+        return 431, "Request header fields too large."
+    return None
 
 
 def clean_headers(raw: Iterable[tuple[bytes, bytes]]) -> list[list[bytes]]:
@@ -298,6 +321,83 @@ def _field_value(name: bytes, value: bytes) -> bytes:
         )
         raise BadReply(f"header {name!r} contains {what}")
     return value.strip(_OWS)
+
+
+def reason_phrase(status: int) -> bytes:
+    """The standard reason phrase for `status`; empty for a code HTTP does not name."""
+    try:
+        return HTTPStatus(status).phrase.encode("ascii")
+    except ValueError:
+        return b""
+
+
+def forbids_body(method: str, status: int) -> bool:
+    """A response to HEAD, or with a 1xx, 204 or 304 status, carries no body (RFC 9110 6.4.1)."""
+    return method == "HEAD" or status in (204, 304) or status < 200
+
+
+def has_framing(headers: Iterable[Header]) -> bool:
+    """The application framed the body itself (`Content-Length` or `Transfer-Encoding`)."""
+    return any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in headers)
+
+
+@dataclass
+class ResponseOutput:
+    """What one `http.response` message puts on the wire, for h11 to frame.
+
+    `status` is None for a message after the first (the status line is
+    already out); then `headers` and `reason` are empty.
+    """
+
+    status: int | None
+    headers: list[Header]
+    reason: bytes
+    body: bytes
+    end: bool
+
+
+def response_output(part: ResponsePart, method: str, server_header: bytes) -> ResponseOutput:
+    """The status line, headers, body and end of one validated response message.
+
+    The first message (the one with a status) gets a `Content-Length` when
+    it is the whole response, has a body and sets no framing itself (else
+    h11 sends it chunked), and a `Server` header unless the application set
+    one. The content of a response that must have no body is dropped. A
+    later message's content is dropped only for HEAD; a 204 or 304 that
+    streams content in a later message is refused by h11 (the connection
+    closes).
+    """
+    if part.status is None:
+        return ResponseOutput(None, [], b"", b"" if method == "HEAD" else part.content, not part.more_content)
+    bodyless = forbids_body(method, part.status)
+    headers = part.headers
+    if not part.more_content and not has_framing(headers) and not bodyless:
+        headers = headers + [(b"content-length", b"%d" % len(part.content))]
+    if not any(name.lower() == b"server" for name, _ in headers):
+        headers = headers + [(b"server", server_header)]
+    body = b"" if bodyless else part.content
+    return ResponseOutput(part.status, headers, reason_phrase(part.status), body, not part.more_content)
+
+
+def error_response(status: int, text: str, close: bool) -> tuple[list[Header], bytes]:
+    """Headers and body of the server's own plain-text error response (`text` is the explanation)."""
+    body = f"{status} {text}\n".encode()
+    headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"%d" % len(body))]
+    if close:
+        headers.append((b"connection", b"close"))
+    return headers, body
+
+
+def raw_error_response(status: int) -> bytes:
+    """A complete error response that closes the connection, for when h11's state cannot frame one."""
+    reason = reason_phrase(status)
+    body = b"%d %s\n" % (status, reason)
+    return b"HTTP/1.1 %d %s\r\ncontent-type: text/plain\r\ncontent-length: %d\r\nconnection: close\r\n\r\n%s" % (
+        status,
+        reason,
+        len(body),
+        body,
+    )
 
 
 # -- WebSocket replies -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Property-based tests of the request -> message and reply -> action translation (no reactor)."""
+"""Property-based tests of the translation between wire events and channel messages (no reactor, no network)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,22 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from interface_server.messages import (
+from interface_server.wire_messages import (
+    MAX_HEAD_BYTES,
     BadReply,
     BadRequest,
+    ResponsePart,
     apply_proxy_headers,
     build_request_info,
     clean_headers,
+    error_response,
+    forbids_body,
     http_request_message,
+    oversized_head,
     parse_response,
+    raw_error_response,
+    reason_phrase,
+    response_output,
     split_target,
     websocket_actions,
     websocket_connect_message,
@@ -190,6 +198,134 @@ def test_valid_first_responses_parse(status, headers, content, more):
 def test_invalid_responses_are_bad_replies(message, started, error):
     with pytest.raises(BadReply, match=error):
         parse_response(message, started)
+
+
+# -- request head limits -------------------------------------------------------------------
+
+
+def test_a_head_within_the_limit_passes():
+    assert oversized_head(b"/" + b"a" * 100, [(b"host", b"x")]) is None
+
+
+def test_a_target_over_the_limit_is_414():
+    assert oversized_head(b"/" * (MAX_HEAD_BYTES + 1), []) == (414, "Request target too long.")
+
+
+@given(st.integers(0, 40))
+def test_the_head_size_counts_target_and_headers_with_their_separators(slack):
+    # target + (name + value + ": " + CRLF) for each header
+    headers = [(b"x-a", b"v" * 1000)] * 10
+    size = 5 + 10 * (3 + 1000 + 4)
+    assert oversized_head(b"/abcd", headers, limit=size + slack) is None
+    assert oversized_head(b"/abcd", headers, limit=size - 1 - slack) == (431, "Request header fields too large.")
+
+
+# -- reply message -> what goes on the wire ------------------------------------------------
+
+SERVER = b"interface-server"
+METHODS = st.sampled_from(["GET", "POST", "HEAD", "OPTIONS"])
+STATUSES = st.sampled_from([200, 201, 204, 301, 304, 404, 418, 500, 599, 799])
+_FRAMING_NAMES = {"content-length", "transfer-encoding", "server", "connection"}
+
+
+def _first(status, headers=(), content=b"", more=False) -> ResponsePart:
+    return ResponsePart(status, list(headers), content, more)
+
+
+def test_a_whole_response_gets_content_length_and_server():
+    output = response_output(_first(200, [(b"content-type", b"text/plain")], b"hello"), "GET", SERVER)
+    assert (output.status, output.reason, output.body, output.end) == (200, b"OK", b"hello", True)
+    assert output.headers == [(b"content-type", b"text/plain"), (b"content-length", b"5"), (b"server", SERVER)]
+
+
+def test_a_streamed_response_gets_no_content_length():
+    output = response_output(_first(200, [], b"part", more=True), "GET", SERVER)
+    assert output.headers == [(b"server", SERVER)] and output.body == b"part" and not output.end
+
+
+@pytest.mark.parametrize("name", [b"Content-Length", b"transfer-encoding"])
+def test_framing_set_by_the_application_is_kept_alone(name):
+    output = response_output(_first(200, [(name, b"5")], b"hello"), "GET", SERVER)
+    assert [n for n, _ in output.headers] == [name, b"server"]
+
+
+def test_the_applications_server_header_wins():
+    output = response_output(_first(200, [(b"Server", b"mine")], b""), "GET", SERVER)
+    assert output.headers == [(b"Server", b"mine"), (b"content-length", b"0")]
+
+
+@pytest.mark.parametrize("status, method", [(204, "GET"), (304, "GET"), (101, "GET"), (200, "HEAD"), (404, "HEAD")])
+def test_bodyless_responses_drop_their_content_and_get_no_content_length(status, method):
+    output = response_output(_first(status, [], b"dropped"), method, SERVER)
+    assert output.body == b"" and output.end
+    assert output.headers == [(b"server", SERVER)]
+
+
+def test_later_messages_carry_only_body_and_end():
+    later = ResponsePart(None, [], b"more", False)
+    assert response_output(later, "GET", SERVER) == response_output(later, "POST", SERVER)
+    output = response_output(later, "GET", SERVER)
+    assert (output.status, output.headers, output.reason, output.body, output.end) == (None, [], b"", b"more", True)
+    assert response_output(later, "HEAD", SERVER).body == b""
+
+
+@given(METHODS, STATUSES)
+def test_forbids_body_follows_rfc_9110(method, status):
+    assert forbids_body(method, status) == (method == "HEAD" or status in (204, 304) or status < 200)
+
+
+def test_reason_phrases():
+    assert reason_phrase(200) == b"OK"
+    assert reason_phrase(431) == b"Request Header Fields Too Large"
+    assert reason_phrase(799) == b""
+
+
+@given(
+    METHODS.filter(lambda m: m != "HEAD"),
+    st.sampled_from([200, 201, 404, 418, 500]),
+    RESPONSE_HEADERS.map(lambda hs: [(n.encode(), v.encode()) for n, v in hs if n.lower() not in _FRAMING_NAMES]),
+    st.binary(max_size=100),
+)
+def test_h11_frames_a_whole_response_into_what_a_client_reads_back(method, status, headers, content):
+    output = response_output(_first(status, headers, content), method, SERVER)
+    server = h11.Connection(h11.SERVER)
+    server.receive_data(b"%s / HTTP/1.1\r\nhost: x\r\n\r\n" % method.encode())
+    server.next_event()
+    wire = b"".join(
+        server.send(event)
+        for event in (
+            h11.Response(status_code=output.status, headers=output.headers, reason=output.reason),
+            h11.Data(data=output.body),
+            h11.EndOfMessage(),
+        )
+    )
+    client = h11.Connection(h11.CLIENT)
+    client.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
+    client.send(h11.EndOfMessage())
+    client.receive_data(wire)
+    response = client.next_event()
+    assert response.status_code == status
+    received = dict(response.headers.raw_items())
+    assert received[b"content-length"] == b"%d" % len(content)
+    assert received[b"server"] == SERVER
+    body = b""
+    event = client.next_event()
+    while isinstance(event, h11.Data):
+        body += event.data
+        event = client.next_event()
+    assert isinstance(event, h11.EndOfMessage) and body == content
+
+
+def test_the_servers_own_error_responses():
+    assert error_response(413, "Request body too large.", close=True) == (
+        [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", b"28"), (b"connection", b"close")],
+        b"413 Request body too large.\n",
+    )
+    assert error_response(503, "x", close=False)[0][-1] == (b"content-length", b"6")
+    assert raw_error_response(400) == (
+        b"HTTP/1.1 400 Bad Request\r\ncontent-type: text/plain\r\ncontent-length: 16\r\n"
+        b"connection: close\r\n\r\n400 Bad Request\n"
+    )
 
 
 # -- the WebSocket handshake matrix --------------------------------------------------------
