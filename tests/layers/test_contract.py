@@ -101,3 +101,10 @@ def test_the_redis_layer_lists_its_event_receiver():
 def test_an_unknown_extension_name_is_an_error():
     with pytest.raises(ValueError, match="'twisted'.*groups"):
         supports(InMemoryChannelLayer(), "twisted")
+
+
+def test_the_conformance_suite_skips_the_extensions_a_layer_does_not_list():
+    with pytest.raises(pytest.skip.Exception, match="DictLayer does not list statistics"):
+        LayerConformance().test_statistics(layer=DictLayer())
+    with pytest.raises(pytest.skip.Exception, match="groups, statistics"):
+        LayerConformance().test_capacity_group(layer=DictLayer())
