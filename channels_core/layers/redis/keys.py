@@ -15,6 +15,7 @@ script per shard touching only keys of that shard.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Generic, NamedTuple, TypeVar
 
 from .. import names
@@ -36,26 +37,21 @@ class SendTarget(NamedTuple):
     shard: int
 
 
+@dataclass(eq=False)
 class KeyLayout(Generic[S]):
     """Names to keys and keys to shards, for one layer (`S` is the shard type)."""
 
-    def __init__(
-        self,
-        prefix: str,
-        stats_prefix: str,
-        statistics: bool,
-        capacity_rules: CapacityRules,
-        shards: Sequence[S],
-        ring: HashRing,
-    ) -> None:
-        self.prefix = prefix
-        self.stats_prefix = stats_prefix
-        self.statistics = statistics
-        self.capacity_rules = capacity_rules
-        self.shards = shards
-        self.ring = ring
-        self.prefix_bytes = prefix.encode("ascii")
-        self.global_stats_key = (stats_prefix + "#global#").encode("ascii")
+    prefix: str
+    stats_prefix: str
+    statistics: bool
+    """Whether sends also count into the statistics keys."""
+    capacity_rules: CapacityRules
+    shards: Sequence[S]
+    ring: HashRing
+
+    def __post_init__(self) -> None:
+        self.prefix_bytes = self.prefix.encode("ascii")
+        self.global_stats_key = (self.stats_prefix + "#global#").encode("ascii")
         self._targets: dict[str, SendTarget] = {}
         self._plans: dict[tuple[str, ...], list[tuple[S, list[bytes]]]] = {}
 
