@@ -16,12 +16,7 @@ from __future__ import annotations
 
 import json
 import os
-import socket
-import subprocess
 import sys
-import tempfile
-import time
-from pathlib import Path
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -31,49 +26,17 @@ from django.test import TransactionTestCase
 from ..asgi import channel_layers
 from ..channel import DEFAULT_CHANNEL_LAYER
 from ..layers.contract import supports
+from .processes import ChildProcess, free_port
 
 START_TIMEOUT = 30.0
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-class _Process:
-    def __init__(self, label: str, args: list[str]) -> None:
-        self.label = label
-        self.log = tempfile.NamedTemporaryFile(prefix=f"live-{label}-", suffix=".log", delete=False)  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "channels_core.test.live_processes", *args],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)),
-        )
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def wait_for(self, text: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while text not in self.output():
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the live {self.label} exited with {self.process.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the live {self.label} did not start in {START_TIMEOUT}s:\n{self.output()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        self.log.close()
-        os.unlink(self.log.name)
+def _start(label: str, args: list[str]) -> ChildProcess:
+    return ChildProcess(
+        [sys.executable, "-m", "channels_core.test.live_processes", *args],
+        label=f"live-{label}",
+        env=dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p)),
+    )
 
 
 class ChannelLiveServerTestCase(TransactionTestCase):
@@ -85,7 +48,7 @@ class ChannelLiveServerTestCase(TransactionTestCase):
 
     @classmethod
     def setUpClass(cls) -> None:
-        cls._live_processes: list[_Process] = []
+        cls._live_processes: list[ChildProcess] = []
         databases = cls._test_databases()
         layer = channel_layers.make_test_backend(cls.channel_layer_alias)
         if layer.local_only():
@@ -95,16 +58,16 @@ class ChannelLiveServerTestCase(TransactionTestCase):
                 "'channels_core.layers.RedisChannelLayer' (TEST_CONFIG, or else CONFIG, holds its options)"
             )
         cls._saved_layer = channel_layers.set(cls.channel_layer_alias, layer)
-        cls.port = _free_port(cls.host)
+        cls.port = free_port(cls.host)
         try:
             payload = json.dumps(databases)
-            server = _Process("interface-server", ["server", cls.channel_layer_alias, str(cls.port), payload])
+            server = _start("interface-server", ["server", cls.channel_layer_alias, str(cls.port), payload])
             cls._live_processes.append(server)
             for i in range(cls.worker_processes):
-                cls._live_processes.append(_Process(f"worker-{i}", ["worker", cls.channel_layer_alias, payload]))
-            server.wait_for("Listening on")
+                cls._live_processes.append(_start(f"worker-{i}", ["worker", cls.channel_layer_alias, payload]))
+            server.wait_for("Listening on", START_TIMEOUT)
             for worker in cls._live_processes[1:]:
-                worker.wait_for("Listening on channels")
+                worker.wait_for("Listening on channels", START_TIMEOUT)
         except BaseException:
             cls._stop_live()
             raise
@@ -120,7 +83,7 @@ class ChannelLiveServerTestCase(TransactionTestCase):
     @classmethod
     def _stop_live(cls) -> None:
         for process in cls._live_processes:
-            process.stop()
+            process.close()
         cls._live_processes = []
         replaced = channel_layers.set(cls.channel_layer_alias, getattr(cls, "_saved_layer", None))
         if replaced is not None and supports(replaced, "flush"):
@@ -159,4 +122,4 @@ class ChannelLiveServerTestCase(TransactionTestCase):
 
     def live_server_output(self) -> str:
         """What the live processes have logged so far (for assertion messages)."""
-        return "\n".join(f"--- {p.label}\n{p.output()}" for p in self._live_processes)
+        return "\n".join(f"--- {p.label.removeprefix('live-')}\n{p.output()}" for p in self._live_processes)

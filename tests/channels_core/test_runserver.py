@@ -12,7 +12,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 import urllib.error
@@ -23,7 +22,8 @@ import pytest
 from websockets.exceptions import ConnectionClosed
 from websockets.sync.client import connect
 
-from tests.interface_server.harness import ROOT, free_port
+from channels_core.test.processes import ChildProcess, free_port
+from tests.interface_server.harness import ROOT
 from tests.stack.harness import template_database
 from tests.support.redis_server import RedisServer
 
@@ -52,31 +52,25 @@ class RunServer:
         }
         self.args = args
         self.log = tmp_path / f"runserver-{self.port}.log"
-        self.process: subprocess.Popen | None = None
+        self.process: ChildProcess | None = None
 
     def start(self, wait_for: str | None = BANNER) -> RunServer:
-        self.process = subprocess.Popen(
+        self.process = ChildProcess(
             [sys.executable, "-m", "django", "runserver", f"127.0.0.1:{self.port}", *self.args],
+            label="runserver",
             cwd=ROOT,
             env=self.env,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
+            log=self.log,
         )
         if wait_for:
             self.wait_for(wait_for)
         return self
 
     def output(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.process.output()
 
     def wait_for(self, text: str, count: int = 1, timeout: float = START_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while self.output().count(text) < count:
-            if self.process.poll() is not None:
-                raise AssertionError(f"runserver exited with {self.process.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{text!r} not seen {count}x within {timeout}s:\n{self.output()}")
-            time.sleep(0.05)
+        self.process.wait_for(text, timeout, count)
 
     def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
         try:
@@ -91,19 +85,14 @@ class RunServer:
 
     def stop(self, signo: int = signal.SIGTERM, timeout: float = STOP_TIMEOUT) -> int:
         """Send `signo`; return the exit code (fails if the process outlives `timeout`)."""
-        self.process.send_signal(signo)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise AssertionError(
-                f"runserver did not exit within {timeout}s of signal {signo}:\n{self.output()}"
-            ) from None
+        code = self.process.stop(timeout, signo)
+        if self.process.killed:
+            raise AssertionError(f"runserver did not exit within {timeout}s of signal {signo}:\n{self.output()}")
+        return code
 
     def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None:
             self.process.kill()
-            self.process.wait()
 
 
 @pytest.fixture

@@ -4,23 +4,16 @@ from __future__ import annotations
 
 import os
 import re
-import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
+
+from channels_core.test.processes import ChildProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "example"
 START_TIMEOUT = 40.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def procfile(name: str = "Procfile") -> dict[str, str]:
@@ -33,38 +26,16 @@ def procfile(name: str = "Procfile") -> dict[str, str]:
     return entries
 
 
-class Process:
+class Process(ChildProcess):
+    """A command run as a Procfile runner does: through a shell, from the repository root, in its own group."""
+
     def __init__(self, label: str, command: str, env: dict[str, str], log_dir: Path) -> None:
-        self.label = label
-        self.log = log_dir / f"{label}.log"
-        # As a Procfile runner does: the line through a shell, from the repository root.
-        self.process = subprocess.Popen(
-            ["bash", "-c", command],
-            cwd=ROOT,
-            env=env,
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+        super().__init__(
+            ["bash", "-c", command], label=label, cwd=ROOT, env=env, log=log_dir / f"{label}.log", own_group=True
         )
 
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def wait_for(self, text: str) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while text not in self.output():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"{self.label} did not get to {text!r}:\n{self.output()}")
-            time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+    def wait_for(self, text: str, timeout: float = START_TIMEOUT, count: int = 1) -> None:
+        super().wait_for(text, timeout, count)
 
 
 class Example:

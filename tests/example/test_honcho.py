@@ -7,11 +7,11 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 import urllib.request
 from pathlib import Path
 
+from channels_core.test.processes import ChildProcess
 from tests.interface_server.ws_support import ws_connect
 
 from .harness import ROOT, START_TIMEOUT, free_port, procfile
@@ -69,30 +69,26 @@ def test_readme_honcho_recipe_keeps_web_and_worker_running(tmp_path, private_red
     env = dict(os.environ, PORT=str(port), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
     for name in ("DJANGO_SETTINGS_MODULE", "PYTHONPATH", "CHANNELS_PREFIX", "TZ"):  # as in a fresh shell
         env.pop(name, None)
-    log_path = tmp_path / "honcho.log"
-    with log_path.open("w") as log:
-        # The README's line as typed in a shell, but against this test's own Redis server.
-        honcho = subprocess.Popen(
-            ["bash", "-c", command.replace(README_REDIS_URL, private_redis.url)],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    # The README's line as typed in a shell, but against this test's own Redis server.
+    honcho = ChildProcess(
+        ["bash", "-c", command.replace(README_REDIS_URL, private_redis.url)],
+        label="honcho",
+        cwd=ROOT,
+        env=env,
+        log=tmp_path / "honcho.log",
+    )
     started = time.monotonic()
     descendants: set[int] = set()
     try:
         url = f"http://127.0.0.1:{port}"
-        while f"Listening on tcp:port={port}:" not in log_path.read_text():
-            assert honcho.poll() is None and time.monotonic() - started < START_TIMEOUT, log_path.read_text()
-            time.sleep(0.1)
+        honcho.wait_for(f"Listening on tcp:port={port}:", START_TIMEOUT)
         with urllib.request.urlopen(url + "/", timeout=10) as response:
             assert response.status == 200
         chat_round_trip(url, "first")
 
         time.sleep(max(0.0, STAYS_UP - (time.monotonic() - started)))
-        output = log_path.read_text()
-        assert honcho.poll() is None and "stopped" not in output and "SIGTERM" not in output, output
+        output = honcho.output()
+        assert honcho.alive() and "stopped" not in output and "SIGTERM" not in output, output
         descendants = pids_below(honcho.pid)
         commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ") for pid in descendants)
         assert "interface-server" in commands and "runworker" in commands, commands
@@ -105,16 +101,11 @@ def test_readme_honcho_recipe_keeps_web_and_worker_running(tmp_path, private_red
         deadline = time.monotonic() + 5
         while any(alive(pid) for pid in descendants) and time.monotonic() < deadline:
             time.sleep(0.1)
-        assert [pid for pid in descendants if alive(pid)] == [], log_path.read_text()
+        assert [pid for pid in descendants if alive(pid)] == [], honcho.output()
     finally:
-        if honcho.poll() is None:
+        if honcho.alive():
             descendants |= pids_below(honcho.pid)
-            honcho.send_signal(signal.SIGTERM)
-            try:
-                honcho.wait(30)
-            except subprocess.TimeoutExpired:
-                honcho.kill()
-                honcho.wait()
+            honcho.stop(timeout=30)
         for pid in descendants:
             if alive(pid):
                 os.kill(pid, signal.SIGKILL)

@@ -6,11 +6,9 @@ import http.client
 import json
 import os
 import re
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -19,14 +17,10 @@ from typing import Any
 
 import h11
 
+from channels_core.test.processes import ChildProcess, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 15.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class ServerProcess:
@@ -46,8 +40,7 @@ class ServerProcess:
         if listen and not any(a in ("-u", "--unix-socket", "-e", "--endpoint", "--fd") for a in self.args):
             self.args = ["-p", str(self.port)] + self.args
         self.env = dict(os.environ, PYTHONPATH=str(ROOT), **(env or {}))
-        self.log = tempfile.NamedTemporaryFile(prefix="interface-server-", suffix=".log", delete=False)
-        self.process: subprocess.Popen | None = None
+        self.process: ChildProcess | None = None
 
     @property
     def url(self) -> str:
@@ -58,25 +51,18 @@ class ServerProcess:
         return f"ws://127.0.0.1:{self.port}"
 
     def start(self, wait_for: str = "Listening on", pass_fds: tuple[int, ...] = ()) -> ServerProcess:
-        self.process = subprocess.Popen(
+        self.process = ChildProcess(
             [sys.executable, "-m", "interface_server", self.layer_path, *self.args],
+            label="interface-server",
             cwd=ROOT,
             env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
             pass_fds=pass_fds,
         )
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if wait_for in self.output():
-                return self
-            if self.process.poll() is not None:
-                raise RuntimeError(f"interface-server exited with {self.process.returncode}:\n{self.output()}")
-            time.sleep(0.02)
-        raise RuntimeError(f"interface-server did not start within {START_TIMEOUT}s:\n{self.output()}")
+        self.process.wait_for(wait_for, START_TIMEOUT)
+        return self
 
     def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
+        return self.process.output() if self.process else ""
 
     def reply_prefix(self) -> str:
         match = re.search(r"Replies arrive on (\S+!)", self.output())
@@ -90,25 +76,18 @@ class ServerProcess:
         raise RuntimeError("no VmRSS")
 
     def terminate(self, timeout: float = 15.0) -> int:
-        """SIGTERM and wait; returns the exit code."""
-        if self.process is None or self.process.poll() is not None:
-            return self.process.returncode if self.process else 0
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            raise
+        """SIGTERM and wait; returns the exit code (`subprocess.TimeoutExpired` if it had to be killed)."""
+        if self.process is None:
+            return 0
+        code = self.process.stop(timeout)
+        if self.process.killed:
+            raise subprocess.TimeoutExpired(self.process.process.args, timeout)
+        return code
 
     def stop(self) -> None:
-        try:
-            self.terminate(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
-        finally:
-            self.log.close()
-            Path(self.log.name).unlink(missing_ok=True)
+        if self.process is not None:
+            self.process.stop(timeout=10)
+            self.process.close()
 
 
 def layer_env(prefix: str, **options) -> dict[str, str]:

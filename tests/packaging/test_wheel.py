@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.redis_server import free_port
+from channels_core.test.processes import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("channels_core", "routing", "worker", "interface_server")

@@ -8,9 +8,9 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from channels_core.test.processes import ChildProcess
 from tests.interface_server.harness import ROOT, ServerProcess
 
 SETTINGS = "tests.project.settings"
@@ -44,8 +44,7 @@ class Stack:
             **(extra_env or {}),
         }
         self.server: ServerProcess | None = None
-        self.workers: list[subprocess.Popen] = []
-        self.worker_logs: list[Path] = []
+        self.workers: list[ChildProcess] = []
         self.tmp_path = tmp_path
 
     # -- processes -------------------------------------------------------------------
@@ -54,30 +53,22 @@ class Stack:
         self.server = ServerProcess("tests.project.asgi:channel_layer", list(args), env=self.env).start()
         return self.server
 
-    def start_worker(self, *args: str, wait: bool = True) -> subprocess.Popen:
+    def start_worker(self, *args: str, wait: bool = True) -> ChildProcess:
         """`manage.py runworker ARGS`; waits until it listens (its log says so) unless `wait` is False."""
-        log = self.tmp_path / f"worker-{len(self.workers)}.log"
-        self.worker_logs.append(log)
-        process = subprocess.Popen(
+        process = ChildProcess(
             [sys.executable, "-m", "django", "runworker", *args],
+            label="runworker",
             cwd=ROOT,
             env=dict(os.environ, PYTHONPATH=str(ROOT), **self.env),
-            stdout=log.open("w"),
-            stderr=subprocess.STDOUT,
+            log=self.tmp_path / f"worker-{len(self.workers)}.log",
         )
         self.workers.append(process)
         if wait:
-            deadline = time.monotonic() + 20
-            while "Listening on channels" not in log.read_text():
-                if process.poll() is not None:
-                    raise RuntimeError(f"runworker exited with {process.returncode}:\n{log.read_text()}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"runworker did not start:\n{log.read_text()}")
-                time.sleep(0.05)
+            process.wait_for("Listening on channels", timeout=20)
         return process
 
     def worker_output(self, index: int = 0) -> str:
-        return self.worker_logs[index].read_text()
+        return self.workers[index].output()
 
     def manage(self, *args: str) -> subprocess.CompletedProcess:
         """Run another management command against this stack's settings and database."""
@@ -92,14 +83,9 @@ class Stack:
 
     def stop(self) -> None:
         for process in self.workers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
+            process.send_signal(signal.SIGTERM)  # all at once: each drains its consumers in parallel
         for process in self.workers:
-            try:
-                process.wait(15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            process.wait_or_kill()
         if self.server is not None:
             self.server.stop()
 

@@ -9,24 +9,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import tempfile
 import time
 from typing import Self
 
 import redis
 
+from channels_core.test.processes import ChildProcess, free_port
+
 START_TIMEOUT = 10.0
 STOP_GRACE = 5.0
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class RedisServer:
@@ -40,7 +33,7 @@ class RedisServer:
         self.port = port or free_port()
         self.dir = tempfile.mkdtemp(prefix="redis-test-")
         self.logfile = os.path.join(self.dir, "redis.log")
-        self.process: subprocess.Popen | None = None
+        self.process: ChildProcess | None = None
 
     @property
     def url(self) -> str:
@@ -78,16 +71,13 @@ class RedisServer:
             self.logfile,
             *self.extra_args,
         ]
-        self.process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        self.process = ChildProcess(args, label=f"redis-server-{self.port}")
         deadline = time.monotonic() + START_TIMEOUT
         while True:
             if self.process.poll() is not None:
-                stderr = self.process.stderr.read().decode("utf8", "replace") if self.process.stderr else ""
-                self.process.stderr and self.process.stderr.close()
-                self.process = None
-                raise RuntimeError(f"redis-server on port {self.port} exited at start: {stderr}{self._log_tail()}")
+                output = self.process.output()
+                self._reap()
+                raise RuntimeError(f"redis-server on port {self.port} exited at start: {output}{self._log_tail()}")
             if self.ping():
                 return
             if time.monotonic() > deadline:
@@ -110,22 +100,14 @@ class RedisServer:
         """SIGTERM, then SIGKILL if it is still running after 5 s; waits for the process."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(STOP_GRACE)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.process.stop(STOP_GRACE)
         self._reap()
 
     def kill(self) -> None:
         """SIGKILL: the server vanishes at once, like a crash; waits for the process."""
         if self.process is None:
             return
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        self.process.kill()
         self._reap()
 
     def restart(self) -> None:
@@ -150,8 +132,8 @@ class RedisServer:
             shutil.rmtree(self.dir, ignore_errors=True)
 
     def _reap(self) -> None:
-        if self.process is not None and self.process.stderr is not None:
-            self.process.stderr.close()
+        if self.process is not None:
+            self.process.close()
         self.process = None
 
     def _log_tail(self) -> str:

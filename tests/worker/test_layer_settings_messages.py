@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.redis_server import RedisServer, free_port
+from channels_core.test.processes import free_port
+from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "example"
