@@ -11,6 +11,7 @@ extension (`@needs(...)`) are skipped for a layer that does not list it.
 from __future__ import annotations
 
 import functools
+import inspect
 import threading
 import time
 
@@ -55,6 +56,19 @@ class LayerConformance:
             methods = [m for m in members(protocol) if callable(getattr(protocol, m, None))]
             has = [m for m in methods if callable(getattr(layer, m, None))]
             assert not has or name in listed, f"has {has} of extension {name!r} but does not list it"
+
+    def test_methods_take_the_arguments_of_the_contract(self, layer):
+        protocols = [ChannelLayer] + [EXTENSIONS[name] for name in layer.extensions]
+        for protocol in protocols:
+            for name in members(protocol):
+                wanted = getattr(protocol, name, None)
+                if not callable(wanted):
+                    continue
+                params = inspect.signature(getattr(layer, name)).parameters
+                if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+                    continue
+                missing = [p for p in list(inspect.signature(wanted).parameters)[1:] if p not in params]
+                assert not missing, f"{name}() lacks {missing} of {protocol.__name__}"
 
     # -- sending and receiving ------------------------------------------------
 

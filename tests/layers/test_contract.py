@@ -108,3 +108,12 @@ def test_the_conformance_suite_skips_the_extensions_a_layer_does_not_list():
         LayerConformance().test_statistics(layer=DictLayer())
     with pytest.raises(pytest.skip.Exception, match="groups, statistics"):
         LayerConformance().test_capacity_group(layer=DictLayer())
+
+
+def test_the_conformance_suite_checks_the_arguments_of_extension_methods():
+    class UntimedBatches(InMemoryChannelLayer):
+        def receive_batch(self, channels, max_messages=100, block=False):
+            return super().receive_batch(channels, max_messages, block)
+
+    with pytest.raises(AssertionError, match=r"receive_batch\(\) lacks \['timeout'\] of BatchExtension"):
+        LayerConformance().test_methods_take_the_arguments_of_the_contract(UntimedBatches())
