@@ -25,8 +25,8 @@ from .redis_py_private import socket_of
 
 _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 1.0
-# A server answers a blocking pop within its timeout plus its 100 ms timer tick; allow for a slow network.
-_REPLY_GRACE = 2.0
+# How long after its timeout a blocking pop may still be answered: the server's 100 ms timer tick and a slow network.
+REPLY_GRACE = 2.0
 
 Plan = list[tuple[Shard, list[bytes]]]
 Popped = tuple[bytes, list[bytes], Shard]
@@ -182,7 +182,7 @@ class BlockingPop:
         if len(keys) > 1:
             keys = random.sample(keys, len(keys))
         pending = PendingPop(shard, keys, timeout, need_id=False, count=count)
-        if not pending.wait(timeout + _REPLY_GRACE):
+        if not pending.wait(timeout + REPLY_GRACE):
             pending.abandon()
             return None
         reply = pending.result()
@@ -206,7 +206,7 @@ class BlockingPop:
         if not pending:
             raise error or LayerConnectionError("no Redis server reachable")
         winner = None
-        end = time.monotonic() + timeout + (0.0 if exact else _REPLY_GRACE)
+        end = time.monotonic() + timeout + (0.0 if exact else REPLY_GRACE)
         try:
             while pending and winner is None:
                 ready = wait_any(pending, end - time.monotonic())
@@ -241,7 +241,7 @@ def _cancel(pending: PendingPop) -> tuple[bytes, list[bytes]] | None:
     except LayerConnectionError:
         pending.abandon()
         return None
-    if not pending.wait(_REPLY_GRACE):
+    if not pending.wait(REPLY_GRACE):
         pending.abandon()
         return None
     try:

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ..errors import LayerConnectionError
+from .blocking_pop import REPLY_GRACE
 from .connection import NETWORK_ERRORS, Shard
 from .decoding import Decoder
 from .redis_py_private import socket_of
@@ -97,8 +98,7 @@ class EventReceiver:
         else:
             command = ("BLPOP", *self.keys, self.timeout)
         self._conn.send_packed_command(self._conn.pack_commands([command]), check_health=False)
-        # The server answers within `timeout`; allow for its 100 ms timer tick and a slow network.
-        self.deadline = time.monotonic() + self.timeout + 2.0
+        self.deadline = time.monotonic() + self.timeout + REPLY_GRACE
 
     def read(self) -> list[tuple[str, dict]]:
         """Call when `fileno()` is readable: the messages that arrived, after sending the next pop."""
