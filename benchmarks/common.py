@@ -1,22 +1,13 @@
-"""Helpers every benchmark script uses: ports, child processes, WebSocket clients, percentiles."""
+"""Helpers every benchmark script uses: options, WebSocket clients, percentiles, the stop signal.
+
+The server benchmarks' processes, ports and run bookkeeping are in `harness.py`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
 import os
-import signal
-import socket
 import statistics
-
-_PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ws_connect(url: str):
@@ -25,12 +16,6 @@ def ws_connect(url: str):
     return connect(
         url, compression=None, ping_interval=None, proxy=None, open_timeout=60, close_timeout=10, max_queue=None
     )
-
-
-def die_with_parent() -> None:
-    """preexec_fn: SIGTERM the child if this process dies (even by SIGKILL)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def terminate(signum, frame) -> None:
@@ -43,6 +28,8 @@ def millis(value: float) -> str:
 
 
 def percentile(samples: list[float], pct: int) -> float:
+    if len(samples) == 1:
+        return samples[0]
     return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
 
 

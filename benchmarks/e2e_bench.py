@@ -47,11 +47,8 @@ import asyncio
 import contextlib
 import importlib.util
 import os
-import re
 import resource
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -61,13 +58,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
-
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-sys.path[:0] = [str(ROOT), str(BENCH_DIR)]
-
-from common import benchmark_parser, die_with_parent, free_port, terminate, ws_connect  # noqa: E402
-from report import Row, mark, print_table  # noqa: E402
+from common import benchmark_parser, millis, percentile, ws_connect
+from harness import (
+    BENCH_DIR,
+    ROOT,
+    Child,
+    RawPair,
+    Run,
+    Target,
+    echo_against_raw_pair,
+    execute,
+    free_port,
+    http_get,
+    load_average,
+    raise_fd_limit,
+    run_wrk,
+    stop_on_signals,
+)
 
 SETTINGS = "tests.project.settings"
 LAYER_PATH = "tests.project.asgi:channel_layer"
@@ -99,121 +106,11 @@ FULL = Sizes(http_seconds=10, http_warmup=2, http_rounds=2, echo_messages=1000, 
 QUICK = Sizes(http_seconds=3, http_warmup=1, http_rounds=1, echo_messages=200, sockets=200, broadcasts=5)
 
 
-@dataclass(frozen=True)
-class Target:
-    bound: float
-    at_least: bool = False
-
-    def met(self, value: float) -> bool:
-        return value >= self.bound if self.at_least else value <= self.bound
-
-    def __str__(self) -> str:
-        return f"{'>=' if self.at_least else '<='} {self.bound:g}"
-
-
-@dataclass
-class Run:
-    args: argparse.Namespace
-    sizes: Sizes
-    prefix: str
-    env: dict[str, str]
-    client: redis.Redis
-    children: list[Child] = field(default_factory=list)
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def row(self, row: Row) -> Row:
-        self.rows.append(row)
-        print(
-            f"  {row.measure}: {row.ours}"
-            + (f" (baseline {row.baseline}, ratio {row.ratio})" if row.baseline != "-" else "")
-            + f"  target {row.target}{mark(row)}",
-            flush=True,
-        )
-        return row
-
-
-def compare(run: Run, measure: str, ours: float, base: float, fmt, target: Target | None) -> Row:
-    ratio = ours / base
-    return run.row(
-        Row(measure, fmt(ours), fmt(base), f"{ratio:.2f}", str(target) if target else "-", target and target.met(ratio))
-    )
-
-
-def figure(run: Run, measure: str, ours: str, target: str = "-", met: bool | None = None) -> Row:
-    return run.row(Row(measure, ours, "-", "-", target, met))
-
-
-def percentile(samples: list[float], pct: int) -> float:
-    if len(samples) == 1:
-        return samples[0]
-    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1]
-
-
-def millis(value: float) -> str:
-    return f"{value * 1e3:.2f} ms"
-
-
 def rate(value: float) -> str:
     return f"{value:,.0f} req/s"
 
 
 # -- child processes ---------------------------------------------------------------------------------
-
-
-class Child:
-    """A subprocess with its output in a temporary file, stopped by SIGTERM then SIGKILL."""
-
-    def __init__(self, run: Run, label: str, argv: list[str], env: dict[str, str] | None = None) -> None:
-        self.label = label
-        self.log = tempfile.NamedTemporaryFile(prefix=f"e2e-{label}-", suffix=".log", delete=False)  # noqa: SIM115
-        self.process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=env if env is not None else run.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-        self.pid = self.process.pid
-        run.children.append(self)
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def wait_for(self, text: str | None = None, port: int | None = None) -> None:
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"{self.label} exited with {self.process.returncode}:\n{self.output()}")
-            if text is not None and text in self.output():
-                return
-            if port is not None:
-                with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                    return
-            time.sleep(0.05)
-        raise RuntimeError(f"{self.label} did not start within {START_TIMEOUT}s:\n{self.output()}")
-
-    def stop(self, timeout: float = 15.0) -> int | None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                print(f"  {self.label} (pid {self.pid}) ignored SIGTERM for {timeout}s: killing it")
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def discard_log(self) -> None:
-        self.log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
 
 
 def child_pids(parent: int) -> list[int]:
@@ -262,9 +159,9 @@ class Ours(Side):
             Child(run, f"runworker-{i + 1}", [sys.executable, "-m", "django", "runworker", *WORKER_ARGS])
             for i in range(WORKERS)
         ]
-        self.server.wait_for(port=self.port)
+        self.server.wait_for_port(self.port, timeout=START_TIMEOUT)
         for worker in self.workers:
-            worker.wait_for("Listening on channels")
+            worker.wait_for("Listening on channels", START_TIMEOUT)
 
     def processes(self) -> dict[str, int]:
         return {"interface-server": self.server.pid, **{w.label: w.pid for w in self.workers}}
@@ -293,7 +190,7 @@ class Gunicorn(Side):
         if any("--no-control-socket" in (s.cli or []) for s in KNOWN_SETTINGS):
             argv.append("--no-control-socket")  # gunicorn >= 24 would otherwise create ~/.gunicorn/gunicorn.ctl
         self.master = Child(run, "gunicorn", [*argv, "e2e_wsgi:application"])
-        self.master.wait_for(port=self.port)
+        self.master.wait_for_port(self.port, timeout=START_TIMEOUT)
         deadline = time.monotonic() + START_TIMEOUT
         while len(child_pids(self.master.pid)) < WORKERS:
             if time.monotonic() > deadline:
@@ -319,52 +216,6 @@ def redis_pid(client: redis.Redis) -> int | None:
 # -- 1: HTTP ----------------------------------------------------------------------------------------------
 
 
-def http_get(port: int, path: str = "/") -> tuple[int, bytes, bool]:
-    """One keep-alive GET: status, body, and whether the server closed the connection after it."""
-    with socket.create_connection(("127.0.0.1", port), timeout=RECV_TIMEOUT) as sock:
-        sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        data = b""
-        while b"\r\n\r\n" not in data and (chunk := sock.recv(65536)):
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = re.search(rb"\r\ncontent-length:\s*(\d+)", head, re.I)
-        while length and len(body) < int(length.group(1)) and (chunk := sock.recv(65536)):
-            body += chunk
-        closes = re.search(rb"\r\nconnection:\s*close", head, re.I) is not None
-    return int(head.split()[1]), body, closes
-
-
-_WRK_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
-
-
-def run_wrk(port: int, seconds: int, echo: bool = True) -> dict:
-    argv = [
-        "wrk",
-        f"-t{WRK_THREADS}",
-        f"-c{HTTP_CONNECTIONS}",
-        f"-d{seconds}s",
-        "--latency",
-        "--timeout",
-        "10s",
-        f"http://127.0.0.1:{port}/",
-    ]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    if echo:
-        print("    " + "\n    ".join(out.rstrip().splitlines()[2:]))
-    found = re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
-    lat = {int(p): float(v) * _WRK_UNITS[u] for p, v, u in found}
-    done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {
-        "requests": int(done.group(1)),
-        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": lat[50],
-        "p99": lat[99],
-        "bad": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
-    }
-
-
 def measure_side(side: Side, seconds: int, redis_server: int | None) -> dict:
     """One wrk run against `side`, with the CPU every process involved spent during it."""
     pids = dict(side.processes())
@@ -372,7 +223,7 @@ def measure_side(side: Side, seconds: int, redis_server: int | None) -> dict:
         pids["redis-server"] = redis_server
     before = {label: cpu_seconds(pid) for label, pid in pids.items()}
     wrk_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    result = run_wrk(side.port, seconds)
+    result = run_wrk(side.port, seconds, WRK_THREADS, HTTP_CONNECTIONS)
     wrk_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = {}
     for label, pid in pids.items():
@@ -422,7 +273,7 @@ def bench_http(run: Run, ours: Ours, gunicorn: Gunicorn | None) -> None:
             )
     for side in sides:
         print(f"  warm-up {side.name} ({sizes.http_warmup} s)", flush=True)
-        run_wrk(side.port, sizes.http_warmup, echo=False)
+        run_wrk(side.port, sizes.http_warmup, WRK_THREADS, HTTP_CONNECTIONS, echo=False)
     redis_server = redis_pid(run.client)
     results: dict[str, list[dict]] = {side.name: [] for side in sides}
     for rnd in range(sizes.http_rounds):
@@ -449,45 +300,26 @@ def bench_http(run: Run, ours: Ours, gunicorn: Gunicorn | None) -> None:
     total = sum(r["requests"] for r in results["ours"])
     how = f"mean of {sizes.http_rounds} runs"
     if gunicorn:
-        compare(
-            run,
+        run.compare(
             f"HTTP req/s, {how} (vs gunicorn)",
             mean("ours", "rate"),
             mean("gunicorn", "rate"),
             rate,
             Target(0.5, at_least=True),
         )
-        compare(run, "HTTP p50 (vs gunicorn)", mean("ours", "p50"), mean("gunicorn", "p50"), millis, Target(3))
-        compare(run, "HTTP p99 (vs gunicorn)", mean("ours", "p99"), mean("gunicorn", "p99"), millis, None)
+        run.compare("HTTP p50 (vs gunicorn)", mean("ours", "p50"), mean("gunicorn", "p50"), millis, Target(3))
+        run.compare("HTTP p99 (vs gunicorn)", mean("ours", "p99"), mean("gunicorn", "p99"), millis, None)
         gbad = sum(r["bad"] for r in results["gunicorn"])
         gtotal = sum(r["requests"] for r in results["gunicorn"])
         print(f"  gunicorn: {gbad} errors or non-2xx of {gtotal:,} requests")
     else:
-        figure(run, f"HTTP req/s, {how} (gunicorn skipped)", rate(mean("ours", "rate")), ">= 0.5x gunicorn", None)
-        figure(run, "HTTP p50 (gunicorn skipped)", millis(mean("ours", "p50")), "<= 3x gunicorn", None)
-        figure(run, "HTTP p99", millis(mean("ours", "p99")))
-    figure(run, "HTTP errors or non-2xx (ours)", f"{bad} of {total:,}", "0", bad == 0)
+        run.figure(f"HTTP req/s, {how} (gunicorn skipped)", rate(mean("ours", "rate")), ">= 0.5x gunicorn", None)
+        run.figure("HTTP p50 (gunicorn skipped)", millis(mean("ours", "p50")), "<= 3x gunicorn", None)
+        run.figure("HTTP p99", millis(mean("ours", "p99")))
+    run.figure("HTTP errors or non-2xx (ours)", f"{bad} of {total:,}", "0", bad == 0)
 
 
 # -- 2: WebSocket echo against the raw Redis pair ----------------------------------------------------------
-
-
-def run_raw_echo(url: str, ping: str, pong: str) -> None:
-    """Side B of the raw pair: BLPOP a ping, LPUSH back the monotonic time it arrived."""
-    parent = os.getppid()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    client = redis.Redis.from_url(url)
-    try:
-        while os.getppid() == parent:
-            got = client.blpop([ping], timeout=1)
-            arrived = time.perf_counter()
-            if got is None:
-                continue
-            if got[1] == b"stop":
-                break
-            client.lpush(pong, repr(arrived).encode().ljust(MESSAGE_SIZE, b" "))
-    finally:
-        client.close()
 
 
 async def bench_echo(run: Run, ours: Ours) -> None:
@@ -497,65 +329,9 @@ async def bench_echo(run: Run, ours: Ours) -> None:
         f" {MESSAGE_SIZE}-byte messages, taking turns with a raw Redis LPUSH/BLPOP pair",
         flush=True,
     )
-    ping, pong = run.prefix + "raw:ping", run.prefix + "raw:pong"
-    raw_echo = Child(
-        run,
-        "raw-echo",
-        [
-            sys.executable,
-            __file__,
-            "--role",
-            "raw-echo",
-            "--redis-url",
-            run.args.redis_url,
-            "--ping",
-            ping,
-            "--pong",
-            pong,
-        ],
-        dict(os.environ),
-    )
-    raw = redis.Redis.from_url(run.args.redis_url)
-    value = b"x" * MESSAGE_SIZE
-
-    def raw_round_trip() -> tuple[float, float]:
-        start = time.perf_counter()
-        raw.lpush(ping, value)
-        got = raw.blpop([pong], timeout=RECV_TIMEOUT)
-        end = time.perf_counter()
-        if got is None:
-            raise RuntimeError("the raw pair's pong did not come back")
-        return float(got[1]) - start, end - start
-
-    ours_rtt: list[float] = []
-    one_way: list[float] = []
-    raw_rtt: list[float] = []
-    try:
-        async with ws_connect(f"ws://127.0.0.1:{ours.port}/ws/echo/") as ws:
-
-            async def round_trip(i: int) -> float:
-                text = f"{i}:".ljust(MESSAGE_SIZE, "x")
-                start = time.perf_counter()
-                await ws.send(text)
-                got = await asyncio.wait_for(ws.recv(), RECV_TIMEOUT)
-                took = time.perf_counter() - start
-                if got != text:
-                    raise RuntimeError(f"message {i} came back as {got[:40]!r}")
-                return took
-
-            for i in range(WARMUP):
-                await round_trip(-i - 1)
-                raw_round_trip()
-            for i in range(n):
-                ours_rtt.append(await round_trip(i))
-                a_to_b, rtt = raw_round_trip()
-                one_way.append(a_to_b)
-                raw_rtt.append(rtt)
-    finally:
-        with contextlib.suppress(Exception):
-            raw.lpush(ping, b"stop")
-        raw.close()
-        raw_echo.stop()
+    with RawPair(run, MESSAGE_SIZE) as raw:
+        times = await echo_against_raw_pair(raw, f"ws://127.0.0.1:{ours.port}/ws/echo/", n, WARMUP, MESSAGE_SIZE)
+    ours_rtt, one_way, raw_rtt = times.echo, times.raw_one_way, times.raw_round_trip
     p50, p99 = percentile(ours_rtt, 50), percentile(ours_rtt, 99)
     print(
         f"  raw pair ONE WAY A->B (LPUSH -> BLPOP, one hop): p50 {millis(percentile(one_way, 50))},"
@@ -571,9 +347,9 @@ async def bench_echo(run: Run, ours: Ours) -> None:
         " baseline used for the target: the raw pair's ROUND TRIP, as the echo crosses Redis twice"
         " (websocket.receive to a worker, the reply back to the server)"
     )
-    compare(run, "WS echo RTT p50 (vs raw pair RTT p50)", p50, percentile(raw_rtt, 50), millis, Target(4))
-    compare(run, "WS echo RTT p99 (vs raw pair RTT p99)", p99, percentile(raw_rtt, 99), millis, None)
-    figure(run, "raw pair one way A->B p50 (info)", millis(percentile(one_way, 50)))
+    run.compare("WS echo RTT p50 (vs raw pair RTT p50)", p50, percentile(raw_rtt, 50), millis, Target(4))
+    run.compare("WS echo RTT p99 (vs raw pair RTT p99)", p99, percentile(raw_rtt, 99), millis, None)
+    run.figure("raw pair one way A->B p50 (info)", millis(percentile(one_way, 50)))
 
 
 # -- 3: group broadcast to many sockets -----------------------------------------------------------------------
@@ -685,8 +461,7 @@ async def bench_broadcast(run: Run, ours: Ours) -> None:
         )
         members = len(layer.group_channels(GROUP))
         print(f"  Group({GROUP!r}) has {members:,} live members (layer.group_channels)")
-        figure(
-            run,
+        run.figure(
             "broadcast: sockets connected and in the group",
             f"{len(sockets):,} / {members:,}",
             f"{n:,} / {n:,}",
@@ -742,7 +517,7 @@ async def bench_broadcast(run: Run, ours: Ours) -> None:
         dup = sum(r.duplicates for r in done)
         print(f"  sent {label}: {len(done)} rounds, {len(complete)} complete, {lost} messages lost, {dup} duplicates")
         if not complete:
-            figure(run, f"broadcast {kind}: messages lost", f"{lost} of {expected * len(done):,}", "0", False)
+            run.figure(f"broadcast {kind}: messages lost", f"{lost} of {expected * len(done):,}", "0", False)
             continue
         last = [r.last - r.started for r in complete]
         first = [r.first - r.started for r in complete]
@@ -757,16 +532,14 @@ async def bench_broadcast(run: Run, ours: Ours) -> None:
             f" max {millis(max(last))}; CPU this (client) process used per round: p50 {millis(percentile(cpu, 50))}"
         )
         short = "consumer" if kind == "consumer" else "benchmark process (not a consumer)"
-        figure(run, f"broadcast by {short}: to last of {expected:,} p50", millis(percentile(last, 50)))
-        figure(
-            run,
+        run.figure(f"broadcast by {short}: to last of {expected:,} p50", millis(percentile(last, 50)))
+        run.figure(
             f"broadcast by {short}: to last of {expected:,} p99",
             millis(percentile(last, 99)),
             "<= 100 ms" if kind == "consumer" else "-",
             percentile(last, 99) <= 0.1 if kind == "consumer" else None,
         )
-        figure(
-            run,
+        run.figure(
             f"broadcast by {short}: messages lost",
             f"{lost} of {expected * len(done):,}",
             "0",
@@ -780,16 +553,6 @@ async def bench_broadcast(run: Run, ours: Ours) -> None:
 
 
 # -- main ----------------------------------------------------------------------------------------------------------
-
-
-def raise_fd_limit(wanted: int) -> str:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        print(f"WARNING: open-files limit {soft} < {wanted}: the broadcast test may fail (raise ulimit -n)")
-    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
 
 
 def migrated_database(env: dict[str, str], directory: str) -> str:
@@ -855,23 +618,6 @@ async def run_all(run: Run) -> None:
     report_logs(run)
 
 
-def cleanup(run: Run, failed: bool) -> None:
-    for child in reversed(run.children):
-        try:
-            code = child.stop()
-        except Exception as exc:
-            print(f"  could not stop {child.label} (pid {child.pid}): {exc}")
-            code = None
-        output = child.output().strip()
-        if (failed or code not in (0, None, -signal.SIGTERM)) and output:
-            print(f"--- last output of {child.label} (pid {child.pid}, exit code {code}):")
-            print("\n".join(output.splitlines()[-15:]))
-        child.discard_log()
-    left = list(run.client.scan_iter(match=run.prefix + "*", count=1000))
-    if left:
-        run.client.unlink(*left)
-
-
 def parse_args() -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "a smaller, shorter run")
     parser.add_argument("--rounds", type=int, help="HTTP rounds per side (default 2, 1 with --quick)")
@@ -881,26 +627,19 @@ def parse_args() -> argparse.Namespace:
         choices=["http", "echo", "broadcast"],
         help="run only this part (repeatable; default: all three)",
     )
-    parser.add_argument("--role", choices=["main", "raw-echo"], default="main", help=argparse.SUPPRESS)
-    parser.add_argument("--ping", help=argparse.SUPPRESS)
-    parser.add_argument("--pong", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
-    if args.role == "raw-echo":
-        run_raw_echo(args.redis_url, args.ping, args.pong)
-        return 0
     if not shutil.which("wrk"):
         print("wrk is not installed: this benchmark needs it for the HTTP part")
         return 2
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, terminate)
+    stop_on_signals()
     sizes = QUICK if args.quick else FULL
     if args.rounds:
         sizes = Sizes(**{**sizes.__dict__, "http_rounds": args.rounds})
-    limit = raise_fd_limit(sizes.sockets + 500)
+    limit = raise_fd_limit(sizes.sockets + 500, "the broadcast test")
     prefix = f"e2ebench{os.getpid()}:"
     tmp = tempfile.mkdtemp(prefix="e2e-bench-")
     pythonpath = os.pathsep.join([str(ROOT), str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
@@ -912,36 +651,27 @@ def main() -> int:
         TEST_LAYER_PREFIX=prefix,
     )
     client = redis.Redis.from_url(args.redis_url)
-    run = Run(args, sizes, prefix, env, client)
+    run = Run(args, sizes, prefix, client, env=env)
     import django
     import websockets
 
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min) before the run")
+    print(f"{load_average()} before the run")
     print(
         f"Redis {client.info('server')['redis_version']} at {args.redis_url}, key prefix {prefix!r},"
         f" {'quick' if args.quick else 'full'} run; {os.cpu_count()} CPUs; open-files limit {limit};"
         f" Python {sys.version.split()[0]}, Django {django.__version__}, websockets {websockets.__version__}",
         flush=True,
     )
-    failed = True
-    try:
+
+    def work() -> None:
         env["TEST_DB_PATH"] = migrated_database(env, tmp)
         asyncio.run(run_all(run))
-        failed = False
-    except KeyboardInterrupt:
-        print("\nInterrupted: stopping every process started here", flush=True)
-        return 130
-    finally:
-        cleanup(run, failed)
+
+    def teardown() -> None:
         client.close()
         shutil.rmtree(tmp, ignore_errors=True)
-    print_table(run.rows, "gunicorn / raw Redis")
-    print(f"\nload average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min) after the run")
-    for note in run.notes:
-        print(f"NOTE: {note}")
-    missed = sum(r.met is False for r in run.rows)
-    print(f"\n{missed} target(s) MISSED" if missed else "\nAll targets met")
-    return 0
+
+    return execute(run, work, "gunicorn / raw Redis", teardown)
 
 
 if __name__ == "__main__":

@@ -41,36 +41,37 @@ import contextlib
 import json
 import os
 import re
-import resource
 import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import redis
-from common import benchmark_parser, die_with_parent, free_port, millis, percentile, terminate, ws_connect
-from report import Row, mark, print_table
-
-BENCH_DIR = Path(__file__).resolve().parent
-ROOT = BENCH_DIR.parent
-sys.path[:0] = [str(ROOT), str(BENCH_DIR)]
-
-from interface_bench_layer import (  # noqa: E402
-    NAME_ENV,
-    OPTIONS_ENV,
-    PREFIX_ENV,
-    URL_ENV,
-    make_layer,
+from common import benchmark_parser, millis, percentile, ws_connect
+from harness import (
+    BENCH_DIR,
+    ROOT,
+    Child,
+    RawPair,
+    Run,
+    Target,
+    echo_against_raw_pair,
+    execute,
+    free_port,
+    http_get,
+    load_average,
+    raise_fd_limit,
+    run_wrk,
+    stop_on_signals,
 )
+from interface_bench_layer import NAME_ENV, OPTIONS_ENV, PREFIX_ENV, URL_ENV, make_layer
 
 LAYER_PATH = "interface_bench_layer:channel_layer"
 LAYER_OPTIONS = {"capacity": 10_000}  # 2,000 sockets connect at once: the default 100 would 503 them
@@ -102,86 +103,6 @@ FULL = Sizes(sequential=2000, clients=50, per_client=200, http_seconds=10, idle_
 QUICK = Sizes(sequential=300, clients=50, per_client=40, http_seconds=3, idle_sockets=500, idle_hold=5)
 
 
-@dataclass(frozen=True)
-class Target:
-    """A bound on a figure (or a ratio): `at_least` for rates, else for times and sizes."""
-
-    bound: float
-    at_least: bool = False
-
-    def met(self, value: float) -> bool:
-        return value >= self.bound if self.at_least else value <= self.bound
-
-    def __str__(self) -> str:
-        return f"{'>=' if self.at_least else '<='} {self.bound:g}"
-
-
-@dataclass
-class Run:
-    args: argparse.Namespace
-    sizes: Sizes
-    prefix: str
-    client: redis.Redis
-    children: list[Child] = field(default_factory=list)
-    rows: list[Row] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    def row(self, row: Row) -> Row:
-        self.rows.append(row)
-        print(
-            f"  {row.measure}: {row.ours}"
-            + (f" (baseline {row.baseline}, ratio {row.ratio})" if row.baseline != "-" else "")
-            + f"  target {row.target}{mark(row)}",
-            flush=True,
-        )
-        return row
-
-
-# -- child processes -------------------------------------------------------------------------------
-
-
-class Child:
-    """A subprocess with its output in a temporary file, stopped by SIGTERM then SIGKILL."""
-
-    def __init__(self, run: Run, label: str, argv: list[str], env: dict[str, str]) -> None:
-        self.label = label
-        self.log = tempfile.NamedTemporaryFile(prefix=f"ibench-{label}-", suffix=".log", delete=False)  # noqa: SIM115
-        self.process = subprocess.Popen(
-            argv,
-            cwd=ROOT,
-            env=env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-        self.pid = self.process.pid
-        run.children.append(self)
-
-    def output(self) -> str:
-        return Path(self.log.name).read_text(errors="replace")
-
-    def alive(self) -> bool:
-        return self.process.poll() is None
-
-    def stop(self, timeout: float = 10.0) -> int | None:
-        if self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                print(f"  {self.label} (pid {self.pid}) ignored SIGTERM for {timeout}s: killing it")
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
-    def discard_log(self) -> None:
-        self.log.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self.log.name)
-
-
 def child_env(run: Run, name: str) -> dict[str, str]:
     pythonpath = os.pathsep.join([str(ROOT), str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return dict(
@@ -196,14 +117,7 @@ class Server(Child):
         self.port = free_port()
         argv = [sys.executable, "-m", "interface_server", LAYER_PATH, "-p", str(self.port), "-v", "0"]
         super().__init__(run, "interface-server", argv, child_env(run, SERVER_NAME))
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if not self.alive():
-                raise RuntimeError(f"interface-server exited with {self.process.returncode}:\n{self.output()}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                return
-            time.sleep(0.05)
-        raise RuntimeError(f"interface-server did not listen within {START_TIMEOUT}s:\n{self.output()}")
+        self.wait_for_port(self.port, timeout=START_TIMEOUT)
 
     @property
     def ws_url(self) -> str:
@@ -305,33 +219,7 @@ def run_echo_app(url: str, prefix: str, read: str) -> None:
         layer.close()
 
 
-def run_raw_echo(url: str, ping: str, pong: str) -> None:
-    """Side B of the raw Redis pair: BLPOP a ping, LPUSH it back as the pong."""
-    parent = os.getppid()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    client = redis.Redis.from_url(url, client_name=RAW_NAME)
-    try:
-        while os.getppid() == parent:
-            got = client.blpop([ping], timeout=1)
-            if got is None:
-                continue
-            if got[1] == b"stop":
-                break
-            client.lpush(pong, got[1])
-    finally:
-        client.close()
-
-
 # -- statistics and reporting ------------------------------------------------------------------------
-
-
-def compare(run: Run, measure: str, ours: float, base: float, fmt: Callable[[float], str], target: Target) -> Row:
-    ratio = ours / base
-    return run.row(Row(measure, fmt(ours), fmt(base), f"{ratio:.2f}", str(target), target.met(ratio)))
-
-
-def figure(run: Run, measure: str, ours: str, target: str = "-", met: bool | None = None) -> Row:
-    return run.row(Row(measure, ours, "-", "-", target, met))
 
 
 def text_message(tag: str) -> str:
@@ -348,62 +236,9 @@ async def bench_sequential(run: Run, server: Server) -> None:
         f" taking turns with a raw Redis LPUSH/BLPOP pair",
         flush=True,
     )
-    ping, pong = run.prefix + "raw:ping", run.prefix + "raw:pong"
-    raw_echo = Child(
-        run,
-        "raw-echo",
-        [
-            sys.executable,
-            __file__,
-            "--role",
-            "raw-echo",
-            "--redis-url",
-            run.args.redis_url,
-            "--ping",
-            ping,
-            "--pong",
-            pong,
-        ],
-        dict(os.environ),
-    )
-    raw = redis.Redis.from_url(run.args.redis_url, client_name=MAIN_NAME)
-    value = b"x" * MESSAGE_SIZE
-
-    def raw_round_trip() -> float:
-        start = time.perf_counter()
-        raw.lpush(ping, value)
-        got = raw.blpop([pong], timeout=RECV_TIMEOUT)
-        took = time.perf_counter() - start
-        if got is None or got[1] != value:
-            raise RuntimeError(f"the raw pair's pong came back as {got!r}")
-        return took
-
-    ours: list[float] = []
-    base: list[float] = []
-    try:
-        async with ws_connect(server.ws_url) as ws:
-
-            async def round_trip(i: int) -> float:
-                text = text_message(str(i))
-                start = time.perf_counter()
-                await ws.send(text)
-                got = await asyncio.wait_for(ws.recv(), RECV_TIMEOUT)
-                took = time.perf_counter() - start
-                if got != text:
-                    raise RuntimeError(f"message {i} came back as {got[:40]!r}")
-                return took
-
-            for i in range(WARMUP):
-                await round_trip(-i - 1)
-                raw_round_trip()
-            for i in range(n):
-                ours.append(await round_trip(i))
-                base.append(raw_round_trip())
-    finally:
-        with contextlib.suppress(Exception):
-            raw.lpush(ping, b"stop")
-        raw.close()
-        raw_echo.stop()
+    with RawPair(run, MESSAGE_SIZE, name=MAIN_NAME, partner_name=RAW_NAME) as raw:
+        times = await echo_against_raw_pair(raw, server.ws_url, n, WARMUP, MESSAGE_SIZE)
+    ours, base = times.echo, times.raw_round_trip
     raw_p50, raw_p99 = percentile(base, 50), percentile(base, 99)
     print(
         f"  raw pair: round trip p50 {millis(raw_p50)}, p99 {millis(raw_p99)};"
@@ -417,8 +252,8 @@ async def bench_sequential(run: Run, server: Server) -> None:
         f"  ours: mean {millis(statistics.fmean(ours))}, max {millis(max(ours))};"
         f" raw: mean {millis(statistics.fmean(base))}, max {millis(max(base))}"
     )
-    compare(run, "WS echo RTT p50 (vs raw pair RTT p50)", percentile(ours, 50), raw_p50, millis, Target(3))
-    compare(run, "WS echo RTT p99 (vs raw pair RTT p99)", percentile(ours, 99), raw_p99, millis, Target(10))
+    run.compare("WS echo RTT p50 (vs raw pair RTT p50)", percentile(ours, 50), raw_p50, millis, Target(3))
+    run.compare("WS echo RTT p99 (vs raw pair RTT p99)", percentile(ours, 99), raw_p99, millis, Target(10))
 
 
 # -- 2: concurrent clients ---------------------------------------------------------------------------------
@@ -470,61 +305,18 @@ async def bench_concurrent(run: Run, server: Server) -> None:
     if len(mismatches) > 20:
         print(f"  ... and {len(mismatches) - 20} more mismatches")
     wrong = sum("sent " in m for m in mismatches)
-    figure(
-        run,
+    run.figure(
         f"WS {clients}x{per_client}: echoes received / lost / wrong-or-out-of-order",
         f"{received}/{total} / {lost} / {wrong}",
         f"{total}/{total} / 0 / 0",
         received == total and not mismatches,
     )
-    figure(run, f"WS {clients}x{per_client}: RTT p50", millis(percentile(latencies, 50)))
-    figure(run, f"WS {clients}x{per_client}: RTT p99", millis(percentile(latencies, 99)))
-    figure(run, f"WS {clients}x{per_client}: throughput", f"{received / elapsed:,.0f} msg/s")
+    run.figure(f"WS {clients}x{per_client}: RTT p50", millis(percentile(latencies, 50)))
+    run.figure(f"WS {clients}x{per_client}: RTT p99", millis(percentile(latencies, 99)))
+    run.figure(f"WS {clients}x{per_client}: throughput", f"{received / elapsed:,.0f} msg/s")
 
 
 # -- 3: HTTP -------------------------------------------------------------------------------------------------
-
-
-def http_get(port: int) -> tuple[int, bytes]:
-    """One plain GET / (a sanity check before the load)."""
-    with socket.create_connection(("127.0.0.1", port), timeout=RECV_TIMEOUT) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n")
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body
-
-
-_WRK_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0}
-
-
-def run_wrk(port: int, seconds: int) -> dict:
-    argv = [
-        "wrk",
-        "-t1",
-        f"-c{HTTP_CONNECTIONS}",
-        f"-d{seconds}s",
-        "--latency",
-        "--timeout",
-        "10s",
-        f"http://127.0.0.1:{port}/",
-    ]
-    out = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60, check=True).stdout
-    print("  " + "\n  ".join(out.rstrip().splitlines()))
-    found = re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
-    lat = {int(p): float(v) * _WRK_UNITS[u] for p, v, u in found}
-    done = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)", out)
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    return {
-        "client": "wrk -t1 -c50",
-        "requests": int(done.group(1)),
-        "rate": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": lat[50],
-        "p99": lat[99],
-        "bad": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
-    }
 
 
 async def run_asyncio_http(port: int, seconds: int) -> dict:
@@ -571,15 +363,18 @@ async def bench_http(run: Run, server: Server) -> None:
         f" ({'wrk' if use_wrk else 'asyncio client'})",
         flush=True,
     )
-    status, body = http_get(server.port)
+    status, body, _ = http_get(server.port)
     if (status, body) != (200, b"OK"):
         raise RuntimeError(f"GET / answered {status} {body[:100]!r}, not 200 'OK'")
-    result = run_wrk(server.port, seconds) if use_wrk else await run_asyncio_http(server.port, seconds)
+    if use_wrk:
+        result = run_wrk(server.port, seconds, 1, HTTP_CONNECTIONS)
+    else:
+        result = await run_asyncio_http(server.port, seconds)
     print(f"  client: {result['client']}; {result['requests']:,} requests, {result['bad']} errors or non-2xx")
-    figure(run, "HTTP requests/s (50 keep-alive)", f"{result['rate']:,.0f} req/s")
-    figure(run, "HTTP p50", millis(result["p50"]))
-    figure(run, "HTTP p99", millis(result["p99"]))
-    figure(run, "HTTP errors or non-2xx", f"{result['bad']} of {result['requests']:,}", "0", result["bad"] == 0)
+    run.figure("HTTP requests/s (50 keep-alive)", f"{result['rate']:,.0f} req/s")
+    run.figure("HTTP p50", millis(result["p50"]))
+    run.figure("HTTP p99", millis(result["p99"]))
+    run.figure("HTTP errors or non-2xx", f"{result['bad']} of {result['requests']:,}", "0", result["bad"] == 0)
 
 
 # -- 4: idle sockets ---------------------------------------------------------------------------------------------
@@ -724,10 +519,10 @@ async def bench_idle(run: Run, server: Server) -> None:
         f"  KB per socket: {per_socket_open:.1f} right after opening, {per_socket:.1f} at the end of the hold"
         " (the table uses the latter)"
     )
-    figure(run, f"idle WS: server RSS per socket ({n:,} open)", f"{per_socket:.1f} KB", "<= 16 KB", per_socket <= 16)
-    figure(run, f"idle WS: server RSS idle -> {n:,} open", f"{rss_idle / 1024:.1f} -> {rss_held / 1024:.1f} MiB")
-    figure(
-        run, f"idle WS: sockets still open after {hold:g} s", f"{still_open:,}/{n:,}", f"{n:,}/{n:,}", still_open == n
+    run.figure(f"idle WS: server RSS per socket ({n:,} open)", f"{per_socket:.1f} KB", "<= 16 KB", per_socket <= 16)
+    run.figure(f"idle WS: server RSS idle -> {n:,} open", f"{rss_idle / 1024:.1f} -> {rss_held / 1024:.1f} MiB")
+    run.figure(
+        f"idle WS: sockets still open after {hold:g} s", f"{still_open:,}/{n:,}", f"{n:,}/{n:,}", still_open == n
     )
     rate = top_level / held
     print(
@@ -736,8 +531,7 @@ async def bench_idle(run: Run, server: Server) -> None:
             f"{s.removeprefix('ibench-')} {k.upper()} x{c}" for (s, k), c in sorted(by_sender.items()) if s in loop
         )
     )
-    figure(
-        run,
+    run.figure(
         f"idle WS: Redis cmds from server+app in {held:.0f} s hold",
         f"{top_level} ({rate:.2f}/s)",
         f"blocking reads only, <= {MAX_IDLE_CALLS_PER_S:g}/s",
@@ -769,16 +563,6 @@ def source_fingerprint() -> str:
         head, dirty = "?", ""
     changes = " + uncommitted changes" if dirty else ""
     return f"git {head or '?'}{changes}, interface_server/*.py sha1 {digest.hexdigest()[:12]}"
-
-
-def raise_fd_limit(wanted: int) -> str:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft != resource.RLIM_INFINITY and soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-        soft = hard
-    if soft != resource.RLIM_INFINITY and soft < wanted:
-        print(f"WARNING: open-files limit {soft} < {wanted}: the idle-socket test may fail (raise ulimit -n)")
-    return "unlimited" if soft == resource.RLIM_INFINITY else str(soft)
 
 
 def server_problems(server: Server) -> list[str]:
@@ -822,24 +606,6 @@ def report_server_log(run: Run, server: Server) -> None:
             print(f"    {line}")
 
 
-def cleanup(run: Run, layer, failed: bool) -> None:
-    for child in reversed(run.children):
-        try:
-            child.stop()
-        except Exception as exc:
-            print(f"  could not stop {child.label} (pid {child.pid}): {exc}")
-        output = child.output().strip()
-        if failed and output:
-            print(f"--- last output of {child.label} (pid {child.pid}, exit code {child.process.returncode}):")
-            print("\n".join(output.splitlines()[-15:]))
-        child.discard_log()
-    layer.flush()
-    left = list(run.client.scan_iter(match=run.prefix + "*", count=1000))
-    if left:
-        run.client.unlink(*left)
-    layer.close()
-
-
 def parse_args() -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "a smaller, shorter run")
     parser.add_argument(
@@ -854,10 +620,8 @@ def parse_args() -> argparse.Namespace:
         default="batch",
         help="how the echo app reads: receive_batch(..., 100, block=True) (default) or receive(..., block=True)",
     )
-    parser.add_argument("--role", choices=["main", "echo-app", "raw-echo"], default="main", help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=["main", "echo-app"], default="main", help=argparse.SUPPRESS)
     parser.add_argument("--prefix", help=argparse.SUPPRESS)
-    parser.add_argument("--ping", help=argparse.SUPPRESS)
-    parser.add_argument("--pong", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -866,20 +630,16 @@ def main() -> int:
     if args.role == "echo-app":
         run_echo_app(args.redis_url, args.prefix, args.app_read)
         return 0
-    if args.role == "raw-echo":
-        run_raw_echo(args.redis_url, args.ping, args.pong)
-        return 0
-    signal.signal(signal.SIGTERM, terminate)
-    signal.signal(signal.SIGINT, terminate)  # also when started with SIGINT ignored; asyncio leaves it alone
+    stop_on_signals()
     sizes = QUICK if args.quick else FULL
-    limit = raise_fd_limit(sizes.idle_sockets + 200)
+    limit = raise_fd_limit(sizes.idle_sockets + 200, "the idle-socket test")
     prefix = f"ibench{os.getpid()}:"
     client = redis.Redis.from_url(args.redis_url, client_name=MAIN_NAME)
     layer = make_layer(args.redis_url, prefix, MAIN_NAME, LAYER_OPTIONS)
     run = Run(args, sizes, prefix, client)
     import websockets
 
-    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min) before the run")
+    print(f"{load_average()} before the run")
     print(
         f"Redis {client.info('server')['redis_version']} at {args.redis_url}, key prefix {prefix!r},"
         f" {'quick' if args.quick else 'full'} run; {os.cpu_count()} CPUs; open-files limit {limit}"
@@ -888,23 +648,13 @@ def main() -> int:
     )
     print(f"interface-server code: {source_fingerprint()}", flush=True)
     layer.flush()
-    failed = True
-    try:
-        asyncio.run(run_all(run))
-        failed = False
-    except KeyboardInterrupt:
-        print("\nInterrupted: stopping every process started here", flush=True)
-        return 130
-    finally:
-        cleanup(run, layer, failed)
+
+    def teardown() -> None:
+        layer.flush()
+        layer.close()
         client.close()
-    print_table(run.rows)
-    print(f"\nload average {' '.join(f'{x:.2f}' for x in os.getloadavg())} (1/5/15 min) after the run")
-    for note in run.notes:
-        print(f"NOTE: {note}")
-    missed = sum(r.met is False for r in run.rows)
-    print(f"\n{missed} target(s) MISSED" if missed else "\nAll targets met")
-    return 0
+
+    return execute(run, lambda: asyncio.run(run_all(run)), "baseline", teardown)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from typing import Any
 
 import redis
 from common import benchmark_parser, millis, percentile
-from report import Row, mark, print_table
+from report import Row, Target, mark, print_table, print_verdict
 
 from channels_core.layers.redis import RedisChannelLayer
 
@@ -76,20 +76,6 @@ class Context:
 
     def raw_key(self, name: str) -> str:
         return raw_prefix(self.prefix) + name
-
-
-@dataclass(frozen=True)
-class Target:
-    """A bound on the ratio ours / raw: `at_least` for rates, else for times."""
-
-    bound: float
-    at_least: bool
-
-    def met(self, ratio: float) -> bool:
-        return ratio >= self.bound if self.at_least else ratio <= self.bound
-
-    def __str__(self) -> str:
-        return f"{'>=' if self.at_least else '<='} {self.bound:g}"
 
 
 # -- setup -----------------------------------------------------------------------
@@ -463,8 +449,7 @@ def main() -> int:
         layer.close()
         client.close()
     print_table(rows, "raw floor")
-    missed = sum(r.met is False for r in rows)
-    print(f"\n{missed} target(s) MISSED" if missed else "\nAll targets met")
+    print_verdict(rows)
     return 0
 
 

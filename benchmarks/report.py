@@ -1,8 +1,22 @@
-"""The result table every benchmark prints: figure, baseline, ratio, target, MISSED."""
+"""The result table every benchmark prints: figure, baseline, ratio, target, MISSED; and the targets."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    """A bound on a figure or a ratio: `at_least` for rates, else (times, sizes) an upper bound."""
+
+    bound: float
+    at_least: bool = False
+
+    def met(self, value: float) -> bool:
+        return value >= self.bound if self.at_least else value <= self.bound
+
+    def __str__(self) -> str:
+        return f"{'>=' if self.at_least else '<='} {self.bound:g}"
 
 
 @dataclass
@@ -31,3 +45,9 @@ def print_table(rows: list[Row], baseline_title: str = "baseline") -> None:
     print(lines[0])
     print("-" * len(lines[0]))
     print("\n".join(lines[1:]))
+
+
+def print_verdict(rows: list[Row]) -> None:
+    """The last line of a benchmark: how many targets were missed."""
+    missed = sum(r.met is False for r in rows)
+    print(f"\n{missed} target(s) MISSED" if missed else "\nAll targets met")
