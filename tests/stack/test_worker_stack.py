@@ -66,11 +66,17 @@ def test_crashing_consumers_are_answered_and_the_worker_serves_on(stack):
     assert echo(stack, ["still", "here"]) == ["still", "here"]
     assert worker.poll() is None
     output = stack.worker_output()
-    assert re.search(r"Consumer \S+\.crash failed on websocket\.connect from 127\.0\.0\.1:\d+ "
-        r"\(/special/crash/\)", output)
+    assert re.search(
+        r"Consumer \S+\.crash failed on websocket\.connect from 127\.0\.0\.1:\d+ "
+        r"\(/special/crash/\)",
+        output,
+    )
     # websocket.receive has no client key: the reply channel identifies the connection.
-    assert re.search(r"Consumer \S+\.crash_on_receive failed on websocket\.receive from \S+!\S+ "
-        r"\(/worker/crash/\)", output)
+    assert re.search(
+        r"Consumer \S+\.crash_on_receive failed on websocket\.receive from \S+!\S+ "
+        r"\(/worker/crash/\)",
+        output,
+    )
     assert "RuntimeError: this consumer always fails" in output  # the traceback is logged
 
 
