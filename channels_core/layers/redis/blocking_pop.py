@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 
+from ..backoff import Backoff
 from ..errors import LayerConnectionError
 from .connection import NETWORK_ERRORS, REFUSED, Shard
 from .decoding import Decoder
@@ -150,7 +151,7 @@ class BlockingPop:
         it on its own timer tick.
         """
         deadline = time.monotonic() + (self.blocking_timeout if timeout is None else timeout)
-        backoff = _MIN_BACKOFF
+        backoff = Backoff(_MIN_BACKOFF, _MAX_BACKOFF)
         while not self.closed.is_set():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -166,8 +167,7 @@ class BlockingPop:
                 else:
                     popped = self._pop_many(plan, remaining, limit)
             except LayerConnectionError:
-                self.closed.wait(min(backoff, max(remaining, 0)))
-                backoff = min(backoff * 2, _MAX_BACKOFF)
+                self.closed.wait(min(backoff.next_delay(), max(remaining, 0)))
                 continue
             if popped is None:
                 continue
