@@ -19,6 +19,7 @@ _LAZY = {
     "TransactionChannelTestCase": ".base",
     "WSClient": ".client",
     "apply_routes": ".routes",
+    "make_message": ".messages",
 }
 
 __all__ = sorted(_LAZY)

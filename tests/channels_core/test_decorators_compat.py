@@ -22,6 +22,7 @@ from channels_core.sessions import (
     http_session,
     session_for_reply_channel,
 )
+from channels_core.test import make_message
 
 pytestmark = pytest.mark.django_db
 
@@ -51,8 +52,7 @@ def _saved_session(**data) -> str:
 
 
 def _connect(layer, headers, order=0):
-    content = {"reply_channel": REPLY, "path": "/", "headers": headers, "query_string": b"", "order": order}
-    return Message(content, "websocket.connect", layer)
+    return make_message("websocket.connect", layer=layer, reply_channel=REPLY, headers=headers, order=order)
 
 
 @pytest.mark.parametrize("decorator", DECORATORS, ids=lambda d: d.__name__)
@@ -89,7 +89,7 @@ def test_channel_session_on_a_method_keeps_the_session(layer):
         def receive(self, message):
             message.channel_session["ponies"] = -1
 
-    Consumer().receive(Message({"reply_channel": REPLY}, "websocket.receive", layer))
+    Consumer().receive(make_message("websocket.receive", layer=layer, reply_channel=REPLY))
     assert session_for_reply_channel(REPLY)["ponies"] == -1
 
 
@@ -116,7 +116,7 @@ def test_channel_and_http_session_with_dict_headers_rehydrates(layer, settings):
     first = _connect(layer, {"cookie": cookie})
     consumer(first)
     assert first.channel_session[settings.SESSION_COOKIE_NAME] == key
-    later = Message({"reply_channel": REPLY, "path": "/"}, "websocket.receive", layer)
+    later = make_message("websocket.receive", layer=layer, reply_channel=REPLY)
     consumer(later)
     assert later.http_session.session_key == key
 

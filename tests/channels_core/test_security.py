@@ -8,6 +8,7 @@ from channels_core.exceptions import DenyConnection
 from channels_core.layers import InMemoryChannelLayer
 from channels_core.message import Message
 from channels_core.security import AllowedHostsOnlyOriginValidator, BaseOriginValidator, allowed_hosts_only
+from channels_core.test import make_message
 
 _MISSING = object()
 
@@ -16,8 +17,7 @@ def connect_message(origin=_MISSING, headers=None):
     headers = list(headers or [[b"host", b"example.com"]])
     if origin is not _MISSING:
         headers.append([b"origin", origin])
-    content = {"reply_channel": "websocket.send!x", "path": "/", "headers": headers, "query_string": b"", "order": 0}
-    return Message(content, "websocket.connect", InMemoryChannelLayer())
+    return make_message("websocket.connect", headers=headers)
 
 
 def run(message, consumer_calls):

@@ -16,9 +16,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
+from channels_core import test as test_helpers
 from channels_core.exceptions import ConsumeLater
 from channels_core.layers import InMemoryChannelLayer
-from channels_core.message import Message
 from channels_core.sessions import (
     channel_and_http_session,
     channel_session,
@@ -36,18 +36,17 @@ def layer():
     return InMemoryChannelLayer()
 
 
+# What these tests send unless they say otherwise (no headers on a connect: no cookie, no session).
+SESSION_TEST_FIELDS = {
+    "websocket.connect": {"headers": []},
+    "websocket.receive": {"text": "hi"},
+    "websocket.disconnect": {"order": 2},
+}
+
+
 def make_message(layer, channel, reply=REPLY, **content):
-    defaults = {"path": "/ws/"}
-    if reply is not None:
-        defaults["reply_channel"] = reply
-    if channel == "websocket.connect":
-        defaults.update(headers=[], query_string=b"", order=0)
-    elif channel == "websocket.receive":
-        defaults.update(text="hi", bytes=None, order=1)
-    elif channel == "websocket.disconnect":
-        defaults.update(code=1000, order=2)
-    defaults.update(content)
-    return Message(defaults, channel, layer)
+    fields = {"path": "/ws/", **SESSION_TEST_FIELDS.get(channel, {}), **content}
+    return test_helpers.make_message(channel, layer=layer, reply_channel=reply, **fields)
 
 
 def connect(layer, reply=REPLY, cookie=None, query_string=b"", **content):
