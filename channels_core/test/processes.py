@@ -138,7 +138,7 @@ class ChildProcess:
     def wait_for(self, text: str, timeout: float = 30.0, count: int = 1) -> None:
         """Return once `text` appears `count` times in the output; `ProcessError` if it exits or times out."""
         what = f"print {text!r}" + (f" {count} times" if count > 1 else "")
-        self._wait_until(lambda: self.output().count(text) >= count, what, timeout)
+        self.wait_until(lambda: self.output().count(text) >= count, what, timeout)
 
     def wait_for_port(self, port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
         """Return once `host:port` accepts a connection; `ProcessError` if the process exits or times out."""
@@ -148,9 +148,10 @@ class ChildProcess:
                 return True
             return False
 
-        self._wait_until(accepts, f"listen on {host}:{port}", timeout)
+        self.wait_until(accepts, f"listen on {host}:{port}", timeout)
 
-    def _wait_until(self, ready: Callable[[], bool], what: str, timeout: float) -> None:
+    def wait_until(self, ready: Callable[[], object], what: str, timeout: float = 30.0) -> None:
+        """Return once `ready()` is true; `ProcessError` ("LABEL did not WHAT within ...") if it exits or times out."""
         deadline = time.monotonic() + timeout
         while not ready():
             if self.process.poll() is not None:

@@ -14,14 +14,13 @@ import subprocess
 import sys
 import tarfile
 import textwrap
-import time
 import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
-from channels_core.test.processes import free_port
+from channels_core.test.processes import ChildProcess, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("channels_core", "routing", "worker", "interface_server")
@@ -152,30 +151,18 @@ def test_installed_wheel_serves_the_bridge_from_a_project_outside_the_checkout(d
     assert Path(found).is_relative_to(venv)
 
     port = free_port()
-    log = (tmp_path / "runserver.log").open("w+")
-    server = subprocess.Popen(
+    server = ChildProcess(
         [python, "manage.py", "runserver", "--noreload", f"127.0.0.1:{port}"],
+        label="runserver",
         cwd=site,
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        log=tmp_path / "runserver.log",
+        own_group=True,
     )
-    try:
-        deadline = time.monotonic() + 60
-        while "Quit the server" not in (tmp_path / "runserver.log").read_text():
-            assert server.poll() is None and time.monotonic() < deadline, (tmp_path / "runserver.log").read_text()
-            time.sleep(0.1)
+    with server:
+        server.wait_for("Quit the server", timeout=60)
         url = f"http://127.0.0.1:{port}/static/{BRIDGE}"
         with urllib.request.urlopen(url, timeout=10) as response:
             assert response.status == 200
             assert "javascript" in response.headers["Content-Type"]
             assert response.read() == (ROOT / "channels_core" / "static" / BRIDGE).read_bytes()
-    finally:
-        server.terminate()
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
-        log.close()

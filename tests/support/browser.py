@@ -16,7 +16,6 @@ import base64
 import itertools
 import json
 import shutil
-import subprocess
 import tempfile
 import time
 import urllib.request
@@ -24,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from websockets.sync.client import connect
+
+from channels_core.test.processes import ChildProcess, ProcessError
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 FLAGS = [
@@ -120,20 +121,24 @@ class Browser:
         if CHROMIUM is None:
             raise BrowserError("chromium is not installed (apt-get install chromium); .ci/run installs it")
         self.profile = tempfile.mkdtemp(prefix="chromium-profile-")
-        self.process = subprocess.Popen(
+        self.pages: list[Page] = []
+        # Its own process group: stopping it stops the renderer, GPU and zygote processes it forks too.
+        self.process = ChildProcess(
             [CHROMIUM, *FLAGS, f"--window-size={width},{height}", f"--user-data-dir={self.profile}", "about:blank"],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            label="chromium",
+            own_group=True,
         )
         port_file = Path(self.profile) / "DevToolsActivePort"
-        deadline = time.monotonic() + 30
-        while not port_file.exists() or len(port_file.read_text().splitlines()) < 2:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise BrowserError("chromium did not start its DevTools endpoint")
-            time.sleep(0.05)
+        try:
+            self.process.wait_until(
+                lambda: port_file.exists() and len(port_file.read_text().splitlines()) >= 2,
+                "start its DevTools endpoint",
+                timeout=30,
+            )
+        except ProcessError as exc:
+            self.close()
+            raise BrowserError(str(exc)) from None
         self.port = int(port_file.read_text().splitlines()[0])
-        self.pages: list[Page] = []
 
     def page(self) -> Page:
         request = urllib.request.Request(f"http://127.0.0.1:{self.port}/json/new?about:blank", method="PUT")
@@ -149,13 +154,8 @@ class Browser:
                 page.close()
             except Exception:
                 pass
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.process.stop(timeout=10)
+        self.process.close()
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self) -> Browser:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from channels_core.test.processes import free_port
+from channels_core.test.processes import ChildProcess, free_port
 from tests.support.redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,28 +161,14 @@ def test_runworker_exits_at_once_on_a_db_index_out_of_range(tmp_path, four_datab
 
 def test_runworker_stops_when_a_restarted_server_lost_its_db(tmp_path, private_redis):
     env = example_env(tmp_path, f"redis://127.0.0.1:{private_redis.port}/3")
-    log = tmp_path / "worker.log"
-    with log.open("w") as sink:
-        process = subprocess.Popen(
-            [sys.executable, str(EXAMPLE / "manage.py"), "runworker"],
-            cwd=ROOT,
-            env=env,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 20
-        while "Listening on channels" not in log.read_text():
-            assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-            time.sleep(0.05)
+    with ChildProcess(
+        [sys.executable, str(EXAMPLE / "manage.py"), "runworker"], label="runworker", cwd=ROOT, env=env
+    ) as worker:
+        worker.wait_for("Listening on channels", timeout=20)
         private_redis.extra_args = ["--databases", "2"]
         private_redis.restart()
-        code = process.wait(EXIT_TIMEOUT)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-    out = log.read_text()
+        code = worker.wait(EXIT_TIMEOUT)
+        out = worker.output()
     assert code == 1, out
     assert lines_with(out, "databases") == [f"CommandError: {db_message(private_redis.port, 3, 2)}"], out
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from channels_core.test.processes import ChildProcess
 from tests.interface_server.harness import ROOT
 from tests.support.waiting import wait_for
 
@@ -46,14 +47,13 @@ class Pool:
     def __init__(self, tmp_path: Path, mode: str, processes: int, shutdown_timeout: float = 30.0) -> None:
         self.events = tmp_path / "events"
         self.events.touch()
-        self.log = tmp_path / "pool.log"
-        self.process = subprocess.Popen(
+        self.process = ChildProcess(
             [sys.executable, "-m", "tests.worker.pool_script", str(self.events), mode, str(processes)]
             + [str(shutdown_timeout)],
+            label="pool",
             cwd=ROOT,
             env=dict(os.environ, PYTHONPATH=str(ROOT), DJANGO_SETTINGS_MODULE="tests.project.settings"),
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
+            log=tmp_path / "pool.log",
         )
 
     def by_event(self) -> dict[str, list[int]]:
@@ -64,13 +64,11 @@ class Pool:
         return out
 
     def output(self) -> str:
-        return self.log.read_text()
+        return self.process.output()
 
     def cleanup(self) -> None:
         kids = children_of(self.process.pid)
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        self.process.kill()
         for pid in kids:
             try:
                 os.kill(pid, signal.SIGKILL)
