@@ -23,8 +23,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
 from django.test import TransactionTestCase
 
+from .. import DEFAULT_CHANNEL_LAYER
 from ..asgi import channel_layers
-from ..channel import DEFAULT_CHANNEL_LAYER
 from ..layers.contract import supports
 from .processes import ChildProcess, free_port
 

@@ -41,8 +41,8 @@ from django.core.management import CommandError
 from django.db import connections
 from django.utils import autoreload
 
+from channels_core import DEFAULT_CHANNEL_LAYER
 from channels_core.asgi import InvalidChannelLayerError, channel_layers
-from channels_core.channel import DEFAULT_CHANNEL_LAYER
 
 if apps.is_installed("django.contrib.staticfiles"):
     from django.contrib.staticfiles.management.commands.runserver import Command as RunserverCommand
