@@ -76,6 +76,8 @@ from harness import (
     stop_on_signals,
 )
 
+from channels_core.test.processes import child_pids, cpu_seconds
+
 SETTINGS = "tests.project.settings"
 LAYER_PATH = "tests.project.asgi:channel_layer"
 WORKERS = 2
@@ -111,28 +113,6 @@ def rate(value: float) -> str:
 
 
 # -- child processes ---------------------------------------------------------------------------------
-
-
-def child_pids(parent: int) -> list[int]:
-    pids = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
-                    pids.append(int(entry.name))
-    return sorted(pids)
-
-
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU of `pid` so far (from /proc), or None if it cannot be read."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / _TICK
 
 
 class Side:
@@ -192,14 +172,14 @@ class Gunicorn(Side):
         self.master = Child(run, "gunicorn", [*argv, "e2e_wsgi:application"])
         self.master.wait_for_port(self.port, timeout=START_TIMEOUT)
         deadline = time.monotonic() + START_TIMEOUT
-        while len(child_pids(self.master.pid)) < WORKERS:
+        while len(sorted(child_pids(self.master.pid))) < WORKERS:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn did not boot {WORKERS} workers:\n{self.master.output()}")
             time.sleep(0.05)
 
     def processes(self) -> dict[str, int]:
         found = {"gunicorn master": self.master.pid}
-        for i, pid in enumerate(child_pids(self.master.pid)):
+        for i, pid in enumerate(sorted(child_pids(self.master.pid))):
             found[f"gunicorn worker {i + 1}"] = pid
         return found
 
@@ -601,7 +581,7 @@ async def run_all(run: Run) -> None:
         gunicorn = Gunicorn(run)
         print(
             f"side (b): gunicorn {gunicorn_module.__version__} -w {WORKERS} -k sync, master pid {gunicorn.master.pid}"
-            f" on port {gunicorn.port}, worker pids {', '.join(map(str, child_pids(gunicorn.master.pid)))}",
+            f" on port {gunicorn.port}, worker pids {', '.join(map(str, sorted(child_pids(gunicorn.master.pid))))}",
             flush=True,
         )
     parts = run.args.only or ["http", "echo", "broadcast"]

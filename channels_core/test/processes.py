@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
-__all__ = ["ChildProcess", "ProcessError", "free_port"]
+__all__ = ["ChildProcess", "ProcessError", "alive", "child_pids", "cpu_seconds", "free_port"]
 
 _PR_SET_PDEATHSIG = 1  # from <sys/prctl.h>
 _POLL_INTERVAL = 0.02
@@ -37,6 +37,49 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return sock.getsockname()[1]
+
+
+def _stat(pid: int) -> list[str]:
+    # /proc/PID/stat after the parenthesised command name (which may hold spaces): state, ppid, ...
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def alive(pid: int) -> bool:
+    """True if process `pid` exists and is not a zombie (Linux: read from /proc)."""
+    try:
+        return _stat(pid)[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def child_pids(pid: int, recursive: bool = False) -> set[int]:
+    """The live children of `pid` (with `recursive`, all its descendants), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                fields = _stat(int(entry.name))
+            except (OSError, IndexError):
+                continue
+            if fields[0] != "Z":
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            if recursive:
+                todo.append(child)
+    return found
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User plus system CPU time process `pid` has used so far, or None once it is gone (from /proc)."""
+    try:
+        fields = _stat(pid)
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime in clock ticks
 
 
 class ProcessError(RuntimeError):

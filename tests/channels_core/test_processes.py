@@ -9,19 +9,11 @@ import sys
 
 import pytest
 
-from channels_core.test.processes import ChildProcess, ProcessError, free_port
+from channels_core.test.processes import ChildProcess, ProcessError, alive, child_pids, cpu_seconds, free_port
 
 
 def python(code: str, **kwargs) -> ChildProcess:
     return ChildProcess([sys.executable, "-u", "-c", code], label="child", **kwargs)
-
-
-def alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_free_port_can_be_bound():
@@ -84,3 +76,14 @@ def test_environment_and_working_directory(tmp_path):
     with python("import os; print(os.environ['HARNESS_TEST'], os.getcwd())", env=env, cwd=tmp_path) as child:
         child.wait()
         assert child.output().split() == ["yes", str(tmp_path)]
+
+
+def test_proc_readers():
+    with python("import time; print('ready'); time.sleep(60)") as child:
+        child.wait_for("ready", timeout=10)
+        assert child.pid in child_pids(os.getpid())
+        assert alive(child.pid)
+        assert cpu_seconds(child.pid) >= 0
+        child.stop(timeout=10)
+        assert not alive(child.pid)
+        assert cpu_seconds(child.pid) is None

@@ -11,7 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from channels_core.test.processes import ChildProcess
+from channels_core.test.processes import ChildProcess, alive, child_pids
 from tests.interface_server.ws_support import ws_connect
 
 from .harness import ROOT, START_TIMEOUT, free_port, procfile
@@ -27,33 +27,6 @@ def readme_command() -> str:
     commands = [line.split(" #", 1)[0].strip() for block in blocks for line in block.splitlines() if " start" in line]
     assert len(commands) == 1 and "honcho" in commands[0], commands
     return commands[0]
-
-
-def pids_below(root: int) -> set[int]:
-    """Every live descendant of `root` (from /proc: honcho puts each process type in a session of its own)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = set(), [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.add(child)
-            todo.append(child)
-    return found
-
-
-def alive(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return False
-    return state != "Z"
 
 
 def chat_round_trip(url: str, text: str) -> None:
@@ -89,7 +62,7 @@ def test_readme_honcho_recipe_keeps_web_and_worker_running(tmp_path, private_red
         time.sleep(max(0.0, STAYS_UP - (time.monotonic() - started)))
         output = honcho.output()
         assert honcho.alive() and "stopped" not in output and "SIGTERM" not in output, output
-        descendants = pids_below(honcho.pid)
+        descendants = child_pids(honcho.pid, recursive=True)
         commands = " ".join(Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ") for pid in descendants)
         assert "interface-server" in commands and "runworker" in commands, commands
         chat_round_trip(url, "still up")
@@ -104,7 +77,7 @@ def test_readme_honcho_recipe_keeps_web_and_worker_running(tmp_path, private_red
         assert [pid for pid in descendants if alive(pid)] == [], honcho.output()
     finally:
         if honcho.alive():
-            descendants |= pids_below(honcho.pid)
+            descendants |= child_pids(honcho.pid, recursive=True)
             honcho.stop(timeout=30)
         for pid in descendants:
             if alive(pid):

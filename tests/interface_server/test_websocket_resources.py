@@ -6,7 +6,9 @@ import time
 
 import pytest
 
-from .ws_support import Worker, cpu_seconds, open_ws, ws_connect
+from channels_core.test.processes import cpu_seconds
+
+from .ws_support import Worker, open_ws, ws_connect
 
 
 def _open_and_close(server, count: int, worker: Worker) -> None:

@@ -274,11 +274,3 @@ class RawWebSocket:
 
     def close(self) -> None:
         self.sock.close()
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of a process, in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    # after the ")" the fields start at field 3 (state): utime is field 14, stime field 15
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

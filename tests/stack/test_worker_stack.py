@@ -19,10 +19,10 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from channels_core.layers import RedisChannelLayer
+from channels_core.test.processes import alive, child_pids
 from tests.interface_server.harness import ROOT, receive
 from tests.interface_server.ws_support import close_code, wait_closed, ws_connect
 from tests.support.waiting import wait_for
-from tests.worker.test_pool import alive, children_of
 
 from .harness import Stack
 
@@ -129,9 +129,9 @@ def test_a_killed_worker_does_not_stop_the_others(stack):
 def test_processes_pool_replaces_a_killed_child(stack):
     stack.start_server()
     parent = stack.start_worker("--processes", "2")
-    assert wait_for(lambda: len(children_of(parent.pid)) == 2, 15), stack.worker_output()
+    assert wait_for(lambda: len(child_pids(parent.pid)) == 2, 15), stack.worker_output()
     assert wait_for(lambda: len(listening_pids(stack.worker_output())) == 2, 15), stack.worker_output()
-    before = children_of(parent.pid)
+    before = child_pids(parent.pid)
     assert set(listening_pids(stack.worker_output())) == before
 
     victim = min(before)
@@ -140,7 +140,7 @@ def test_processes_pool_replaces_a_killed_child(stack):
     snapshot: dict[str, set[int]] = {}
 
     def replaced() -> bool:
-        now = children_of(parent.pid)  # one snapshot: the victim may turn zombie between two reads
+        now = child_pids(parent.pid)  # one snapshot: the victim may turn zombie between two reads
         if len(now) == 2 and victim not in now:
             snapshot["after"] = now
             return True

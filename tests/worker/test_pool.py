@@ -13,34 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from channels_core.test.processes import ChildProcess
+from channels_core.test.processes import ChildProcess, alive, child_pids
 from tests.interface_server.harness import ROOT
 from tests.support.waiting import wait_for
-
-
-def alive(pid: int) -> bool:
-    """True if `pid` exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
-
-
-def children_of(pid: int) -> set[int]:
-    """Live child processes of `pid`, from /proc (no psutil needed)."""
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry))
-    return found
 
 
 class Pool:
@@ -67,7 +42,7 @@ class Pool:
         return self.process.output()
 
     def cleanup(self) -> None:
-        kids = children_of(self.process.pid)
+        kids = child_pids(self.process.pid)
         self.process.kill()
         for pid in kids:
             try:
@@ -96,14 +71,14 @@ def test_dead_child_is_replaced_and_sigterm_drains_every_child(pools):
     pool = pools("drain", 2)
     assert wait_for(lambda: len(pool.by_event()["running"]) == 2, 15), pool.output()
     first = set(pool.by_event()["running"])
-    assert children_of(pool.process.pid) == first
+    assert child_pids(pool.process.pid) == first
     assert sorted(pool.by_event()["process_ready"]) == sorted(first)  # worker_process_ready in each child
 
     victim = min(first)
     os.kill(victim, signal.SIGKILL)
     assert wait_for(lambda: len(pool.by_event()["running"]) == 3, 10), pool.output()
     now = set(pool.by_event()["running"]) - {victim}
-    assert len(now) == 2 and children_of(pool.process.pid) == now
+    assert len(now) == 2 and child_pids(pool.process.pid) == now
     assert f"Worker process {victim} died (signal SIGKILL)" in pool.output()
 
     pool.process.send_signal(signal.SIGTERM)
