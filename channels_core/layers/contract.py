@@ -21,7 +21,7 @@ The sections map one to one onto DESIGN.md's "The channel layer contract":
   `validate_group_name`, `validate_receive_channels`); `BaseChannelLayer`
   applies them.
 - "Semantics" (at-most-once, FIFO, expiry, capacity, size limit, bytes vs
-  str): behaviour no type can state; `tests/layers/conformance.py` checks it,
+  str): behaviour no type can state; `tests/channels_core/layers/conformance.py` checks it,
   and every backend runs that suite unchanged.
 
 A layer lists in `extensions` exactly the extensions it implements (the

@@ -17,7 +17,7 @@ private names of the database wrapper: `run_on_commit` (its entries are
 `(savepoint ids, func, robust)` tuples since Django 4.2), `atomic_blocks`
 with `Atomic._from_testcase`, `needs_rollback`, and it shadows
 `on_commit`/`savepoint_commit` per connection; plus `TestCase._databases_names`.
-Checked with Django 5.2 (what CI installs); `tests/generic/test_binding_in_test_case.py`
+Checked with Django 5.2 (what CI installs); `tests/channels_core/generic/test_binding_in_test_case.py`
 fails if an upgrade changes them.
 """
 

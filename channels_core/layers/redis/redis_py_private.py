@@ -8,7 +8,7 @@ descriptor and reads replies itself. `_sock` is None until `connect()` and
 after `disconnect()`.
 
 Checked on redis-py 5.0 and 8.x (`setup.cfg` allows `redis>=5.0`);
-`tests/layers/test_redis_py_private.py` fails when an upgrade renames or
+`tests/channels_core/layers/test_redis_py_private.py` fails when an upgrade renames or
 changes it, and runs on redis-py 5 as well (`test_redis_py_versions.py`).
 """
 

@@ -15,7 +15,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_conformance_suite_passes_with_redis_py_5(tmp_path):
@@ -53,8 +53,8 @@ def test_conformance_suite_passes_with_redis_py_5(tmp_path):
             "no:cacheprovider",
             "-k",
             "Redis and not TwoShards",
-            "tests/layers/test_conformance.py",
-            "tests/layers/test_redis_py_private.py",
+            "tests/channels_core/layers/test_conformance.py",
+            "tests/channels_core/layers/test_redis_py_private.py",
         ],
         cwd=ROOT,
         env=env,
