@@ -32,7 +32,6 @@ import os
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 from django.apps import apps
@@ -43,6 +42,7 @@ from django.utils import autoreload
 
 from channels_core import DEFAULT_CHANNEL_LAYER
 from channels_core.asgi import InvalidChannelLayerError, channel_layers
+from channels_core.management.request_log import RequestLogger
 
 if apps.is_installed("django.contrib.staticfiles"):
     from django.contrib.staticfiles.management.commands.runserver import Command as RunserverCommand
@@ -303,70 +303,6 @@ class Command(RunserverCommand):
                 )
             )
         self.stdout.flush()
-
-
-class RequestLogger:
-    """The server's action logger: Django-runserver-style lines on the `django.server` logger.
-
-        [21/Nov/2026 12:00:00] "GET /path HTTP/1.1" 200 1234
-        [21/Nov/2026 12:00:01] WebSocket CONNECT /ws/echo/ [127.0.0.1:50123]
-
-    Django's default logging sends `django.server` to stderr, coloured by status.
-    """
-
-    def __init__(self, logger: logging.Logger | None = None) -> None:
-        self.logger = logger or logging.getLogger("django.server")
-
-    def __call__(self, protocol: str, action: str, details: dict[str, Any]) -> None:
-        extra: dict[str, Any] = {"request": None, "server_time": _server_time()}
-        if protocol == "http" and action == "complete":
-            target = details.get("path") or "/"
-            query = details.get("query_string")
-            if isinstance(query, bytes):
-                query = query.decode("latin-1")
-            if query:
-                target = f"{target}?{query}"
-            request_line = f"{details.get('method', '-')} {target}"
-            version = details.get("http_version")
-            if version:
-                request_line += f" HTTP/{version}" if not str(version).startswith("HTTP/") else f" {version}"
-            status = details.get("status")
-            size = details.get("size")
-            extra["status_code"] = status
-            log = self.logger.info
-            if isinstance(status, int) and status >= 500:
-                log = self.logger.error
-            elif isinstance(status, int) and status >= 400:
-                log = self.logger.warning
-            log(
-                '"%s" %s %s',
-                request_line,
-                "-" if status is None else status,
-                "-" if size is None else size,
-                extra=extra,
-            )
-        elif protocol == "websocket":
-            verb, status = _WEBSOCKET_ACTIONS.get(action, (None, None))
-            if verb is None:
-                return
-            if status:
-                extra["status_code"] = status
-            log = self.logger.warning if action == "rejected" else self.logger.info
-            log("WebSocket %s %s [%s]", verb, details.get("path"), details.get("client") or "-", extra=extra)
-
-
-_WEBSOCKET_ACTIONS = {
-    "connecting": ("HANDSHAKING", None),
-    "connected": ("CONNECT", 101),
-    "rejected": ("REJECT", 403),
-    "disconnected": ("DISCONNECT", None),
-}
-
-
-def _server_time() -> str:
-    """The time as Django's runserver prints it: 21/Nov/2026 12:00:00 (English month, local time)."""
-    year, month, day, hh, mm, ss, *_ = time.localtime()
-    return f"{day:02d}/{BaseHTTPRequestHandler.monthname[month]}/{year:04d} {hh:02d}:{mm:02d}:{ss:02d}"
 
 
 def _run_worker(worker: Any) -> None:
