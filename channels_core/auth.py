@@ -60,30 +60,27 @@ def transfer_user(from_session: Any, to_session: Any) -> None:
                 to_session[key] = from_session[key]
 
 
-def channel_session_user(func):
-    """`message.user` from the channel session (implies `channel_session`)."""
+def _with_user(func, session_decorator, name: str, session_attribute: str):
+    """`func` under `session_decorator`, with `message.user` read lazily from `message.<session_attribute>`."""
 
-    @channel_session
+    @session_decorator
     @functools.wraps(func)
     def inner(*args, **kwargs):
-        message = find_message(args, "channel_session_user")
-        message.user = _lazy_user(lambda: message.channel_session)
+        message = find_message(args, name)
+        message.user = _lazy_user(lambda: getattr(message, session_attribute))
         return func(*args, **kwargs)
 
     return inner
+
+
+def channel_session_user(func):
+    """`message.user` from the channel session (implies `channel_session`)."""
+    return _with_user(func, channel_session, "channel_session_user", "channel_session")
 
 
 def http_session_user(func):
     """`message.user` from the HTTP session (implies `http_session`); AnonymousUser without one."""
-
-    @http_session
-    @functools.wraps(func)
-    def inner(*args, **kwargs):
-        message = find_message(args, "http_session_user")
-        message.user = _lazy_user(lambda: message.http_session)
-        return func(*args, **kwargs)
-
-    return inner
+    return _with_user(func, http_session, "http_session_user", "http_session")
 
 
 def channel_session_user_from_http(func):

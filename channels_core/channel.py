@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import DEFAULT_CHANNEL_LAYER
@@ -11,27 +12,31 @@ from .consumer_sends import pending_message_store
 __all__ = ["DEFAULT_CHANNEL_LAYER", "Channel", "Group"]
 
 
-def _layer(alias: str, channel_layer: Any) -> Any:
-    return channel_layer if channel_layer is not None else channel_layers[alias]
-
-
-class Channel:
-    """A channel by name; `send()` inside a consumer is buffered until the consumer ends."""
+class _Destination:
+    """What `Channel` and `Group` share: a name on a channel layer, and sends held back while a consumer runs."""
 
     def __init__(self, name: str | bytes, alias: str = DEFAULT_CHANNEL_LAYER, channel_layer: Any = None) -> None:
         if isinstance(name, bytes):
             name = name.decode("ascii")
         self.name = name
-        self.channel_layer = _layer(alias, channel_layer)
+        self.channel_layer = channel_layer if channel_layer is not None else channel_layers[alias]
+
+    def _send(self, content: dict, immediately: bool, send_now: Callable[[str, dict], Any]) -> None:
+        """`send_now(name, content)`, or, inside a consumer and not `immediately`, when the consumer finishes."""
+        if immediately or not pending_message_store.active:
+            send_now(self.name, content)
+        else:
+            pending_message_store.append(self, content)
+
+
+class Channel(_Destination):
+    """A channel by name; `send()` inside a consumer is buffered until the consumer ends."""
 
     def send(self, content: dict, immediately: bool = False) -> None:
         """Send `content`; inside a consumer it goes out when the consumer finishes unless `immediately`."""
         if not isinstance(content, dict):
             raise TypeError("You can only send dicts as content on channels.")
-        if immediately or not pending_message_store.active:
-            self.channel_layer.send(self.name, content)
-        else:
-            pending_message_store.append(self, content)
+        self._send(content, immediately, self.channel_layer.send)
 
     def __str__(self) -> str:
         # A Message built without a channel (tests do) has Channel(None): str() must still be a str.
@@ -47,14 +52,8 @@ class Channel:
         return hash(self.name)
 
 
-class Group:
+class Group(_Destination):
     """A group of channels: add, discard, and send to all (buffered inside a consumer)."""
-
-    def __init__(self, name: str | bytes, alias: str = DEFAULT_CHANNEL_LAYER, channel_layer: Any = None) -> None:
-        if isinstance(name, bytes):
-            name = name.decode("ascii")
-        self.name = name
-        self.channel_layer = _layer(alias, channel_layer)
 
     def add(self, channel: Channel | str) -> None:
         self.channel_layer.group_add(self.name, channel.name if isinstance(channel, Channel) else channel)
@@ -66,12 +65,11 @@ class Group:
         return list(self.channel_layer.group_channels(self.name))
 
     def send(self, content: dict, immediately: bool = False) -> None:
+        """Send `content` to every member; inside a consumer it goes out when it finishes unless `immediately`."""
         if not isinstance(content, dict):
+            # ValueError, not Channel.send's TypeError: Channels 1.x raised these two.
             raise ValueError("You can only send dicts as content on channels.")
-        if immediately or not pending_message_store.active:
-            self.channel_layer.send_group(self.name, content)
-        else:
-            pending_message_store.append(self, content)
+        self._send(content, immediately, self.channel_layer.send_group)
 
     def __repr__(self) -> str:
         return f"<Group {self.name!r}>"
