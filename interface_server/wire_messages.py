@@ -254,13 +254,18 @@ class ResponsePart:
 _RESPONSE_KEYS = {"status", "headers", "content", "more_content", "status_text"}
 
 
+def _check_reply(message: Any, allowed: set[str], what: str) -> None:
+    """BadReply unless `message` is a mapping whose keys are all in `allowed`; `what` names it in the error."""
+    if not isinstance(message, Mapping):
+        raise BadReply(f"{what} must be a dict, not {type(message).__name__}")
+    unknown = set(message) - allowed
+    if unknown:
+        raise BadReply(f"unknown keys in {what}: {sorted(unknown)}")
+
+
 def parse_response(message: Mapping[str, Any], started: bool) -> ResponsePart:
     """Validate an `http.response` message; `started` says whether a status was already sent."""
-    if not isinstance(message, Mapping):
-        raise BadReply(f"a response message must be a dict, not {type(message).__name__}")
-    unknown = set(message) - _RESPONSE_KEYS
-    if unknown:
-        raise BadReply(f"unknown keys in a response message: {sorted(unknown)}")
+    _check_reply(message, _RESPONSE_KEYS, "a response message")
     status = message.get("status")
     if started and status is not None:
         raise BadReply("got a second response message with a status")
@@ -423,11 +428,7 @@ def websocket_actions(message: Mapping[str, Any], connecting: bool) -> WebSocket
     alone rejects (HTTP 403), `close` with data accepts, sends, then closes.
     Once open, data is sent, then `close` closes; `accept` is ignored.
     """
-    if not isinstance(message, Mapping):
-        raise BadReply(f"a WebSocket reply must be a dict, not {type(message).__name__}")
-    unknown = set(message) - _WS_KEYS
-    if unknown:
-        raise BadReply(f"unknown keys in a WebSocket reply: {sorted(unknown)}")
+    _check_reply(message, _WS_KEYS, "a WebSocket reply")
     data = message.get("bytes")
     text = message.get("text")
     if data is not None and text is not None:
