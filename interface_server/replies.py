@@ -19,11 +19,15 @@ from typing import Any
 from twisted.internet.interfaces import IReadDescriptor
 from zope.interface import implementer
 
+from channels_core.layers.backoff import Backoff
 from channels_core.layers.contract import supports
 
 logger = logging.getLogger("interface_server.replies")
 
 Batch = list[tuple[str, dict]]
+
+_MIN_RETRY = 0.05
+_MAX_RETRY = 2.0
 
 
 class ReplyReader(threading.Thread):
@@ -39,17 +43,17 @@ class ReplyReader(threading.Thread):
         self.batched = supports(layer, "batch")
 
     def run(self) -> None:
-        backoff = 0.05
+        backoff = Backoff(_MIN_RETRY, _MAX_RETRY)
         while not self.stopping.is_set():
             try:
                 batch = self._receive()
             except Exception as exc:
                 # A layer that raises from a blocking receive (not ours: it retries itself).
-                logger.warning("Reading replies from %s failed (%s); retrying in %.2fs", self.prefix, exc, backoff)
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, 2.0)
+                delay = backoff.next_delay()
+                logger.warning("Reading replies from %s failed (%s); retrying in %.2fs", self.prefix, exc, delay)
+                self.stopping.wait(delay)
                 continue
-            backoff = 0.05
+            backoff.reset()
             if batch:
                 self.call_in_reactor(self.deliver, batch)
 
@@ -64,10 +68,6 @@ class ReplyReader(threading.Thread):
         if timeout:
             deadline = time.monotonic() + timeout
             self.join(max(0.0, deadline - time.monotonic()))
-
-
-_MIN_RETRY = 0.05
-_MAX_RETRY = 2.0
 
 
 @implementer(IReadDescriptor)
@@ -86,7 +86,7 @@ class ReactorReplyReader:
         self.reactor = reactor
         self.stopping = False
         self.reading = False
-        self.retry = _MIN_RETRY
+        self.backoff = Backoff(_MIN_RETRY, _MAX_RETRY)
         self.retry_call: Any = None
         self.watchdog: Any = None
 
@@ -97,11 +97,11 @@ class ReactorReplyReader:
         try:
             self.receiver.start()
         except Exception as exc:
-            logger.debug("Cannot read replies from %s yet (%s); retrying in %.2fs", self.prefix, exc, self.retry)
-            self.retry_call = self.reactor.callLater(self.retry, self.start)
-            self.retry = min(self.retry * 2, _MAX_RETRY)
+            delay = self.backoff.next_delay()
+            logger.debug("Cannot read replies from %s yet (%s); retrying in %.2fs", self.prefix, exc, delay)
+            self.retry_call = self.reactor.callLater(delay, self.start)
             return
-        self.retry = _MIN_RETRY
+        self.backoff.reset()
         self.reactor.addReader(self)
         self.reading = True
         self._arm_watchdog()
@@ -154,7 +154,7 @@ class ReactorReplyReader:
         self.reading = False
         self.receiver.close()
         if not self.stopping:
-            self.retry_call = self.reactor.callLater(self.retry, self.start)
+            self.retry_call = self.reactor.callLater(self.backoff.next_delay(), self.start)
 
     def logPrefix(self) -> str:
         return "reply-reader"
