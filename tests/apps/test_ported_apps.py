@@ -163,5 +163,10 @@ def test_in_memory_sqlite_and_local_layers_are_refused(settings):
         def runTest(self):
             pass
 
-    with pytest.raises(ImproperlyConfigured, match="other processes can reach"):
+    with pytest.raises(ImproperlyConfigured, match="other processes can reach") as raised:
         Local.setUpClass()
+    # The options (TEST_CONFIG, CONFIG) cannot make an in-memory layer reachable: the message names BACKEND.
+    assert str(raised.value).endswith(
+        ": set CHANNEL_LAYERS['default']['BACKEND'] to 'channels_core.layers.RedisChannelLayer' "
+        "(TEST_CONFIG, or else CONFIG, holds its options)"
+    )

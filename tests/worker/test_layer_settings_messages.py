@@ -206,28 +206,3 @@ def test_runworker_exits_at_once_when_redis_refuses_the_credentials(tmp_path, pr
         f"Redis at 127.0.0.1:{private_redis.port} {problem.format(url=url)}"
     ), out
     assert "wrong" not in out and "unreachable" not in out
-
-
-def test_live_server_test_case_on_an_in_memory_layer_names_the_backend(settings):
-    # The options (TEST_CONFIG, CONFIG) cannot make an in-memory layer reachable: BACKEND must change.
-    from django.core.exceptions import ImproperlyConfigured
-
-    from channels_core.test import ChannelLiveServerTestCase
-
-    settings.CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_core.layers.InMemoryChannelLayer",
-            "ROUTING": "tests.project.routing.channel_routing",
-        }
-    }
-
-    class Local(ChannelLiveServerTestCase):
-        def runTest(self):
-            pass
-
-    with pytest.raises(ImproperlyConfigured) as raised:
-        Local.setUpClass()
-    assert str(raised.value).endswith(
-        ": set CHANNEL_LAYERS['default']['BACKEND'] to 'channels_core.layers.RedisChannelLayer' "
-        "(TEST_CONFIG, or else CONFIG, holds its options)"
-    )
