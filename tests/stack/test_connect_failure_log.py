@@ -15,16 +15,22 @@ from tests.interface_server.ws_support import ws_connect
 from tests.support.waiting import wait_for
 
 
+def _refused(stack, server, path: str) -> tuple[str, str]:
+    """Connect to `path`, expect a 403; return its reason phrase and the server's log line about it."""
+    with pytest.raises(InvalidStatus) as info:
+        ws_connect(stack.ws_url + path)
+    assert info.value.response.status_code == 403
+    assert wait_for(lambda: f"{path} from" in server.output(), timeout=10, interval=0.05), server.output()
+    line = next(line for line in server.output().splitlines() if f"{path} from" in line)
+    return info.value.response.reason_phrase, line
+
+
 def test_a_crashing_connect_consumer_is_reported_as_a_crash_not_a_deny(stack):
     server = stack.start_server()
     stack.start_worker()
-    with pytest.raises(InvalidStatus) as info:
-        ws_connect(stack.ws_url + "/special/crash/")
-    assert info.value.response.status_code == 403
+    reason, line = _refused(stack, server, "/special/crash/")
     # The client is told little; the details are for the operator.
-    assert info.value.response.reason_phrase == "the application failed"
-    assert wait_for(lambda: "/special/crash/ from" in server.output(), timeout=10, interval=0.05), server.output()
-    line = next(line for line in server.output().splitlines() if "/special/crash/ from" in line)
+    assert reason == "the application failed"
     assert "WARNING" in line, line
     assert "rejected: the worker's websocket.connect consumer raised an exception" in line, line
     assert "the traceback is in the worker's log" in line, line
@@ -36,11 +42,7 @@ def test_a_crashing_connect_consumer_is_reported_as_a_crash_not_a_deny(stack):
 def test_an_unanswered_connect_says_where_to_look(stack):
     # No worker: nothing ever answers websocket.connect (as with a 1.x worker whose connect consumer raised).
     server = stack.start_server("--websocket-connect-timeout", "0.5")
-    with pytest.raises(InvalidStatus) as info:
-        ws_connect(stack.ws_url + "/ws/")
-    assert info.value.response.status_code == 403
-    assert info.value.response.reason_phrase == "not accepted within 0.5s"
-    assert wait_for(lambda: "/ws/ from" in server.output(), timeout=10, interval=0.05), server.output()
-    line = next(line for line in server.output().splitlines() if "/ws/ from" in line)
+    reason, line = _refused(stack, server, "/ws/")
+    assert reason == "not accepted within 0.5s"
     assert "rejected: not accepted within 0.5s" in line, line
     assert "is a worker running" in line and "see the worker's log" in line, line
