@@ -120,6 +120,59 @@ def build_parser() -> argparse.ArgumentParser:
         default=_DEFAULTS.shutdown_grace,
         help="seconds in-flight HTTP requests get to finish on SIGTERM (default 30)",
     )
+    add(
+        "--send-timeout",
+        type=float,
+        default=_DEFAULTS.send_timeout,
+        help="seconds a message may wait for a full channel or an unreachable layer (the socket is paused "
+        "meanwhile) before the WebSocket is closed with 1013 or the request answered 503 (default 30)",
+    )
+    add(
+        "--max-output-buffer",
+        type=int,
+        default=_DEFAULTS.max_output_buffer,
+        help="bytes the server may hold for a client that does not read; past it the connection is closed "
+        "(default 1 MiB)",
+    )
+    add(
+        "--request-header-timeout",
+        type=float,
+        default=_DEFAULTS.request_header_timeout,
+        help="seconds a client has to send a whole request head (default 10)",
+    )
+    add(
+        "--request-body-timeout",
+        type=float,
+        default=_DEFAULTS.request_body_timeout,
+        help="longest pause in a request body, in seconds (default 30)",
+    )
+    add(
+        "--request-body-min-rate",
+        type=int,
+        default=_DEFAULTS.request_body_min_rate,
+        help="bytes per second a request body must average (default 1024; 0 for no minimum)",
+    )
+    add(
+        "--keepalive-timeout",
+        type=float,
+        default=_DEFAULTS.keepalive_timeout,
+        help="seconds an idle keep-alive connection stays open (default 5)",
+    )
+    add(
+        "--allowed-origins",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="an Origin (e.g. https://example.com, or *.example.com) a WebSocket handshake may carry; "
+        "repeat it for several (default: any)",
+    )
+    add(
+        "--lease-ttl",
+        type=float,
+        default=_DEFAULTS.lease_ttl,
+        help="seconds the server's lease in the layer lasts; renewed every third of it. When a server dies, "
+        "its sockets' disconnects are sent by a worker once the lease expires (default 15)",
+    )
     return parser
 
 
@@ -183,12 +236,25 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Serve
     endpoints = list(args.endpoint)
     if args.bind is not None or port is not None or args.unix_socket is not None or not (endpoints or args.fd):
         endpoints = build_endpoints(args.bind, port, args.unix_socket) + endpoints
-    for name in ("http_timeout", "websocket_connect_timeout", "ping_interval", "ping_timeout", "shutdown_grace"):
+    for name in (
+        "http_timeout",
+        "websocket_connect_timeout",
+        "ping_interval",
+        "ping_timeout",
+        "shutdown_grace",
+        "send_timeout",
+        "request_header_timeout",
+        "request_body_timeout",
+        "keepalive_timeout",
+        "lease_ttl",
+    ):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
-    for name in ("max_ws_message_size", "max_request_body_size"):
+    for name in ("max_ws_message_size", "max_request_body_size", "max_output_buffer"):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
+    if args.request_body_min_rate < 0:
+        raise UsageError("--request-body-min-rate must be 0 or more")
     return ServerConfig(
         endpoints=endpoints,
         fds=list(args.fd),
@@ -203,6 +269,14 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Serve
         max_ws_message_size=args.max_ws_message_size,
         max_request_body_size=args.max_request_body_size,
         shutdown_grace=args.shutdown_grace,
+        send_timeout=args.send_timeout,
+        max_output_buffer=args.max_output_buffer,
+        request_header_timeout=args.request_header_timeout,
+        request_body_timeout=args.request_body_timeout,
+        request_body_min_rate=args.request_body_min_rate,
+        keepalive_timeout=args.keepalive_timeout,
+        allowed_origins=list(args.allowed_origins or []),
+        lease_ttl=args.lease_ttl,
     )
 
 

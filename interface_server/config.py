@@ -25,3 +25,12 @@ class ServerConfig:
     body_chunk_size: int = 256 * 1024
     shutdown_grace: float = 30.0
     server_name: str = "interface-server"
+    # Flow control and failure handling (README "Failure behaviour").
+    send_timeout: float = 30.0  # how long a message may wait for a full channel or a down layer
+    max_output_buffer: int = 1024 * 1024  # bytes queued for one slow reader before it is closed
+    request_header_timeout: float = 10.0  # the whole request head must arrive within this
+    request_body_timeout: float = 30.0  # longest gap with no body bytes
+    request_body_min_rate: int = 1024  # bytes/s a body must average once past its first timeout
+    keepalive_timeout: float = 5.0  # idle keep-alive connections are closed after this
+    allowed_origins: list[str] = field(default_factory=list)  # empty: any Origin is accepted
+    lease_ttl: float = 15.0  # the server's lease in the layer; renewed every lease_ttl / 3

@@ -16,7 +16,8 @@ The sections map one to one onto DESIGN.md's "The channel layer contract":
   (`BatchExtension`: `send_many`, `receive_batch`), `ordering`
   (`OrderingExtension`, described in `.order_book`) and the event-loop-friendly
   receive of the interface server, `event_receiver`
-  (`EventReceiverExtension`, handing out an `EventReceiver`).
+  (`EventReceiverExtension`, handing out an `EventReceiver`), and process
+  liveness, `leases` (`LeasesExtension`).
 - "Names": checked by `.names` (`validate_channel_name`,
   `validate_group_name`, `validate_receive_channels`); `BaseChannelLayer`
   applies them.
@@ -193,6 +194,64 @@ class EventReceiverExtension(Protocol):
         ...
 
 
+@runtime_checkable
+class LeasesExtension(Protocol):
+    """`leases`: process liveness kept in the layer (DESIGN.md "Liveness: leases").
+
+    A *holder* (an interface server, a worker) renews a lease every third
+    of its `ttl`. An interface server tracks each open connection under its
+    lease with the disconnect message that connection must end with, and
+    releases it when the connection closes: the release sends that
+    disconnect only if the entry was still there. When a holder dies, its
+    lease expires and one sweeper (elected among the callers of
+    `lease_sweep`) sends the disconnect of every connection it still held
+    and forgets them, so each connection ends with exactly one disconnect
+    whether its server closed it or died. Disconnects sent by release or
+    sweep are not subject to channel capacity: they are bounded by the
+    number of connections, and dropping one leaves a ghost behind.
+    """
+
+    def lease_renew(self, holder: str, ttl: float, info: dict | None = None) -> str:
+        """Create or extend `holder`'s lease for `ttl` seconds; `info` (small, msgpack-able) is kept with it.
+
+        Returns `"held"` (renewed, or created the first time), `"swept"` (the
+        lease had expired and a sweeper already sent the disconnects of its
+        connections: close them without sending any; the lease is held
+        again from now) or `"lost"` (the layer no longer knows this holder
+        although it was registered before: the layer lost its state, for
+        instance a Redis restart without persistence; its groups are gone
+        too). The layer tells `"held"` from `"lost"` by remembering which
+        holders it has seen, so the first call for a holder returns `"held"`.
+        """
+        ...
+
+    def lease_track(self, holder: str, reply_channel: str, channel: str, message: dict) -> None:
+        """Record that `holder` serves `reply_channel`, and that it ends with `message` on `channel`."""
+        ...
+
+    def lease_release(self, holder: str, reply_channel: str, channel: str, message: dict) -> bool:
+        """Forget `reply_channel` and send `message` on `channel` if it was still tracked; True if sent."""
+        ...
+
+    def lease_end(self, holder: str) -> None:
+        """A clean exit: drop `holder`'s lease and whatever it still tracks, sending nothing."""
+        ...
+
+    def lease_holders(self) -> dict[str, dict]:
+        """The live holders and their `info`."""
+        ...
+
+    def lease_sweep(self, sweeper: str, ttl: float) -> list[str]:
+        """Send the disconnects of every expired lease's connections, if `sweeper` is the elected sweeper.
+
+        The election is itself a lease of `ttl` seconds in the layer: the
+        first caller takes it and keeps it as long as it calls again within
+        `ttl`. Returns the holders swept by this call (empty when another
+        sweeper holds the election).
+        """
+        ...
+
+
 EXTENSIONS: dict[str, type] = {
     "groups": GroupsExtension,
     "flush": FlushExtension,
@@ -200,6 +259,7 @@ EXTENSIONS: dict[str, type] = {
     "batch": BatchExtension,
     "ordering": OrderingExtension,
     "event_receiver": EventReceiverExtension,
+    "leases": LeasesExtension,
 }
 """Every extension name a layer may list, and the Protocol that name promises."""
 
