@@ -3,6 +3,12 @@
 Capacity is counted per queue, so every `prefix!local` channel of one
 process shares the capacity of `prefix!`, and rules are matched against that
 queue name (a glob such as `http.response!*` matches `http.response!`).
+
+A process queue (`prefix!`, e.g. an interface server's reply queue) serves
+every connection of its process at once, and one group broadcast is one
+element in it: unless a rule matches it, its capacity is
+`max(default, PROCESS_QUEUE_CAPACITY)`, so a burst to a thousand sockets of
+one server (or a broadcast while it is busy) is not refused at 100.
 """
 
 from __future__ import annotations
@@ -12,6 +18,9 @@ import re
 from collections.abc import Mapping
 
 Rule = str | re.Pattern
+
+PROCESS_QUEUE_CAPACITY = 10_000
+"""The default capacity of a process queue (`prefix!`) that no rule matches (see the module docstring)."""
 
 
 class CapacityRules:
@@ -32,6 +41,8 @@ class CapacityRules:
             else:
                 raise ValueError(f"channel_capacity keys must be glob strings or compiled regexes, not {rule!r}")
             self.rules.append((rule, compiled, value))
+        # Last, so any user rule wins: process queues default to a capacity that survives bursts.
+        self.rules.append(("*!", re.compile(fnmatch.translate("*!")), max(default, PROCESS_QUEUE_CAPACITY)))
         self._cache: dict[str, int] = {}
 
     @property

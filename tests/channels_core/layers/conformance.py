@@ -18,6 +18,7 @@ import time
 import pytest
 
 from channels_core.layers import ChannelFull, MessageTooLarge
+from channels_core.layers.capacity import PROCESS_QUEUE_CAPACITY
 from channels_core.layers.contract import EXTENSIONS, ChannelLayer, members, supports
 
 EXPIRY_DELAY = 1.2
@@ -337,10 +338,30 @@ class LayerConformance:
         assert layer.receive(["cape_test"]) == ("cape_test", {"old": False})
 
     def test_capacity_process(self, layer):
-        for i in range(5):
-            layer.send(f"capp!{i}", {"hello": "there"})
+        # Every channel of one process shares its queue's capacity, by default PROCESS_QUEUE_CAPACITY.
+        capacity = layer.get_capacity("capp!x")
+        assert capacity == max(5, PROCESS_QUEUE_CAPACITY)
+        for i in range(capacity):
+            layer.send(f"capp!{i % 7}", {})
         with pytest.raises(ChannelFull):
             layer.send("capp!final", {"hello": "there"})
+        assert layer.get_capacity("capq_test") == 5
+
+    @needs("groups")
+    def test_group_send_reaches_a_process_queue_over_the_normal_capacity(self, layer):
+        # A busy server holds more than `capacity` replies: a broadcast still reaches all its sockets.
+        for i in range(20):
+            layer.send(f"capg!{i}", {"reply": i})
+        for i in range(3):
+            layer.group_add("capg_group", f"capg!{i}")
+        layer.send_group("capg_group", {"hello": "all"})
+        got = layer.receive_batch(["capg!"], 100) if supports(layer, "batch") else []
+        while len(got) < 23:
+            channel, message = layer.receive(["capg!"])
+            if channel is None:
+                break
+            got.append((channel, message))
+        assert sorted(c for c, m in got if m == {"hello": "all"}) == ["capg!0", "capg!1", "capg!2"]
 
     @needs("groups", "statistics")
     def test_capacity_group(self, layer):
