@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fnmatch
+import inspect
 import logging
 import os
 import signal
@@ -27,6 +28,20 @@ _REQUEUE_DELAY = 0.05
 _MIN_BACKOFF = 0.05
 _MAX_BACKOFF = 2.0
 DRAIN_TIMEOUT = 30.0
+# How long one read waits before the loop looks at `termed` again: the bound on an idle worker's
+# shutdown. The SIGTERM handler never interrupts a read (a message it had popped would be lost).
+WAKE_INTERVAL = 0.5
+
+
+def default_threads() -> int:
+    """`runworker --threads` default: two per CPU, at least 2 and at most 8.
+
+    Consumers mostly wait (database, HTTP calls, sleeps) with the GIL
+    released, so two threads per core keep a core busy while one waits, and
+    one slow consumer does not hold up every other message of the process.
+    The cap bounds the database connections (one per thread).
+    """
+    return min(8, max(2, 2 * (os.cpu_count() or 1)))
 
 
 def filter_channels(channels: Iterable[str], only: list[str] | None, exclude: list[str] | None) -> list[str]:
@@ -58,7 +73,10 @@ class Worker:
     `channel_layer` is a `ChannelLayerWrapper` (it has a `router`). A consumer
     that raises is logged with its channel and client and answered (500 for
     HTTP, close for WebSocket); the loop goes on. On SIGTERM/SIGINT the
-    worker finishes the message in hand, then returns. A layer whose store
+    worker handles every message it has taken, then returns: the handler
+    only sets `termed`, and each read lasts at most `WAKE_INTERVAL`, so an
+    idle worker stops within about half a second and a busy one after its
+    current consumer. A layer whose store
     refuses its settings (`LayerConfigurationError`) ends `run` with that error.
     """
 
@@ -75,6 +93,7 @@ class Worker:
         self.channel_layer = channel_layer
         self.prefetch = prefetch
         self._batched = supports(channel_layer, "batch")
+        self._timed = self._batched and _takes_timeout(channel_layer)
         self.callback = callback
         self.message_retries = message_retries
         self.signal_handlers = signal_handlers
@@ -91,13 +110,18 @@ class Worker:
         signal.signal(signal.SIGINT, self.sigterm_handler)
 
     def sigterm_handler(self, signo: int, stack_frame: Any) -> None:
+        """Ask the loop to stop; never raises.
+
+        Raising here could land between Redis popping a message and the loop
+        holding it (the reply in flight on the socket, or returned but not yet
+        handled): that message would exist nowhere. Instead the loop's reads
+        last at most `WAKE_INTERVAL` (or the layer's blocking timeout), and the
+        loop handles whatever a read returned before it looks at `termed`.
+        """
         if self.termed:
-            return  # already on the way out: a second signal must not interrupt the drain
+            return  # already on the way out
         self.termed = True
-        if not self.in_job:
-            # Idle in a blocking read: leave now (the read is abandoned, nothing is lost).
-            raise SystemExit(0)
-        logger.info("Shutdown requested: finishing the current message")
+        logger.info("Shutdown requested: finishing the messages taken, then exiting")
 
     def apply_channel_filters(self, channels: Iterable[str]) -> list[str]:
         return filter_channels(channels, self.only_channels, self.exclude_channels)
@@ -114,17 +138,14 @@ class Worker:
         channels = self.channels()
         if not channels:
             raise ValueError("This worker has no channels to listen on (check --only-channels/--exclude-channels)")
-        logger.info(
-            "Listening on channels %s (pid %d, %s)", ", ".join(channels), os.getpid(), threading.current_thread().name
-        )
+        self.announce(channels)
         backoff = Backoff(_MIN_BACKOFF, _MAX_BACKOFF)
         failing_since: float | None = None
         while not self.termed:
             self.in_job = False
             try:
                 batch = self._receive(channels)
-                # No call between the read returning and this flag: a SIGTERM handler sees it set.
-                self.in_job = True
+                self.in_job = bool(batch)  # informative only: the handler no longer depends on it
             except LayerConfigurationError:
                 raise  # the store refuses the layer's settings: retrying cannot help
             except Exception as exc:
@@ -151,14 +172,50 @@ class Worker:
             # Messages already taken are all handled, even after SIGTERM: they exist nowhere else.
             for channel, content in batch:
                 self.handle(channel, content)
+        self._drain_local(channels)
         self.in_job = False
 
+    def announce(self, channels: list[str]) -> None:
+        logger.info(
+            "Listening on channels %s (pid %d, %s)", ", ".join(channels), os.getpid(), threading.current_thread().name
+        )
+
     def _receive(self, channels: list[str]) -> list[tuple[str, dict]]:
-        """One blocking read; with the `batch` extension it takes up to `prefetch` waiting messages at once."""
+        """One blocking read of at most `WAKE_INTERVAL` (layers with `receive_batch(timeout=)`).
+
+        With the `batch` extension it takes up to `prefetch` waiting messages
+        at once. A layer without a timed read blocks for its own blocking
+        timeout, which then bounds an idle worker's shutdown.
+        """
+        if self._timed:
+            return self.channel_layer.receive_batch(channels, self.prefetch, block=True, timeout=WAKE_INTERVAL)
         if self.prefetch > 1 and self._batched:
             return self.channel_layer.receive_batch(channels, self.prefetch, block=True)
         channel, content = self.channel_layer.receive(channels, block=True)
         return [] if channel is None else [(channel, content)]
+
+    def _drain_local(self, channels: list[str]) -> None:
+        """Before exiting, handle what the layer already took out of its store and holds in this process.
+
+        The Redis layer keeps in memory what a read on several shards popped
+        after losing the race to another shard; it is in no queue any more, so
+        leaving without it would lose it.
+        """
+        held = getattr(self.channel_layer, "decoder", None)
+        if held is None or not self._batched:
+            return
+        for _ in range(10_000):  # bounded: the buffer only shrinks, but never spin on a layer bug
+            if not held:
+                return
+            try:
+                batch = self.channel_layer.receive_batch(channels, max(self.prefetch, 1), block=False)
+            except Exception:
+                logger.exception("Could not hand over the messages this worker held while stopping")
+                return
+            if not batch:
+                return
+            for channel, content in batch:
+                self.handle(channel, content)
 
     def handle(self, channel: str, content: dict) -> None:
         """Route and run one message; never raises (except SystemExit/KeyboardInterrupt)."""
@@ -264,17 +321,21 @@ class WorkerGroup(Worker):
 
     def __init__(self, *args: Any, n_threads: int = 2, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.workers = [Worker(*args, **{**kwargs, "signal_handlers": False}) for _ in range(n_threads - 1)]
+        self.workers = [_Thread(*args, **{**kwargs, "signal_handlers": False}) for _ in range(n_threads - 1)]
 
     def sigterm_handler(self, signo: int, stack_frame: Any) -> None:
+        """Ask every thread to stop after the messages it took; never raises (see `Worker.sigterm_handler`)."""
         if self.termed:
             return
         self.termed = True
         for worker in self.workers:
             worker.termed = True
-        logger.info("Shutdown requested: the %d worker threads finish their current message", len(self.workers) + 1)
-        if not self.in_job:
-            raise SystemExit(0)
+        logger.info("Shutdown requested: the %d worker threads finish the messages they took", len(self.workers) + 1)
+
+    def announce(self, channels: list[str]) -> None:
+        logger.info(
+            "Listening on channels %s (pid %d, %d threads)", ", ".join(channels), os.getpid(), len(self.workers) + 1
+        )
 
     def ready(self) -> None:
         super().ready()
@@ -292,6 +353,21 @@ class WorkerGroup(Worker):
                 worker.termed = True
             deadline = time.monotonic() + DRAIN_TIMEOUT
             for thread in threads:
-                # A thread blocked in an idle read returns within the layer's blocking timeout;
-                # one in a consumer finishes its message first.
+                # A thread in an idle read returns within WAKE_INTERVAL (or the layer's blocking
+                # timeout); one in a consumer finishes the messages it took first.
                 thread.join(max(0.0, deadline - time.monotonic()))
+
+
+class _Thread(Worker):
+    """One of a `WorkerGroup`'s extra threads: the group announces them all in one line."""
+
+    def announce(self, channels: list[str]) -> None:
+        logger.debug("Worker thread %s listening", threading.current_thread().name)
+
+
+def _takes_timeout(channel_layer: Any) -> bool:
+    """True if the layer's `receive_batch` has the `timeout=` parameter (the batch contract's newer form)."""
+    try:
+        return "timeout" in inspect.signature(channel_layer.receive_batch).parameters
+    except (TypeError, ValueError):
+        return False

@@ -29,7 +29,7 @@ from channels_core.signals import consumer_finished, consumer_started, worker_re
 from routing import include, route
 from tests.support.waiting import wait_for
 from worker import Worker, WorkerGroup
-from worker.worker import filter_channels
+from worker.worker import WAKE_INTERVAL, filter_channels
 
 CLIENT = ["10.0.0.1", 5000]
 
@@ -504,19 +504,20 @@ def test_full_reply_channel_does_not_kill_the_running_worker(monkeypatch):
 
 
 class FlakyLayer(InMemoryChannelLayer):
-    """Receive raises LayerConnectionError `failures` times (a Redis outage), then works."""
+    """A read raises LayerConnectionError `failures` times (a Redis outage), then works."""
 
     def __init__(self, failures: int, **options) -> None:
         super().__init__(**options)
         self.failures = failures
         self.calls = 0
 
-    def receive(self, channels, block=False):
+    def receive_batch(self, channels, max_messages=100, block=False, timeout=None):
+        # The worker reads with receive_batch(timeout=) (the in-memory receive() goes through it too).
         self.calls += 1
         if self.failures > 0:
             self.failures -= 1
             raise LayerConnectionError("Redis at 127.0.0.1:1 is unreachable: connection refused")
-        return super().receive(channels, block)
+        return super().receive_batch(channels, max_messages, block, timeout)
 
 
 def test_receive_failures_are_logged_once_backed_off_and_survived(caplog):
@@ -586,18 +587,36 @@ def test_worker_with_no_channels_refuses_to_run():
 # -- shutdown and threads -------------------------------------------------------------------------
 
 
-def test_sigterm_handler_exits_when_idle_and_finishes_the_message_in_hand():
-    layer = make_layer([route("test.channel", crash)])
-    idle = Worker(layer, signal_handlers=False)
-    with pytest.raises(SystemExit) as info:
-        idle.sigterm_handler(15, None)
-    assert info.value.code == 0 and idle.termed
-    idle.sigterm_handler(15, None)  # a second signal does not interrupt the way out
+def test_sigterm_handler_never_raises_and_an_idle_worker_stops_within_the_wake_interval():
+    layer = make_layer([route("test.channel", crash)], blocking_timeout=30)
+    worker = Worker(layer, signal_handlers=False)
+    worker.sigterm_handler(15, None)  # no SystemExit: a message popped in that instant would be lost
+    assert worker.termed
+    worker.sigterm_handler(15, None)  # a second signal changes nothing
 
-    busy = Worker(layer, signal_handlers=False)
-    busy.in_job = True
-    busy.sigterm_handler(15, None)  # no exception: the loop ends after this message
-    assert busy.termed
+    idle = Worker(layer, signal_handlers=False)
+    running = Running(idle)
+    with running:
+        time.sleep(0.2)  # blocked in its read
+        idle.sigterm_handler(15, None)
+        started = time.monotonic()
+        running.thread.join(5)
+        stopped_after = time.monotonic() - started
+    assert stopped_after < WAKE_INTERVAL + 0.5  # not the layer's 30 s blocking timeout
+
+
+def test_worker_group_sigterm_never_raises_and_every_thread_stops():
+    layer = make_layer([route("test.channel", crash)], blocking_timeout=30)
+    group = WorkerGroup(layer, n_threads=3, signal_handlers=False)
+    running = Running(group)
+    with running:
+        time.sleep(0.2)
+        group.sigterm_handler(15, None)
+        started = time.monotonic()
+        running.thread.join(5)
+        assert not running.thread.is_alive()
+    assert time.monotonic() - started < WAKE_INTERVAL + 1.0
+    assert all(w.termed for w in group.workers)
 
 
 def test_worker_group_runs_consumers_in_parallel():
@@ -628,8 +647,8 @@ class _CountingLayer(ChannelLayerWrapper):
         super().__init__(*args, **kwargs)
         self.reads: list[int] = []
 
-    def receive_batch(self, channels, max_messages=100, block=False):
-        got = self.channel_layer.receive_batch(channels, max_messages, block)
+    def receive_batch(self, channels, max_messages=100, block=False, timeout=None):
+        got = self.channel_layer.receive_batch(channels, max_messages, block, timeout)
         if got:
             self.reads.append(len(got))
         return got
@@ -648,10 +667,7 @@ def test_prefetch_takes_several_waiting_messages_per_read_in_order(prefetch, mos
     worker = Worker(layer, signal_handlers=False, prefetch=prefetch)
     run_until(worker, lambda: len(seen) == 10)
     assert seen == list(range(10))
-    if prefetch == 1:
-        assert layer.reads == []  # one message per plain receive()
-    else:
-        assert max(layer.reads) == most_per_read and sum(layer.reads) == 10
+    assert max(layer.reads) == most_per_read and sum(layer.reads) == 10
 
 
 def test_messages_taken_in_one_read_are_all_handled_after_sigterm():

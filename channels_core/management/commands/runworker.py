@@ -36,7 +36,13 @@ class Command(BaseCommand):
             metavar="GLOB",
             help="do not listen on channels matching this glob (repeatable)",
         )
-        parser.add_argument("--threads", type=int, default=1, help="worker threads per process (default 1)")
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help=f"worker threads per process (default: two per CPU, 2 to 8; here {_default_threads()}). A slow "
+            "consumer holds one thread: give slow work its own channel and workers (--only-channels)",
+        )
         parser.add_argument(
             "--prefetch",
             type=int,
@@ -53,6 +59,8 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
+        if options["threads"] is None:
+            options["threads"] = _default_threads()
         if options["threads"] < 1 or options["processes"] < 1 or options["prefetch"] < 1:
             raise CommandError("--threads, --processes and --prefetch must be at least 1")
         _configure_logging(options["verbosity"])
@@ -126,6 +134,12 @@ class Command(BaseCommand):
 
     def log_message(self, channel: str, message: Any) -> None:
         logger.debug("%s %s", channel, message.get("path") or message.get("reply_channel") or "")
+
+
+def _default_threads() -> int:
+    from worker.worker import default_threads
+
+    return default_threads()
 
 
 def _configure_logging(verbosity: int) -> None:
