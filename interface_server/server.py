@@ -71,7 +71,7 @@ class Server:
     # -- reply channels ----------------------------------------------------------
 
     def new_reply_channel(self, handler: ReplyHandler) -> str:
-        channel = self.reply_prefix + _random(12)
+        channel = self.reply_prefix + _random(16)
         self.reply_handlers[channel] = handler
         return channel
 

@@ -14,7 +14,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer, reactor
 
-from . import compat, socket_write
+from . import compat, origins, socket_write
 from .wire_messages import (
     BadReply,
     RequestInfo,
@@ -79,6 +79,10 @@ class WebSocketProtocol(WebSocketServerProtocol):
     # -- handshake ---------------------------------------------------------------------
 
     def onConnect(self, request: Any) -> defer.Deferred:
+        refused = origins.policy_for(self.server.config.allowed_origins).refusal(self.info.headers)
+        if refused is not None:  # before anything is sent: no consumer runs for a foreign page (origins.py)
+            logger.info("WebSocket %s from %s refused with 403: %s", self.info.path, self._details()["client"], refused)
+            raise ConnectionDeny(403, "Origin not allowed")
         self.server.connections.add(self)
         self.reply_channel = self.server.new_reply_channel(self)
         wanted = self.server.config.ws_protocols
