@@ -28,7 +28,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
     between processes.
     """
 
-    extensions = ["groups", "flush", "statistics", "batch", "ordering"]
+    extensions = ["groups", "flush", "statistics", "batch", "ordering", "leases"]
     local_only = True
 
     def __init__(
@@ -51,6 +51,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._stats: dict[str, dict[str, int]] = {}
         self._closed = False
         self._orders = OrderBook(group_expiry)
+        self._leases = _Leases()
+        self._lease_known: set[str] = set()
 
     # -- sending ---------------------------------------------------------------
 
@@ -192,6 +194,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             self._queues.clear()
             self._groups.clear()
             self._stats.clear()
+            self._leases = _Leases()
         self._orders = OrderBook(self.group_expiry)
 
     # -- per-connection ordering (the `ordering` extension, see .order_book) ---
@@ -213,6 +216,90 @@ class InMemoryChannelLayer(BaseChannelLayer):
     def order_forget(self, reply_channel: str) -> None:
         self._orders.forget(reply_channel)
 
+    # -- leases (the `leases` extension, see .contract.LeasesExtension) ----------
+
+    def lease_renew(self, holder: str, ttl: float, info: dict | None = None) -> str:
+        names.validate_channel_name(holder)
+        if ttl <= 0:
+            raise ValueError(f"ttl must be positive, not {ttl!r}")
+        info = self.serializer.loads(self.serializer.dumps(info or {}))
+        with self._cond:
+            leases = self._leases
+            state = "held"
+            if holder not in leases.expires:
+                if leases.swept.pop(holder, None) is not None:
+                    state = "swept"
+                elif holder in self._lease_known:
+                    state = "lost"
+            leases.expires[holder] = time.monotonic() + ttl
+            leases.info[holder] = info
+            self._lease_known.add(holder)
+            return state
+
+    def lease_track(self, holder: str, reply_channel: str, channel: str, message: dict) -> None:
+        for name in (holder, reply_channel, channel):
+            names.validate_channel_name(name)
+        payload = self.serializer.dumps(message)
+        with self._cond:
+            self._leases.conns.setdefault(holder, {})[reply_channel] = (channel, payload)
+
+    def lease_release(self, holder: str, reply_channel: str, channel: str, message: dict) -> bool:
+        for name in (holder, reply_channel, channel):
+            names.validate_channel_name(name)
+        payload = self.serializer.dumps(message)
+        with self._cond:
+            if self._leases.conns.get(holder, {}).pop(reply_channel, None) is None:
+                return False
+            self._push_uncapped(channel, payload)
+            return True
+
+    def lease_end(self, holder: str) -> None:
+        names.validate_channel_name(holder)
+        with self._cond:
+            leases = self._leases
+            for table in (leases.expires, leases.info, leases.conns, leases.swept):
+                table.pop(holder, None)
+            self._lease_known.discard(holder)
+
+    def lease_holders(self) -> dict[str, dict]:
+        now = time.monotonic()
+        with self._cond:
+            leases = self._leases
+            return {h: dict(leases.info.get(h, {})) for h, expires in leases.expires.items() if expires > now}
+
+    def lease_sweep(self, sweeper: str, ttl: float) -> list[str]:
+        """Send the disconnects of every expired lease if `sweeper` holds the election (see the contract)."""
+        if not isinstance(sweeper, str) or not sweeper:
+            raise TypeError(f"sweeper must be a non-empty str, not {sweeper!r}")
+        self.last_sweep: dict[str, int] = {}
+        now = time.monotonic()
+        with self._cond:
+            leases = self._leases
+            if leases.sweeper is not None and leases.sweeper[0] != sweeper and leases.sweeper[1] > now:
+                return []
+            leases.sweeper = (sweeper, now + ttl)
+            dead = [holder for holder, expires in leases.expires.items() if expires <= now]
+            for holder in dead:
+                sent = 0
+                for reply_channel, (channel, payload) in leases.conns.pop(holder, {}).items():
+                    message = self.serializer.loads(payload)
+                    if "order" in message:
+                        message["order"] = self._orders.next_order(reply_channel)
+                    self._push_uncapped(channel, self.serializer.dumps(message))
+                    sent += 1
+                del leases.expires[holder]
+                leases.info.pop(holder, None)
+                leases.swept[holder] = now
+                self.last_sweep[holder] = sent
+            return dead
+
+    def _push_uncapped(self, channel: str, payload: bytes) -> None:
+        """Queue a disconnect past the channel's capacity (bounded by the number of connections)."""
+        queue = self._queues.setdefault(names.list_name(channel), deque())
+        queue.append([time.time() + self.expiry, [channel], payload])
+        self._count(names.list_name(channel), "messages_count")
+        self._cond.notify_all()
+
     def global_statistics(self) -> dict[str, int]:
         with self._cond:
             return dict(self._stats.get("#global#", {"messages_count": 0, "channel_full_count": 0}))
@@ -231,3 +318,14 @@ class InMemoryChannelLayer(BaseChannelLayer):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+
+
+class _Leases:
+    """The in-memory layer's lease state (replaced whole by `flush`, which makes known holders "lost")."""
+
+    def __init__(self) -> None:
+        self.expires: dict[str, float] = {}  # holder -> time.monotonic() deadline
+        self.info: dict[str, dict] = {}
+        self.conns: dict[str, dict[str, tuple[str, bytes]]] = {}  # holder -> reply channel -> (channel, payload)
+        self.swept: dict[str, float] = {}
+        self.sweeper: tuple[str, float] | None = None

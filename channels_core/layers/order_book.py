@@ -91,6 +91,12 @@ class OrderBook:
             state.waiting_since = now if state.parked or payload is not None else None
             return payload
 
+    def next_order(self, key: str) -> int:
+        """The order `key` waits for next (0 when it has no state): what a swept disconnect carries."""
+        with self._lock:
+            state = self._connections.get(key)
+            return state.next if state is not None and state.expires > time.monotonic() else 0
+
     def forget(self, key: str) -> None:
         with self._lock:
             self._connections.pop(key, None)

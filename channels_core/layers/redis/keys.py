@@ -5,11 +5,17 @@
     ordering      prefix + "order:" + reply channel
     counters      stats_prefix + queue name, with "x?random" counted as "x?"
     all counters  stats_prefix + "#global#"
+    leases        prefix + "lease:expiry" / "lease:info" / "lease:swept" /
+                  "lease:sweeping" (one set per shard), prefix + "lease:conn:" +
+                  holder, and prefix + "lease:sweeper" (the election, first shard)
 
 A process channel "server!abc" is queued in "server!" with "abc" as its
 target (see `framing`), so one process reads all its channels with one pop.
 A group's members live on the shard of their queue, so a group send is one
-script per shard touching only keys of that shard.
+script per shard touching only keys of that shard. A lease holder's keys live
+on the shard of the holder's name taken as a queue name: an interface server
+that holds its lease as its process channel prefix ("server!") has its lease,
+its connections, their ordering state and their replies on one shard.
 """
 
 from __future__ import annotations
@@ -64,6 +70,17 @@ class KeyLayout(Generic[S]):
 
     def order_key(self, reply_channel: str) -> bytes:
         return self.key("order:" + reply_channel)
+
+    def lease_keys(self) -> tuple[bytes, bytes, bytes, bytes]:
+        """The per-shard lease keys: expiry (zset), info (hash), swept (zset), sweeping (hash)."""
+        return (self.key("lease:expiry"), self.key("lease:info"), self.key("lease:swept"), self.key("lease:sweeping"))
+
+    def lease_conn_key(self, holder: str) -> bytes:
+        return self.key("lease:conn:" + holder)
+
+    def lease_shard(self, holder: str) -> int:
+        """The index of the shard holding `holder`'s lease and connections."""
+        return self.ring.get(names.list_name(holder))
 
     def stats_key(self, qname: str) -> bytes:
         return (self.stats_prefix + stats_name(qname)).encode("ascii")

@@ -20,20 +20,21 @@ from .decoding import Decoder
 from .event_receiver import EventReceiver
 from .hosts import parse_hosts
 from .keys import KeyLayout, split
+from .leases import RedisLeases
 from .scripts import GROUP_ADD, GROUP_CHANNELS, GROUP_DISCARD, GROUP_SEND, ORDER_ADVANCE, ORDER_CLAIM, POP, SEND
 from .sharding import HashRing
 
 logger = logging.getLogger("channels_core.layers.redis")
 
 
-class RedisChannelLayer(BaseChannelLayer):
+class RedisChannelLayer(RedisLeases, BaseChannelLayer):
     """ASGI 1.0 channel layer on one or more Redis servers.
 
     The constructor takes asgi_redis 1.x's options (same names, same order)
     plus a few of its own; see the README for every option and its default.
     """
 
-    extensions = ["groups", "flush", "statistics", "batch", "ordering", "event_receiver"]
+    extensions = ["groups", "flush", "statistics", "batch", "ordering", "event_receiver", "leases"]
     local_only = False
 
     def __init__(

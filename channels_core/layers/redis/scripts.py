@@ -322,3 +322,121 @@ redis.call('EXPIRE', key, ARGV[2])
 return payload
 """,
 )
+
+# -- leases (the `leases` extension, see leases.py) ----------------------------
+# Per shard: a sorted set of holders scored by lease expiry (ms), a hash of their
+# info, a sorted set of swept holders (tombstones, scored by sweep time, kept a
+# day) and per holder a hash of its connections (reply channel -> channel "\n"
+# disconnect payload). A sweep moves a dead holder's connections, with the order
+# each disconnect must carry, into one "sweeping" hash; each is then pushed by
+# SWEEP_SEND, which deletes it in the same step: a disconnect goes out once.
+
+# KEYS: expiry zset, info hash, swept zset, the holder's connections
+# ARGV: holder, ttl_ms, info, known ('1' if this client registered it before), conn_ttl_s
+# -> 'held' | 'swept' | 'lost'
+LEASE_RENEW = Script(
+    "lease_renew",
+    _NOW
+    + """
+local holder = ARGV[1]
+local state = 'held'
+if not redis.call('ZSCORE', KEYS[1], holder) then
+  if redis.call('ZREM', KEYS[3], holder) == 1 then
+    state = 'swept'
+  elseif ARGV[4] == '1' then
+    state = 'lost'
+  end
+end
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), holder)
+redis.call('HSET', KEYS[2], holder, ARGV[3])
+redis.call('EXPIRE', KEYS[4], ARGV[5])
+return state
+""",
+)
+
+# KEYS: the holder's connections [, the disconnect's queue when it lives on this shard]
+# ARGV: reply channel, expiry_ms, queue_ttl_s, unstamped element  -> 1 if it was tracked (and pushed)
+LEASE_RELEASE = Script(
+    "lease_release",
+    _NOW
+    + """
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+if KEYS[2] then
+  redis.call('RPUSH', KEYS[2], string.format('%014d', now + tonumber(ARGV[2])) .. ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[3])
+end
+return 1
+""",
+)
+
+# KEYS: expiry zset, info hash, swept zset, sweeping hash
+# ARGV: key prefix, max holders  -> the holders swept
+LEASE_SWEEP = Script(
+    "lease_sweep",
+    _NOW
+    + """
+local prefix = ARGV[1]
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, holder in ipairs(dead) do
+  local ckey = prefix .. 'lease:conn:' .. holder
+  local entries = redis.call('HGETALL', ckey)
+  for i = 1, #entries, 2 do
+    local reply_channel = entries[i]
+    -- the order an ordered consumer waits for next (0 before the connect ran)
+    local order = redis.call('HGET', prefix .. 'order:' .. reply_channel, 'next') or '0'
+    redis.call('HSET', KEYS[4], holder .. '\\n' .. reply_channel, order .. '\\n' .. entries[i + 1])
+  end
+  redis.call('DEL', ckey)
+  redis.call('ZREM', KEYS[1], holder)
+  redis.call('HDEL', KEYS[2], holder)
+  redis.call('ZADD', KEYS[3], now, holder)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - 86400000)
+return dead
+""",
+)
+
+# KEYS: sweeping hash [, the queue when it lives on this shard]
+# ARGV: expiry_ms, queue_ttl_s, then (field, unstamped element) pairs
+# -> the fields that were still there (each pushed when the queue is given)
+SWEEP_SEND = Script(
+    "sweep_send",
+    _NOW
+    + """
+local stamp = string.format('%014d', now + tonumber(ARGV[1]))
+local taken = {}
+for i = 3, #ARGV, 2 do
+  if redis.call('HDEL', KEYS[1], ARGV[i]) == 1 then
+    taken[#taken + 1] = ARGV[i]
+    if KEYS[2] then redis.call('RPUSH', KEYS[2], stamp .. ARGV[i + 1]) end
+  end
+end
+if KEYS[2] and #taken > 0 then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
+return taken
+""",
+)
+
+# KEYS: expiry zset, info hash  -> flat (holder, info) pairs of the live leases
+LEASE_HOLDERS = Script(
+    "lease_holders",
+    _NOW
+    + """
+local out = {}
+for _, holder in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '(' .. now, '+inf')) do
+  out[#out + 1] = holder
+  out[#out + 1] = redis.call('HGET', KEYS[2], holder) or ''
+end
+return out
+""",
+)
+
+# KEYS: the election key.  ARGV: sweeper, ttl_ms  -> 1 if `sweeper` holds the election
+SWEEPER_ELECT = Script(
+    "sweeper_elect",
+    """
+local current = redis.call('GET', KEYS[1])
+if current and current ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+""",
+)

@@ -523,3 +523,119 @@ class LayerConformance:
         assert got == [("batcht_test", {"in": "time"})]
         layer.send("batcht_test", {"now": 1})
         assert layer.receive_batch(["batcht_test"], 10, block=True, timeout=0) == [("batcht_test", {"now": 1})]
+
+    # -- the leases extension --------------------------------------------------
+
+    @staticmethod
+    def _disconnect(reply_channel: str, code: int = 1006) -> dict:
+        return {"reply_channel": reply_channel, "path": "/", "order": 0, "code": code}
+
+    @staticmethod
+    def _drain(layer, channel: str) -> list[dict]:
+        got = []
+        while True:
+            name, message = layer.receive([channel])
+            if name is None:
+                return got
+            got.append(message)
+
+    @needs("leases")
+    def test_lease_renew_is_held_and_lists_the_holder_with_its_info(self, layer):
+        assert layer.lease_renew("lsr!", 5, {"kind": "interface-server", "pid": 1}) == "held"
+        assert layer.lease_renew("lsr!", 5, {"kind": "interface-server", "pid": 1, "connections": 2}) == "held"
+        assert layer.lease_holders()["lsr!"] == {"kind": "interface-server", "pid": 1, "connections": 2}
+        layer.lease_end("lsr!")
+        assert "lsr!" not in layer.lease_holders()
+        assert layer.lease_renew("lsr!", 5) == "held"  # after a clean end, a new registration
+
+    @needs("leases")
+    def test_lease_release_sends_the_disconnect_exactly_once_and_only_if_tracked(self, layer):
+        layer.lease_renew("lsx!", 5)
+        layer.lease_track("lsx!", "lsx!a", "lsx.disconnect", self._disconnect("lsx!a"))
+        message = dict(self._disconnect("lsx!a", 1000), order=3)
+        assert layer.lease_release("lsx!", "lsx!a", "lsx.disconnect", message) is True
+        assert layer.lease_release("lsx!", "lsx!a", "lsx.disconnect", message) is False
+        assert layer.lease_release("lsx!", "lsx!never", "lsx.disconnect", self._disconnect("lsx!never")) is False
+        assert self._drain(layer, "lsx.disconnect") == [message]
+
+    @needs("leases")
+    def test_lease_release_is_not_refused_by_a_full_channel(self, layer):
+        layer.lease_renew("lsf!", 5)
+        layer.lease_track("lsf!", "lsf!a", "lsf.disconnect", self._disconnect("lsf!a"))
+        for _ in range(layer.get_capacity("lsf.disconnect")):
+            layer.send("lsf.disconnect", {"filler": True})
+        with pytest.raises(ChannelFull):
+            layer.send("lsf.disconnect", {"filler": True})
+        assert layer.lease_release("lsf!", "lsf!a", "lsf.disconnect", self._disconnect("lsf!a", 1000))
+        assert self._drain(layer, "lsf.disconnect")[-1] == self._disconnect("lsf!a", 1000)
+
+    @needs("leases")
+    def test_lease_sweep_sends_each_tracked_disconnect_once_after_expiry(self, layer):
+        layer.lease_renew("lsw!", 0.3, {"kind": "interface-server"})
+        for name in ("lsw!a", "lsw!b", "lsw!c"):
+            layer.lease_track("lsw!", name, "lsw.disconnect", self._disconnect(name))
+        layer.lease_release("lsw!", "lsw!c", "lsw.disconnect", self._disconnect("lsw!c", 1000))
+        assert layer.lease_sweep("sweeper-1", 2) == []  # not expired yet
+        time.sleep(0.5)
+        assert "lsw!" not in layer.lease_holders()
+        assert layer.lease_sweep("sweeper-1", 2) == ["lsw!"]
+        assert layer.last_sweep == {"lsw!": 2}
+        assert layer.lease_sweep("sweeper-1", 2) == []
+        got = self._drain(layer, "lsw.disconnect")
+        assert sorted(m["reply_channel"] for m in got) == ["lsw!a", "lsw!b", "lsw!c"]
+        assert [m["code"] for m in got if m["reply_channel"] != "lsw!c"] == [1006, 1006]
+        # The holder comes back: told it was swept (close, send nothing), then held again.
+        assert layer.lease_release("lsw!", "lsw!a", "lsw.disconnect", self._disconnect("lsw!a", 1000)) is False
+        assert layer.lease_renew("lsw!", 5) == "swept"
+        assert layer.lease_renew("lsw!", 5) == "held"
+        assert self._drain(layer, "lsw.disconnect") == []
+
+    @needs("leases")
+    def test_lease_renewed_after_expiry_but_before_a_sweep_is_still_held(self, layer):
+        layer.lease_renew("lsl!", 0.2)
+        layer.lease_track("lsl!", "lsl!a", "lsl.disconnect", self._disconnect("lsl!a"))
+        time.sleep(0.35)
+        assert layer.lease_renew("lsl!", 5) == "held"
+        assert layer.lease_sweep("sweeper-1", 2) == []
+        assert self._drain(layer, "lsl.disconnect") == []
+        assert layer.lease_release("lsl!", "lsl!a", "lsl.disconnect", self._disconnect("lsl!a", 1000)) is True
+
+    @needs("leases")
+    def test_lease_sweep_is_done_by_the_elected_sweeper_only(self, layer):
+        layer.lease_renew("lse!", 0.2)
+        layer.lease_track("lse!", "lse!a", "lse.disconnect", self._disconnect("lse!a"))
+        assert layer.lease_sweep("sweeper-a", 0.6) == []  # elected, nothing expired yet
+        time.sleep(0.3)
+        assert layer.lease_sweep("sweeper-b", 0.6) == []  # a holds the election
+        assert self._drain(layer, "lse.disconnect") == []
+        assert layer.lease_sweep("sweeper-a", 0.6) == ["lse!"]
+        layer.lease_renew("lse2!", 0.1)
+        layer.lease_track("lse2!", "lse2!a", "lse.disconnect", self._disconnect("lse2!a"))
+        time.sleep(0.7)  # a stopped calling: its election lapsed
+        assert layer.lease_sweep("sweeper-b", 0.6) == ["lse2!"]
+        assert sorted(m["reply_channel"] for m in self._drain(layer, "lse.disconnect")) == ["lse!a", "lse2!a"]
+
+    @needs("leases", "flush")
+    def test_lease_renew_says_lost_when_the_layer_lost_its_state(self, layer):
+        assert layer.lease_renew("lsg!", 5) == "held"
+        layer.lease_track("lsg!", "lsg!a", "lsg.disconnect", self._disconnect("lsg!a"))
+        layer.flush()  # what a Redis restart without persistence does
+        assert layer.lease_renew("lsg!", 5) == "lost"
+        assert layer.lease_renew("lsg!", 5) == "held"
+        assert layer.lease_release("lsg!", "lsg!a", "lsg.disconnect", self._disconnect("lsg!a")) is False
+
+    @needs("leases", "ordering")
+    def test_swept_disconnect_carries_the_order_an_ordered_consumer_runs(self, layer):
+        reply = "lso!a"
+        layer.lease_renew("lso!", 0.2)
+        layer.lease_track("lso!", reply, "lso.disconnect", self._disconnect(reply))
+        for order in range(3):  # connect and two receives ran
+            assert layer.order_claim(reply, order, "x", {}, 5, 10) == "run"
+            assert layer.order_advance(reply, order) is None
+        layer.lease_track("lso!", "lso!b", "lso.disconnect", self._disconnect("lso!b"))  # no ordering state
+        time.sleep(0.3)
+        assert layer.lease_sweep("sweeper-1", 2) == ["lso!"]
+        got = {m["reply_channel"]: m for m in self._drain(layer, "lso.disconnect")}
+        assert got[reply]["order"] == 3
+        assert layer.order_claim(reply, got[reply]["order"], "lso.disconnect", got[reply], 5, 10) == "run"
+        assert got["lso!b"]["order"] == 0
