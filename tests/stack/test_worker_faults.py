@@ -1,0 +1,86 @@
+"""Worker fault injection through real processes: SIGTERM of a busy runworker, a slow consumer next
+to fast traffic, garbage on every channel, SIGKILL under HTTP load.
+
+Consumers: tests/stack/fault_consumers.py (routed with TEST_CHANNEL_ROUTING). Each test prints
+its figures (run with `-s` to see them).
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import statistics
+import time
+
+import pytest
+import redis
+
+from channels_core.layers import RedisChannelLayer
+
+from .harness import Stack
+
+ROUTING = {"TEST_CHANNEL_ROUTING": "tests.stack.fault_consumers.channel_routing"}
+
+
+@pytest.fixture
+def fault_stack(redis_url, key_prefix, tmp_path):
+    stack = Stack(redis_url, key_prefix, tmp_path, extra_env=ROUTING)
+    yield stack
+    stack.stop()
+    store = redis.Redis.from_url(redis_url)
+    keys = list(store.scan_iter(match=key_prefix + "*", count=1000))
+    if keys:
+        store.delete(*keys)
+
+
+def sender_layer(redis_url: str, prefix: str, **options) -> RedisChannelLayer:
+    """The test's own layer on the stack's prefix (a roomy capacity and expiry for floods)."""
+    options.setdefault("capacity", 100_000)
+    options.setdefault("expiry", 300)
+    return RedisChannelLayer(hosts=[redis_url], prefix=prefix, **options)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+# -- SIGTERM of a busy worker ------------------------------------------------------------------
+
+
+SIGTERM_MESSAGES = 60_000
+SIGTERM_ROUNDS = 10
+
+
+@pytest.mark.slow
+def test_sigterm_of_a_busy_worker_loses_no_message_it_took(fault_stack, redis_url, key_prefix):
+    """10 SIGTERMs of a runworker busy on a stream (single thread, default threads, a 2-process pool):
+    every message taken out of Redis is handled; the rest is still queued."""
+    layer = sender_layer(redis_url, key_prefix)
+    ids = list(range(SIGTERM_MESSAGES))
+    for start in range(0, len(ids), 1000):
+        layer.send_many("fault.record", [{"id": i} for i in ids[start : start + 1000]])
+    modes = [["--threads", "1"], [], ["--processes", "2", "--threads", "1"]]
+    rng = random.Random(13)
+    stop_times = []
+    for round_ in range(SIGTERM_ROUNDS):
+        worker = fault_stack.start_worker(*modes[round_ % len(modes)])
+        time.sleep(rng.uniform(0.2, 0.5))  # busy: the queue never runs dry
+        started = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(15) == 0, worker.output()
+        stop_times.append(time.monotonic() - started)
+        assert "Traceback" not in worker.output(), worker.output()
+    remaining = set()
+    while batch := layer.receive_batch(["fault.record"], 1000, block=False):
+        remaining.update(m["id"] for _, m in batch)
+    store = redis.Redis.from_url(redis_url)
+    handled = {int(x) for x in store.smembers(key_prefix + "handled")}
+    lost = set(ids) - handled - remaining
+    print(
+        f"\nSIGTERM x{SIGTERM_ROUNDS}: {len(handled)} handled, {len(remaining)} still queued, {len(lost)} lost; "
+        f"stop took p50 {statistics.median(stop_times):.2f}s, max {max(stop_times):.2f}s"
+    )
+    assert remaining, "the queue ran dry: the workers were not busy when they were stopped"
+    assert not handled & remaining
+    assert lost == set(), f"{len(lost)} messages taken and never handled: {sorted(lost)[:20]}"
