@@ -139,6 +139,11 @@ class Server:
         self.reader = self._reply_reader()
         self.reader.start()
         reactor.addSystemEventTrigger("before", "shutdown", self.graceful_shutdown)
+        from .lease_keeper import start_lease_keeper  # leases: lease_keeper.py
+
+        self.lease_keeper = start_lease_keeper(self)
+        if self.lease_keeper is not None:  # ends the lease after graceful_shutdown sent the disconnects
+            reactor.addSystemEventTrigger("during", "shutdown", self.lease_keeper.stop)
         return self.listen()
 
     def _reply_reader(self) -> ReplyReader | ReactorReplyReader:

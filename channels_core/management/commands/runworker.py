@@ -52,6 +52,13 @@ class Command(BaseCommand):
             "another worker is idle: use it for fast consumers",
         )
         parser.add_argument(
+            "--lease-ttl",
+            type=float,
+            default=15.0,
+            help="seconds this worker's lease in the layer lasts without renewal; its sweeper thread renews it "
+            "every second and sends the disconnects of interface servers whose lease expired (default 15)",
+        )
+        parser.add_argument(
             "--processes",
             type=int,
             default=1,
@@ -118,7 +125,10 @@ class Command(BaseCommand):
         else:
             worker = Worker(self.channel_layer, **kwargs)
         logger.info("Running worker against channel layer %s", self.channel_layer)
-        return worker
+        from worker.sweeper import SweepingWorker, start_sweeper
+
+        sweeper = start_sweeper(self.channel_layer, worker.channels(), options.get("lease_ttl", 15.0))
+        return worker if sweeper is None else SweepingWorker(worker, sweeper)
 
     def get_consumer(self) -> Any:
         """Django views for `http.request`; static files too in DEBUG with staticfiles installed."""

@@ -1,0 +1,224 @@
+"""The interface server's lease in the channel layer, and what it does when the lease was lost.
+
+With a layer that supports `leases` (`channels_core.layers.contract`),
+`LeaseKeeper`:
+
+- renews the server's lease (holder: its reply prefix, `interface.response.X!`,
+  so the lease lives on the shard of its replies) every `lease_ttl / 3`
+  seconds from its own daemon thread, never the reactor, with info
+  {"kind": "interface-server", "pid", "host", "connections"};
+- tracks each WebSocket in the layer when its `websocket.connect` is queued
+  (`Server.track_connection`, through `call_layer` so the track is made
+  before the connection's disconnect), with a `websocket.disconnect`
+  (code 1006) for a sweeper to send if this process dies;
+- sends each WebSocket's disconnect with `lease_release` (`Server.disconnect_op`):
+  sent if the connection was still tracked, so it goes out exactly once
+  whether this server closes it or a sweeper did. HTTP disconnects are
+  plain sends;
+- on `"swept"` (the lease expired, e.g. the process was frozen or cut off
+  from Redis for longer than the lease, and a worker's sweeper already sent
+  the disconnects) or `"lost"` (the layer lost its state: Redis restarted
+  without persistence, FLUSHALL; groups are gone too) closes every open
+  WebSocket with 1012 (service restart), logged once as a WARNING, so
+  clients (`WebSocketBridge`) reconnect and their connect consumers join
+  their groups again. After "swept" the sweeper's disconnects stand; after
+  "lost" the tracking is gone, so the disconnects are plain sends;
+- at graceful shutdown ends the lease once the disconnects went out (if
+  some could not be sent, the lease is left to expire: a sweeper sends
+  those).
+
+A release that finds nothing for a connection this server tracked asks the
+layer at once (a renewal) whether it was swept or lost, so a close just
+after a Redis restart still sends its disconnect.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from typing import TYPE_CHECKING, Any
+
+from channels_core.layers.contract import supports
+
+from .wire_messages import websocket_disconnect_message
+
+if TYPE_CHECKING:
+    from .server import Server
+
+logger = logging.getLogger("interface_server.lease")
+
+CLOSE_SERVICE_RESTART = 1012
+DISCONNECT_CHANNEL = "websocket.disconnect"
+
+
+class LeaseKeeper:
+    """Keeps `server`'s lease and plugs leases into its connect/disconnect path (see the module docstring)."""
+
+    def __init__(self, server: Server) -> None:
+        self.server = server
+        self.layer = server.channel_layer
+        self.holder = server.reply_prefix
+        self.ttl = float(server.config.lease_ttl)
+        self.interval = self.ttl / 3
+        self.info: dict[str, Any] = {"kind": "interface-server", "pid": os.getpid(), "host": socket.gethostname()}
+        self._known: set[str] = set()  # tracked by us (reactor adds, sender thread removes)
+        self._confirmed: set[str] = set()  # the layer holds their entry (as of the track)
+        self._swept: set[str] = set()  # their entry went with a sweep: the sweeper sent their disconnect
+        self._lost: set[str] = set()  # their entry went with the layer's state: send plainly
+        self._renew_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+        self.events: list[str] = []
+        """"swept"/"lost" answers seen, in order (for tests and status)."""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Install the hooks on the server and start renewing."""
+        self.server.track_connection = self.track  # type: ignore[method-assign]
+        self.server.disconnect_op = self.disconnect_op
+        self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop renewing; end the lease unless some disconnect could not be sent (then a sweeper sends it)."""
+        self._stop.set()
+        lost = getattr(self.server, "counters", {}).get("disconnects_lost", 0)
+
+        def end() -> None:
+            try:
+                if lost:
+                    logger.warning(
+                        "%d disconnects could not be sent: the lease is left to expire, a worker's sweeper sends them",
+                        lost,
+                    )
+                else:
+                    self.layer.lease_end(self.holder)
+            except Exception as exc:
+                logger.warning("Could not end the lease %s (%s: %s)", self.holder, type(exc).__name__, exc)
+
+        # Off the reactor, bounded: a frozen Redis must not hold the exit.
+        ender = threading.Thread(target=end, name="lease-end", daemon=True)
+        ender.start()
+        ender.join(timeout)
+
+    # -- renewing (keeper thread) ------------------------------------------------------------
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.renew()
+                if self._failing:
+                    self._failing = False
+                    logger.warning("Lease %s renewed again", self.holder)
+            except Exception as exc:
+                if not self._failing:
+                    self._failing = True
+                    logger.warning(
+                        "Cannot renew the lease %s (%s: %s); retrying every %.1fs",
+                        self.holder,
+                        type(exc).__name__,
+                        exc,
+                        self.interval,
+                    )
+                else:
+                    logger.debug("Lease renewal still fails (%s: %s)", type(exc).__name__, exc)
+            self._stop.wait(self.interval)
+
+    def renew(self) -> str:
+        """Renew now (any thread) and act on the answer; returns it."""
+        with self._renew_lock:
+            info = dict(self.info, connections=len(self.server.connections))
+            state = self.layer.lease_renew(self.holder, self.ttl, info)
+            if state in ("swept", "lost"):
+                # Every connection tracked so far lost its entry with this event.
+                gone = set(self._confirmed)
+                (self._swept if state == "swept" else self._lost).update(gone)
+                self._confirmed.difference_update(gone)
+                self.events.append(state)
+                self.server_call(self._close_all, state)
+            return state
+
+    def server_call(self, fn: Any, *args: Any) -> None:
+        from twisted.internet import reactor
+
+        reactor.callFromThread(fn, *args)
+
+    def _close_all(self, state: str) -> None:
+        """In the reactor: close every WebSocket with 1012 so its client reconnects and rejoins its groups."""
+        from .ws_protocol import WebSocketProtocol
+
+        sockets = [c for c in list(self.server.connections) if isinstance(c, WebSocketProtocol)]
+        if state == "lost":
+            why = (
+                "the channel layer lost its state (Redis restarted without persistence, or was flushed): "
+                "groups are empty"
+            )
+        else:
+            why = (
+                f"this server's lease expired (no renewal for over {self.ttl:g}s) and a worker already sent "
+                "its connections' disconnects"
+            )
+        logger.warning("%s; closing %d WebSockets with 1012 so clients reconnect and rejoin", why, len(sockets))
+        for connection in sockets:
+            try:
+                if getattr(connection, "opened", False):
+                    connection._close(CLOSE_SERVICE_RESTART)
+                elif getattr(connection, "handshake", None) is not None:
+                    connection._reject("the channel layer was reset", 503, reason="Service restart")
+            except Exception:
+                logger.exception("Failed to close %r after the lease was %s", connection, state)
+
+    # -- the server's hooks ------------------------------------------------------------------
+
+    def track(self, reply_channel: str, path: str) -> None:
+        """`Server.track_connection` (reactor): record the connection in the layer, off the reactor, in order."""
+        self._known.add(reply_channel)
+        message = websocket_disconnect_message(reply_channel, path, 0, 1006)
+
+        def track() -> None:
+            self.layer.lease_track(self.holder, reply_channel, DISCONNECT_CHANNEL, message)
+            self._confirmed.add(reply_channel)
+
+        def failed(exc: Exception) -> None:
+            logger.debug("Could not track %s in the lease (%s: %s)", reply_channel, type(exc).__name__, exc)
+
+        self.server.call_layer(track, None, failed)
+
+    def disconnect_op(self, reply_channel: str, channel: str, message: dict) -> None:
+        """`Server.disconnect_op` (sender thread): release a tracked WebSocket, else send plainly.
+
+        Raises what the layer raises (the sender retries); the bookkeeping
+        changes only once the disconnect is settled.
+        """
+        if reply_channel not in self._known or channel != DISCONNECT_CHANNEL:
+            self.layer.send(channel, message)
+            return
+        if not self.layer.lease_release(self.holder, reply_channel, channel, message):
+            if reply_channel in self._confirmed:
+                self.renew()  # the entry vanished: learn now whether it was swept or lost
+            if reply_channel in self._swept:
+                pass  # the sweeper sent it
+            else:
+                # Lost with the layer's state (its ordering state too: the next order is 0 again), or never
+                # tracked (the track failed): nobody sent it.
+                if reply_channel in self._lost and "order" in message:
+                    message = dict(message, order=0)
+                self.layer.send(channel, message)
+        for tracked in (self._known, self._confirmed, self._swept, self._lost):
+            tracked.discard(reply_channel)
+
+
+def start_lease_keeper(server: Server) -> LeaseKeeper | None:
+    """A started `LeaseKeeper` if the server's layer supports leases, else None."""
+    if not supports(server.channel_layer, "leases"):
+        return None
+    if server.config.lease_ttl <= 0:
+        logger.info("Leases are off (--lease-ttl 0): a SIGKILLed server's disconnects will not be sent")
+        return None
+    keeper = LeaseKeeper(server)
+    keeper.start()
+    return keeper

@@ -1,0 +1,114 @@
+"""The interface server's lease (interface_server/lease_keeper.py), against a real server process and Redis.
+
+The test plays the worker (and the sweeper) on the layer; a whole stack
+with `runworker` is in tests/stack/test_leases_stack.py.
+"""
+
+from __future__ import annotations
+
+import time
+
+import redis
+
+from tests.support.waiting import wait_for
+
+from .ws_support import Worker, close_code, drain, open_ws, wait_closed, ws_connect
+
+TTL = 1.5
+
+
+def _tracked(redis_url: str, key_prefix: str, holder: str) -> dict:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return client.hgetall(f"{key_prefix}lease:conn:{holder}")
+    finally:
+        client.close()
+
+
+def test_server_holds_a_lease_tracks_sockets_and_releases_each_disconnect_once(
+    start_server, worker_layer, redis_url, key_prefix
+):
+    server = start_server("--lease-ttl", str(TTL))
+    holder = server.reply_prefix()
+    assert wait_for(lambda: holder in worker_layer.lease_holders(), 5), worker_layer.lease_holders()
+    info = worker_layer.lease_holders()[holder]
+    assert info["kind"] == "interface-server" and info["pid"] == server.process.pid
+    ws, connect = open_ws(server, worker_layer, "/chat")
+    assert wait_for(lambda: connect["reply_channel"].encode() in _tracked(redis_url, key_prefix, holder), 5)
+    ws.close()
+    time.sleep(0.5)
+    disconnects = [
+        m for m in drain(worker_layer, "websocket.disconnect") if m["reply_channel"] == connect["reply_channel"]
+    ]
+    assert len(disconnects) == 1 and disconnects[0]["code"] == 1000, disconnects
+    assert _tracked(redis_url, key_prefix, holder) == {}
+    # Nothing left for a sweeper: even once the lease expires, no second disconnect.
+    server.process.kill()
+    time.sleep(TTL + 0.2)
+    assert worker_layer.lease_sweep("test-sweeper", 5) == [holder]
+    assert drain(worker_layer, "websocket.disconnect") == []
+
+
+def test_sigterm_ends_the_lease_after_the_disconnects(start_server, worker_layer, redis_url, key_prefix):
+    server = start_server("--lease-ttl", str(TTL))
+    holder = server.reply_prefix()
+    clients = [open_ws(server, worker_layer) for _ in range(3)]
+    assert wait_for(lambda: len(_tracked(redis_url, key_prefix, holder)) == 3, 5)
+    assert server.terminate() == 0
+    assert holder not in worker_layer.lease_holders()
+    assert _tracked(redis_url, key_prefix, holder) == {}
+    got = drain(worker_layer, "websocket.disconnect")
+    assert sorted(m["reply_channel"] for m in got) == sorted(c["reply_channel"] for _, c in clients)
+    assert {m["code"] for m in got} == {1001}
+    time.sleep(TTL + 0.2)
+    assert worker_layer.lease_sweep("test-sweeper", 5) == []  # ended, not expired
+
+
+def test_sigkill_leaves_the_disconnects_to_the_sweeper(start_server, worker_layer, redis_url, key_prefix):
+    server = start_server("--lease-ttl", str(TTL))
+    holder = server.reply_prefix()
+    clients = [open_ws(server, worker_layer) for _ in range(5)]
+    assert wait_for(lambda: len(_tracked(redis_url, key_prefix, holder)) == 5, 5)
+    clients[0][0].close()
+    assert wait_for(lambda: len(_tracked(redis_url, key_prefix, holder)) == 4, 5)
+    server.process.kill()
+    killed = time.monotonic()
+    swept = []
+    while not swept and time.monotonic() - killed < TTL + 5:
+        swept = worker_layer.lease_sweep("test-sweeper", 5)
+        time.sleep(0.1)
+    assert swept == [holder]
+    assert worker_layer.last_sweep == {holder: 4}
+    got = drain(worker_layer, "websocket.disconnect")
+    by_channel = {}
+    for message in got:
+        by_channel.setdefault(message["reply_channel"], []).append(message["code"])
+    assert by_channel.pop(clients[0][1]["reply_channel"]) == [1000]
+    assert by_channel == {c["reply_channel"]: [1006] for _, c in clients[1:]}
+    assert worker_layer.lease_sweep("test-sweeper", 5) == []
+
+
+def test_flushed_layer_closes_every_websocket_with_1012_once(start_server, worker_layer):
+    server = start_server("--lease-ttl", str(TTL))
+    holder = server.reply_prefix()
+    assert wait_for(lambda: holder in worker_layer.lease_holders(), 5)
+    with Worker(worker_layer, echo=True) as worker:  # accepts every connect
+        clients = [ws_connect(server.ws_url + "/") for _ in range(3)]
+        worker_layer.flush()  # what a Redis restart without persistence leaves
+        codes = []
+        for ws in clients:
+            _, closed = wait_closed(ws, TTL + 3)
+            codes.append(close_code(closed))
+        assert codes == [1012] * 3
+        # Each still gets one disconnect: sent plainly (the tracking went with the flush).
+        assert wait_for(lambda: len(worker.disconnects) == 3, 5), worker.disconnects
+        time.sleep(0.3)
+        assert len(worker.disconnects) == 3
+    output = server.output()
+    assert output.count("lost its state") == 1, output
+    # A new client is served as usual.
+    with Worker(worker_layer, echo=True):
+        ws = ws_connect(server.ws_url + "/")
+        ws.send("hello")
+        assert ws.recv(timeout=5) == "hello"
+        ws.close()

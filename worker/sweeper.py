@@ -1,0 +1,144 @@
+"""The worker's lease and the sweeper of dead interface servers, in one daemon thread.
+
+Every `runworker` process (each child with `--processes N`) runs a
+`Sweeper` when its layer supports the `leases` extension. Every
+`SWEEP_INTERVAL` seconds it:
+
+- renews the worker's own lease (`info`: kind "worker", pid, host, the
+  channels it listens on), so interface servers can tell whether anything
+  consumes `http.request`, and operators can list the live workers;
+- calls `lease_sweep`: one sweeper among all the workers is elected through
+  the layer (the election lasts `ELECTION_TTL` seconds and is kept by
+  calling again), and it sends the `websocket.disconnect` of every
+  connection of each interface server whose lease expired (SIGKILL, a
+  crash, a partition), so their consumers run and group memberships go.
+
+A failure here (Redis down, a bug) is logged and retried at the next tick:
+it never stops the worker. On a clean exit `stop()` ends the lease.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+from channels_core.layers.contract import supports
+
+logger = logging.getLogger("worker.sweeper")
+
+DEFAULT_LEASE_TTL = 15.0
+SWEEP_INTERVAL = 1.0
+ELECTION_TTL = 5.0
+
+
+class Sweeper:
+    """Renews this worker's lease and sweeps expired leases from a daemon thread."""
+
+    def __init__(
+        self,
+        layer: Any,
+        channels: Sequence[str],
+        lease_ttl: float = DEFAULT_LEASE_TTL,
+        interval: float = SWEEP_INTERVAL,
+        election_ttl: float = ELECTION_TTL,
+    ) -> None:
+        if lease_ttl <= 0 or interval <= 0:
+            raise ValueError("lease_ttl and interval must be positive")
+        self.layer = layer
+        self.lease_ttl = lease_ttl
+        # Renew at least every third of the lease, whatever the sweep interval.
+        self.interval = min(interval, lease_ttl / 3)
+        self.election_ttl = max(election_ttl, 3 * self.interval)
+        self.holder = f"worker.{os.getpid()}.{secrets.token_hex(6)}"
+        self.info = {"kind": "worker", "pid": os.getpid(), "host": socket.gethostname(), "channels": list(channels)}
+        self.swept_total = 0
+        self.disconnects_total = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing = False
+
+    def start(self) -> Sweeper:
+        self._thread = threading.Thread(target=self._run, name="lease-sweeper", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and end the lease (a clean exit: nothing is swept for a worker)."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        try:
+            self.layer.lease_end(self.holder)
+        except Exception as exc:
+            logger.warning("Could not end the worker's lease %s (%s: %s)", self.holder, type(exc).__name__, exc)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+                if self._failing:
+                    logger.warning("Leases and sweeping work again")
+                    self._failing = False
+            except Exception as exc:
+                # Never fatal: the worker goes on consuming; the next tick retries.
+                if not self._failing:
+                    logger.warning("Lease renewal or sweep failed (%s: %s); retrying", type(exc).__name__, exc)
+                    self._failing = True
+                else:
+                    logger.debug("Lease renewal or sweep still fails (%s: %s)", type(exc).__name__, exc)
+            self._stop.wait(self.interval)
+
+    def tick(self) -> list[str]:
+        """Renew this worker's lease, then sweep if elected; the holders swept."""
+        state = self.layer.lease_renew(self.holder, self.lease_ttl, self.info)
+        if state == "lost":
+            logger.warning(
+                "The channel layer lost its state (a Redis restart without persistence?): groups and "
+                "leases are gone; interface servers close their sockets with 1012 so clients rejoin"
+            )
+        swept = self.layer.lease_sweep(self.holder, self.election_ttl)
+        if swept:
+            counts = getattr(self.layer, "last_sweep", None) or {}
+            sent = sum(counts.values())
+            self.swept_total += len(swept)
+            self.disconnects_total += sent
+            logger.warning(
+                "Swept %d expired lease(s) (%s): sent %d disconnect(s) for their connections",
+                len(swept),
+                ", ".join(f"{h}: {counts.get(h, 0)}" for h in swept),
+                sent,
+            )
+        return swept
+
+
+def start_sweeper(layer: Any, channels: Sequence[str], lease_ttl: float = DEFAULT_LEASE_TTL) -> Sweeper | None:
+    """A started `Sweeper` if `layer` supports leases, else None."""
+    if not supports(layer, "leases"):
+        logger.debug("The layer %s has no leases: no sweeper", layer)
+        return None
+    return Sweeper(layer, channels, lease_ttl).start()
+
+
+class SweepingWorker:
+    """A worker whose `run` ends the sweeper's lease when it returns (what `runworker` runs)."""
+
+    def __init__(self, worker: Any, sweeper: Sweeper) -> None:
+        self.worker = worker
+        self.sweeper = sweeper
+
+    def ready(self) -> None:
+        self.worker.ready()
+
+    def run(self) -> None:
+        try:
+            self.worker.run()
+        finally:
+            self.sweeper.stop()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.worker, name)
