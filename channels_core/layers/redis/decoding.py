@@ -4,6 +4,13 @@ A group send to many sockets of one process is a single element naming all
 of them (see `framing`). A receive that asked for fewer messages than the
 element holds keeps the rest here, in this process, for the next receive:
 they are already out of Redis, so nobody else could deliver them.
+
+Anything can be pushed into a Redis list, so every element is decoded on its
+own: one that is not framed by this layer, does not decode, is not a dict, or
+is larger than any message the layer sends is dropped and counted, and the
+elements popped with it are delivered. Drops are logged with the channel
+name at most once per `DROP_LOG_INTERVAL` per channel (with the count
+since), so a flood of garbage cannot flood the log.
 """
 
 from __future__ import annotations
@@ -15,9 +22,15 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
+from ..serialization import MAX_MESSAGE_SIZE
 from . import framing
 
 logger = logging.getLogger("channels_core.layers.redis")
+
+DROP_LOG_INTERVAL = 60.0
+"""Seconds between two log lines about dropped elements of one channel."""
+MAX_PAYLOAD = MAX_MESSAGE_SIZE * 4 // 3 + 64 * 1024
+"""The largest payload accepted: the message size limit once Fernet-encrypted (base64), with room to spare."""
 
 
 class Clock(Protocol):
@@ -40,6 +53,8 @@ class Decoder:
         self._loads = loads
         self._buffer: dict[str, deque[_Buffered]] = {}
         self._lock = threading.Lock()
+        self.drops = DropLog()
+        """Elements and messages dropped as unreadable, by channel (`drops.counts`)."""
 
     def __bool__(self) -> bool:
         """True while fanned-out messages wait in the buffer."""
@@ -57,15 +72,18 @@ class Decoder:
         qname = self._queue_name(key)
         try:
             deadline, targets, payload = framing.parse(element)
-        except ValueError:
-            logger.error("Dropped an unreadable element on channel %r (not written by this layer)", qname)
+            if qname.endswith("!"):
+                channels = [qname + t for t in targets.decode("ascii").split(",")]
+            else:
+                channels = [qname]
+        except (ValueError, TypeError):  # UnicodeDecodeError is a ValueError
+            self.drops.drop(qname, "not an element written by this layer")
             return []
         if now_ms is not None and deadline <= now_ms:
             return []
-        if qname.endswith("!"):
-            channels = [qname + t for t in targets.decode("ascii").split(",")]
-        else:
-            channels = [qname]
+        if len(payload) > MAX_PAYLOAD:
+            self.drops.drop(qname, f"{len(payload)} bytes, larger than any message the layer sends")
+            return []
         out = []
         for channel in channels[:limit]:
             message = self._decode(channel, payload)
@@ -84,7 +102,10 @@ class Decoder:
         now = clock.now_ms()
         got: list[tuple[str, dict]] = []
         for element in elements:
-            got += self.unpack(key, element, clock, now, limit - len(got))
+            try:
+                got += self.unpack(key, element, clock, now, limit - len(got))
+            except Exception as exc:  # never lose the good elements of this pop for a bad one
+                self.drops.drop(self._queue_name(key), f"{type(exc).__name__}: {exc}")
         return got
 
     def stash(self, key: bytes, elements: list[bytes], clock: Clock) -> None:
@@ -112,7 +133,49 @@ class Decoder:
 
     def _decode(self, channel: str, payload: memoryview) -> dict | None:
         try:
-            return self._loads(payload)
+            message = self._loads(payload)
         except Exception as exc:
-            logger.error("Dropped an undecodable message on channel %r: %s", channel, type(exc).__name__)
+            self.drops.drop(_queue_of(channel), f"undecodable ({type(exc).__name__})")
             return None
+        if not isinstance(message, dict):
+            self.drops.drop(_queue_of(channel), f"a {type(message).__name__}, not a dict")
+            return None
+        return message
+
+
+def _queue_of(channel: str) -> str:
+    """`prefix!` for a process channel `prefix!local`: a fanned-out element counts under its queue."""
+    bang = channel.find("!")
+    return channel if bang < 0 else channel[: bang + 1]
+
+
+class DropLog:
+    """Counts dropped elements per channel; logs the first drop of a channel, then at most one line
+    per `interval` seconds with the count since the last line."""
+
+    def __init__(self, interval: float = DROP_LOG_INTERVAL) -> None:
+        self.interval = interval
+        self.counts: dict[str, int] = {}
+        self._last: dict[str, tuple[float, int]] = {}  # channel -> (when logged, its count then)
+        self._lock = threading.Lock()
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def drop(self, channel: str, why: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            count = self.counts[channel] = self.counts.get(channel, 0) + 1
+            last = self._last.get(channel)
+            if last is not None and now - last[0] < self.interval:
+                return
+            self._last[channel] = (now, count)
+        since = "" if last is None else f"; {count - last[1] - 1} more dropped on it since the last report"
+        logger.error(
+            "Dropped an unreadable element on channel %r (%s): %d dropped on this channel so far%s",
+            channel,
+            why,
+            count,
+            since,
+        )
