@@ -6,10 +6,12 @@ with `runworker` is in tests/stack/test_leases_stack.py.
 
 from __future__ import annotations
 
+import signal
 import time
 
 import redis
 
+from channels_core.layers import RedisChannelLayer
 from tests.support.waiting import wait_for
 
 from .ws_support import Worker, close_code, drain, open_ws, wait_closed, ws_connect
@@ -112,3 +114,54 @@ def test_flushed_layer_closes_every_websocket_with_1012_once(start_server, worke
         ws.send("hello")
         assert ws.recv(timeout=5) == "hello"
         ws.close()
+
+
+def test_a_frozen_server_swept_meanwhile_closes_its_sockets_with_1012_and_sends_no_second_disconnect(
+    start_server, worker_layer
+):
+    server = start_server("--lease-ttl", str(TTL))
+    holder = server.reply_prefix()
+    with Worker(worker_layer, echo=True) as worker:
+        clients = [ws_connect(server.ws_url + "/") for _ in range(3)]
+        assert wait_for(lambda: len(worker.connects) == 3, 5)
+        time.sleep(0.3)  # the tracks are made
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(TTL + 0.3)
+            assert worker_layer.lease_sweep("test-sweeper", 5) == [holder]
+            assert wait_for(lambda: len(worker.disconnects) == 3, 5)
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        codes = [close_code(wait_closed(ws, TTL + 3)[1]) for ws in clients]
+        assert codes == [1012] * 3
+        time.sleep(0.5)
+        assert len(worker.disconnects) == 3, worker.disconnects  # the sweeper's, and no second one
+        assert {m["code"] for m in worker.disconnects} == {1006}
+    assert server.output().count("lease expired") == 1, server.output()
+
+
+def test_broadcast_reaches_every_socket_of_a_server_whose_reply_queue_is_over_the_normal_capacity(
+    start_server, worker_layer, redis_url, key_prefix
+):
+    server = start_server("--lease-ttl", str(TTL))
+    # The application's layer has the default capacity (100): a server's reply queue gets 10,000.
+    app_layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix, capacity=100)
+    with Worker(worker_layer, echo=True) as worker:
+        clients = [ws_connect(server.ws_url + "/") for _ in range(10)]
+        assert wait_for(lambda: len(worker.connects) == 10, 5)
+        channels = [m["reply_channel"] for m in worker.connects]
+        for channel in channels:
+            app_layer.group_add("capacity-room", channel)
+        server.process.send_signal(signal.SIGSTOP)  # a busy server: its replies pile up
+        try:
+            for i in range(300):
+                app_layer.send(channels[i % 10], {"text": f"reply {i // 10}"})
+            assert app_layer.channel_statistics(channels[0])["messages_pending"] >= 290  # one may be in flight
+            app_layer.send_group("capacity-room", {"text": "broadcast"})
+            assert app_layer.global_statistics()["channel_full_count"] == 0
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        for ws in clients:
+            assert [ws.recv(timeout=5) for _ in range(31)] == [f"reply {i}" for i in range(30)] + ["broadcast"]
+            ws.close()
+    app_layer.close()
