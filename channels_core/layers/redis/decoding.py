@@ -9,7 +9,7 @@ Anything can be pushed into a Redis list, so every element is decoded on its
 own: one that is not framed by this layer, does not decode, is not a dict, or
 is larger than any message the layer sends is dropped and counted, and the
 elements popped with it are delivered. Drops are logged with the channel
-name at most once per `DROP_LOG_INTERVAL` per channel (with the count
+name at most once a minute per channel (`drop_log.DropLog`) (with the count
 since), so a flood of garbage cannot flood the log.
 """
 
@@ -22,13 +22,12 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
+from ..drop_log import DropLog
 from ..serialization import MAX_MESSAGE_SIZE
 from . import framing
 
 logger = logging.getLogger("channels_core.layers.redis")
 
-DROP_LOG_INTERVAL = 60.0
-"""Seconds between two log lines about dropped elements of one channel."""
 MAX_PAYLOAD = MAX_MESSAGE_SIZE * 4 // 3 + 64 * 1024
 """The largest payload accepted: the message size limit once Fernet-encrypted (base64), with room to spare."""
 
@@ -53,7 +52,7 @@ class Decoder:
         self._loads = loads
         self._buffer: dict[str, deque[_Buffered]] = {}
         self._lock = threading.Lock()
-        self.drops = DropLog()
+        self.drops = DropLog(logger)
         """Elements and messages dropped as unreadable, by channel (`drops.counts`)."""
 
     def __bool__(self) -> bool:
@@ -147,35 +146,3 @@ def _queue_of(channel: str) -> str:
     """`prefix!` for a process channel `prefix!local`: a fanned-out element counts under its queue."""
     bang = channel.find("!")
     return channel if bang < 0 else channel[: bang + 1]
-
-
-class DropLog:
-    """Counts dropped elements per channel; logs the first drop of a channel, then at most one line
-    per `interval` seconds with the count since the last line."""
-
-    def __init__(self, interval: float = DROP_LOG_INTERVAL) -> None:
-        self.interval = interval
-        self.counts: dict[str, int] = {}
-        self._last: dict[str, tuple[float, int]] = {}  # channel -> (when logged, its count then)
-        self._lock = threading.Lock()
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def drop(self, channel: str, why: str) -> None:
-        now = time.monotonic()
-        with self._lock:
-            count = self.counts[channel] = self.counts.get(channel, 0) + 1
-            last = self._last.get(channel)
-            if last is not None and now - last[0] < self.interval:
-                return
-            self._last[channel] = (now, count)
-        since = "" if last is None else f"; {count - last[1] - 1} more dropped on it since the last report"
-        logger.error(
-            "Dropped an unreadable element on channel %r (%s): %d dropped on this channel so far%s",
-            channel,
-            why,
-            count,
-            since,
-        )

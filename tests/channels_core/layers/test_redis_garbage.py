@@ -17,7 +17,7 @@ import pytest
 import redis
 
 from channels_core.layers import RedisChannelLayer
-from channels_core.layers.redis.decoding import DropLog
+from channels_core.layers.drop_log import DropLog
 
 FAR = b"99999999999999"  # a deadline (ms) far in the future, as the Lua scripts stamp it
 LOGGER = "channels_core.layers.redis"
@@ -138,7 +138,7 @@ def test_a_flood_of_garbage_is_logged_once_and_counted(layer, client, caplog):
 
 
 def test_drop_log_reports_again_after_its_interval_with_the_count_since(caplog):
-    drops = DropLog(interval=0.2)
+    drops = DropLog(logging.getLogger(LOGGER), interval=0.2)
     with caplog.at_level(logging.ERROR, logger=LOGGER):
         for _ in range(5):
             drops.drop("x.ch", "junk")
