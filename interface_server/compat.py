@@ -24,7 +24,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from twisted.internet import reactor, tcp
+from twisted.internet import abstract, reactor, tcp
 
 # -- Autobahn: the protocols' timers -------------------------------------------------------
 
@@ -128,6 +128,72 @@ def idle_tcp_socket(transport: Any) -> socket.socket | None:
     ):
         return getattr(transport, "socket", None)
     return None
+
+
+# -- Twisted: how much is queued on a transport, and is it being read? ------------------------
+
+
+def _file_descriptor(transport: Any) -> Any:
+    """The `FileDescriptor` under `transport` (itself, or under TLS wrappers), or None."""
+    for _ in range(4):
+        if isinstance(transport, abstract.FileDescriptor):
+            return transport
+        transport = getattr(transport, "transport", None)
+        if transport is None:
+            return None
+    return None
+
+
+def write_buffer_size(transport: Any) -> int:
+    """Bytes Twisted holds for `transport` that the kernel has not taken yet (0 when unknown).
+
+    Private names: `_tempDataLen`, `dataBuffer` and `offset` of
+    `twisted.internet.abstract.FileDescriptor` (TCP and unix transports;
+    under TLS, of the TCP transport the `TLSMemoryBIOProtocol` writes to,
+    plus that wrapper's `_appSendBuffer`, the writes made before its
+    handshake finished). Twisted has no public query for it (a producer is
+    only told "pause" at 64 KiB). A missing name counts as 0, which
+    disables the output limit rather than closing healthy connections.
+    Checked: Twisted 23.10.0, 24.7.0 (source) and 26.10.0 (installed).
+    """
+    size = 0
+    current = transport
+    for _ in range(4):
+        if isinstance(current, abstract.FileDescriptor):
+            data = getattr(current, "dataBuffer", b"")
+            return size + getattr(current, "_tempDataLen", 0) + max(0, len(data) - getattr(current, "offset", 0))
+        pending = getattr(current, "_appSendBuffer", None)
+        if pending:
+            size += sum(len(chunk) for chunk in pending)
+        current = getattr(current, "transport", None)
+        if current is None:
+            break
+    return size
+
+
+def is_reading(transport: Any) -> bool:
+    """True unless the reactor has stopped reading `transport` (`pauseProducing`, flow control).
+
+    Private name: the reactor's `_reads` (a set of file descriptors for the
+    epoll and poll reactors, of `FileDescriptor`s for the select one);
+    the public `getReaders()` builds a list of every reader, too costly to
+    call per connection. Falls back to it when the name is gone; an unknown
+    transport reads as "reading". Checked: Twisted 23.10.0, 24.7.0 (source)
+    and 26.10.0 (installed).
+    """
+    descriptor = _file_descriptor(transport)
+    if descriptor is None:
+        return True
+    its_reactor = getattr(descriptor, "reactor", reactor)
+    reads = getattr(its_reactor, "_reads", None)
+    if reads is None:
+        return descriptor in its_reactor.getReaders()
+    if descriptor in reads:
+        return True
+    try:
+        return descriptor.fileno() in reads
+    except Exception:
+        return False
 
 
 # -- h11: the size a chunk declared -----------------------------------------------------------

@@ -20,8 +20,9 @@ from twisted.internet import reactor
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 
-from . import socket_write
+from . import compat, output_limit, socket_write, trickle
 from .compat import declared_chunk_size
+from .counters import count
 from .h11_impl import h11
 from .http_request import ActiveRequest
 from .request_framing import MAX_CHUNK_SIZE, FramingError, check_request_framing
@@ -72,6 +73,8 @@ class HTTPProtocol(Protocol):
         self.websocket: Any = None
         self.upgrade: tuple[h11.Request, RequestInfo] | None = None
         self.closing = False
+        self.output_cut = False  # past --max-output-buffer: aborted, nothing more is written
+        self.timeouts: trickle.ConnectionTimeouts | None = None
 
     # -- connection ------------------------------------------------------------------
 
@@ -81,6 +84,9 @@ class HTTPProtocol(Protocol):
         self.local = _address(self.transport.getHost())
         self.secure = ISSLTransport.providedBy(self.transport)
         socket_write.no_delay(self.transport)
+        self.timeouts = trickle.ConnectionTimeouts(
+            self.server.config, reactor, self.trickle_timeout, lambda: compat.is_reading(self.transport)
+        )
 
     def dataReceived(self, data: bytes) -> None:
         if self.websocket is not None:
@@ -88,11 +94,15 @@ class HTTPProtocol(Protocol):
             return
         if self.conn is None:
             return
+        if self.timeouts is not None:
+            self.timeouts.data()
         self.conn.receive_data(data)
         self.process()
 
     def connectionLost(self, reason: Any = None) -> None:
         self.server.connections.discard(self)
+        if self.timeouts is not None:
+            self.timeouts.stop()
         if self.websocket is not None:
             self.websocket.connectionLost(reason)
             return
@@ -127,14 +137,20 @@ class HTTPProtocol(Protocol):
                     self.start_websocket()
                 return
             if isinstance(event, h11.Request):
+                if self.timeouts is not None:
+                    self.timeouts.request_head()
                 self.on_request(event)
             elif isinstance(event, h11.Data):
                 if event.chunk_start and (declared_chunk_size(self.conn, event.data) or 0) > MAX_CHUNK_SIZE:
                     self.fail_raw(400, "a chunk size over 64 bits")
                     return
+                if self.timeouts is not None:
+                    self.timeouts.body_bytes(len(event.data))
                 if self.request is not None:
                     self.request.body_data(event.data)
             elif isinstance(event, h11.EndOfMessage):
+                if self.timeouts is not None:
+                    self.timeouts.request_complete()
                 if self.request is not None:
                     self.request.body_end()
             elif isinstance(event, h11.ConnectionClosed):
@@ -191,6 +207,9 @@ class HTTPProtocol(Protocol):
         self.upgrade = None
         self.conn = None
         self.server.connections.discard(self)
+        if self.timeouts is not None:  # from here on the WebSocket's own timers (handshake, pings) apply
+            self.timeouts.stop()
+            self.timeouts = None
         raw = b"%s %s HTTP/1.1\r\n" % (event.method, event.target)
         raw += b"".join(b"%s: %s\r\n" % (name, value) for name, value in event.headers.raw_items())
         websocket = self.websocket_factory.buildProtocol(self.transport.getPeer())
@@ -204,7 +223,7 @@ class HTTPProtocol(Protocol):
     def send(self, *events: Any) -> None:
         """Frame `events` with h11 and write them to the socket in one write."""
         conn = self.conn
-        if conn is None:
+        if conn is None or self.output_cut:
             return
         if len(events) == 1:
             data = conn.send(events[0])
@@ -212,6 +231,8 @@ class HTTPProtocol(Protocol):
             data = b"".join(conn.send(event) or b"" for event in events)
         if data:
             socket_write.write(self.transport, data)
+            if output_limit.check_http(self):
+                self.output_cut = True
 
     def respond_error(self, status: int, text: str, close: bool = False) -> None:
         """A plain-text error response, if no response has started."""
@@ -234,20 +255,51 @@ class HTTPProtocol(Protocol):
         application's response has started, the connection is only closed.
         """
         logger.info("Bad request from %s: %s", self.client, why)
+        self.give_up(status)
+
+    def give_up(self, status: int) -> None:
+        """End the connection with `status` if no response has started (else just close).
+
+        A request already dispatched hears `http.disconnect` (and `{"closed": True}`
+        on its body channel).
+        """
         if self.request is not None:
             self.request.client_gone()
             self.request = None
         if self.conn is not None and self.conn.our_state in (h11.IDLE, h11.SEND_RESPONSE):
             self.write_raw_error(status)
         else:
-            self.conn = None
-            self.transport.loseConnection()
+            self.close_connection()
 
     def write_raw_error(self, status: int) -> None:
         """Write a plain error response and close, bypassing h11 (whose state machine may be in error)."""
-        self.transport.write(raw_error_response(status))
+        if not self.output_cut:
+            self.transport.write(raw_error_response(status))
+        self.close_connection()
+
+    def close_connection(self) -> None:
+        """Close once what is queued is written; a client that does not take it within the keep-alive timeout is cut."""
         self.conn = None
         self.transport.loseConnection()
+        if self.timeouts is not None:
+            self.timeouts.closing()
+
+    def trickle_timeout(self, phase: str, why: str) -> None:
+        """A trickle deadline passed (see `trickle`): 408 for a request that is too slow, a plain close when idle."""
+        count(self.server, f"{phase}_timeout")
+        if phase == trickle.KEEPALIVE:
+            logger.debug("Closing the connection from %s: %s", self.client, why)
+            self.conn = None
+            if compat.write_buffer_size(self.transport):
+                self.transport.abortConnection()  # it does not read either: do not wait for it to
+            else:
+                self.transport.loseConnection()
+        elif phase == trickle.CLOSING:
+            logger.info("Aborting the connection from %s: %s", self.client, why)
+            self.transport.abortConnection()
+        else:
+            logger.info("Request timeout from %s: %s; answering 408", self.client, why)
+            self.give_up(408)
 
     def request_done(self) -> None:
         """The response is complete: close, or go on with the next (maybe pipelined) request."""
@@ -256,10 +308,11 @@ class HTTPProtocol(Protocol):
         if conn is None:
             return
         if self.closing or conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
-            self.conn = None
-            self.transport.loseConnection()
+            self.close_connection()
             return
         conn.start_next_cycle()
+        if self.timeouts is not None:
+            self.timeouts.waiting(next_request_started=bool(conn.trailing_data[0]))
         # Let the reactor breathe between pipelined requests.
         reactor.callLater(0, self.process)
 

@@ -14,7 +14,7 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer, reactor
 
-from . import compat, origins, socket_write
+from . import compat, origins, output_limit, socket_write
 from .wire_messages import (
     BadReply,
     RequestInfo,
@@ -172,13 +172,18 @@ class WebSocketProtocol(WebSocketServerProtocol):
         A group message to a thousand sockets then leaves as it is framed,
         not after the whole batch, and costs no write registration per socket.
         Chopped, synced and queued writes and octet logging keep Autobahn's
-        path; the Autobahn internals this reads are in `compat`.
+        path; the Autobahn internals this reads are in `compat`. A client
+        that lets more than `--max-output-buffer` pile up is closed and
+        aborted (`output_limit`), and nothing more is queued for it.
         """
+        if output_limit.websocket_is_cut(self):
+            return
         if not compat.autobahn_write_is_plain(self, sync, chopsize):
             super().sendData(data, sync, chopsize)
-            return
-        socket_write.write(self.transport, data)
-        compat.autobahn_count_sent(self, len(data))
+        else:
+            socket_write.write(self.transport, data)
+            compat.autobahn_count_sent(self, len(data))
+        output_limit.check_websocket(self)
 
     def _close(self, code: int) -> None:
         """Start the closing handshake with `code`.

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+from types import SimpleNamespace
 
 import pytest
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -160,6 +161,65 @@ def test_a_closing_tcp_transport_is_not_idle(tcp_server):
 
 def test_other_transports_are_never_idle():
     assert compat.idle_tcp_socket(StringTransport()) is None
+
+
+def test_write_buffer_size_counts_what_twisted_queued_for_the_tcp_transport(tcp_server):
+    transport, theirs = tcp_server
+    assert compat.write_buffer_size(transport) == 0
+    transport.write(b"a" * 1000)
+    transport.write(b"b" * 500)
+    assert compat.write_buffer_size(transport) == 1500  # still in _tempDataBuffer
+    theirs.setblocking(False)
+    transport.doWrite()  # moves it to dataBuffer and sends what the kernel takes
+    assert compat.write_buffer_size(transport) == 0
+    assert len(theirs.recv(4000)) == 1500
+
+
+def test_write_buffer_size_counts_what_the_kernel_would_not_take(tcp_server):
+    transport, theirs = tcp_server
+    transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    transport.write(b"x" * 4_000_000)
+    transport.doWrite()
+    queued = compat.write_buffer_size(transport)
+    assert 3_000_000 < queued < 4_000_000  # dataBuffer minus offset: the part the kernel did not take
+    assert queued == len(transport.dataBuffer) - transport.offset
+
+
+def test_write_buffer_size_looks_through_tls_wrappers(tcp_server):
+    transport, _ = tcp_server
+    wrapper = SimpleNamespace(transport=transport, _appSendBuffer=[b"12345"])
+    transport.write(b"abc")
+    assert compat.write_buffer_size(wrapper) == 8
+    assert compat.write_buffer_size(StringTransport()) == 0
+
+
+def test_tls_transports_keep_their_pending_write_buffer():
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+
+    assert "_appSendBuffer" in inspect.getsource(TLSMemoryBIOProtocol), "TLSMemoryBIOProtocol._appSendBuffer is gone"
+
+
+def test_is_reading_follows_pause_and_resume_on_a_real_reactor():
+    from twisted.internet.epollreactor import EPollReactor
+    from twisted.internet.selectreactor import SelectReactor
+
+    for reactor_class in (EPollReactor, SelectReactor):
+        a_reactor = reactor_class()
+        assert hasattr(a_reactor, "_reads"), f"{reactor_class.__name__} has no _reads any more"
+        ours, theirs = socket.socketpair()
+        try:
+            transport = tcp.Server(ours, Protocol(), ("127.0.0.1", 1), None, 1, a_reactor)
+            transport.startReading()
+            assert compat.is_reading(transport)
+            transport.pauseProducing()
+            assert not compat.is_reading(transport)
+            transport.resumeProducing()
+            assert compat.is_reading(transport)
+            transport.stopReading()
+        finally:
+            ours.close()
+            theirs.close()
+    assert compat.is_reading(StringTransport())  # unknown: never counted as paused
 
 
 # -- h11: the size a chunk declared ------------------------------------------------------------------
