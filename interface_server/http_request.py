@@ -6,18 +6,23 @@ request sends `http.request` (streaming a large body through a body channel,
 with flow control when that channel is full), waits `http_timeout` for the
 first reply, and turns reply messages into h11 events for the protocol to
 write.
+
+Every message goes through the server's sender (`sender.py`): a full
+channel makes it wait, and the connection stops being read while a few
+of its messages wait (`pause_reading`). While the layer is unavailable
+(failing, or not answering, for 2 s) a new request is answered 503 at once.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
 
 from .h11_impl import h11
+from .sender import LayerUnavailable, SendTimeout
 from .wire_messages import (
     BadReply,
     RequestInfo,
@@ -32,8 +37,6 @@ if TYPE_CHECKING:
 
 # The connection's logger: these messages are about the same request lines.
 logger = logging.getLogger("interface_server.http")
-
-_RETRY_DELAY = 0.05
 
 
 class ActiveRequest:
@@ -50,9 +53,6 @@ class ActiveRequest:
         self.body_size = 0
         self.buffered = 0  # bytes in self.body
         self.body_channel: str | None = None
-        self.chunks: deque[dict] = deque()
-        self.retry_call: Any = None
-        self.blocked_since: float | None = None  # when the body channel became full
         self.timeout_call: Any = None
         self.sent = False
         self.body_forwarded = False  # the last body chunk (more_content False) is on the body channel
@@ -75,17 +75,34 @@ class ActiveRequest:
     def send_request(self, body: bytes) -> None:
         message = http_request_message(self.info, self.reply_channel, body, self.body_channel)
         self.sent = True
-        self.server.send_soon("http.request", message, self.request_not_sent)
+        if self.server.sender.unavailable():
+            # Nothing would answer soon: say so now rather than after --send-timeout.
+            self.server.count("unavailable_503")
+            self.fail(503, "The channel layer is unavailable.")
+            return
+        keeper = getattr(self.server, "lease_keeper", None)
+        if keeper is not None and keeper.no_http_consumer():  # no worker lease listens (lease_keeper.py)
+            self.server.count("no_worker_503")
+            self.fail(503, "No worker is running.")
+            return
+        self.server.send_soon("http.request", message, self.request_not_sent, owner=self, fail_fast=True)
         if self.body_channel is None:
             self.start_timeout()
 
     def request_not_sent(self, exc: Exception) -> None:
-        if isinstance(exc, self.server.ChannelFull):
-            logger.warning("http.request is full: answering %s %s with 503", self.info.method, self.info.path)
-            self.fail(503, "Request queue full.")
+        if isinstance(exc, (SendTimeout, LayerUnavailable)):
+            # Logged once per episode by the sender, counted there.
+            self.fail(503, "The channel layer is unavailable.")
         else:
             logger.error("Cannot send http.request (%s: %s): answering 503", type(exc).__name__, exc)
-            self.fail(503, "The channel layer is unavailable.")
+            self.fail(503, "The channel layer refused the request.")
+
+    def pause_reading(self) -> None:
+        """The sender holds a few of this request's messages: stop reading the socket (TCP pushes back)."""
+        self.protocol.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        self.protocol.transport.resumeProducing()
 
     def start_timeout(self) -> None:
         """Wait `http_timeout` for the first response message, counted from when the request is complete.
@@ -122,6 +139,7 @@ class ActiveRequest:
             self.buffered = 0
 
     def queue_chunk(self, more: bool) -> None:
+        """Send the buffered body as chunks; a full body channel makes them wait (and the socket pause)."""
         data = b"".join(self.body)
         self.body = []
         self.buffered = 0
@@ -129,33 +147,17 @@ class ActiveRequest:
         pieces = [data[i : i + size] for i in range(0, len(data), size)] or [b""]
         for i, piece in enumerate(pieces):
             last = i == len(pieces) - 1
-            self.chunks.append({"content": piece, "more_content": more or not last})
-        self.flush_chunks()
+            chunk = {"content": piece, "more_content": more or not last}
+            if not chunk["more_content"]:
+                self.body_forwarded = True  # queued: the application will read the end of the body
+            self.server.send_soon(self.body_channel, chunk, self.chunk_not_sent, owner=self)
 
-    def flush_chunks(self) -> None:
-        """Send queued body chunks in order; on ChannelFull, stop reading the socket and retry."""
-        self.retry_call = None
-        while self.chunks and not self.finished:
-            try:
-                self.server.send(self.body_channel, self.chunks[0])
-            except self.server.ChannelFull:
-                if self.blocked_since is None:
-                    self.blocked_since = time.monotonic()
-                if time.monotonic() - self.blocked_since > self.config.http_timeout:
-                    self.fail(503, "The application did not read the request body in time.")
-                    return
-                self.protocol.transport.pauseProducing()
-                self.retry_call = reactor.callLater(_RETRY_DELAY, self.flush_chunks)
-                return
-            except Exception as exc:
-                logger.error("Cannot send a body chunk (%s: %s)", type(exc).__name__, exc)
-                self.fail(503, "The channel layer is unavailable.")
-                return
-            self.blocked_since = None
-            if not self.chunks.popleft()["more_content"]:
-                self.body_forwarded = True
-        if not self.finished:
-            self.protocol.transport.resumeProducing()
+    def chunk_not_sent(self, exc: Exception) -> None:
+        if isinstance(exc, SendTimeout):
+            self.fail(503, "The application did not read the request body in time.")
+        else:
+            logger.error("Cannot send a body chunk (%s: %s)", type(exc).__name__, exc)
+            self.fail(503, "The channel layer is unavailable.")
 
     # -- the response ------------------------------------------------------------------
 
@@ -243,8 +245,6 @@ class ActiveRequest:
             return False
         self.finished = True
         self.cancel_timeout()
-        if self.retry_call is not None and self.retry_call.active():
-            self.retry_call.cancel()
         self.server.forget_reply_channel(self.reply_channel)
         return True
 
@@ -275,7 +275,9 @@ class ActiveRequest:
         """The client closed the connection before the response was complete."""
         if self._end() and self.sent:
             self.abandon_body()
-            self.server.send_best_effort("http.disconnect", http_disconnect_message(self.reply_channel, self.info.path))
+            self.server.send_disconnect(
+                self.reply_channel, "http.disconnect", http_disconnect_message(self.reply_channel, self.info.path)
+            )
 
     def abandon_body(self) -> None:
         """The application may be reading the body channel: tell it no more is coming."""

@@ -74,37 +74,77 @@ class ReplyReader(threading.Thread):
 class ReactorReplyReader:
     """Reads `prefix!` through the layer's `event_receiver` from inside the reactor.
 
-    When Redis cannot be reached it retries with backoff (logging once per
-    outage, as the layer does); a pop that stays unanswered past its
-    deadline is taken for a dead connection and reconnected.
+    Connecting (`receiver.start()`: a TCP connect, a handshake, the first
+    pop) blocks, so it runs in a thread (`run_in_thread`, Twisted's
+    `deferToThread` by default); only `addReader` happens in the reactor.
+    When Redis cannot be reached it retries with backoff, logging the
+    outage once at WARNING and the recovery with its length; a pop that
+    stays unanswered past its deadline is taken for a dead connection and
+    reconnected.
     """
 
-    def __init__(self, layer: Any, prefix: str, deliver: Callable[[Batch], None], reactor: Any) -> None:
+    def __init__(
+        self,
+        layer: Any,
+        prefix: str,
+        deliver: Callable[[Batch], None],
+        reactor: Any,
+        run_in_thread: Callable[..., Any] | None = None,
+    ) -> None:
         self.receiver = layer.event_receiver([prefix], 100)
         self.prefix = prefix
         self.deliver = deliver
         self.reactor = reactor
+        if run_in_thread is None:
+            from twisted.internet.threads import deferToThread
+
+            run_in_thread = deferToThread
+        self.run_in_thread = run_in_thread
         self.stopping = False
         self.reading = False
+        self.connecting = False
         self.backoff = Backoff(_MIN_RETRY, _MAX_RETRY)
         self.retry_call: Any = None
         self.watchdog: Any = None
+        self.outage_since: float | None = None  # the reader lost Redis at (None: it reads)
 
     def start(self) -> None:
-        if self.stopping:
-            return
+        """Connect in a thread, then watch the socket in the reactor."""
         self.retry_call = None
-        try:
-            self.receiver.start()
-        except Exception as exc:
-            delay = self.backoff.next_delay()
-            logger.debug("Cannot read replies from %s yet (%s); retrying in %.2fs", self.prefix, exc, delay)
-            self.retry_call = self.reactor.callLater(delay, self.start)
+        if self.stopping or self.connecting:
+            return
+        self.connecting = True
+        self.run_in_thread(self.receiver.start).addCallbacks(self._started, self._not_started)
+
+    def _started(self, _: Any) -> None:
+        self.connecting = False
+        if self.stopping:
+            self.receiver.close()
             return
         self.backoff.reset()
+        if self.outage_since is not None:
+            logger.warning(
+                "Reading replies from %s again after %.1f s", self.prefix, time.monotonic() - self.outage_since
+            )
+            self.outage_since = None
         self.reactor.addReader(self)
         self.reading = True
         self._arm_watchdog()
+
+    def _not_started(self, failure: Any) -> None:
+        self.connecting = False
+        if self.stopping:
+            return
+        self._lost(failure.getErrorMessage())
+        delay = self.backoff.next_delay()
+        logger.debug("Cannot read replies from %s yet (%s); retrying in %.2fs", self.prefix, failure.value, delay)
+        self.retry_call = self.reactor.callLater(delay, self.start)
+
+    def _lost(self, why: str) -> None:
+        """Log an outage once, when it starts."""
+        if self.outage_since is None:
+            self.outage_since = time.monotonic()
+            logger.warning("Lost the reply read on %s (%s); reconnecting until Redis answers", self.prefix, why)
 
     def _arm_watchdog(self) -> None:
         delay = max(0.0, self.receiver.deadline - time.monotonic())
@@ -117,6 +157,7 @@ class ReactorReplyReader:
         self.watchdog = None
         if self.reading and time.monotonic() >= self.receiver.deadline:
             logger.warning("No answer from Redis to the reply read on %s in time; reconnecting", self.prefix)
+            self._lost("no answer in time")
             self._restart()
         elif self.reading:
             self._arm_watchdog()
@@ -141,7 +182,7 @@ class ReactorReplyReader:
         try:
             batch = self.receiver.read()
         except Exception as exc:
-            logger.debug("Reading replies from %s failed (%s); reconnecting", self.prefix, exc)
+            self._lost(f"{type(exc).__name__}: {exc}")
             self._restart()
             return
         # Each read sends the next pop: move the deadline along with it.
@@ -154,6 +195,7 @@ class ReactorReplyReader:
         self.reading = False
         self.receiver.close()
         if not self.stopping:
+            self._lost("the connection broke")
             self.retry_call = self.reactor.callLater(self.backoff.next_delay(), self.start)
 
     def logPrefix(self) -> str:

@@ -15,8 +15,8 @@ from channels_core.layers.contract import supports
 
 from .access import ActionLogger
 from .config import ServerConfig
-from .outbox import Outbox
 from .replies import Batch, ReactorReplyReader, ReplyReader
+from .sender import Sender
 
 logger = logging.getLogger("interface_server")
 
@@ -63,7 +63,19 @@ class Server:
         self.shutting_down = False
         self.reader: ReplyReader | ReactorReplyReader | None = None
         self.ChannelFull = getattr(channel_layer, "ChannelFull", None) or _NeverRaised
-        self.outbox = Outbox(channel_layer)
+        self.counters: dict[str, int] = {}
+        """What was dropped, closed or refused, by name (see `sender.Sender` and `deliver_replies`)."""
+        self.disconnect_op: Callable[[str, str, dict], None] = lambda rc, channel, message: channel_layer.send(
+            channel, message
+        )
+        """Sends one disconnect (reply channel, channel, message); called in the sender thread. Replaceable."""
+        self.sender = Sender(
+            channel_layer,
+            self.config.send_timeout,
+            lambda rc, channel, message: self.disconnect_op(rc, channel, message),
+            self.counters,
+            reactor,
+        )
         from .http_protocol import HTTPFactory
 
         self.factory: Factory = HTTPFactory(self)
@@ -80,10 +92,15 @@ class Server:
             self.reply_handlers.pop(channel, None)
 
     def deliver_replies(self, batch: Batch) -> None:
-        """Hand each reply to its connection (runs in the reactor thread)."""
+        """Hand each reply to its connection (runs in the reactor thread).
+
+        A reply for a connection that is gone (or closing: the handler drops
+        it itself) is counted in `counters["replies_dropped"]`, logged at DEBUG.
+        """
         for channel, message in batch:
             handler = self.reply_handlers.get(channel)
             if handler is None:
+                self.count("replies_dropped")
                 logger.debug("Dropped a reply for %s: no such client (gone, or a stale group member)", channel)
                 continue
             try:
@@ -93,21 +110,54 @@ class Server:
 
     # -- sending -------------------------------------------------------------------
 
-    def send(self, channel: str, message: dict) -> None:
-        """Send to the layer now; ChannelFull and connection errors are the caller's to handle."""
-        self.channel_layer.send(channel, message)
+    def send_soon(
+        self,
+        channel: str,
+        message: dict,
+        on_error: Callable[[Exception], None] | None = None,
+        owner: Any = None,
+        on_sent: Callable[[], None] | None = None,
+        **options: Any,
+    ) -> Any:
+        """Send from the sender thread, batched with the turn's other sends, in order per channel.
 
-    def send_soon(self, channel: str, message: dict, on_error: Callable[[Exception], None]) -> None:
-        """Send at the end of this reactor turn, batched with the turn's other sends, in order."""
-        self.outbox.put(channel, message, on_error)
+        A full channel or an unreachable layer makes the message wait (its
+        `owner`, a connection with `reply_channel`, `pause_reading` and
+        `resume_reading`, stops being read while it has a backlog);
+        `on_error(exc)` runs if it is not sent within `send_timeout`
+        (`sender.SendTimeout`) or the layer refuses it; `on_sent()` once it
+        is on the channel. Both run in the reactor thread.
+        """
+        return self.sender.put(channel, message, on_error, owner, on_sent, **options)
+
+    def send_disconnect(self, reply_channel: str, channel: str, message: dict) -> None:
+        """Send a disconnect with `disconnect_op`: retried until sent (for up to 10 minutes), never dropped
+        for a full channel or an outage, and after every message of that connection queued before it."""
+        self.sender.put_disconnect(reply_channel, channel, message)
 
     def send_best_effort(self, channel: str, message: dict) -> None:
-        """Send a message nobody can retry (disconnects), in order with the others: failures are logged."""
+        """Send a message nobody waits for (a body channel's `closed`): failures are counted, at DEBUG."""
 
         def dropped(exc: Exception) -> None:
-            logger.warning("Could not send to %s (%s: %s); dropped", channel, type(exc).__name__, exc)
+            logger.debug("Could not send to %s (%s: %s); dropped", channel, type(exc).__name__, exc)
 
-        self.outbox.put(channel, message, dropped)
+        self.sender.put(channel, message, dropped)
+
+    def call_layer(
+        self,
+        fn: Callable[[], Any],
+        on_result: Callable[[Any], None] | None = None,
+        on_error: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Run `fn()` in the sender thread, after what was queued before it was tried once
+        (a message waiting for a full channel does not hold it up); callbacks run in the reactor."""
+        self.sender.call(fn, on_result, on_error)
+
+    def track_connection(self, reply_channel: str, path: str) -> None:
+        """Called when a WebSocket's `websocket.connect` is queued; a hook (the lease keeper fills it in)."""
+
+    def count(self, name: str, n: int = 1) -> None:
+        self.counters[name] = self.counters.get(name, 0) + n
 
     def log_action(self, protocol: str, action: str, details: dict) -> None:
         if self.action_logger is not None:
@@ -136,6 +186,7 @@ class Server:
 
     def start(self) -> defer.Deferred:
         """Listen, start the reply reader and arrange a graceful stop on shutdown."""
+        self.sender.start()
         self.reader = self._reply_reader()
         self.reader.start()
         reactor.addSystemEventTrigger("before", "shutdown", self.graceful_shutdown)
@@ -197,16 +248,29 @@ class Server:
                     connection.abort()
                 if self.reader is not None:
                     self.reader.stop()
-                self.outbox.flush()  # the disconnect messages queued by the closes above
-                done.callback(None)
+                # The disconnect messages queued by the closes above get their own time to leave.
+                self.sender.flush()
+                drain_until = reactor.seconds() + min(max(self.config.shutdown_grace, 1.0), DISCONNECT_DRAIN)
+                drain(drain_until)
             else:
                 reactor.callLater(0.05, check)
+
+        def drain(until: float) -> None:
+            if self.sender.drained() or reactor.seconds() >= until:
+                self.sender.stop()
+                done.callback(None)
+            else:
+                reactor.callLater(0.05, drain, until)
 
         check()
         return defer.gatherResults(stopped + [done], consumeErrors=True)
 
     def stop(self) -> None:
         reactor.callFromThread(reactor.stop)
+
+
+DISCONNECT_DRAIN = 10.0
+"""At shutdown, how long (at most, and at most the grace period) queued disconnects get to be sent."""
 
 
 class _NeverRaised(Exception):

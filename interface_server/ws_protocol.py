@@ -15,6 +15,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer, reactor
 
 from . import compat, origins, output_limit, socket_write
+from .sender import SendTimeout
 from .wire_messages import (
     BadReply,
     RequestInfo,
@@ -33,6 +34,7 @@ CLOSE_GOING_AWAY = 1001
 CLOSE_ABNORMAL = 1006
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_INTERNAL_ERROR = 1011
+CLOSE_TOO_BIG = 1009
 
 
 def make_websocket_factory(server: Server) -> WebSocketServerFactory:
@@ -87,21 +89,37 @@ class WebSocketProtocol(WebSocketServerProtocol):
         self.reply_channel = self.server.new_reply_channel(self)
         wanted = self.server.config.ws_protocols
         self.subprotocol = next((p for p in request.protocols if p in wanted), None)
-        try:
-            self.server.send("websocket.connect", websocket_connect_message(self.info, self.reply_channel))
-        except self.server.ChannelFull:
-            logger.warning("websocket.connect is full: rejecting %s with 503", self.info.path)
-            self.server.forget_reply_channel(self.reply_channel)
-            raise ConnectionDeny(503, "Connection queue full") from None
-        except Exception as exc:
-            logger.error("Cannot send websocket.connect (%s: %s): rejecting with 503", type(exc).__name__, exc)
-            self.server.forget_reply_channel(self.reply_channel)
-            raise ConnectionDeny(503, "Channel layer unavailable") from None
-        self.connect_sent = True
-        self.server.log_action("websocket", "connecting", self._details())
+        # The handshake stays pending while websocket.connect waits in the sender (a full channel, a layer
+        # outage: up to --send-timeout); the connect timeout starts once it is on the channel.
         self.handshake = defer.Deferred()
-        self.connect_timer = reactor.callLater(self.server.config.websocket_connect_timeout, self._connect_timed_out)
+        self.connect_sent = True  # queued: from here on the application hears of the end of this socket
+        self.server.track_connection(self.reply_channel, self.info.path)
+        self.server.send_soon(
+            "websocket.connect",
+            websocket_connect_message(self.info, self.reply_channel),
+            self._connect_not_sent,
+            owner=self,
+            on_sent=self._connect_queued,
+            kind="connect",
+        )
+        self.server.log_action("websocket", "connecting", self._details())
         return self.handshake
+
+    def _connect_queued(self) -> None:
+        """websocket.connect is on its channel: the application has `websocket_connect_timeout` to answer."""
+        if self.handshake is not None and self.connect_timer is None:
+            self.connect_timer = reactor.callLater(
+                self.server.config.websocket_connect_timeout, self._connect_timed_out
+            )
+
+    def _connect_not_sent(self, exc: Exception) -> None:
+        if self.handshake is None:
+            return
+        if isinstance(exc, SendTimeout):
+            why = f"websocket.connect is full or the channel layer unreachable ({exc})"
+        else:
+            why = f"cannot send websocket.connect ({type(exc).__name__}: {exc})"
+        self._reject(why, 503, level=logging.WARNING, reason="Channel layer unavailable")
 
     def _connect_timed_out(self) -> None:
         self.connect_timer = None
@@ -161,6 +179,11 @@ class WebSocketProtocol(WebSocketServerProtocol):
             self._accept()
         if not self.opened:
             return
+        if self.state != self.STATE_OPEN:
+            # Closing or closed: Autobahn would raise (or log) for each frame. Nobody can read it any more.
+            self.server.count("replies_dropped")
+            logger.debug("Dropped a reply for %s: the socket is closing", self.reply_channel)
+            return
         for payload, binary in actions.send:
             self.sendMessage(payload, binary)
         if actions.close is not None:
@@ -192,7 +215,8 @@ class WebSocketProtocol(WebSocketServerProtocol):
         (1000, 3000-4999) and raises on the server's own 1001/1011/1013, so
         the close frame is sent directly.
         """
-        self.sendCloseFrame(code=code, isReply=False)
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=code, isReply=False)
 
     # -- events from the client ------------------------------------------------------------
 
@@ -217,20 +241,33 @@ class WebSocketProtocol(WebSocketServerProtocol):
             return
         self.order += 1
         message = websocket_receive_message(self.reply_channel, self.info.path, self.order, payload, isBinary)
-        self.server.send_soon("websocket.receive", message, self._receive_not_sent)
+        # A full channel or a layer outage makes the frame wait; past a few waiting frames the socket
+        # stops being read (`pause_reading`), so TCP pushes back on the client.
+        self.server.send_soon("websocket.receive", message, self._receive_not_sent, owner=self)
+
+    def pause_reading(self) -> None:
+        self.transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        self.transport.resumeProducing()
 
     def _receive_not_sent(self, exc: Exception) -> None:
         if self.muted:
             return
-        if isinstance(exc, self.server.ChannelFull):
-            logger.warning("websocket.receive is full: closing %s with 1013", self.reply_channel)
+        self.muted = True
+        if isinstance(exc, SendTimeout):
+            # Logged once per episode by the sender; counted here.
+            self.server.count("websockets_closed_send_timeout")
+            code = CLOSE_TRY_AGAIN_LATER
+        elif isinstance(exc, getattr(self.server.channel_layer, "MessageTooLarge", SendTimeout)):
+            logger.warning("A frame from %s is too large for the channel layer: closing with 1009", self.reply_channel)
+            code = CLOSE_TOO_BIG
         else:
             logger.error(
                 "Cannot send websocket.receive (%s: %s): closing %s", type(exc).__name__, exc, self.reply_channel
             )
-        self.muted = True
-        if self.state == self.STATE_OPEN:
-            self._close(CLOSE_TRY_AGAIN_LATER)
+            code = CLOSE_INTERNAL_ERROR
+        self._close(code)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self.server.connections.discard(self)
@@ -248,7 +285,7 @@ class WebSocketProtocol(WebSocketServerProtocol):
         if self.connect_sent and not self.disconnect_sent:
             self.disconnect_sent = True
             message = websocket_disconnect_message(self.reply_channel, self.info.path, self.order + 1, code)
-            self.server.send_best_effort("websocket.disconnect", message)
+            self.server.send_disconnect(self.reply_channel, "websocket.disconnect", message)
 
     # -- server shutdown -----------------------------------------------------------------
 

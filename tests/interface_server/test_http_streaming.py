@@ -131,7 +131,8 @@ def test_streamed_body_request_times_out_after_the_body(start_server, worker_lay
 # -- 7. a full request channel -------------------------------------------------------------------
 
 
-def test_full_request_channel_gets_immediate_503(start_server, worker_layer, background):
+def test_full_request_channel_that_nothing_drains_gets_503_within_the_bound(start_server, worker_layer, background):
+    """A full http.request that takes nothing for 2 s is unavailable: the waiting request gets 503 (bound 2.5 s)."""
     server = start_server("-t", "10", layer_options={"capacity": 1})
     first = background.submit(http_request, server.port, "GET", "/queued")
     deadline = time.monotonic() + 5
@@ -140,15 +141,34 @@ def test_full_request_channel_gets_immediate_503(start_server, worker_layer, bac
         time.sleep(0.02)
     reply, elapsed = timed(http_request, server.port, "GET", "/rejected")
     assert reply.status == 503
-    assert elapsed < 1.0
+    assert 1.5 <= elapsed < 4.0, elapsed
+    # While the channel stays stuck, a new request is answered at once.
+    reply, elapsed = timed(http_request, server.port, "GET", "/rejected-too")
+    assert reply.status == 503
+    assert elapsed < 1.0, elapsed
     assert not first.done()
     # The queued request is still served once a worker reads it; then there is room again.
     _, message = receive(worker_layer, "http.request")
     assert message["path"] == "/queued"
     worker_layer.send(message["reply_channel"], {"status": 200, "content": b"queued ok"})
     assert first.result(10).body == b"queued ok"
-    assert_nothing_on(worker_layer, "http.request", 0.2)  # the rejected request was never queued
+    assert_nothing_on(worker_layer, "http.request", 0.2)  # the rejected requests were never queued
     assert_serving(server, worker_layer, background)
+
+
+def test_full_request_channel_makes_requests_wait_not_fail(start_server, worker_layer, background):
+    """Capacity 1 and a worker that reads slowly: every request waits its turn and is served."""
+    server = start_server("-t", "10", layer_options={"capacity": 1})
+    futures = [background.submit(http_request, server.port, "GET", f"/r{i}") for i in range(4)]
+    served = []
+    for _ in range(4):
+        time.sleep(0.3)  # the channel stays full meanwhile
+        _, message = receive(worker_layer, "http.request")
+        served.append(message["path"])
+        worker_layer.send(message["reply_channel"], {"status": 200, "content": message["path"].encode()})
+    assert sorted(served) == [f"/r{i}" for i in range(4)]
+    assert [f.result(10).status for f in futures] == [200] * 4
+    assert worker_layer.channel_statistics("http.request")["channel_full_count"] > 0
 
 
 def test_full_body_channel_pauses_the_upload_without_losing_data(start_server, worker_layer, background):

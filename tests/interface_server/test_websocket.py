@@ -288,17 +288,37 @@ def test_max_message_size_counts_fragments(start_server, worker_layer):
     assert drain(worker_layer, "websocket.receive", settle=0.3) == []
 
 
-def test_channel_full_on_receive_closes_with_1013(start_server, worker_layer):
+def test_channel_full_on_receive_waits_and_loses_nothing(start_server, worker_layer):
+    """Capacity 1 and a slow reader: the frames wait in the server (the socket is paused), none is lost."""
     server = start_server(layer_options={"capacity": 1})
+    ws, connect = open_ws(server, worker_layer)
+    for i in range(12):
+        ws.send(f"message {i}")
+    texts = []
+    for _ in range(12):
+        time.sleep(0.05)  # the channel stays full meanwhile
+        texts.append(receive(worker_layer, "websocket.receive")["text"])
+    assert texts == [f"message {i}" for i in range(12)]
+    ws.send("still open")
+    assert receive(worker_layer, "websocket.receive")["text"] == "still open"
+    ws.close()
+    assert len(disconnects_for(worker_layer, connect["reply_channel"])) == 1
+    assert worker_layer.channel_statistics("websocket.receive")["channel_full_count"] > 0
+
+
+def test_channel_full_past_send_timeout_closes_with_1013(start_server, worker_layer):
+    server = start_server("--send-timeout", "1", layer_options={"capacity": 1})
     ws, connect = open_ws(server, worker_layer)  # nobody reads websocket.receive from here on
+    sent_at = time.monotonic()
     try:
         for i in range(5):
             ws.send(f"message {i}")
     except ConnectionClosed:
         pass
-    _, closed = wait_closed(ws)
+    _, closed = wait_closed(ws, timeout=6)
     assert close_code(closed) == 1013
-    assert "websocket.receive is full" in server.output()
+    assert 0.8 <= time.monotonic() - sent_at < 4, time.monotonic() - sent_at
+    assert "waited longer than send_timeout" in server.output()
     first = receive(worker_layer, "websocket.receive")
     assert first["text"] == "message 0"
     disconnects = disconnects_for(worker_layer, connect["reply_channel"])

@@ -175,18 +175,33 @@ def test_client_leaving_during_the_handshake(start_server, worker_layer):
     assert server.process.poll() is None
 
 
-def test_channel_full_on_connect_is_503(start_server, worker_layer):
-    server = start_server(layer_options={"capacity": 1})
+def test_channel_full_on_connect_waits_then_503(start_server, worker_layer):
+    """The handshake stays pending while websocket.connect is full; past --send-timeout it is refused with 503."""
+    server = start_server("--send-timeout", "1.5", layer_options={"capacity": 1})
     first = connect_in_background(server.ws_url + "/one")
     time.sleep(0.3)  # websocket.connect now holds one message: it is full
     second = connect_in_background(server.ws_url + "/two")
     with pytest.raises(InvalidStatus) as info:
         second.result(10)
     assert info.value.response.status_code == 503
-    assert "websocket.connect is full" in server.output()
+    assert "websocket.connect is full or the channel layer unreachable" in server.output()
     message = receive(worker_layer, "websocket.connect")
     assert message["path"] == "/one"
     worker_layer.send(message["reply_channel"], {"accept": True})
     first.result(10).close()
     # no disconnect for the refused one: its connect was never sent
     assert [d["path"] for d in drain(worker_layer, "websocket.disconnect")] == ["/one"]
+
+
+def test_channel_full_on_connect_waits_for_room(start_server, worker_layer):
+    server = start_server(layer_options={"capacity": 1})
+    futures = [connect_in_background(server.ws_url + f"/n{i}") for i in range(3)]
+    paths = []
+    for _ in range(3):
+        time.sleep(0.3)
+        message = receive(worker_layer, "websocket.connect")
+        paths.append(message["path"])
+        worker_layer.send(message["reply_channel"], {"accept": True})
+    assert sorted(paths) == ["/n0", "/n1", "/n2"]
+    for future in futures:
+        future.result(10).close()

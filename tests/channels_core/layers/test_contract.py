@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from channels_core.layers import BaseChannelLayer, ChannelFull, InMemoryChannelLayer, RedisChannelLayer, names
+from channels_core.layers import BaseChannelLayer, InMemoryChannelLayer, RedisChannelLayer, names
 from channels_core.layers.contract import EXTENSIONS, ChannelLayer, implements, supports
-from interface_server.outbox import Outbox
+from interface_server.sender import Item, SendQueues
 
 from .conformance import LayerConformance
 
@@ -40,14 +40,18 @@ def test_a_layer_on_the_base_class_is_a_channel_layer_with_no_extension():
 
 
 def test_the_interface_server_sends_one_by_one_to_a_layer_without_batch():
-    """A run of sends to one channel reaches such a layer; only what does not fit fails (503), not the run."""
+    """A run of sends to one channel reaches such a layer; what does not fit waits for room, in order."""
     layer = DictLayer(capacity=2)
-    errors: list[Exception] = []
-    outbox = Outbox(layer)
-    outbox.pending = [("http.request", {"n": n}, errors.append) for n in range(3)]
-    outbox.flush()
+    queues = SendQueues(layer, lambda rc, channel, message: layer.send(channel, message), send_timeout=30)
+    queues.add([Item("message", "http.request", {"n": n}) for n in range(3)])
+    done = queues.step()
     assert layer.queues["http.request"] == [{"n": 0}, {"n": 1}]
-    assert [type(e) for e in errors] == [ChannelFull]
+    assert [item.message for item in done] == [{"n": 0}, {"n": 1}]
+    assert all(item.error is None for item in done)
+    assert queues.blocked_for("http.request") >= 0 and queues.pending() == 1
+    layer.queues["http.request"].clear()
+    queues.queues["http.request"].retry_at = 0
+    assert [item.message for item in queues.step()] == [{"n": 2}]
 
 
 def test_supports_needs_the_name_listed_and_every_method():
