@@ -38,6 +38,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from channels_core.layers.contract import supports
@@ -51,6 +52,8 @@ logger = logging.getLogger("interface_server.lease")
 
 CLOSE_SERVICE_RESTART = 1012
 DISCONNECT_CHANNEL = "websocket.disconnect"
+WORKER_CHECK_INTERVAL = 1.0
+"""How often the keeper looks at the workers' leases (whether anything consumes http.request)."""
 
 
 class LeaseKeeper:
@@ -71,6 +74,9 @@ class LeaseKeeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
+        self._http_workers_seen = False
+        self._missing_checks = 0
+        self._no_http_consumer = False
         self.events: list[str] = []
         """"swept"/"lost" answers seen, in order (for tests and status)."""
 
@@ -108,25 +114,76 @@ class LeaseKeeper:
     # -- renewing (keeper thread) ------------------------------------------------------------
 
     def _run(self) -> None:
+        next_renewal = 0.0
         while not self._stop.is_set():
-            try:
-                self.renew()
-                if self._failing:
-                    self._failing = False
-                    logger.warning("Lease %s renewed again", self.holder)
-            except Exception as exc:
-                if not self._failing:
-                    self._failing = True
-                    logger.warning(
-                        "Cannot renew the lease %s (%s: %s); retrying every %.1fs",
-                        self.holder,
-                        type(exc).__name__,
-                        exc,
-                        self.interval,
-                    )
-                else:
-                    logger.debug("Lease renewal still fails (%s: %s)", type(exc).__name__, exc)
-            self._stop.wait(self.interval)
+            if time.monotonic() >= next_renewal:
+                next_renewal = time.monotonic() + self.interval
+                self._renew_logged()
+            self._check_http_consumers()
+            self._stop.wait(min(WORKER_CHECK_INTERVAL, self.interval))
+
+    def _renew_logged(self) -> None:
+        try:
+            self.renew()
+            if self._failing:
+                self._failing = False
+                logger.warning("Lease %s renewed again", self.holder)
+        except Exception as exc:
+            if not self._failing:
+                self._failing = True
+                logger.warning(
+                    "Cannot renew the lease %s (%s: %s); retrying every %.1fs",
+                    self.holder,
+                    type(exc).__name__,
+                    exc,
+                    self.interval,
+                )
+            else:
+                logger.debug("Lease renewal still fails (%s: %s)", type(exc).__name__, exc)
+
+    # -- is anything consuming http.request? (keeper thread) ---------------------------------
+
+    def no_http_consumer(self) -> bool:
+        """True when no live worker lease listens on `http.request` (any thread; see `_check_http_consumers`)."""
+        return self._no_http_consumer
+
+    def _check_http_consumers(self) -> None:
+        """Look at the workers' leases: is one listening on `http.request`?
+
+        Only once this server has seen such a worker (so servers whose
+        consumers hold no lease, e.g. `runserver`'s threads, never answer
+        503 for it), and only after two checks in a row found none (a
+        Redis restart empties the leases for a moment). The bound: a
+        SIGKILLed last worker is noticed its `--lease-ttl` (5 s) plus about
+        2 s later; a stopped one (SIGTERM ends its lease) about 2 s later.
+        """
+        try:
+            holders = self.layer.lease_holders()
+        except Exception:
+            self._missing_checks = 0
+            self._set_no_http_consumer(False)  # the sender's own unavailability check covers an outage
+            return
+        listening = any(
+            info.get("kind") == "worker" and "http.request" in (info.get("channels") or ())
+            for info in holders.values()
+            if isinstance(info, dict)
+        )
+        if listening:
+            self._http_workers_seen = True
+            self._missing_checks = 0
+        elif self._http_workers_seen:
+            self._missing_checks += 1
+        self._set_no_http_consumer(self._missing_checks >= 2)
+
+    def _set_no_http_consumer(self, value: bool) -> None:
+        if value and not self._no_http_consumer:
+            logger.warning(
+                "No worker listens on http.request any more (the last worker's lease ended or expired): "
+                "answering HTTP requests 503 at once until one starts"
+            )
+        elif not value and self._no_http_consumer:
+            logger.warning("A worker listens on http.request again: HTTP requests are sent to it")
+        self._no_http_consumer = value
 
     def renew(self) -> str:
         """Renew now (any thread) and act on the answer; returns it."""
@@ -139,6 +196,8 @@ class LeaseKeeper:
                 (self._swept if state == "swept" else self._lost).update(gone)
                 self._confirmed.difference_update(gone)
                 self.events.append(state)
+                if state == "lost":
+                    self._http_workers_seen = False  # the workers' leases went too: wait to see them again
                 self.server_call(self._close_all, state)
             return state
 

@@ -31,7 +31,7 @@ from channels_core.layers.contract import supports
 
 logger = logging.getLogger("worker.sweeper")
 
-DEFAULT_LEASE_TTL = 15.0
+DEFAULT_LEASE_TTL = 5.0
 SWEEP_INTERVAL = 1.0
 ELECTION_TTL = 5.0
 

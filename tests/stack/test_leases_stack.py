@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from channels_core.layers import RedisChannelLayer
-from tests.interface_server.harness import ServerProcess
+from tests.interface_server.harness import ServerProcess, http_request
 from tests.interface_server.ws_support import RawWebSocket, close_code, wait_closed, ws_connect
 from tests.support.waiting import wait_for
 
@@ -138,3 +138,43 @@ def test_redis_restart_without_persistence_closes_sockets_with_1012_and_clients_
     finally:
         stack.stop()
         layer.close()
+
+
+@pytest.mark.slow
+def test_http_gets_503_promptly_once_no_worker_lease_listens_on_http_request(redis_url, key_prefix, tmp_path):
+    stack = Stack(redis_url, key_prefix, tmp_path, extra_env=ROUTING)
+    try:
+        server = stack.start_server("--lease-ttl", str(LEASE_TTL))
+        worker = stack.start_worker("--lease-ttl", "2")
+        assert wait_for(lambda: _get(server.port).status == 200, 10)
+        time.sleep(1.5)  # the server has seen the worker's lease
+        worker.kill()
+        killed = time.monotonic()
+        reply = None
+        while time.monotonic() - killed < 15:
+            started = time.monotonic()
+            try:
+                reply = _get(server.port, timeout=1)
+            except OSError:  # queued for a worker that is gone: the client gives up
+                continue
+            if reply.status == 503:
+                answered_in = time.monotonic() - started
+                break
+        detected = time.monotonic() - killed
+        print(
+            f"\nLast worker SIGKILLed (lease 2 s): HTTP answered 503 from {detected:.2f} s after, "
+            f"each in {answered_in:.3f} s"
+        )
+        assert reply is not None and reply.status == 503 and b"No worker" in reply.body, reply
+        assert detected <= 2 + 3 + 1, detected
+        assert answered_in < 0.5
+        assert server.output().count("No worker listens on http.request") == 1
+        stack.start_worker("--lease-ttl", "2")
+        assert wait_for(lambda: _get(server.port).status == 200, 10)
+        assert "A worker listens on http.request again" in server.output()
+    finally:
+        stack.stop()
+
+
+def _get(port: int, timeout: float = 5.0):
+    return http_request(port, "GET", "/", timeout=timeout)

@@ -54,9 +54,10 @@ class Command(BaseCommand):
         parser.add_argument(
             "--lease-ttl",
             type=float,
-            default=15.0,
+            default=5.0,
             help="seconds this worker's lease in the layer lasts without renewal; its sweeper thread renews it "
-            "every second and sends the disconnects of interface servers whose lease expired (default 15)",
+            "every second and sends the disconnects of interface servers whose lease expired. Interface servers "
+            "answer HTTP 503 at once when no worker lease listens on http.request any more (default 5)",
         )
         parser.add_argument(
             "--processes",
@@ -127,7 +128,7 @@ class Command(BaseCommand):
         logger.info("Running worker against channel layer %s", self.channel_layer)
         from worker.sweeper import SweepingWorker, start_sweeper
 
-        sweeper = start_sweeper(self.channel_layer, worker.channels(), options.get("lease_ttl", 15.0))
+        sweeper = start_sweeper(self.channel_layer, worker.channels(), options.get("lease_ttl", 5.0))
         return worker if sweeper is None else SweepingWorker(worker, sweeper)
 
     def get_consumer(self) -> Any:
