@@ -18,8 +18,9 @@ With a layer that supports `leases` (`channels_core.layers.contract`),
 - on `"swept"` (the lease expired, e.g. the process was frozen or cut off
   from Redis for longer than the lease, and a worker's sweeper already sent
   the disconnects) or `"lost"` (the layer lost its state: Redis restarted
-  without persistence, FLUSHALL; groups are gone too) closes every open
-  WebSocket with 1012 (service restart), logged once as a WARNING, so
+  without persistence, FLUSHALL; groups are gone too) closes every
+  WebSocket tracked before it (those tracked since are untouched: their
+  connect ran after it) with 1012 (service restart), logged once as a WARNING, so
   clients (`WebSocketBridge`) reconnect and their connect consumers join
   their groups again. After "swept" the sweeper's disconnects stand; after
   "lost" the tracking is gone, so the disconnects are plain sends;
@@ -191,14 +192,19 @@ class LeaseKeeper:
             info = dict(self.info, connections=len(self.server.connections))
             state = self.layer.lease_renew(self.holder, self.ttl, info)
             if state in ("swept", "lost"):
-                # Every connection tracked so far lost its entry with this event.
-                gone = set(self._confirmed)
+                # The connections tracked before this event lost their entry (and, if lost, their groups);
+                # those tracked since (their connect ran after it) are fine and stay open.
+                try:
+                    still = set(self.layer.lease_connections(self.holder))
+                except Exception:
+                    still = set()
+                gone = self._confirmed - still
                 (self._swept if state == "swept" else self._lost).update(gone)
                 self._confirmed.difference_update(gone)
                 self.events.append(state)
                 if state == "lost":
                     self._http_workers_seen = False  # the workers' leases went too: wait to see them again
-                self.server_call(self._close_all, state)
+                self.server_call(self._close_all, state, gone)
             return state
 
     def server_call(self, fn: Any, *args: Any) -> None:
@@ -206,11 +212,12 @@ class LeaseKeeper:
 
         reactor.callFromThread(fn, *args)
 
-    def _close_all(self, state: str) -> None:
-        """In the reactor: close every WebSocket with 1012 so its client reconnects and rejoins its groups."""
+    def _close_all(self, state: str, gone: set[str]) -> None:
+        """In the reactor: close the WebSockets in `gone` with 1012 so their clients reconnect and rejoin."""
         from .ws_protocol import WebSocketProtocol
 
-        sockets = [c for c in list(self.server.connections) if isinstance(c, WebSocketProtocol)]
+        handlers = (self.server.reply_handlers.get(reply_channel) for reply_channel in gone)
+        sockets = [c for c in handlers if isinstance(c, WebSocketProtocol)]
         if state == "lost":
             why = (
                 "the channel layer lost its state (Redis restarted without persistence, or was flushed): "
@@ -221,7 +228,8 @@ class LeaseKeeper:
                 f"this server's lease expired (no renewal for over {self.ttl:g}s) and a worker already sent "
                 "its connections' disconnects"
             )
-        logger.warning("%s; closing %d WebSockets with 1012 so clients reconnect and rejoin", why, len(sockets))
+        level = logging.WARNING if sockets else logging.INFO
+        logger.log(level, "%s; closing %d WebSockets with 1012 so clients reconnect and rejoin", why, len(sockets))
         for connection in sockets:
             try:
                 if getattr(connection, "opened", False):

@@ -237,6 +237,10 @@ class LeasesExtension(Protocol):
         """A clean exit: drop `holder`'s lease and whatever it still tracks, sending nothing."""
         ...
 
+    def lease_connections(self, holder: str) -> list[str]:
+        """The reply channels `holder` tracks now (after `"swept"` or `"lost"`: those tracked since)."""
+        ...
+
     def lease_holders(self) -> dict[str, dict]:
         """The live holders and their `info`."""
         ...

@@ -261,6 +261,11 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 table.pop(holder, None)
             self._lease_known.discard(holder)
 
+    def lease_connections(self, holder: str) -> list[str]:
+        names.validate_channel_name(holder)
+        with self._cond:
+            return list(self._leases.conns.get(holder, {}))
+
     def lease_holders(self) -> dict[str, dict]:
         now = time.monotonic()
         with self._cond:

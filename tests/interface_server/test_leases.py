@@ -97,6 +97,7 @@ def test_flushed_layer_closes_every_websocket_with_1012_once(start_server, worke
     with Worker(worker_layer, echo=True) as worker:  # accepts every connect
         clients = [ws_connect(server.ws_url + "/") for _ in range(3)]
         worker_layer.flush()  # what a Redis restart without persistence leaves
+        fresh = ws_connect(server.ws_url + "/")  # its connect ran after the flush: it is in its groups
         codes = []
         for ws in clients:
             _, closed = wait_closed(ws, TTL + 3)
@@ -106,6 +107,9 @@ def test_flushed_layer_closes_every_websocket_with_1012_once(start_server, worke
         assert wait_for(lambda: len(worker.disconnects) == 3, 5), worker.disconnects
         time.sleep(0.3)
         assert len(worker.disconnects) == 3
+        fresh.send("still open")
+        assert fresh.recv(timeout=5) == "still open"
+        fresh.close()
     output = server.output()
     assert output.count("lost its state") == 1, output
     # A new client is served as usual.

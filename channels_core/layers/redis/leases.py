@@ -106,6 +106,11 @@ class RedisLeases:
         shard.pipeline([("DEL", conns), ("ZREM", expiry, holder), ("HDEL", info, holder), ("ZREM", swept, holder)])
         self._lease_known().discard(holder)
 
+    def lease_connections(self, holder: str) -> list[str]:
+        """The reply channels `holder` tracks now."""
+        shard, keys = self._lease_place(holder)
+        return [name.decode("ascii") for name in shard.execute("HKEYS", keys[3])]
+
     def lease_holders(self) -> dict[str, dict]:
         """The live holders on every shard and their `info`."""
         expiry, info, _, _ = self.keys.lease_keys()  # type: ignore[attr-defined]

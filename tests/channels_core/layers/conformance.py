@@ -553,7 +553,9 @@ class LayerConformance:
         layer.lease_renew("lsx!", 5)
         layer.lease_track("lsx!", "lsx!a", "lsx.disconnect", self._disconnect("lsx!a"))
         message = dict(self._disconnect("lsx!a", 1000), order=3)
+        assert layer.lease_connections("lsx!") == ["lsx!a"]
         assert layer.lease_release("lsx!", "lsx!a", "lsx.disconnect", message) is True
+        assert layer.lease_connections("lsx!") == []
         assert layer.lease_release("lsx!", "lsx!a", "lsx.disconnect", message) is False
         assert layer.lease_release("lsx!", "lsx!never", "lsx.disconnect", self._disconnect("lsx!never")) is False
         assert self._drain(layer, "lsx.disconnect") == [message]
@@ -620,7 +622,9 @@ class LayerConformance:
         assert layer.lease_renew("lsg!", 5) == "held"
         layer.lease_track("lsg!", "lsg!a", "lsg.disconnect", self._disconnect("lsg!a"))
         layer.flush()  # what a Redis restart without persistence does
+        layer.lease_track("lsg!", "lsg!new", "lsg.disconnect", self._disconnect("lsg!new"))  # opened since
         assert layer.lease_renew("lsg!", 5) == "lost"
+        assert layer.lease_connections("lsg!") == ["lsg!new"]
         assert layer.lease_renew("lsg!", 5) == "held"
         assert layer.lease_release("lsg!", "lsg!a", "lsg.disconnect", self._disconnect("lsg!a")) is False
 
