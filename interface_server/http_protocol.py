@@ -72,6 +72,7 @@ class HTTPProtocol(Protocol):
         self.request: ActiveRequest | None = None
         self.websocket: Any = None
         self.upgrade: tuple[h11.Request, RequestInfo] | None = None
+        self.method = b""
         self.closing = False
         self.output_cut = False  # past --max-output-buffer: aborted, nothing more is written
         self.timeouts: trickle.ConnectionTimeouts | None = None
@@ -158,6 +159,7 @@ class HTTPProtocol(Protocol):
                 return
 
     def on_request(self, event: h11.Request) -> None:
+        self.method = event.method  # an error response to HEAD has no body (h11 refuses one: found by fuzzing)
         too_large = oversized_head(event.target, event.headers.raw_items())
         if too_large is not None:
             self.respond_error(*too_large, close=True)
@@ -242,7 +244,7 @@ class HTTPProtocol(Protocol):
         headers, body = error_response(status, text, close)
         self.send(
             h11.Response(status_code=status, headers=headers, reason=reason_phrase(status)),
-            h11.Data(data=body),
+            h11.Data(data=b"" if self.method == b"HEAD" else body),
             h11.EndOfMessage(),
         )
         self.request_done()
@@ -274,7 +276,10 @@ class HTTPProtocol(Protocol):
     def write_raw_error(self, status: int) -> None:
         """Write a plain error response and close, bypassing h11 (whose state machine may be in error)."""
         if not self.output_cut:
-            self.transport.write(raw_error_response(status))
+            response = raw_error_response(status)
+            if self.method == b"HEAD":  # the head alone: a body would be read as garbage (found by fuzzing)
+                response = response[: response.index(b"\r\n\r\n") + 4]
+            self.transport.write(response)
         self.close_connection()
 
     def close_connection(self) -> None:

@@ -438,7 +438,10 @@ def websocket_actions(message: Mapping[str, Any], connecting: bool) -> WebSocket
     if text is not None and not isinstance(text, str):
         raise BadReply(f"'text' must be str, not {type(text).__name__}")
     actions = WebSocketActions()
-    payload = (data, True) if data else ((text.encode("utf-8"), False) if text else None)
+    try:
+        payload = (data, True) if data else ((text.encode("utf-8"), False) if text else None)
+    except UnicodeEncodeError:  # a lone surrogate (found by fuzzing); msgpack cannot carry one, a local layer can
+        raise BadReply("'text' is not valid Unicode (it holds a lone surrogate)") from None
     close = _close_code(message.get("close", False))
     if connecting:
         accept = message.get("accept")
