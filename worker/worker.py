@@ -16,10 +16,13 @@ from channels_core.consumer_sends import pending_message_store
 from channels_core.exceptions import ChannelSocketException, ConsumeLater, DenyConnection
 from channels_core.layers.backoff import Backoff, retry
 from channels_core.layers.contract import supports
+from channels_core.layers.drop_log import DropLog
 from channels_core.layers.errors import ChannelFull, LayerConfigurationError
 from channels_core.message import Message
 from channels_core.signals import consumer_finished, consumer_started, worker_ready
 from routing.names import name_that_thing
+
+from . import validation
 
 logger = logging.getLogger("worker")
 
@@ -104,6 +107,8 @@ class Worker:
         self.handled = 0
         self.failures = 0
         self.receive_errors = 0
+        self.invalid = DropLog(logger, "an invalid message")
+        """Messages dropped before routing (`validation.problem`), counted per channel; shared by a group's threads."""
 
     def install_signal_handler(self) -> None:
         signal.signal(signal.SIGTERM, self.sigterm_handler)
@@ -218,7 +223,17 @@ class Worker:
                 self.handle(channel, content)
 
     def handle(self, channel: str, content: dict) -> None:
-        """Route and run one message; never raises (except SystemExit/KeyboardInterrupt)."""
+        """Route and run one message; never raises (except SystemExit/KeyboardInterrupt).
+
+        A message of the wrong shape (`validation.problem`) is dropped before
+        routing: counted in `invalid`, logged once per channel and minute, and
+        its client answered if it can be (400, or a refused handshake).
+        """
+        why = validation.problem(channel, content)
+        if why is not None:
+            self.invalid.drop(channel, why)
+            self._refuse(channel, content)
+            return
         try:
             message = Message(content, channel, self.channel_layer)
             if content.get("__retries__", 0) >= self.message_retries:
@@ -295,6 +310,26 @@ class Worker:
             return
         self._reply(message, reply)
 
+    def _refuse(self, channel: str, content: Any) -> None:
+        """Answer the client of an invalid request or connect, when it names a reply channel."""
+        if channel not in ("http.request", "websocket.connect") or not isinstance(content, dict):
+            return
+        reply_channel = content.get("reply_channel")
+        if not isinstance(reply_channel, str):
+            return
+        if channel == "http.request":
+            reply = {
+                "status": 400,
+                "headers": [[b"content-type", b"text/plain"]],
+                "content": b"400 Bad Request: the interface server sent an invalid message\n",
+            }
+        else:
+            reply = {"close": True}
+        try:
+            self.channel_layer.send(reply_channel, reply)
+        except Exception as exc:  # a malformed name, a full channel: the drop is already logged
+            logger.debug("Could not answer an invalid message on %s: %s", channel, exc)
+
     def _reply(self, message: Message, reply: dict) -> None:
         """Send on the reply channel after what the consumer already sent (buffered, so in order)."""
         try:
@@ -322,6 +357,8 @@ class WorkerGroup(Worker):
     def __init__(self, *args: Any, n_threads: int = 2, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.workers = [_Thread(*args, **{**kwargs, "signal_handlers": False}) for _ in range(n_threads - 1)]
+        for worker in self.workers:
+            worker.invalid = self.invalid  # one count and one log line per channel for the process
 
     def sigterm_handler(self, signo: int, stack_frame: Any) -> None:
         """Ask every thread to stop after the messages it took; never raises (see `Worker.sigterm_handler`)."""
@@ -343,11 +380,19 @@ class WorkerGroup(Worker):
             worker.ready()
 
     def run(self) -> None:
-        threads = [threading.Thread(target=w.run, name=f"worker-{i}", daemon=True) for i, w in enumerate(self.workers)]
+        """Run every thread until SIGTERM; a thread's fatal error (`LayerConfigurationError`) stops them all
+        and is raised here, once."""
+        self._thread_error: BaseException | None = None
+        threads = [
+            threading.Thread(target=self._run_thread, args=(w,), name=f"worker-{i}", daemon=True)
+            for i, w in enumerate(self.workers)
+        ]
         for thread in threads:
             thread.start()
         try:
             super().run()
+            if self._thread_error is not None:
+                raise self._thread_error
         finally:
             for worker in self.workers:
                 worker.termed = True
@@ -356,6 +401,17 @@ class WorkerGroup(Worker):
                 # A thread in an idle read returns within WAKE_INTERVAL (or the layer's blocking
                 # timeout); one in a consumer finishes the messages it took first.
                 thread.join(max(0.0, deadline - time.monotonic()))
+
+    def _run_thread(self, worker: Worker) -> None:
+        try:
+            worker.run()
+        except BaseException as exc:
+            # One thread cannot go on (the store refuses the layer's settings): the process stops.
+            if self._thread_error is None:
+                self._thread_error = exc
+            self.termed = True
+            for other in self.workers:
+                other.termed = True
 
 
 class _Thread(Worker):

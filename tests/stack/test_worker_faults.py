@@ -18,6 +18,7 @@ import redis
 from channels_core.layers import RedisChannelLayer
 
 from .harness import Stack
+from .slow_consumer import flood_and_measure
 
 ROUTING = {"TEST_CHANNEL_ROUTING": "tests.stack.fault_consumers.channel_routing"}
 
@@ -84,3 +85,21 @@ def test_sigterm_of_a_busy_worker_loses_no_message_it_took(fault_stack, redis_ur
     assert remaining, "the queue ran dry: the workers were not busy when they were stopped"
     assert not handled & remaining
     assert lost == set(), f"{len(lost)} messages taken and never handled: {sorted(lost)[:20]}"
+
+
+# -- a slow consumer next to fast traffic --------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_the_slow_jobs_recipe_keeps_echo_latency_low_under_a_flood_of_5s_consumers(fault_stack):
+    """The recommended set-up: the slow consumer's channel has its own workers; the others exclude it.
+
+    12 five-second jobs are queued while a client measures echo round trips on websocket.receive.
+    """
+    fault_stack.start_server()
+    fault_stack.start_worker("--exclude-channels", "slow-jobs")
+    fault_stack.start_worker("--only-channels", "slow-jobs")
+    latency = flood_and_measure(fault_stack.ws_url, "/fault/slow/", flood_sockets=4, frames_each=3, seconds=5)
+    print(f"\nslow-jobs recipe, a flood of 12 x 5 s consumers: {latency}")
+    assert latency.first_slow_reply is not None, "the slow-jobs workers never answered"
+    assert latency.p99 < 1.0, latency  # generous: without the recipe it is tens of seconds

@@ -303,7 +303,7 @@ def test_consumer_exception_is_logged_and_answered(caplog, channel, expected):
     reply = new_reply(layer)
     worker = Worker(layer, signal_handlers=False)
     with caplog.at_level(logging.ERROR, logger="worker"):
-        worker.handle(channel, {"reply_channel": reply, "path": "/x", "client": CLIENT})
+        worker.handle(channel, {"reply_channel": reply, "method": "GET", "path": "/x", "client": CLIENT})
     got = replies(layer, reply)
     assert [{k: m[k] for k in e} for m, e in zip(got, expected, strict=True)] == expected
     if channel == "http.request":
@@ -569,12 +569,13 @@ def test_worker_listens_only_on_the_selected_channels():
     )
     worker = Worker(layer, only_channels=["websocket.*"], signal_handlers=False)
     assert worker.channels() == ["websocket.connect"]
-    layer.send("http.request", {})
-    layer.send("websocket.connect", {})
+    request = {"reply_channel": "r!x", "method": "GET", "path": "/"}
+    layer.send("http.request", request)
+    layer.send("websocket.connect", {"reply_channel": "r!y"})
     run_until(worker, lambda: handled)
     time.sleep(0.1)
     assert handled == ["c"]
-    assert replies(layer, "http.request") == [{}]
+    assert replies(layer, "http.request") == [request]
 
 
 def test_worker_with_no_channels_refuses_to_run():
