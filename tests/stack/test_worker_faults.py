@@ -11,11 +11,14 @@ import random
 import signal
 import statistics
 import time
+import urllib.request
 
+import msgpack
 import pytest
 import redis
 
 from channels_core.layers import RedisChannelLayer
+from tests.interface_server.ws_support import ws_connect
 
 from .harness import Stack
 from .slow_consumer import flood_and_measure
@@ -103,3 +106,88 @@ def test_the_slow_jobs_recipe_keeps_echo_latency_low_under_a_flood_of_5s_consume
     print(f"\nslow-jobs recipe, a flood of 12 x 5 s consumers: {latency}")
     assert latency.first_slow_reply is not None, "the slow-jobs workers never answered"
     assert latency.p99 < 1.0, latency  # generous: without the recipe it is tens of seconds
+
+
+# -- garbage on every channel -----------------------------------------------------------------------
+
+
+FAR = b"99999999999999"  # an element's deadline (ms), far in the future
+TWO_MB = b"x" * (2 * 1024 * 1024)
+
+
+def raw_elements(reply_channel: str) -> list[bytes]:
+    """Elements no layer client writes: unframed, not msgpack, not a dict, 2 MB."""
+    return [
+        b"not a layer element",
+        FAR + b"\n\xc1\xc1 not msgpack",
+        FAR + b"\n" + msgpack.packb([1, 2, 3]),
+        FAR + b"\n" + msgpack.packb({"reply_channel": reply_channel, "body": TWO_MB}),
+    ]
+
+
+def wrong_shapes(channel: str, reply_channel: str) -> list[dict]:
+    """Messages a buggy interface server could send on `channel`: decodable, of the wrong shape."""
+    base = {"reply_channel": reply_channel, "path": "/fault/echo/", "order": 1}
+    if channel == "http.request":
+        base = {"reply_channel": reply_channel, "method": "GET", "path": "/", "headers": []}
+        return [{k: v for k, v in base.items() if k != "reply_channel"}, {**base, "path": 5}, {**base, "body": "str"}]
+    if channel == "websocket.receive":
+        return [{"path": "/fault/echo/", "text": "x"}, {**base, "text": b"bytes"}, {**base, "bytes": "str"}]
+    if channel == "websocket.disconnect":
+        return [{"path": "/fault/echo/", "code": 1000}, {**base, "code": "1000"}]
+    return [{"path": "/fault/echo/"}, {**base, "headers": "not a list"}, {**base, "path": ["/"]}]
+
+
+@pytest.mark.slow
+def test_garbage_on_every_channel_is_dropped_logged_once_and_everyone_else_is_served(
+    fault_stack, redis_url, key_prefix
+):
+    server = fault_stack.start_server()
+    worker = fault_stack.start_worker()
+    layer = sender_layer(redis_url, key_prefix)
+    store = redis.Redis.from_url(redis_url)
+    reply_prefix = server.reply_prefix()
+    nobody = reply_prefix + "nobody"  # a reply channel of the server that no connection owns
+    worker_channels = ["http.request", "websocket.connect", "websocket.receive", "websocket.disconnect"]
+    with ws_connect(fault_stack.ws_url + "/fault/echo/") as ws:  # open throughout the garbage
+        for _ in range(2):  # twice: the second time must not be logged again
+            for channel in worker_channels:
+                store.rpush(layer.keys.send_target(channel).keys[0], *raw_elements(nobody))
+                for message in wrong_shapes(channel, nobody):
+                    layer.send(channel, message)
+            reply_key = layer.keys.send_target(nobody).keys[0]
+            store.rpush(reply_key, *raw_elements(nobody))
+            store.rpush(reply_key, FAR + b"\xff\xfe\n" + msgpack.packb({"text": "x"}))  # targets not ASCII
+            layer.send(nobody, {"text": 5})  # wrong types, for a connection that does not exist
+            keys = [layer.keys.send_target(c).keys[0] for c in worker_channels] + [reply_key]
+            assert wait_for_empty(store, keys, 15), [store.llen(k) for k in keys]
+        time.sleep(0.5)  # the last popped elements are decoded and logged
+        ws.send("still served")
+        assert ws.recv(timeout=10) == "still served"
+    with urllib.request.urlopen(fault_stack.url + "/", timeout=10) as response:
+        assert response.read() == b"OK"
+    with ws_connect(fault_stack.ws_url + "/fault/echo/") as ws:
+        ws.send("new socket")
+        assert ws.recv(timeout=10) == "new socket"
+    assert worker.poll() is None and server.process.poll() is None
+
+    worker_log, server_log = worker.output(), server.output()
+    print("\nworker:\n" + "\n".join(line for line in worker_log.splitlines() if "Dropped" in line))
+    print("server:\n" + "\n".join(line for line in server_log.splitlines() if "Dropped" in line))
+    for channel in worker_channels:
+        assert worker_log.count(f"Dropped an unreadable element on channel '{channel}'") == 1, worker_log
+        assert worker_log.count(f"Dropped an invalid message on channel '{channel}'") == 1, worker_log
+    # One ERROR record (the server's output may show a record twice: its handler and a bare one).
+    dropped = f"ERROR   channels_core.layers.redis: Dropped an unreadable element on channel '{reply_prefix}'"
+    assert server_log.count(dropped) == 1, server_log
+    assert "Traceback" not in worker_log, worker_log
+    assert "Traceback" not in server_log, server_log
+
+
+def wait_for_empty(store: redis.Redis, keys: list[bytes], timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if all(store.llen(k) == 0 for k in keys):
+            return True
+        time.sleep(0.05)
+    return False
