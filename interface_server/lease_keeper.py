@@ -118,8 +118,9 @@ class LeaseKeeper:
         next_renewal = 0.0
         while not self._stop.is_set():
             if time.monotonic() >= next_renewal:
-                next_renewal = time.monotonic() + self.interval
                 self._renew_logged()
+                # While failing, retry every second: after a long outage, renew before a sweeper sweeps us.
+                next_renewal = time.monotonic() + (min(1.0, self.interval) if self._failing else self.interval)
             self._check_http_consumers()
             self._stop.wait(min(WORKER_CHECK_INTERVAL, self.interval))
 

@@ -14,7 +14,10 @@ Every `runworker` process (each child with `--processes N`) runs a
   crash, a partition), so their consumers run and group memberships go.
 
 A failure here (Redis down, a bug) is logged and retried at the next tick:
-it never stops the worker. On a clean exit `stop()` ends the lease.
+it never stops the worker. Once the layer answers again, the sweeper only
+renews for `RECOVERY_GRACE` seconds (after a long outage every lease looks
+expired; live servers, which retry every second, renew meanwhile). On a
+clean exit `stop()` ends the lease.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import os
 import secrets
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,6 +38,8 @@ logger = logging.getLogger("worker.sweeper")
 DEFAULT_LEASE_TTL = 5.0
 SWEEP_INTERVAL = 1.0
 ELECTION_TTL = 5.0
+RECOVERY_GRACE = 3.0
+"""After the layer was unreachable, seconds of renewing only: live holders renew before anyone is swept."""
 
 
 class Sweeper:
@@ -61,6 +67,8 @@ class Sweeper:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._failing = False
+        self.sweep_after = 0.0
+        """No sweep before this `time.monotonic()` (set after the layer was unreachable)."""
 
     def start(self) -> Sweeper:
         self._thread = threading.Thread(target=self._run, name="lease-sweeper", daemon=True)
@@ -81,9 +89,6 @@ class Sweeper:
         while not self._stop.is_set():
             try:
                 self.tick()
-                if self._failing:
-                    logger.warning("Leases and sweeping work again")
-                    self._failing = False
             except Exception as exc:
                 # Never fatal: the worker goes on consuming; the next tick retries.
                 if not self._failing:
@@ -96,11 +101,18 @@ class Sweeper:
     def tick(self) -> list[str]:
         """Renew this worker's lease, then sweep if elected; the holders swept."""
         state = self.layer.lease_renew(self.holder, self.lease_ttl, self.info)
+        if self._failing:
+            self._failing = False
+            # After an outage every lease looks expired: give live holders time to renew first.
+            self.sweep_after = time.monotonic() + RECOVERY_GRACE
+            logger.warning("Leases work again; sweeping resumes in %g s", RECOVERY_GRACE)
         if state == "lost":
             logger.warning(
                 "The channel layer lost its state (a Redis restart without persistence?): groups and "
                 "leases are gone; interface servers close their sockets with 1012 so clients rejoin"
             )
+        if time.monotonic() < self.sweep_after:
+            return []
         swept = self.layer.lease_sweep(self.holder, self.election_ttl)
         if swept:
             counts = getattr(self.layer, "last_sweep", None) or {}
