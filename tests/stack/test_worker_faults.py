@@ -7,10 +7,13 @@ its figures (run with `-s` to see them).
 
 from __future__ import annotations
 
+import collections
 import random
 import signal
 import statistics
+import threading
 import time
+import urllib.error
 import urllib.request
 
 import msgpack
@@ -191,3 +194,98 @@ def wait_for_empty(store: redis.Redis, keys: list[bytes], timeout: float) -> boo
             return True
         time.sleep(0.05)
     return False
+
+
+# -- worker SIGKILL under HTTP load ------------------------------------------------------------------
+
+
+HTTP_TIMEOUT = 3.0
+
+
+class HttpLoad:
+    """`clients` threads each doing GET / in a loop; records (start, status, seconds) of every request."""
+
+    def __init__(self, url: str, clients: int = 8) -> None:
+        self.url = url
+        self.results: list[tuple[float, int | str, float]] = []
+        self.stopping = threading.Event()
+        self.threads = [threading.Thread(target=self._run, daemon=True) for _ in range(clients)]
+
+    def _run(self) -> None:
+        while not self.stopping.is_set():
+            self.results.append(get_status(self.url, HTTP_TIMEOUT + 10))
+
+    def __enter__(self) -> HttpLoad:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(HTTP_TIMEOUT + 15)
+
+    def since(self, start: float) -> list[tuple[float, int | str, float]]:
+        return [r for r in self.results if r[0] >= start]
+
+
+def get_status(url: str, timeout: float) -> tuple[float, int | str, float]:
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            response.read()
+            status: int | str = response.status
+    except urllib.error.HTTPError as exc:
+        status = exc.code
+    except OSError as exc:  # a hang past `timeout`, a reset
+        status = type(exc).__name__
+    return started, status, time.monotonic() - started
+
+
+def summary(results: list[tuple[float, int | str, float]]) -> str:
+    counts = collections.Counter(status for _, status, _ in results)
+    slowest = max((seconds for _, _, seconds in results), default=0.0)
+    return f"{len(results)} requests {dict(counts)}, slowest {slowest:.2f}s"
+
+
+@pytest.mark.slow
+def test_worker_sigkill_under_http_load(fault_stack):
+    """Two workers under HTTP load, one SIGKILLed: answers come from the survivor (or 503/504), none
+    hangs past --http-timeout. Then the survivor too: what clients get with no worker at all. Then a
+    new worker: service resumes."""
+    fault_stack.start_server("--http-timeout", str(HTTP_TIMEOUT))
+    victim = fault_stack.start_worker()
+    fault_stack.start_worker()
+    url = fault_stack.url + "/"
+    with HttpLoad(url) as load:
+        time.sleep(1.5)
+        killed_at = time.monotonic()
+        victim.send_signal(signal.SIGKILL)
+        time.sleep(2.5)
+        survivor_down_at = time.monotonic()
+        fault_stack.workers[1].send_signal(signal.SIGKILL)
+        time.sleep(HTTP_TIMEOUT + 2)
+        restarted_at = time.monotonic()
+        fault_stack.start_worker()
+        time.sleep(1.5)
+
+    def ended(since: float, until: float = float("inf")) -> list:
+        return [r for r in load.results if since <= r[0] + r[2] < until]
+
+    before = ended(0, killed_at)
+    one_down = ended(killed_at, survivor_down_at)
+    none_left = ended(survivor_down_at, restarted_at)
+    back = [r for r in load.results if r[0] >= restarted_at + 0.5]
+    print(f"\nbefore the SIGKILL: {summary(before)}")
+    print(f"one of two workers SIGKILLed (answers until the second kill): {summary(one_down)}")
+    print(f"no worker left (answers until a new one starts): {summary(none_left)}")
+    print(f"a new worker started: {summary(back)}")
+    assert before and all(status == 200 for _, status, _ in before), summary(before)
+    # One worker down: the survivor answers; what the dead one had taken gets 503 after --http-timeout.
+    assert sum(status == 200 for _, status, _ in one_down) > len(one_down) / 2, summary(one_down)
+    # Never a hang: every answer within --http-timeout plus slack for a busy machine.
+    for results in (one_down, none_left, back):
+        assert {status for _, status, _ in results} <= {200, 503, 504}, summary(results)
+        assert max(seconds for _, _, seconds in results) < HTTP_TIMEOUT + 2.5, summary(results)
+    assert not any(status == 200 for started, status, _ in none_left if started > survivor_down_at + 0.5)
+    assert back and all(status == 200 for _, status, _ in back), summary(back)
