@@ -248,6 +248,9 @@ class LeaseKeeper:
         message = websocket_disconnect_message(reply_channel, path, 0, 1006)
 
         def track() -> None:
+            # The sender runs calls after the round's sends: the disconnect may already have gone out.
+            if reply_channel not in self._known:
+                return
             self.layer.lease_track(self.holder, reply_channel, DISCONNECT_CHANNEL, message)
             self._confirmed.add(reply_channel)
 

@@ -14,7 +14,7 @@ import redis
 from channels_core.layers import RedisChannelLayer
 from tests.support.waiting import wait_for
 
-from .ws_support import Worker, close_code, drain, open_ws, wait_closed, ws_connect
+from .ws_support import RawWebSocket, Worker, close_code, drain, open_ws, wait_closed, ws_connect
 
 TTL = 1.5
 
@@ -169,3 +169,15 @@ def test_broadcast_reaches_every_socket_of_a_server_whose_reply_queue_is_over_th
             assert [ws.recv(timeout=5) for _ in range(31)] == [f"reply {i}" for i in range(30)] + ["broadcast"]
             ws.close()
     app_layer.close()
+
+
+def test_sockets_gone_at_once_leave_no_tracking_behind(start_server, worker_layer):
+    server = start_server("--lease-ttl", str(TTL))
+    holder = server.reply_prefix()
+    for _ in range(40):
+        RawWebSocket(server.port, "/").abort()  # handshake and RST together: connect and close in one go
+    time.sleep(1.0)
+    disconnects = drain(worker_layer, "websocket.disconnect")
+    connects = drain(worker_layer, "websocket.connect", settle=0)
+    assert len(disconnects) == len(connects) and len({m["reply_channel"] for m in disconnects}) == len(connects)
+    assert worker_layer.lease_connections(holder) == []  # else a sweep would send a second disconnect
