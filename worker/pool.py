@@ -6,8 +6,12 @@ database. Each child builds its own worker with `make_worker()`, sends
 (crash, SIGKILL, OOM killer) is logged and replaced; a slot whose children
 keep dying young is restarted with an exponential backoff, so a crash loop
 does not spin. SIGTERM/SIGINT on the parent is forwarded (as SIGTERM) to
-every child, which finishes the message in hand and exits; the parent waits
-up to `shutdown_timeout` seconds, SIGKILLs what is left, and returns 0.
+every child, which handles every message it has taken out of the layer and
+exits (an idle child within `worker.WAKE_INTERVAL`; its signal handler never
+interrupts a read, see `Worker.sigterm_handler`); the parent waits up to
+`shutdown_timeout` seconds, SIGKILLs what is left (a consumer still running
+then is cut short), and returns 0. A child gets SIGTERM's default action
+until its worker installs its handler, which is before its first read.
 
 Redis connections are never shared across the fork: the Redis layer resets
 its connection pools in the child (`os.register_at_fork`), and the parent
