@@ -55,6 +55,8 @@ CLOSE_SERVICE_RESTART = 1012
 DISCONNECT_CHANNEL = "websocket.disconnect"
 WORKER_CHECK_INTERVAL = 1.0
 """How often the keeper looks at the workers' leases (whether anything consumes http.request)."""
+MISSING_CHECKS = 3
+"""Checks in a row that must find no worker on http.request before HTTP is answered 503 at once."""
 
 
 class LeaseKeeper:
@@ -154,10 +156,11 @@ class LeaseKeeper:
 
         Only once this server has seen such a worker (so servers whose
         consumers hold no lease, e.g. `runserver`'s threads, never answer
-        503 for it), and only after two checks in a row found none (a
-        Redis restart empties the leases for a moment). The bound: a
-        SIGKILLed last worker is noticed its `--lease-ttl` (5 s) plus about
-        2 s later; a stopped one (SIGTERM ends its lease) about 2 s later.
+        503 for it), and only after `MISSING_CHECKS` checks in a row found
+        none (a Redis restart or a flush empties the leases until the
+        workers renew, within a second). The bound: a SIGKILLed last worker
+        is noticed its `--lease-ttl` (5 s) plus about 3 s later; a stopped
+        one (SIGTERM ends its lease) about 3 s later.
         """
         try:
             holders = self.layer.lease_holders()
@@ -175,7 +178,7 @@ class LeaseKeeper:
             self._missing_checks = 0
         elif self._http_workers_seen:
             self._missing_checks += 1
-        self._set_no_http_consumer(self._missing_checks >= 2)
+        self._set_no_http_consumer(self._missing_checks >= MISSING_CHECKS)
 
     def _set_no_http_consumer(self, value: bool) -> None:
         if value and not self._no_http_consumer:
