@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from channels_core.layers.backoff import Backoff
@@ -123,17 +123,47 @@ class Item:
 
 
 class _Queue:
-    """One channel's waiting messages."""
+    """One channel's waiting messages: one lane (FIFO) per connection, served in turn.
 
-    __slots__ = ("name", "items", "retry_at", "backoff", "blocked_since", "logged")
+    Taking turns keeps a flooding connection from standing in front of
+    everyone else's messages: a batch takes at most `PER_LANE` messages
+    of each connection before the next connection's.
+    """
+
+    __slots__ = ("name", "lanes", "retry_at", "backoff", "blocked_since", "logged")
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.items: deque[Item] = deque()
+        self.lanes: dict[str | None, deque[Item]] = {}  # reply channel (None: no connection) -> its messages
         self.retry_at = 0.0
         self.backoff = Backoff(*FULL_BACKOFF)
         self.blocked_since: float | None = None
         self.logged = False
+
+    def __len__(self) -> int:
+        return sum(len(lane) for lane in self.lanes.values())
+
+    def __iter__(self) -> Iterator[Item]:
+        for lane in list(self.lanes.values()):
+            yield from lane
+
+    def append(self, item: Item) -> None:
+        lane = self.lanes.get(item.reply_channel)
+        if lane is None:
+            lane = self.lanes[item.reply_channel] = deque()
+        lane.append(item)
+
+    def put_back(self, items: list[Item]) -> None:
+        """Return `items` (in their order) to the heads of their lanes."""
+        for item in reversed(items):
+            lane = self.lanes.get(item.reply_channel)
+            if lane is None:
+                lane = self.lanes[item.reply_channel] = deque()
+            lane.appendleft(item)
+
+
+PER_LANE = 8
+"""Messages of one connection per turn when a batch is taken from a channel."""
 
 
 class SendQueues:
@@ -171,6 +201,7 @@ class SendQueues:
         self.down_until = 0.0
         self.down_backoff = Backoff(*DOWN_BACKOFF)
         self.next_expiry = 0.0
+        self.lost_disconnects = 0
         self.expired_log = _RateLimitedCount(
             f"messages waited longer than send_timeout ({send_timeout:g} s): dropped, their"
             " connections closed (WebSocket 1013, HTTP 503)"
@@ -198,7 +229,7 @@ class SendQueues:
         return (self.clock() if now is None else now) - since
 
     def pending(self) -> int:
-        return sum(len(q.items) for q in list(self.queues.values())) + len(self.calls)
+        return sum(len(q) for q in list(self.queues.values())) + len(self.calls)
 
     # -- the thread's work -----------------------------------------------------------------
 
@@ -214,7 +245,7 @@ class SendQueues:
             queue = self.queues.get(item.channel)
             if queue is None:
                 queue = self.queues[item.channel] = _Queue(item.channel)
-            queue.items.append(item)
+            queue.append(item)
             if item.kind != DISCONNECT and item.reply_channel is not None:
                 self.waiting[item.reply_channel] = self.waiting.get(item.reply_channel, 0) + 1
 
@@ -226,11 +257,11 @@ class SendQueues:
             self._expire(now, done)
         if now >= self.down_until:
             for queue in list(self.queues.values()):
-                if queue.items and queue.retry_at <= now:
+                if queue.lanes and queue.retry_at <= now:
                     self._send_queue(queue, done)
                     if self.down_since is not None and self.clock() < self.down_until:
                         break  # the layer is down: everything waits
-                if not queue.items:
+                if not queue.lanes:
                     del self.queues[queue.name]
         while self.calls:
             item = self.calls.popleft()
@@ -284,34 +315,46 @@ class SendQueues:
         return item.kind != DISCONNECT or item.reply_channel not in self.waiting
 
     def _take(self, queue: _Queue, done: list[Item]) -> list[Item]:
-        """Up to `max_batch` items that may go now, from the head of `queue`, in order."""
+        """Up to `max_batch` items that may go now, taking turns between connections, each in its order."""
         batch: list[Item] = []
-        skipped: list[Item] = []
-        items = queue.items
-        while items and len(batch) < self.max_batch:
-            item = items.popleft()
-            if item.cancelled:
-                self._finish(item, done)
-            elif item.kind == DISCONNECT and item.reply_channel in self.unconnected:
-                self._finish(item, done)  # the application never heard of this connection: nothing to tell it
-            elif self._ready(item):
-                batch.append(item)
-            else:
-                skipped.append(item)
-        items.extendleft(reversed(skipped))
+        lanes = queue.lanes
+        progress = True
+        while progress and lanes and len(batch) < self.max_batch:
+            progress = False
+            for key in list(lanes):
+                lane = lanes[key]
+                taken = 0
+                while lane and taken < PER_LANE and len(batch) < self.max_batch:
+                    item = lane[0]
+                    if item.cancelled:
+                        self._finish(lane.popleft(), done)
+                    elif item.kind == DISCONNECT and item.reply_channel in self.unconnected:
+                        # The application never heard of this connection: nothing to tell it.
+                        self._finish(lane.popleft(), done)
+                    elif self._ready(item):
+                        batch.append(lane.popleft())
+                        taken += 1
+                    else:
+                        break  # a disconnect waiting for its connection's messages on another channel
+                del lanes[key]
+                if lane:
+                    lanes[key] = lane  # to the back of the line
+                    progress = progress or taken > 0
+                if len(batch) >= self.max_batch:
+                    break
         return batch
 
     def _send_queue(self, queue: _Queue, done: list[Item]) -> None:
-        while queue.items:
+        while queue.lanes:
             batch = self._take(queue, done)
             if not batch:
-                if queue.items:
+                if queue.lanes:
                     # Only disconnects waiting for their connections' messages on other channels.
                     queue.retry_at = self.clock() + 0.05
                 return
             unsent = self._send_batch(queue.name, batch, done)
             if unsent:
-                queue.items.extendleft(reversed(unsent))
+                queue.put_back(unsent)
                 return
             if queue.blocked_since is not None:
                 self._unblocked(queue)
@@ -366,7 +409,7 @@ class SendQueues:
             logger.warning(
                 "Channel %s is full: %d messages wait in this server (their sockets are paused; each waits up to %g s)",
                 queue.name,
-                len(queue.items),
+                len(queue),
                 self.send_timeout,
             )
         queue.retry_at = now + queue.backoff.next_delay()
@@ -406,37 +449,43 @@ class SendQueues:
     def _expire(self, now: float, done: list[Item]) -> None:
         """Give up the items past their deadline (checked at most every 100 ms)."""
         self.next_expiry = now + 0.1
-        lost_disconnects = 0
+        self.lost_disconnects = 0
         for queue in self.queues.values():
-            if not any(item.deadline <= now for item in queue.items):
-                continue
-            keep: deque[Item] = deque()
-            for item in queue.items:
-                if item.deadline > now:
-                    keep.append(item)
+            for key in list(queue.lanes):
+                lane = queue.lanes[key]
+                if not any(item.deadline <= now for item in lane):
                     continue
-                if item.kind == DISCONNECT:
-                    item.error = DisconnectLost(f"not sent within {self.disconnect_timeout:g} s")
-                    lost_disconnects += 1
+                keep = deque(item for item in lane if item.deadline > now)
+                for item in lane:
+                    if item.deadline <= now:
+                        self._expired(item, now, queue.name, done)
+                if keep:
+                    queue.lanes[key] = keep
                 else:
-                    item.error = SendTimeout(f"waited {now - item.queued_at:.1f} s for {queue.name}")
-                    self.expired_log.add(1)
-                self._finish(item, done)
-            queue.items = keep
-        if lost_disconnects:
+                    del queue.lanes[key]
+        if self.lost_disconnects:
             logger.error(
                 "Gave up %d disconnect messages after %g s of retrying: the layer never took them",
-                lost_disconnects,
+                self.lost_disconnects,
                 self.disconnect_timeout,
             )
         self.expired_log.flush(now)
+
+    def _expired(self, item: Item, now: float, channel: str, done: list[Item]) -> None:
+        if item.kind == DISCONNECT:
+            item.error = DisconnectLost(f"not sent within {self.disconnect_timeout:g} s")
+            self.lost_disconnects += 1
+        else:
+            item.error = SendTimeout(f"waited {now - item.queued_at:.1f} s for {channel}")
+            self.expired_log.add(1)
+        self._finish(item, done)
 
     def give_up(self, reason: str) -> list[Item]:
         """Everything still queued, failed with `reason` (at exit); logs the disconnects lost."""
         done: list[Item] = []
         disconnects = 0
         for queue in self.queues.values():
-            for item in queue.items:
+            for item in queue:
                 if item.kind == DISCONNECT:
                     disconnects += 1
                     item.error = DisconnectLost(reason)
