@@ -283,6 +283,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
             if leases.sweeper is not None and leases.sweeper[0] != sweeper and leases.sweeper[1] > now:
                 return []
             leases.sweeper = (sweeper, now + ttl)
+            for holder in [h for h, when in leases.swept.items() if now - when > 86400]:
+                del leases.swept[holder]  # tombstones are kept a day, as in Redis
             dead = [holder for holder, expires in leases.expires.items() if expires <= now]
             for holder in dead:
                 sent = 0
