@@ -92,6 +92,18 @@ def test_sigterm_of_a_busy_worker_loses_no_message_it_took(fault_stack, redis_ur
     assert not handled & remaining
     assert lost == set(), f"{len(lost)} messages taken and never handled: {sorted(lost)[:20]}"
 
+    # Idle (the queue is empty now): SIGTERM still ends the process promptly.
+    idle_stops = []
+    for args in (["--threads", "1"], []):
+        idle = fault_stack.start_worker(*args)
+        time.sleep(0.5)
+        started = time.monotonic()
+        idle.send_signal(signal.SIGTERM)
+        assert idle.wait(10) == 0
+        idle_stops.append(time.monotonic() - started)
+    print(f"idle runworker (1 thread, default threads) stopped in {', '.join(f'{t:.2f}s' for t in idle_stops)}")
+    assert max(idle_stops) < 2.0  # WAKE_INTERVAL (0.5 s) plus a busy machine's slack
+
 
 # -- a slow consumer next to fast traffic --------------------------------------------------------
 
