@@ -180,3 +180,34 @@ def test_http_gets_503_promptly_once_no_worker_lease_listens_on_http_request(red
 
 def _get(port: int, timeout: float = 5.0):
     return http_request(port, "GET", "/", timeout=timeout)
+
+
+@pytest.mark.slow
+def test_the_bridge_in_a_browser_rejoins_its_group_after_redis_lost_its_state(private_redis, tmp_path):
+    from tests.support.browser import Browser
+
+    stack = Stack(private_redis.url, "leasebridge:", tmp_path, extra_env={**ROUTING, "TEST_DEBUG": "1"})
+    layer = _layer(stack)
+    try:
+        server = stack.start_server("--lease-ttl", str(LEASE_TTL))
+        stack.start_worker()
+        with Browser() as browser:
+            page = browser.page()
+            page.goto(stack.url + "/bridge/")
+            page.wait_for("window.WebSocketBridgeClass !== undefined")
+            page.evaluate("window.start('/leases/', {minReconnectionDelay: 200, maxReconnectionDelay: 500})")
+            page.wait_for("window.bridge.socket.readyState === 1")
+            assert wait_for(lambda: len(layer.group_channels(ROOM)) == 1, 10)
+            layer.send_group(ROOM, {"text": '{"b": 1}'})
+            page.wait_for("window.received.some(r => r.default && r.default.b === 1)")
+
+            private_redis.restart()  # no persistence: the group is gone
+            page.wait_for("window.bridge.socket.retries >= 1", timeout=LEASE_TTL + 10)  # closed (1012), reconnecting
+            page.wait_for("window.bridge.socket.readyState === 1", timeout=20)
+            assert wait_for(lambda: len(layer.group_channels(ROOM)) == 1, 15)  # the connect consumer rejoined
+            layer.send_group(ROOM, {"text": '{"b": 2}'})
+            page.wait_for("window.received.some(r => r.default && r.default.b === 2)")
+        assert "closing 1 WebSockets with 1012" in server.output(), server.output()
+    finally:
+        stack.stop()
+        layer.close()
