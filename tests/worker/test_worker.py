@@ -685,3 +685,32 @@ def test_messages_taken_in_one_read_are_all_handled_after_sigterm():
         layer.send("pfs.ch", {"n": n})
     worker.run()
     assert seen == [0, 1, 2, 3]
+
+
+class _HoldingLayer(InMemoryChannelLayer):
+    """Holds messages in the process like the Redis layer's decoder after a lost multi-shard race."""
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.held: list[tuple[str, dict]] = []
+
+    @property
+    def decoder(self) -> bool:
+        return bool(self.held)
+
+    def receive_batch(self, channels, max_messages=100, block=False, timeout=None):
+        if self.held and not block:
+            out, self.held = self.held[:max_messages], self.held[max_messages:]
+            return out
+        return super().receive_batch(channels, max_messages, block, timeout)
+
+
+def test_messages_the_layer_holds_in_the_process_are_handled_before_exiting():
+    seen: list[int] = []
+    layer = ChannelLayerWrapper(_HoldingLayer(blocking_timeout=0.05), "test", [])
+    layer.router.add_route(route("held.ch", lambda message: seen.append(message["n"])))
+    layer.channel_layer.held = [("held.ch", {"n": n}) for n in range(3)]
+    worker = Worker(layer, signal_handlers=False)
+    worker.termed = True  # SIGTERM before the first read: what the layer holds is still handled
+    worker.run()
+    assert seen == [0, 1, 2]
