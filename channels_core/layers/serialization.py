@@ -14,6 +14,14 @@ from .errors import MessageTooLarge
 MAX_MESSAGE_SIZE = 1024 * 1024
 
 
+class UndecodableMessage(ValueError):
+    """Bytes that are not a message of this layer: not msgpack, not a dict, too deep, unhashable keys."""
+
+
+class InvalidToken(UndecodableMessage):
+    """Encrypted under none of `symmetric_encryption_keys`, or tampered with."""
+
+
 class Serializer:
     """Turns message dicts into bytes and back.
 
@@ -25,6 +33,10 @@ class Serializer:
 
     def __init__(self, symmetric_encryption_keys: Sequence[str | bytes] | None = None) -> None:
         self._fernet = _make_fernet(symmetric_encryption_keys) if symmetric_encryption_keys else None
+        if self._fernet is not None:
+            from cryptography.fernet import InvalidToken as FernetInvalidToken
+
+            self._invalid_token: type[Exception] = FernetInvalidToken
 
     @property
     def encrypted(self) -> bool:
@@ -49,9 +61,27 @@ class Serializer:
         return data
 
     def loads(self, data: bytes | memoryview) -> dict:
+        """The message in `data`.
+
+        Raises `UndecodableMessage` (a ValueError) for anything else: not
+        msgpack, trailing bytes, nested too deep, unhashable keys, not a
+        dict; `InvalidToken` (one of those) when encrypted under none of the
+        keys or tampered with. One exception for every decoder to catch
+        (found by fuzzing: msgpack also raised TypeError and returned lists
+        and numbers, and Fernet its own InvalidToken).
+        """
         if self._fernet is not None:
-            data = self._fernet.decrypt(bytes(data))
-        return msgpack.unpackb(data, raw=False, strict_map_key=False)
+            try:
+                data = self._fernet.decrypt(bytes(data))
+            except self._invalid_token:
+                raise InvalidToken("not encrypted with any of symmetric_encryption_keys (or tampered with)") from None
+        try:
+            message = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise UndecodableMessage(f"not a message ({type(exc).__name__}: {exc})") from None
+        if not isinstance(message, dict):
+            raise UndecodableMessage(f"not a message: a {type(message).__name__}, not a dict")
+        return message
 
 
 def _make_fernet(keys: Sequence[str | bytes]):
