@@ -13,6 +13,7 @@ import asyncio
 import base64
 import os
 import struct
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -48,15 +49,22 @@ async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return first & 0x0F, await reader.readexactly(length)
 
 
-async def _one(host: str, port: int, path: str, echo: bytes | None, result: CycleResult, timeout: float) -> None:
+async def _handshake(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, host: str, port: int, path: str, timeout: float
+) -> bytes:
+    """Send the opening handshake; returns the response head."""
     key = base64.b64encode(os.urandom(16))
+    writer.write(
+        b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path.encode(), host.encode(), port, key)
+    )
+    return await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+
+
+async def _one(host: str, port: int, path: str, echo: bytes | None, result: CycleResult, timeout: float) -> None:
     reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
     try:
-        writer.write(
-            b"GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % (path.encode(), host.encode(), port, key)
-        )
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), timeout)
+        head = await _handshake(reader, writer, host, port, path, timeout)
         if not head.startswith(b"HTTP/1.1 101 "):
             result.errors.append(head.split(b"\r\n", 1)[0].decode("latin-1"))
             return
@@ -106,3 +114,67 @@ def run_cycles(
 ) -> CycleResult:
     """Open and cleanly close `count` WebSockets to `path`, `concurrency` at a time (one echo each with `echo`)."""
     return asyncio.run(_cycles(host, port, path, count, concurrency, echo, timeout))
+
+
+class HeldSockets:
+    """`count` WebSockets held open by an asyncio loop in a thread of its own, until the server closes them.
+
+    held = HeldSockets("127.0.0.1", port, "/notes/", 500)  # returns once all are open
+    ...  # SIGTERM the server
+    codes = held.close_codes(timeout=10)  # the code of each server close frame (None: TCP closed without one)
+    """
+
+    def __init__(self, host: str, port: int, path: str, count: int, concurrency: int = 50, timeout: float = 20.0):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="held-sockets", daemon=True)
+        self.thread.start()
+        self.streams: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        future = asyncio.run_coroutine_threadsafe(
+            self._open_all(host, port, path, count, concurrency, timeout), self.loop
+        )
+        future.result(timeout * 3)
+
+    async def _open_all(self, host: str, port: int, path: str, count: int, concurrency: int, timeout: float) -> None:
+        remaining = iter(range(count))
+
+        async def lane() -> None:
+            for _ in remaining:
+                reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+                head = await _handshake(reader, writer, host, port, path, timeout)
+                if not head.startswith(b"HTTP/1.1 101 "):
+                    raise ConnectionError(head.split(b"\r\n", 1)[0].decode("latin-1"))
+                self.streams.append((reader, writer))
+
+        await asyncio.gather(*(lane() for _ in range(concurrency)))
+
+    async def _close_code(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> int | None:
+        try:
+            while True:
+                opcode, payload = await _read_frame(reader)
+                if opcode == 0x8:
+                    writer.write(_frame(0x8, payload[:2]))  # answer the close, as a browser does
+                    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+        except (OSError, asyncio.IncompleteReadError):
+            return None
+        finally:
+            writer.close()
+
+    def close_codes(self, timeout: float) -> list[int | None]:
+        """Wait for the server to close every socket; the code of each close frame, in opening order."""
+
+        async def all_codes() -> list[int | None]:
+            return await asyncio.wait_for(
+                asyncio.gather(*(self._close_code(reader, writer) for reader, writer in self.streams)), timeout
+            )
+
+        try:
+            return asyncio.run_coroutine_threadsafe(all_codes(), self.loop).result(timeout + 5)
+        finally:
+            self.stop()
+
+    def stop(self) -> None:
+        if self.loop.is_running():
+            for _, writer in self.streams:
+                self.loop.call_soon_threadsafe(writer.close)
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(5)
