@@ -135,13 +135,15 @@ class LeaseKeeper:
         except Exception as exc:
             if not self._failing:
                 self._failing = True
-                logger.warning(
-                    "Cannot renew the lease %s (%s: %s); retrying every %.1fs",
-                    self.holder,
-                    type(exc).__name__,
-                    exc,
-                    self.interval,
-                )
+                if isinstance(exc, ConnectionError):  # the layer logs its own outage once
+                    logger.warning("Lease %s: renewal waits for the channel layer; retrying every second", self.holder)
+                else:
+                    logger.warning(
+                        "Cannot renew the lease %s (%s: %s); retrying every second",
+                        self.holder,
+                        type(exc).__name__,
+                        exc,
+                    )
             else:
                 logger.debug("Lease renewal still fails (%s: %s)", type(exc).__name__, exc)
 

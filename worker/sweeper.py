@@ -92,8 +92,11 @@ class Sweeper:
             except Exception as exc:
                 # Never fatal: the worker goes on consuming; the next tick retries.
                 if not self._failing:
-                    logger.warning("Lease renewal or sweep failed (%s: %s); retrying", type(exc).__name__, exc)
                     self._failing = True
+                    if isinstance(exc, ConnectionError):  # the layer logs its own outage once
+                        logger.warning("Lease renewal and sweeping wait for the channel layer; retrying")
+                    else:
+                        logger.warning("Lease renewal or sweep failed (%s: %s); retrying", type(exc).__name__, exc)
                 else:
                     logger.debug("Lease renewal or sweep still fails (%s: %s)", type(exc).__name__, exc)
             self._stop.wait(self.interval)
