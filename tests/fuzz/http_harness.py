@@ -25,6 +25,14 @@ from .support import FakeReactor
 CONFIG = dict(body_stream_threshold=16, body_chunk_size=8, max_request_body_size=512, http_timeout=30.0)
 
 
+class Transport(StringTransport):
+    """A `StringTransport` that, like a TCP transport, lets a producer be unregistered twice (Autobahn does)."""
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+        self.streaming = None
+
+
 class InlineSenderThread:
     """Stands in for `sender.SenderThread`: runs each turn's sends at once, in the test's thread.
 
@@ -60,7 +68,7 @@ class Connection:
         self.layer = InMemoryChannelLayer(capacity=1000)
         self.server = Server(self.layer, ServerConfig(**{**CONFIG, **config}))
         self.server.sender.thread = InlineSenderThread(self.server.sender)
-        self.transport = StringTransport()
+        self.transport = Transport()
         self.protocol: HTTPProtocol = self.server.factory.buildProtocol(None)
         self.protocol.makeConnection(self.transport)
 
