@@ -12,35 +12,63 @@ from __future__ import annotations
 import selectors
 import socket
 import time
+import uuid
 
 import pytest
 
-from .harness import EchoWorker, http_request, read_until_closed, receive
+from channels_core.layers import RedisChannelLayer
+from tests.conftest import REDIS_URL
+
+from .harness import EchoWorker, ServerProcess, http_request, layer_env, read_until_closed, receive
 from .ws_support import drain
 
-# header 1 s, body gap 1 s with at least 1 KiB/s once past 1 s, keep-alive 1 s
+# header 1 s, body gap 1 s, keep-alive 1 s; a minimum body rate of 1 MB/s once past 1 s, so that a body's
+# first bytes earn little credit (the rate rule itself, at its 1 KiB/s default, is unit-tested on a fake clock)
 FAST = [
     "--request-header-timeout",
     "1",
     "--request-body-timeout",
     "1",
     "--request-body-min-rate",
-    "1024",
+    "1000000",
     "--keepalive-timeout",
     "1",
 ]
 MARGIN = 2.5  # a busy CI machine; the figures printed show the real delays
 
 
+@pytest.fixture(scope="module")
+def shared():
+    """One server for the module's cases (each leaves it as it found it), and the layer to play the worker."""
+    prefix = f"t{uuid.uuid4().hex[:10]}:"
+    server = ServerProcess(
+        "tests.interface_server.layers:redis_layer", FAST, env={"TEST_REDIS_URL": REDIS_URL, **layer_env(prefix)}
+    ).start()
+    layer = RedisChannelLayer(hosts=[REDIS_URL], prefix=prefix, blocking_timeout=0.2, capacity=1000)
+    yield server, layer
+    server.stop()
+    layer.flush()
+    layer.close()
+
+
 @pytest.fixture
-def fast_server(start_server, worker_layer):
-    server = start_server(*FAST)
-    yield server
+def fast_server(shared):
+    return shared[0]
 
 
-def still_serves(server, worker_layer) -> None:
-    with EchoWorker(worker_layer):
-        reply = http_request(server.port, "GET", "/alive")
+@pytest.fixture
+def fast_layer(shared):
+    return shared[1]
+
+
+def still_serves(server, layer) -> None:
+    """A normal request is answered (by a worker on a layer of its own with a short blocking read: it stops fast)."""
+    quick = RedisChannelLayer(hosts=[REDIS_URL], prefix=layer.prefix, blocking_timeout=0.1)
+    try:
+        with EchoWorker(quick):
+            reply = http_request(server.port, "GET", "/alive")
+    finally:
+        quick.close()
     assert (reply.status, reply.body) == (200, b"GET /alive")
 
 
@@ -83,30 +111,30 @@ SLOW_UPGRADE = (
 
 
 @pytest.mark.parametrize("head", [SLOW_HEAD, SLOW_UPGRADE], ids=["http", "websocket-handshake"])
-def test_slowloris_gets_408_after_the_header_timeout(fast_server, worker_layer, head):
+def test_slowloris_gets_408_after_the_header_timeout(fast_server, fast_layer, head):
     with socket.create_connection(("127.0.0.1", fast_server.port)) as sock:
         raw, took = trickle_until_closed(sock, head, 0.1, 1 + MARGIN)
     assert raw.startswith(b"HTTP/1.1 408 "), raw
     assert 0.9 <= took < 1 + MARGIN, took
-    assert drain(worker_layer, "http.request", settle=0.2) == []
-    assert drain(worker_layer, "websocket.connect", settle=0) == []
+    assert drain(fast_layer, "http.request", settle=0.2) == []
+    assert drain(fast_layer, "websocket.connect", settle=0) == []
     assert "Request timeout from" in fast_server.output()
-    still_serves(fast_server, worker_layer)
+    still_serves(fast_server, fast_layer)
 
 
-def test_a_connection_that_never_sends_a_byte_is_closed_after_the_header_timeout(fast_server, worker_layer):
+def test_a_connection_that_never_sends_a_byte_is_closed_after_the_header_timeout(fast_server, fast_layer):
     with socket.create_connection(("127.0.0.1", fast_server.port), timeout=1 + MARGIN) as sock:
         started = time.monotonic()
         assert read_until_closed(sock) == b""  # closed, and no 408 to a client that asked nothing
         took = time.monotonic() - started
     assert 0.9 <= took < 1 + MARGIN, took
-    still_serves(fast_server, worker_layer)
+    still_serves(fast_server, fast_layer)
 
 
-def test_an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not(fast_server, worker_layer):
-    with EchoWorker(worker_layer), socket.create_connection(("127.0.0.1", fast_server.port), timeout=5) as sock:
-        # Requests every 0.5 s for 3 s on one connection: each gap is under the 1 s keep-alive timeout.
-        for i in range(6):
+def test_an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not(fast_server, fast_layer):
+    with EchoWorker(fast_layer), socket.create_connection(("127.0.0.1", fast_server.port), timeout=5) as sock:
+        # Requests every 0.5 s for 2 s on one connection: each gap is under the 1 s keep-alive timeout.
+        for i in range(4):
             sock.sendall(b"GET /k%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
             assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
             time.sleep(0.5)
@@ -115,21 +143,21 @@ def test_an_idle_keep_alive_connection_is_closed_and_a_busy_one_is_not(fast_serv
         assert read_until_closed(sock) == b""
         took = time.monotonic() - started
     assert 0.4 <= took < 1 + MARGIN, took  # 1 s after the last response, which was 0.5 s ago
-    still_serves(fast_server, worker_layer)
+    still_serves(fast_server, fast_layer)
 
 
-def test_a_small_slow_body_gets_408_and_never_reaches_the_application(fast_server, worker_layer):
+def test_a_small_slow_body_gets_408_and_never_reaches_the_application(fast_server, fast_layer):
     body = b"x" * 100
     with socket.create_connection(("127.0.0.1", fast_server.port)) as sock:
         sock.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body))
         raw, took = trickle_until_closed(sock, body, 0.1, 1 + MARGIN)  # 10 B/s: under 1 KiB/s
     assert raw.startswith(b"HTTP/1.1 408 "), raw
     assert took < 1 + MARGIN, took
-    assert drain(worker_layer, "http.request", settle=0.2) == []
-    still_serves(fast_server, worker_layer)
+    assert drain(fast_layer, "http.request", settle=0.2) == []
+    still_serves(fast_server, fast_layer)
 
 
-def test_a_body_that_stops_gets_408(fast_server, worker_layer):
+def test_a_body_that_stops_gets_408(fast_server, fast_layer):
     with socket.create_connection(("127.0.0.1", fast_server.port), timeout=1 + MARGIN) as sock:
         sock.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 10000\r\n\r\n" + b"x" * 5000)
         started = time.monotonic()
@@ -137,41 +165,40 @@ def test_a_body_that_stops_gets_408(fast_server, worker_layer):
         took = time.monotonic() - started
     assert raw.startswith(b"HTTP/1.1 408 "), raw
     assert 0.9 <= took < 1 + MARGIN, took
-    still_serves(fast_server, worker_layer)
+    still_serves(fast_server, fast_layer)
 
 
-def test_a_slow_streamed_body_closes_the_body_channel_and_sends_http_disconnect(start_server, worker_layer):
+def test_a_slow_streamed_body_closes_the_body_channel_and_sends_http_disconnect(fast_server, fast_layer):
     """Past the stream threshold the application already has the request: it learns the client was cut.
 
     The first 300 kB earn credit at the minimum rate (as Apache's mod_reqtimeout
     does): at 1 MB/s that is 0.3 s, so the trickle after them is cut at about 1 s.
     """
-    fast_server = start_server(*FAST[:5], "1000000", *FAST[6:])
     size = 1024 * 1024
     with socket.create_connection(("127.0.0.1", fast_server.port), timeout=5) as sock:
         sock.sendall(b"POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size + b"a" * 300_000)
-        _, message = receive(worker_layer, "http.request")
+        _, message = receive(fast_layer, "http.request")
         assert message["body_channel"]
         raw, took = trickle_until_closed(sock, b"b" * 1000, 0.1, 1 + MARGIN)
     assert raw.startswith(b"HTTP/1.1 408 "), raw
-    chunks = [receive(worker_layer, message["body_channel"])[1]]
+    chunks = [receive(fast_layer, message["body_channel"])[1]]
     while "closed" not in chunks[-1]:
-        chunks.append(receive(worker_layer, message["body_channel"])[1])
+        chunks.append(receive(fast_layer, message["body_channel"])[1])
     assert chunks[-1] == {"closed": True}
-    _, disconnect = receive(worker_layer, "http.disconnect")
+    _, disconnect = receive(fast_layer, "http.disconnect")
     assert disconnect["reply_channel"] == message["reply_channel"]
-    still_serves(fast_server, worker_layer)
+    still_serves(fast_server, fast_layer)
 
 
-def test_a_fast_body_and_a_slow_application_are_not_cut(fast_server, worker_layer):
-    """The deadlines are the client's: a 3 s application answer on a 1 s timeout server is served."""
+def test_a_fast_body_and_a_slow_application_are_not_cut(fast_server, fast_layer):
+    """The deadlines are the client's: a 2 s application answer on a 1 s timeout server is served."""
     body = b"z" * 200_000
     with socket.create_connection(("127.0.0.1", fast_server.port), timeout=10) as sock:
         sock.sendall(b"POST /ok HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
-        _, message = receive(worker_layer, "http.request")
+        _, message = receive(fast_layer, "http.request")
         assert message["body"] == body
-        time.sleep(3)
-        worker_layer.send(message["reply_channel"], {"status": 200, "content": b"done"})
+        time.sleep(2)
+        fast_layer.send(message["reply_channel"], {"status": 200, "content": b"done"})
         assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
 
 

@@ -72,7 +72,7 @@ ABUSE = [
 def live(start_server, worker_layer, redis_url, key_prefix):
     """The server, plus an HTTP echo worker on a layer of its own (the liveness check after each case)."""
     server = start_server()
-    http_layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix, blocking_timeout=1)
+    http_layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix, blocking_timeout=0.2)
     with EchoWorker(http_layer):
         yield server
     http_layer.close()
