@@ -57,6 +57,8 @@ WORKER_CHECK_INTERVAL = 1.0
 """How often the keeper looks at the workers' leases (whether anything consumes http.request)."""
 MISSING_CHECKS = 3
 """Checks in a row that must find no worker on http.request before HTTP is answered 503 at once."""
+TRACK_RETRY = 1.0
+"""Seconds between attempts to track a connection while the layer cannot be reached."""
 
 
 class LeaseKeeper:
@@ -260,7 +262,16 @@ class LeaseKeeper:
             self._confirmed.add(reply_channel)
 
         def failed(exc: Exception) -> None:
+            # A layer outage: retry while the socket is open, so a server that dies later still has it swept.
             logger.debug("Could not track %s in the lease (%s: %s)", reply_channel, type(exc).__name__, exc)
+            if reply_channel in self._known and not self._stop.is_set():
+                from twisted.internet import reactor
+
+                reactor.callLater(TRACK_RETRY, retry)
+
+        def retry() -> None:
+            if reply_channel in self._known:
+                self.server.call_layer(track, None, failed)
 
         self.server.call_layer(track, None, failed)
 

@@ -12,9 +12,19 @@ import time
 import redis
 
 from channels_core.layers import RedisChannelLayer
+from tests.support.redis_server import RedisServer
 from tests.support.waiting import wait_for
 
-from .ws_support import RawWebSocket, Worker, close_code, drain, open_ws, wait_closed, ws_connect
+from .ws_support import (
+    RawWebSocket,
+    Worker,
+    close_code,
+    connect_in_background,
+    drain,
+    open_ws,
+    wait_closed,
+    ws_connect,
+)
 
 TTL = 1.5
 
@@ -181,3 +191,27 @@ def test_sockets_gone_at_once_leave_no_tracking_behind(start_server, worker_laye
     connects = drain(worker_layer, "websocket.connect", settle=0)
     assert len(disconnects) == len(connects) and len({m["reply_channel"] for m in disconnects}) == len(connects)
     assert worker_layer.lease_connections(holder) == []  # else a sweep would send a second disconnect
+
+
+def test_a_socket_opened_while_redis_is_down_is_tracked_once_it_is_back(start_server, key_prefix):
+    redis_server = RedisServer(extra_args=["--appendonly", "yes", "--appendfsync", "always"])  # keeps its data
+    redis_server.start()
+    layer = RedisChannelLayer(hosts=[redis_server.url], prefix=key_prefix, blocking_timeout=1)
+    try:
+        server = start_server("--lease-ttl", "6", env={"TEST_REDIS_URL": redis_server.url})
+        holder = server.reply_prefix()
+        assert wait_for(lambda: holder in layer.lease_holders(), 5)
+        redis_server.kill()
+        pending = connect_in_background(server.ws_url + "/")
+        time.sleep(1.5)  # the connect waits in the server; tracking it fails meanwhile
+        redis_server.restart()
+        with Worker(layer, echo=True) as worker:
+            ws = pending.result(15)
+            reply_channel = worker.connects[0]["reply_channel"]
+            assert wait_for(lambda: reply_channel in layer.lease_connections(holder), 5)
+            ws.close()
+            assert wait_for(lambda: len(worker.disconnects) == 1, 5)
+        assert layer.lease_connections(holder) == []
+    finally:
+        layer.close()
+        redis_server.cleanup()
