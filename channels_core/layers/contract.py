@@ -234,7 +234,11 @@ class LeasesExtension(Protocol):
         ...
 
     def lease_end(self, holder: str) -> None:
-        """A clean exit: drop `holder`'s lease and whatever it still tracks, sending nothing."""
+        """A clean exit: drop `holder`'s lease and whatever it still tracks, sending nothing.
+
+        If `holder` is also the elected sweeper (a sweeper's id is its holder
+        name), the election is free at once.
+        """
         ...
 
     def lease_connections(self, holder: str) -> list[str]:

@@ -259,6 +259,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
             leases = self._leases
             for table in (leases.expires, leases.info, leases.conns, leases.swept):
                 table.pop(holder, None)
+            if leases.sweeper is not None and leases.sweeper[0] == holder:
+                leases.sweeper = None  # a sweeper that stops hands the election over at once
             self._lease_known.discard(holder)
 
     def lease_connections(self, holder: str) -> list[str]:

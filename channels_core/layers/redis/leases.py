@@ -31,7 +31,16 @@ from typing import Any
 from .. import names
 from . import framing
 from .keys import split
-from .scripts import LEASE_HOLDERS, LEASE_RELEASE, LEASE_RENEW, LEASE_SWEEP, SEND, SWEEP_SEND, SWEEPER_ELECT
+from .scripts import (
+    LEASE_HOLDERS,
+    LEASE_RELEASE,
+    LEASE_RENEW,
+    LEASE_SWEEP,
+    SEND,
+    SWEEP_SEND,
+    SWEEPER_ELECT,
+    SWEEPER_RESIGN,
+)
 
 logger = logging.getLogger("channels_core.layers.redis")
 
@@ -100,10 +109,12 @@ class RedisLeases:
         return True
 
     def lease_end(self, holder: str) -> None:
-        """Drop `holder`'s lease and its connections, sending nothing (a clean exit)."""
+        """Drop `holder`'s lease and its connections, sending nothing (a clean exit); resign its election."""
         shard, keys = self._lease_place(holder)
         expiry, info, swept, conns = keys
         shard.pipeline([("DEL", conns), ("ZREM", expiry, holder), ("HDEL", info, holder), ("ZREM", swept, holder)])
+        # A sweeper that stops hands the election over at once instead of after its ttl.
+        self.shards[0].evalsha(SWEEPER_RESIGN, [self.keys.key("lease:sweeper")], (holder,))  # type: ignore[attr-defined]
         self._lease_known().discard(holder)
 
     def lease_connections(self, holder: str) -> list[str]:

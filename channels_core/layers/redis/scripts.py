@@ -440,3 +440,12 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1
 """,
 )
+
+# KEYS: the election key.  ARGV: sweeper  -> 1 if it held the election (now free)
+SWEEPER_RESIGN = Script(
+    "sweeper_resign",
+    """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+""",
+)

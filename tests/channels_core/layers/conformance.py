@@ -616,6 +616,13 @@ class LayerConformance:
         time.sleep(0.7)  # a stopped calling: its election lapsed
         assert layer.lease_sweep("sweeper-b", 0.6) == ["lse2!"]
         assert sorted(m["reply_channel"] for m in self._drain(layer, "lse.disconnect")) == ["lse!a", "lse2!a"]
+        # A sweeper that ends its lease resigns: the next one need not wait for the election to lapse.
+        layer.lease_renew("sweeper-b", 5)
+        layer.lease_end("sweeper-b")
+        layer.lease_renew("lse3!", 0.1)
+        layer.lease_track("lse3!", "lse3!a", "lse.disconnect", self._disconnect("lse3!a"))
+        time.sleep(0.2)
+        assert layer.lease_sweep("sweeper-c", 0.6) == ["lse3!"]
 
     @needs("leases", "flush")
     def test_lease_renew_says_lost_when_the_layer_lost_its_state(self, layer):
