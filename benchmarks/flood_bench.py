@@ -185,9 +185,11 @@ def main() -> int:
     parser = benchmark_parser(__doc__, "fewer, shorter rounds")
     parser.add_argument("--rounds", type=int, help="quiet + flood rounds (default 3, quick 2)")
     parser.add_argument("--frames", type=int, help="frames per flood (default 10,000, quick 3,000)")
+    parser.add_argument("--capacity", type=int, default=100, help="the layer's channel capacity (default 100)")
     # start_echo_app passes these on to the echo app.
     parser.set_defaults(app_read="batch")
     args = parser.parse_args()
+    LAYER_OPTIONS["capacity"] = args.capacity
     stop_on_signals()
     sizes = QUICK if args.quick else FULL
     sizes = Sizes(args.rounds or sizes.rounds, args.frames or sizes.frames, sizes.quiet_seconds)

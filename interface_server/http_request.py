@@ -77,7 +77,7 @@ class ActiveRequest:
         self.sent = True
         if self.server.sender.unavailable():
             # Nothing would answer soon: say so now rather than after --send-timeout.
-            self.server.count("unavailable_503")
+            self.server.count("http_503_layer")
             self.fail(503, "The channel layer is unavailable.")
             return
         keeper = getattr(self.server, "lease_keeper", None)
@@ -91,7 +91,8 @@ class ActiveRequest:
 
     def request_not_sent(self, exc: Exception) -> None:
         if isinstance(exc, (SendTimeout, LayerUnavailable)):
-            # Logged once per episode by the sender, counted there.
+            # Logged once per episode by the sender (not one line per request).
+            self.server.count("http_503_layer")
             self.fail(503, "The channel layer is unavailable.")
         else:
             logger.error("Cannot send http.request (%s: %s): answering 503", type(exc).__name__, exc)

@@ -115,11 +115,13 @@ class WebSocketProtocol(WebSocketServerProtocol):
     def _connect_not_sent(self, exc: Exception) -> None:
         if self.handshake is None:
             return
+        self.server.count("websocket_connects_refused_503")
         if isinstance(exc, SendTimeout):
-            why = f"websocket.connect is full or the channel layer unreachable ({exc})"
+            # The sender logs the episode once (not one line per refused handshake).
+            why, level = f"websocket.connect is full or the channel layer unreachable ({exc})", logging.DEBUG
         else:
-            why = f"cannot send websocket.connect ({type(exc).__name__}: {exc})"
-        self._reject(why, 503, level=logging.WARNING, reason="Channel layer unavailable")
+            why, level = f"cannot send websocket.connect ({type(exc).__name__}: {exc})", logging.WARNING
+        self._reject(why, 503, level=level, reason="Channel layer unavailable")
 
     def _connect_timed_out(self) -> None:
         self.connect_timer = None
@@ -199,14 +201,13 @@ class WebSocketProtocol(WebSocketServerProtocol):
         that lets more than `--max-output-buffer` pile up is closed and
         aborted (`output_limit`), and nothing more is queued for it.
         """
-        if output_limit.websocket_is_cut(self):
+        if not output_limit.websocket_may_write(self):
             return
         if not compat.autobahn_write_is_plain(self, sync, chopsize):
             super().sendData(data, sync, chopsize)
-        else:
-            socket_write.write(self.transport, data)
-            compat.autobahn_count_sent(self, len(data))
-        output_limit.check_websocket(self)
+            return
+        socket_write.write(self.transport, data)
+        compat.autobahn_count_sent(self, len(data))
 
     def _close(self, code: int) -> None:
         """Start the closing handshake with `code`.
