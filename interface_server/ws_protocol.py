@@ -201,13 +201,14 @@ class WebSocketProtocol(WebSocketServerProtocol):
         that lets more than `--max-output-buffer` pile up is closed and
         aborted (`output_limit`), and nothing more is queued for it.
         """
-        if not output_limit.websocket_may_write(self):
+        if output_limit.websocket_is_cut(self):
             return
         if not compat.autobahn_write_is_plain(self, sync, chopsize):
             super().sendData(data, sync, chopsize)
-            return
-        socket_write.write(self.transport, data)
-        compat.autobahn_count_sent(self, len(data))
+        else:
+            socket_write.write(self.transport, data)
+            compat.autobahn_count_sent(self, len(data))
+        output_limit.check_websocket(self)
 
     def _close(self, code: int) -> None:
         """Start the closing handshake with `code`.
