@@ -11,12 +11,15 @@ its own timeout, so a BLPOP never collides with redis-py's `socket_timeout`.
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 import select
 import threading
 import time
 from collections.abc import Sequence
+
+import redis.exceptions as rexc
 
 from ..backoff import Backoff
 from ..errors import LayerConnectionError
@@ -114,6 +117,11 @@ class PendingPop:
 
     def abandon(self) -> None:
         self.shard.discard(self.conn)
+
+
+logger = logging.getLogger("channels_core.layers.redis")
+_UNBLOCK_REFUSED: set[str] = set()
+"""Servers whose refusal of CLIENT UNBLOCK was logged (once each)."""
 
 
 def _format_timeout(timeout: float) -> int:
@@ -239,6 +247,24 @@ def _cancel(pending: PendingPop) -> tuple[bytes, list[bytes]] | None:
     try:
         pending.shard.execute("CLIENT", "UNBLOCK", pending.client_id)
     except LayerConnectionError:
+        pending.abandon()
+        return None
+    except rexc.ResponseError as exc:
+        # Refused, e.g. an ACL user without +client|unblock (`-@dangerous`): closing the connection
+        # ends the pop instead (a reconnect per cancel). It used to raise out of receive().
+        if pending.shard.label not in _UNBLOCK_REFUSED:
+            _UNBLOCK_REFUSED.add(pending.shard.label)
+            logger.error(
+                "Redis at %s refuses CLIENT UNBLOCK (%s); blocking reads on several servers then reconnect each "
+                "time: allow it to the layer's ACL user (+client|unblock)",
+                pending.shard.label,
+                exc,
+            )
+        if pending.ready():
+            try:
+                return pending.result()  # popped before we gave up on it: keep it
+            except LayerConnectionError:
+                return None
         pending.abandon()
         return None
     if not pending.wait(REPLY_GRACE):
