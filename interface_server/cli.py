@@ -14,6 +14,7 @@ from typing import Any
 from .access import AccessLogGenerator
 from .config import ServerConfig
 from .endpoints import build_endpoints
+from .origins import OriginPolicy
 
 logger = logging.getLogger("interface_server")
 
@@ -255,6 +256,10 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Serve
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
     if args.request_body_min_rate < 0:
         raise UsageError("--request-body-min-rate must be 0 or more")
+    try:
+        OriginPolicy(args.allowed_origins or [])  # a bad pattern stops the start, not a handshake
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     return ServerConfig(
         endpoints=endpoints,
         fds=list(args.fd),

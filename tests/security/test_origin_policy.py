@@ -128,3 +128,15 @@ def test_any_origin_bytes_get_an_answer_never_an_exception(values, patterns):
         policy = policy_for(patterns)
     result = policy.refusal([(b"origin", v) for v in values])
     assert result is None or isinstance(result, str)
+
+
+def test_a_bad_pattern_stops_the_server_at_start():
+    from interface_server.cli import UsageError, build_parser, config_from_args
+
+    args = build_parser().parse_args(
+        ["--allowed-origins", "https://ok.example", "--allowed-origins", "https://x/p", "l:a"]
+    )
+    with pytest.raises(UsageError, match="--allowed-origins 'https://x/p'"):
+        config_from_args(args, {})
+    args = build_parser().parse_args(["--allowed-origins", "*.example.com", "--allowed-origins", "*", "l:a"])
+    assert config_from_args(args, {}).allowed_origins == ["*.example.com", "*"]
