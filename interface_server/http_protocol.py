@@ -86,8 +86,17 @@ class HTTPProtocol(Protocol):
         self.secure = ISSLTransport.providedBy(self.transport)
         socket_write.no_delay(self.transport)
         self.timeouts = trickle.ConnectionTimeouts(
-            self.server.config, reactor, self.trickle_timeout, lambda: compat.is_reading(self.transport)
+            self.server.config,
+            reactor,
+            self.trickle_timeout,
+            lambda: compat.is_reading(self.transport),
+            self.queued_output,
         )
+
+    def queued_output(self) -> tuple[int, int]:
+        """(bytes this process holds for the client, those plus the kernel's unsent send queue)."""
+        held = compat.write_buffer_size(self.transport)
+        return held, held + (output_limit.unsent_bytes(self.transport) if held else 0)
 
     def dataReceived(self, data: bytes) -> None:
         if self.websocket is not None:
@@ -227,14 +236,15 @@ class HTTPProtocol(Protocol):
         conn = self.conn
         if conn is None or self.output_cut:
             return
+        if not output_limit.http_may_write(self):
+            self.output_cut = True
+            return
         if len(events) == 1:
             data = conn.send(events[0])
         else:
             data = b"".join(conn.send(event) or b"" for event in events)
         if data:
             socket_write.write(self.transport, data)
-            if output_limit.check_http(self):
-                self.output_cut = True
 
     def respond_error(self, status: int, text: str, close: bool = False) -> None:
         """A plain-text error response, if no response has started."""
@@ -283,7 +293,7 @@ class HTTPProtocol(Protocol):
         self.close_connection()
 
     def close_connection(self) -> None:
-        """Close once what is queued is written; a client that does not take it within the keep-alive timeout is cut."""
+        """Close once what is queued is written; a client that takes none of it for the keep-alive timeout is cut."""
         self.conn = None
         self.transport.loseConnection()
         if self.timeouts is not None:

@@ -2,10 +2,12 @@
 
 The application may keep sending to a client that never reads its socket;
 once the kernel's send buffer is full, every byte waits in Twisted's write
-buffer, in this process's memory, without bound. After each write the
-bytes Twisted holds for the connection (`compat.write_buffer_size`) are
-compared with `--max-output-buffer` (default 1 MiB, as AnyCable and
-Centrifugo do); past it:
+buffer, in this process's memory, without bound. Before each write the
+bytes Twisted still holds for the connection (`compat.write_buffer_size`)
+are compared with `--max-output-buffer` (default 1 MiB, as AnyCable and
+Centrifugo do). Checking before rather than after means one message larger
+than the limit still goes out to a client that reads it; the client is cut
+when the next write finds more than the limit still waiting. Past it:
 
 - a WebSocket gets a close frame 1008 (policy violation), nothing more is
   queued for it, and it is aborted (TCP reset, buffers freed) after
@@ -16,12 +18,17 @@ Centrifugo do); past it:
 
 Each cut is logged once (WARNING) and counted in
 `server.counters["output_limit_closed"]`. Memory held per such client is
-thus at most the limit plus one message.
+thus at most the limit plus one message (plus the kernel's socket buffer,
+which is not this process's). A burst larger than the limit plus the
+socket buffer, sent to one client within one reactor turn (a batch of
+replies), also closes it: raise the limit for applications that do that.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
+import termios
 from typing import Any
 
 from twisted.internet import reactor
@@ -46,20 +53,38 @@ def over_limit(transport: Any, limit: int) -> int | None:
     return size if size > limit else None
 
 
-def websocket_is_cut(protocol: Any) -> bool:
-    """True once `protocol` went past its limit: further frames are dropped, not queued."""
-    return getattr(protocol, "_output_limit_state", None) == _CUT
+def unsent_bytes(transport: Any) -> int:
+    """Bytes in the kernel's send queue of a TCP transport not yet acknowledged by the client (0 if unknown).
+
+    `TIOCOUTQ` (Linux's `SIOCOUTQ` for TCP sockets) on the transport's public
+    `getHandle()`. The kernel wakes a writer only once a good share of its
+    queue is free, so a client reading slowly shows progress here before it
+    shows in Twisted's own buffer.
+    """
+    try:
+        handle = transport.getHandle()
+        return int.from_bytes(fcntl.ioctl(handle.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"), "little", signed=True)
+    except Exception:
+        return 0
 
 
-def check_websocket(protocol: Any) -> None:
-    """After a write to a WebSocket: close and schedule the abort if it holds more than the limit."""
-    if getattr(protocol, "_output_limit_state", None) is not None:
-        return
+def websocket_may_write(protocol: Any) -> bool:
+    """Before a frame is written: False if it must be dropped (the client is, or now gets, cut).
+
+    The check is on what is already queued, so one message larger than the
+    limit still goes out whole to a client that reads; the next one finds it
+    still queued only if the client does not.
+    """
+    state = getattr(protocol, "_output_limit_state", None)
+    if state == _CUT:
+        return False
+    if state == _CLOSING:
+        return True  # the close frame itself
     server = protocol.server
     limit = server.config.max_output_buffer
     size = over_limit(protocol.transport, limit)
     if size is None:
-        return
+        return True
     protocol._output_limit_state = _CLOSING
     count(server, COUNTER)
     logger.warning(
@@ -75,15 +100,16 @@ def check_websocket(protocol: Any) -> None:
         logger.debug("Could not send the close frame", exc_info=True)
     protocol._output_limit_state = _CUT
     reactor.callLater(ABORT_GRACE, _abort, protocol.transport)
+    return False
 
 
-def check_http(protocol: Any) -> bool:
-    """After a write of a response: abort the connection if it holds more than the limit; True if it did."""
+def http_may_write(protocol: Any) -> bool:
+    """Before a response part is written: False (and the connection aborted) if the client let too much pile up."""
     server = protocol.server
     limit = server.config.max_output_buffer
     size = over_limit(protocol.transport, limit)
     if size is None:
-        return False
+        return True
     count(server, COUNTER)
     request = getattr(protocol, "request", None)
     logger.warning(
@@ -94,7 +120,7 @@ def check_http(protocol: Any) -> bool:
         limit,
     )
     protocol.transport.abortConnection()
-    return True
+    return False
 
 
 def _abort(transport: Any) -> None:

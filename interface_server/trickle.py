@@ -8,6 +8,10 @@ forever. This server gives each phase of a connection a deadline:
 - ``keepalive``: a connection waiting for its next request (a fresh one
   that never sent a byte too) is closed silently after
   `keepalive_timeout` (`request_header_timeout` for a fresh connection);
+  while a response is still queued for it, only once the client has taken
+  none of it for a whole `keepalive_timeout` (then aborted);
+- ``closing``: a connection the server closes after a response gets the
+  same: it is aborted once it takes nothing for `keepalive_timeout`;
 - ``header``: from the first byte of a request, its whole head must arrive
   within `request_header_timeout` (408, then close);
 - ``body``: no gap between body bytes longer than `request_body_timeout`,
@@ -135,10 +139,12 @@ class ConnectionTimeouts:
     when a request head is complete, `body_bytes(n)`, `request_complete()`,
     `waiting(next_request_started)` once a response is done, and `stop()`.
     `is_reading()` tells whether the server is reading the socket (a paused
-    socket does not count against the body's pace).
+    socket does not count against the body's pace); `queued()` gives the
+    bytes the process holds for the client and those plus the kernel's send
+    queue (a response still being taken is not idleness).
     """
 
-    __slots__ = ("config", "clock", "timed_out", "is_reading", "deadline", "phase", "pace")
+    __slots__ = ("config", "clock", "timed_out", "is_reading", "queued", "deadline", "phase", "pace", "last_queued")
 
     def __init__(
         self,
@@ -146,14 +152,17 @@ class ConnectionTimeouts:
         clock: Any,
         timed_out: Callable[[str, str], None],
         is_reading: Callable[[], bool],
+        queued: Callable[[], tuple[int, int]] = lambda: (0, 0),
     ) -> None:
         self.config = config
         self.clock = clock
         self.timed_out = timed_out
         self.is_reading = is_reading
+        self.queued = queued
         self.deadline = Deadline(clock, self._expired)
         self.phase: str | None = None
         self.pace: BodyPace | None = None
+        self.last_queued: int | None = None
         # A fresh connection gets the header timeout to send its first byte (and then its head).
         self.phase = KEEPALIVE
         self.deadline.arm(config.request_header_timeout)
@@ -183,6 +192,7 @@ class ConnectionTimeouts:
     def waiting(self, next_request_started: bool) -> None:
         """A response is complete and the connection stays open for the next request."""
         self.pace = None
+        self.last_queued = None
         if next_request_started:
             self.phase = HEADER
             self.deadline.arm(self.config.request_header_timeout)
@@ -194,6 +204,7 @@ class ConnectionTimeouts:
         """The server is closing the connection: give the client `keepalive_timeout` to take what is queued."""
         self.phase = CLOSING
         self.pace = None
+        self.last_queued = None
         self.deadline.arm(self.config.keepalive_timeout)
 
     def stop(self) -> None:
@@ -203,6 +214,15 @@ class ConnectionTimeouts:
 
     def _expired(self) -> None:
         phase = self.phase
+        if phase in (KEEPALIVE, CLOSING):
+            # A response still being downloaded is not idleness: wait on while the client takes some of it.
+            # Progress is counted on the process's buffer plus the kernel's send queue: the kernel only
+            # takes more from the process once a good part of its own queue is free.
+            held, pending = self.queued()
+            if held and (self.last_queued is None or pending < self.last_queued):
+                self.last_queued = pending
+                self.deadline.arm(self.config.keepalive_timeout)
+                return
         if phase == BODY and self.pace is not None:
             now = self.clock.seconds()
             if not self.is_reading():

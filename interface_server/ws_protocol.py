@@ -201,14 +201,13 @@ class WebSocketProtocol(WebSocketServerProtocol):
         that lets more than `--max-output-buffer` pile up is closed and
         aborted (`output_limit`), and nothing more is queued for it.
         """
-        if output_limit.websocket_is_cut(self):
+        if not output_limit.websocket_may_write(self):
             return
         if not compat.autobahn_write_is_plain(self, sync, chopsize):
             super().sendData(data, sync, chopsize)
-        else:
-            socket_write.write(self.transport, data)
-            compat.autobahn_count_sent(self, len(data))
-        output_limit.check_websocket(self)
+            return
+        socket_write.write(self.transport, data)
+        compat.autobahn_count_sent(self, len(data))
 
     def _close(self, code: int) -> None:
         """Start the closing handshake with `code`.

@@ -144,3 +144,38 @@ def test_an_http_streaming_response_to_a_client_that_never_reads_is_aborted(star
     ws.close()
     hog.close()
     print(f"HTTP stream to a client that never reads: aborted after {sent // 1024} kB sent by the application")
+
+
+def test_a_slow_reader_of_a_large_response_is_not_cut_by_the_keep_alive_timeout(start_server, worker_layer):
+    """3 MiB streamed to a client with a small window, read after 1.5 s, with a 1 s keep-alive timeout: all arrives."""
+    server = start_server("--keepalive-timeout", "1", "--max-output-buffer", str(8 * MIB))
+    sock = non_reading_socket(server.port)
+    sock.sendall(b"GET /download HTTP/1.1\r\nHost: x\r\n\r\n")
+    request = receive(worker_layer, "http.request")[1]
+    part = b"d" * (768 * 1024)  # a layer message holds at most 1 MiB
+    head = {"status": 200, "headers": [[b"content-length", b"%d" % (3 * MIB)]], "more_content": True}
+    worker_layer.send(request["reply_channel"], head)
+    for i in range(4):
+        send_retry(worker_layer, request["reply_channel"], {"content": part, "more_content": i < 3})
+    time.sleep(1.5)  # the whole response is queued and the keep-alive deadline passes meanwhile
+    received = b""
+    started = time.monotonic()
+    while len(received) < 3 * MIB:
+        try:
+            chunk = sock.recv(256 * 1024)
+        except ConnectionResetError:
+            raise AssertionError(f"reset after {len(received)} bytes: {server.output()[-2000:]}") from None
+        assert chunk, f"cut after {len(received)} bytes"
+        received += chunk
+        time.sleep(0.002)  # with a 4 KiB receive window: a few MB/s at most
+    took = time.monotonic() - started
+    head, _, body = received.partition(b"\r\n\r\n")
+    while len(body) < 3 * MIB:
+        chunk = sock.recv(256 * 1024)
+        assert chunk, f"cut after {len(body)} body bytes"
+        body += chunk
+    assert head.startswith(b"HTTP/1.1 200 ") and body == part * 4
+    sock.settimeout(5)
+    assert sock.recv(10) == b""  # then closed as idle
+    sock.close()
+    print(f"a 3 MiB response read in {took:.1f}s with a 1 s keep-alive timeout: all of it arrived")

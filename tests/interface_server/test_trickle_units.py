@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import socket
 from types import SimpleNamespace
 
 import pytest
 from twisted.internet.task import Clock
 
+from interface_server import output_limit
 from interface_server.config import ServerConfig
 from interface_server.trickle import BODY, CLOSING, HEADER, KEEPALIVE, BodyPace, ConnectionTimeouts, Deadline
 
@@ -159,3 +161,60 @@ def test_a_pipelined_request_already_started_gets_the_header_timeout_and_closing
     assert cuts[-1] == (CLOSING, 10)
     timeouts.stop()
     assert clock.getDelayedCalls() == []
+
+
+def test_a_response_still_being_taken_is_not_idleness():
+    clock, cuts = Clock(), []
+    queued = SimpleNamespace(held=0, pending=0)
+    timeouts = ConnectionTimeouts(
+        ServerConfig(keepalive_timeout=2),
+        clock,
+        lambda phase, why: cuts.append((phase, clock.seconds())),
+        lambda: True,
+        lambda: (queued.held, queued.pending),
+    )
+    timeouts.waiting(next_request_started=False)
+    queued.held, queued.pending = 1000, 5000
+    for pending in (4000, 3000, 2000):  # the client takes some every period
+        clock.advance(2)
+        queued.pending = pending
+    clock.advance(2)  # t=8: the last 1000 taken
+    assert cuts == []
+    clock.advance(2)  # none taken for a whole period: cut
+    assert cuts == [(KEEPALIVE, 10)]
+
+
+def test_an_idle_connection_with_only_the_kernel_queue_left_is_closed_on_time():
+    clock, cuts = Clock(), []
+    timeouts = ConnectionTimeouts(
+        ServerConfig(keepalive_timeout=2),
+        clock,
+        lambda phase, why: cuts.append((phase, clock.seconds())),
+        lambda: True,
+        lambda: (0, 5000),  # nothing held by the process: closing lets the kernel finish
+    )
+    timeouts.waiting(next_request_started=False)
+    clock.advance(2)
+    assert cuts == [(KEEPALIVE, 2)]
+
+
+def test_unsent_bytes_reads_the_kernel_send_queue():
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        client = socket.create_connection(listener.getsockname())
+        server_side, _ = listener.accept()
+        transport = SimpleNamespace(getHandle=lambda: server_side)
+        try:
+            assert output_limit.unsent_bytes(transport) == 0
+            client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            server_side.setblocking(False)
+            sent = 0
+            try:
+                while True:
+                    sent += server_side.send(b"x" * 65536)
+            except BlockingIOError:
+                pass
+            assert 0 < output_limit.unsent_bytes(transport) <= sent
+        finally:
+            client.close()
+            server_side.close()
+    assert output_limit.unsent_bytes(SimpleNamespace()) == 0
