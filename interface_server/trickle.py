@@ -235,6 +235,9 @@ class ConnectionTimeouts:
                 return
             self.timed_out(BODY, why)
         elif phase == HEADER:
+            if not self.is_reading():  # the server paused the socket: the rest of the head cannot arrive
+                self.deadline.arm(self.config.request_header_timeout)
+                return
             self.timed_out(HEADER, f"request head not complete within {self.config.request_header_timeout:g}s")
         elif phase == KEEPALIVE:
             self.timed_out(KEEPALIVE, "idle: no request started in time")

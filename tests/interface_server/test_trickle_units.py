@@ -218,3 +218,14 @@ def test_unsent_bytes_reads_the_kernel_send_queue():
             client.close()
             server_side.close()
     assert output_limit.unsent_bytes(SimpleNamespace()) == 0
+
+
+def test_a_head_on_a_socket_the_server_paused_is_not_cut():
+    clock, cuts, timeouts, reading = _timeouts(request_header_timeout=3)
+    timeouts.data()
+    reading.value = False
+    clock.advance(10)  # the deadline passes while paused: a fresh one from then
+    assert cuts == []
+    reading.value = True
+    clock.advance(3)
+    assert cuts == [(HEADER, 13)]
