@@ -304,7 +304,7 @@ def start_lease_keeper(server: Server) -> LeaseKeeper | None:
     if not supports(server.channel_layer, "leases"):
         return None
     if server.config.lease_ttl <= 0:
-        logger.info("Leases are off (--lease-ttl 0): a SIGKILLed server's disconnects will not be sent")
+        logger.info("Leases are off (lease_ttl 0): a SIGKILLed server's disconnects will not be sent")
         return None
     keeper = LeaseKeeper(server)
     keeper.start()

@@ -102,3 +102,10 @@ def test_no_sweeper_without_the_leases_extension():
         extensions = ["groups"]
 
     assert start_sweeper(Plain(), ["x"]) is None
+
+
+def test_runworker_refuses_a_lease_ttl_that_is_not_positive():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--lease-ttl must be positive"):
+        call_command("runworker", "--lease-ttl", "0")

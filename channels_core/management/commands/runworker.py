@@ -71,6 +71,8 @@ class Command(BaseCommand):
             options["threads"] = _default_threads()
         if options["threads"] < 1 or options["processes"] < 1 or options["prefetch"] < 1:
             raise CommandError("--threads, --processes and --prefetch must be at least 1")
+        if options.get("lease_ttl", 5.0) <= 0:
+            raise CommandError("--lease-ttl must be positive")
         _configure_logging(options["verbosity"])
         try:
             self.channel_layer = channel_layers[options["layer"]]
