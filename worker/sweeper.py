@@ -32,6 +32,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from channels_core.layers.contract import supports
+from channels_core.layers.errors import LayerConfigurationError
 
 logger = logging.getLogger("worker.sweeper")
 
@@ -82,6 +83,9 @@ class Sweeper:
             self._thread.join(timeout)
         try:
             self.layer.lease_end(self.holder)
+        except LayerConfigurationError as exc:
+            # The worker is stopping because of this very error, reported once by runworker.
+            logger.debug("Could not end the worker's lease %s (%s)", self.holder, exc)
         except Exception as exc:
             logger.warning("Could not end the worker's lease %s (%s: %s)", self.holder, type(exc).__name__, exc)
 
