@@ -150,7 +150,7 @@ def test_structured_requests_with_any_reply(data, pieces, reply):
 
 
 @pytest.mark.slow
-@fuzz_settings(5000)
+@fuzz_settings(2000)
 @given(data=requestish, pieces=st.integers(1, 4), reply=replies)
 def test_request_shaped_bytes_long(data, pieces, reply):
     run(data, pieces, reply)

@@ -199,7 +199,7 @@ def test_resp_parser_reads_what_blocking_pops_return():
 
 
 @pytest.mark.slow
-@fuzz_settings(20_000)
+@fuzz_settings(5000)
 @given(data=st.binary(max_size=400))
 def test_plain_loads_arbitrary_bytes_long(data):
     loads_or_value_error(PLAIN, data)

@@ -11,7 +11,6 @@ one `websocket.disconnect` follows when the connection ends.
 
 from __future__ import annotations
 
-import os
 import struct
 
 import pytest
@@ -268,7 +267,7 @@ def test_any_handshake(data, accept):
 
 
 @pytest.mark.slow
-@fuzz_settings(int(os.environ.get("FUZZ_EXAMPLES_SLOW", "3000")))
+@fuzz_settings(1000)
 @given(chunks=st.lists(frames, max_size=12), pieces=st.integers(1, 6), echo=st.booleans())
 def test_any_frames_after_the_handshake_long(chunks, pieces, echo):
     run_frames(chunks, pieces, echo)

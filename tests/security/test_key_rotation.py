@@ -149,13 +149,13 @@ def test_rolling_rotation_of_servers_and_workers_under_http_load(redis_url, key_
     for t in clients:
         t.start()
     try:
-        time.sleep(1)
+        time.sleep(0.7)
         for keys in ([OLD, NEW], [NEW, OLD], [NEW]):  # step 1, step 2, step 3 (old key dropped)
             start_server(keys)
             start_worker(keys)
-            time.sleep(1)
+            time.sleep(0.7)
             retire(1)
-            time.sleep(1)
+            time.sleep(0.7)
     finally:
         stop.set()
         for t in clients:
