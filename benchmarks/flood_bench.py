@@ -7,8 +7,8 @@ with `receive_batch`) and `python -m interface_server` on a layer with the
 default capacity (100 per channel, so the flood fills `websocket.receive`),
 then runs, in turns in the same run, QUIET phases (5 clients, each sending a
 100-byte message and waiting for its echo, 10 ms apart) and FLOOD phases (the
-same 5 clients while one more client writes N small frames as fast as its
-socket takes them, reading its echoes meanwhile). Prints the 5 clients' echo
+same 5 clients while one more client, in a process of its own, writes N small
+frames as fast as its socket takes them, reading its echoes meanwhile). Prints the 5 clients' echo
 p50/p99 in each kind of phase and the difference (target: p99 rises by at
 most 5 ms), and what happened to the flooding client (echoes received, time,
 closed or not: it should be slowed, never closed).
@@ -16,6 +16,7 @@ closed or not: it should be slowed, never closed).
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
@@ -82,15 +83,16 @@ async def probe(url: str, cid: int, phase: list[str], times: dict[str, list[floa
             elapsed = time.perf_counter() - started
             if got != text:
                 raise AssertionError(f"probe {cid}: sent {text[:12]!r}, got {got[:12]!r}")
-            if kind == phase[0] and kind != "warmup":
+            if kind == phase[0] and kind in times:
                 times[kind].append(elapsed)
             await asyncio.sleep(PROBE_PAUSE)
 
 
-async def flood(url: str, frames: int) -> dict:
-    """Write `frames` small frames as fast as the socket takes them; read the echoes meanwhile."""
+async def flood(url: str, frames: int, start_at: float = 0.0) -> dict:
+    """Write `frames` small frames as fast as the socket takes them (from `start_at`, epoch); read the echoes."""
     async with ws_connect(url) as ws:
         received = 0
+        await asyncio.sleep(max(0.0, start_at - time.time()))
 
         async def read() -> None:
             nonlocal received
@@ -115,6 +117,27 @@ async def flood(url: str, frames: int) -> dict:
         }
 
 
+async def flood_in_child(run: Run, url: str, frames: int, phase: list[str]) -> dict:
+    """The flooding client in a process of its own, so its echoes do not hold up the probes' event loop.
+
+    It starts (and connects) during an unmeasured pause, then floods at an agreed time: the FLOOD
+    phase measures the flood, not a Python interpreter starting.
+    """
+    phase[0] = "pause"
+    start_at = time.time() + 1.5
+    argv = [sys.executable, __file__, "--role", "flood", "--url", url, "--frames", str(frames)]
+    child = Child(run, "flooder", [*argv, "--start-at", repr(start_at)])
+    await asyncio.sleep(max(0.0, start_at - time.time()))
+    phase[0] = "flood"
+    while child.poll() is None:
+        await asyncio.sleep(0.02)
+    phase[0] = "pause"
+    for line in reversed(child.output().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise RuntimeError(f"the flooding client failed: {child.output()[-2000:]}")
+
+
 async def scenario(run: Run, server: Server) -> None:
     sizes = run.sizes
     phase = ["warmup"]
@@ -126,8 +149,7 @@ async def scenario(run: Run, server: Server) -> None:
     for r in range(sizes.rounds):
         phase[0] = "quiet"
         await asyncio.sleep(sizes.quiet_seconds)
-        phase[0] = "flood"
-        result = await flood(server.ws_url, sizes.frames)
+        result = await flood_in_child(run, server.ws_url, sizes.frames, phase)
         floods.append(result)
         print(
             f"  round {r + 1}: flooding client wrote {sizes.frames:,} frames in {result['written']:.2f} s,"
@@ -188,7 +210,13 @@ def main() -> int:
     parser.add_argument("--capacity", type=int, default=100, help="the layer's channel capacity (default 100)")
     # start_echo_app passes these on to the echo app.
     parser.set_defaults(app_read="batch")
+    parser.add_argument("--role", choices=["main", "flood"], default="main", help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--start-at", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.role == "flood":
+        print(json.dumps(asyncio.run(flood(args.url, args.frames, args.start_at))), flush=True)
+        return 0
     LAYER_OPTIONS["capacity"] = args.capacity
     stop_on_signals()
     sizes = QUICK if args.quick else FULL

@@ -130,11 +130,13 @@ class _Queue:
     of each connection before the next connection's.
     """
 
-    __slots__ = ("name", "lanes", "retry_at", "backoff", "blocked_since", "logged")
+    __slots__ = ("name", "lanes", "retry_at", "backoff", "blocked_since", "logged", "congested_until", "share_wait")
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.lanes: dict[str | None, deque[Item]] = {}  # reply channel (None: no connection) -> its messages
+        self.congested_until = 0.0  # recently full: each connection gets PER_LANE messages per CONGESTED_TICK
+        self.share_wait = False  # retry_at only waits for the next tick's shares (not for room)
         self.retry_at = 0.0
         self.backoff = Backoff(*FULL_BACKOFF)
         self.blocked_since: float | None = None
@@ -164,6 +166,11 @@ class _Queue:
 
 PER_LANE = 8
 """Messages of one connection per turn when a batch is taken from a channel."""
+CONGESTED_TICK = 0.005
+"""A channel that was full in the last `CONGESTED_FOR` s takes `PER_LANE` messages per connection per tick."""
+CONGESTED_FOR = 1.0
+TICK_SHARE = 32
+"""Messages one connection may send to one channel per `CONGESTED_TICK` when the channel is not congested."""
 
 
 class SendQueues:
@@ -202,6 +209,7 @@ class SendQueues:
         self.down_backoff = Backoff(*DOWN_BACKOFF)
         self.next_expiry = 0.0
         self.lost_disconnects = 0
+        self.share_used_up = False
         self.expired_log = _RateLimitedCount(
             f"messages waited longer than send_timeout ({send_timeout:g} s): dropped, their"
             " connections closed (WebSocket 1013, HTTP 503)"
@@ -246,6 +254,10 @@ class SendQueues:
             if queue is None:
                 queue = self.queues[item.channel] = _Queue(item.channel)
             queue.append(item)
+            if queue.share_wait:
+                # Another connection's message need not wait for the flooding one's next share.
+                queue.share_wait = False
+                queue.retry_at = 0.0
             if item.kind != DISCONNECT and item.reply_channel is not None:
                 self.waiting[item.reply_channel] = self.waiting.get(item.reply_channel, 0) + 1
 
@@ -314,17 +326,26 @@ class SendQueues:
         """A disconnect waits for its connection's earlier messages."""
         return item.kind != DISCONNECT or item.reply_channel not in self.waiting
 
-    def _take(self, queue: _Queue, done: list[Item]) -> list[Item]:
-        """Up to `max_batch` items that may go now, taking turns between connections, each in its order."""
+    def _take(
+        self, queue: _Queue, done: list[Item], given: dict[str | None, int] | None = None, share: int = PER_LANE
+    ) -> list[Item]:
+        """Up to `max_batch` items that may go now, taking turns between connections, each in its order.
+
+        With `given` (the messages each connection gave in this tick), a
+        connection gives at most `share` per tick.
+        """
         batch: list[Item] = []
         lanes = queue.lanes
+        self.share_used_up = False  # a connection had more to send than its share of this tick
         progress = True
         while progress and lanes and len(batch) < self.max_batch:
             progress = False
             for key in list(lanes):
                 lane = lanes[key]
+                # (Messages of no connection, key None, are not limited.)
+                allowed = PER_LANE if given is None or key is None else min(PER_LANE, share - given.get(key, 0))
                 taken = 0
-                while lane and taken < PER_LANE and len(batch) < self.max_batch:
+                while lane and taken < allowed and len(batch) < self.max_batch:
                     item = lane[0]
                     if item.cancelled:
                         self._finish(lane.popleft(), done)
@@ -336,21 +357,39 @@ class SendQueues:
                         taken += 1
                     else:
                         break  # a disconnect waiting for its connection's messages on another channel
+                if given is not None and key is not None:
+                    given[key] = given.get(key, 0) + taken
+                    if lane and taken >= allowed and self._ready(lane[0]):
+                        self.share_used_up = True
                 del lanes[key]
                 if lane:
                     lanes[key] = lane  # to the back of the line
-                    progress = progress or taken > 0
+                    progress = progress or (taken > 0 and (given is None or key is None))
                 if len(batch) >= self.max_batch:
                     break
         return batch
 
     def _send_queue(self, queue: _Queue, done: list[Item]) -> None:
+        """Send what `queue` may send now.
+
+        Each connection sends at most `TICK_SHARE` messages to a channel per
+        5 ms tick (6,400/s), and `PER_LANE` (1,600/s) while the channel is
+        congested (it was full within the last second): a connection
+        flooding a channel cannot fill it (and stand in front of everyone
+        else's messages in the layer's FIFO); it is slowed instead.
+        """
+        now = self.clock()
+        given: dict[str | None, int] = {}
+        share = PER_LANE if queue.congested_until > now else TICK_SHARE
         while queue.lanes:
-            batch = self._take(queue, done)
+            batch = self._take(queue, done, given, share)
             if not batch:
                 if queue.lanes:
-                    # Only disconnects waiting for their connections' messages on other channels.
-                    queue.retry_at = self.clock() + 0.05
+                    # Disconnects waiting for their connections' messages on other channels, or the tick's share
+                    # is given: come back shortly.
+                    later = CONGESTED_TICK if self.share_used_up else 0.05
+                    queue.retry_at = max(queue.retry_at, now + later)
+                    queue.share_wait = self.share_used_up
                 return
             unsent = self._send_batch(queue.name, batch, done)
             if unsent:
@@ -401,6 +440,7 @@ class SendQueues:
         if queue is None:
             return
         now = self.clock()
+        queue.congested_until = now + CONGESTED_FOR
         if queue.blocked_since is None:
             queue.blocked_since = now
             queue.logged = False

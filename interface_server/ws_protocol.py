@@ -35,6 +35,15 @@ CLOSE_ABNORMAL = 1006
 CLOSE_TRY_AGAIN_LATER = 1013
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_TOO_BIG = 1009
+FLOODER_READ_SIZE = 4096
+"""Bytes per read for a socket that was paused for sending faster than the layer takes (Twisted reads 64 KiB;
+Autobahn parses a whole read at once, so a read of tiny frames holds the reactor for every frame in it)."""
+
+
+def _set_read_size(transport: Any, size: int) -> None:
+    """Twisted's per-connection read size (`FileDescriptor.bufferSize`, public); other transports keep theirs."""
+    if getattr(transport, "bufferSize", 0) > size:
+        transport.bufferSize = size
 
 
 def make_websocket_factory(server: Server) -> WebSocketServerFactory:
@@ -247,7 +256,15 @@ class WebSocketProtocol(WebSocketServerProtocol):
         self.server.send_soon("websocket.receive", message, self._receive_not_sent, owner=self)
 
     def pause_reading(self) -> None:
+        """A few of this socket's frames wait in the sender: stop reading it (TCP pushes back on the client).
+
+        A socket that gets this far is sending faster than the layer takes:
+        from now on it is read 4 KiB at a time, so one read of tiny frames
+        (Autobahn parses a whole read at once) holds the reactor for
+        hundreds of frames, not thousands, and others are served between.
+        """
         self.transport.pauseProducing()
+        _set_read_size(self.transport, FLOODER_READ_SIZE)
 
     def resume_reading(self) -> None:
         self.transport.resumeProducing()

@@ -378,3 +378,23 @@ def test_connections_take_turns_so_a_flood_does_not_stand_in_front_of_others():
     # The flood's own order is kept.
     flood = [i.message["n"] for i in first if i.reply_channel == "rc!flood"]
     assert flood == list(range(49))
+
+
+def test_one_connection_sends_at_most_its_share_per_tick_and_less_while_the_channel_is_congested():
+    from interface_server.sender import CONGESTED_TICK, PER_LANE, TICK_SHARE
+
+    layer, clock, queues, _ = make(capacity=1000)
+    queues.add([msg("websocket.receive", n, "rc!flood") for n in range(100)])
+    queues.add([msg("websocket.receive", n, None) for n in range(100, 150)])  # no connection: not limited
+    first = queues.step()
+    assert len([i for i in first if i.reply_channel == "rc!flood"]) == TICK_SHARE
+    assert len([i for i in first if i.reply_channel is None]) == 50
+    assert queues.wait_time() == pytest.approx(CONGESTED_TICK, abs=0.001)
+    clock.now += CONGESTED_TICK
+    assert len(queues.step()) == TICK_SHARE
+    # Congested (it was full a moment ago): PER_LANE per tick.
+    queues.queues["websocket.receive"].congested_until = clock.now + 1
+    clock.now += CONGESTED_TICK
+    assert len(queues.step()) == PER_LANE
+    got = [m["n"] for m in drain_channel(layer, "websocket.receive") if m["n"] < 100]
+    assert got == list(range(2 * TICK_SHARE + PER_LANE))
