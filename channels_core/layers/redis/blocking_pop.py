@@ -23,7 +23,7 @@ import redis.exceptions as rexc
 
 from ..backoff import Backoff
 from ..errors import LayerConnectionError
-from .connection import NETWORK_ERRORS, REFUSED, Shard
+from .connection import NETWORK_ERRORS, REFUSED, AclRefused, Shard
 from .decoding import Decoder
 from .redis_py_private import socket_of
 
@@ -106,6 +106,9 @@ class PendingPop:
         except NETWORK_ERRORS as exc:
             self._fail(exc)
             raise self.error from None
+        except rexc.NoPermissionError as exc:
+            self.shard.discard(self.conn)
+            raise self.shard.acl_refused(exc) from None
         except BaseException:
             self.shard.discard(self.conn)
             raise
@@ -249,7 +252,7 @@ def _cancel(pending: PendingPop) -> tuple[bytes, list[bytes]] | None:
     except LayerConnectionError:
         pending.abandon()
         return None
-    except rexc.ResponseError as exc:
+    except (rexc.ResponseError, AclRefused) as exc:
         # Refused, e.g. an ACL user without +client|unblock (`-@dangerous`): closing the connection
         # ends the pop instead (a reconnect per cancel). It used to raise out of receive().
         if pending.shard.label not in _UNBLOCK_REFUSED:

@@ -33,6 +33,10 @@ REFUSED = (rexc.AuthenticationError, rexc.ResponseError)
 MIN_REDIS_VERSION = (5, 0)
 
 
+class AclRefused(LayerConfigurationError):
+    """The server's ACL refuses a key or a command the layer uses (NOPERM): retrying cannot help."""
+
+
 _ALL_SHARDS: weakref.WeakSet[Shard] = weakref.WeakSet()
 
 
@@ -178,6 +182,13 @@ class Shard:
             logger.warning("Redis at %s is unreachable (%s); retrying", self.label, exc)
         return LayerConnectionError(f"Redis at {self.label} is unreachable: {exc}")
 
+    def acl_refused(self, exc: BaseException) -> AclRefused:
+        """The error for a command the server's ACL refuses (NOPERM): a key outside the prefix, a missing command."""
+        return AclRefused(
+            f"Redis at {self.label} refuses a key or command of the layer to this user ({exc}): its ACL needs "
+            "the keys under the layer's prefix (~PREFIX*) and the commands in the README's ACL recipe"
+        )
+
     def refused(self, exc: BaseException) -> LayerConfigurationError:
         """The error for a server that refuses our settings (no such database, wrong password)."""
         source = f"{self.host.source} ({self.label})"
@@ -254,6 +265,8 @@ class Shard:
         self.release(conn)
         if self._down_since is not None:
             self.succeeded()
+        if isinstance(error, rexc.NoPermissionError):
+            raise self.acl_refused(error) from None
         if error is not None:
             raise error
         return replies
@@ -274,8 +287,8 @@ class Shard:
         before = time.time()
         try:
             reply, info = self.pipeline([("TIME",), ("INFO", "server")])
-        except rexc.ResponseError:
-            # Some managed services disable INFO; the version check is then skipped.
+        except (rexc.ResponseError, AclRefused):
+            # Some managed services disable INFO (or an ACL does); the version check is then skipped.
             before = time.time()
             reply, info = self.execute("TIME"), None
         after = time.time()
