@@ -11,8 +11,9 @@ Patterns (case-insensitive):
   host and port; a missing port is the scheme's default, so
   `https://example.com` also matches `https://example.com:443`);
 - `example.com`: that host, on any scheme and port;
-- `*.example.com`, `https://*.example.com`: any subdomain (not
-  `example.com` itself: list it too), on any (or that) scheme and any port;
+- `*.example.com`: any subdomain (not `example.com` itself: list it
+  too), on any scheme and port; `https://*.example.com` on that scheme
+  and its default port (or the port given: `https://*.example.com:8443`);
 - `*`: anything, including no `Origin` and `Origin: null`.
 
 With no patterns every handshake is accepted (the default). Otherwise a

@@ -76,6 +76,7 @@ def test_exact_origins(origin, ok):
         ("*.example.com", "https://a.example.community", False),
         ("https://*.example.com", "https://a.example.com", True),
         ("https://*.example.com", "http://a.example.com", False),
+        ("https://*.example.com", "https://a.example.com:8443", False),  # a scheme fixes its default port
         ("https://*.example.com:8443", "https://a.example.com:8443", True),
         ("https://*.example.com:8443", "https://a.example.com", False),
         ("example.com", "https://example.com:1234", True),  # a bare host: any scheme and port
