@@ -82,6 +82,8 @@ def run(data: bytes, pieces: int, reply: dict | None) -> None:
         written = conn.written()
         parse_responses(written, methods_of(data))
         conn.close()
+        # Nothing of this connection is left behind in the server (a leak would grow per hostile client).
+        assert conn.server.reply_handlers == {} and not conn.server.connections
 
 
 replies = st.one_of(

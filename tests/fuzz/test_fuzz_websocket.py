@@ -154,6 +154,7 @@ def run_frames(chunks: list[bytes], pieces: int, echo: bool) -> None:
         conn.close()
         disconnects = drain(conn, "websocket.disconnect")
         assert len(disconnects) == 1, disconnects
+        assert conn.server.reply_handlers == {} and not conn.server.connections  # nothing left behind
         assert disconnects[0]["order"] == (orders[-1] if orders else 0) + 1
 
 
@@ -264,6 +265,7 @@ def test_any_handshake(data, accept):
         conn.close()
         if channel is not None:
             assert len(drain(conn, "websocket.disconnect")) == 1
+        assert conn.server.reply_handlers == {} and not conn.server.connections
 
 
 @pytest.mark.slow
