@@ -90,6 +90,9 @@ class Item:
         "result",
         "cancelled",
         "settled",
+        "done",
+        "backlog",
+        "resume",
     )
 
     def __init__(
@@ -117,9 +120,31 @@ class Item:
         self.result: Any = None
         self.cancelled = False  # set by the reactor: the thread skips it
         self.settled = False  # reactor side: callbacks have run
+        self.done = False  # thread side: sent, failed or given up
+        self.backlog: Backlog | None = None  # its connection's counts
+        self.resume = False  # its paused connection's backlog is down to RESUME_AT: the reactor resumes it
+
+    def needs_reactor(self) -> bool:
+        """Whether the reactor must hear of this item once it is done (a success without callbacks need not)."""
+        return self.error is not None or self.on_sent is not None or self.kind == CALL or self.resume
 
     def __repr__(self) -> str:
         return f"<Item {self.kind} {self.channel} {self.reply_channel}>"
+
+
+class Backlog:
+    """One connection's messages in the sender: `queued` (written by the reactor only) and `finished`
+    (written by the sender thread only), so the reactor knows the backlog without hearing of each send."""
+
+    __slots__ = ("queued", "finished", "paused")
+
+    def __init__(self) -> None:
+        self.queued = 0
+        self.finished = 0
+        self.paused = False  # written by the reactor only
+
+    def waiting(self) -> int:
+        return self.queued - self.finished
 
 
 class _Queue:
@@ -208,6 +233,7 @@ class SendQueues:
         self.down_until = 0.0
         self.down_backoff = Backoff(*DOWN_BACKOFF)
         self.next_expiry = 0.0
+        self.finished_count = 0  # items done (written by this thread only)
         self.lost_disconnects = 0
         self.share_used_up = False
         self.expired_log = _RateLimitedCount(
@@ -282,7 +308,7 @@ class SendQueues:
                     item.result = self._call(item.message)
                 except Exception as exc:
                     item.error = exc
-            done.append(item)
+            self._finish(item, done)
         return done
 
     def wait_time(self) -> float | None:
@@ -308,6 +334,14 @@ class SendQueues:
 
     def _finish(self, item: Item, done: list[Item]) -> None:
         """`item` is done: hand it back, and let its connection's disconnect go if it was the last."""
+        item.done = True
+        self.finished_count += 1
+        backlog = item.backlog
+        if backlog is not None:
+            backlog.finished += 1
+            # Read after the write above: the reactor sets `paused` before it re-reads `finished`.
+            if backlog.paused and backlog.queued - backlog.finished <= RESUME_AT:
+                item.resume = True
         done.append(item)
         rc = item.reply_channel
         if rc is None or item.kind in (CALL, DISCONNECT):
@@ -537,6 +571,9 @@ class SendQueues:
             item.error = SendTimeout(reason)
             done.append(item)
         self.calls.clear()
+        for item in done:
+            item.done = True
+        self.finished_count += len(done)
         if disconnects:
             logger.error(
                 "%d disconnect messages were never sent (%s): their consumers will not run", disconnects, reason
@@ -616,8 +653,9 @@ class SenderThread(threading.Thread):
                 logger.exception("The layer sender failed; it goes on")
                 time.sleep(0.05)
                 continue
-            if done:
-                self.call_in_reactor(self.deliver, done)
+            report = [item for item in done if item.needs_reactor()]
+            if report:
+                self.call_in_reactor(self.deliver, report)
 
 
 class Sender:
@@ -643,10 +681,8 @@ class Sender:
         self.thread = SenderThread(self.queues, self._done, reactor.callFromThread)
         self.turn: list[Item] = []
         self.scheduled = False
-        self.backlog: dict[Any, list[Item]] = {}  # owner -> its items not yet done
-        self.paused: set[Any] = set()
         self.fail_fast: set[Item] = set()  # HTTP requests waiting: answered 503 if the layer becomes unavailable
-        self.outstanding = 0  # items handed over and not yet back
+        self.handed = 0  # items queued (the thread counts those done: `queues.finished_count`)
         self.monitor: Any = None
         self.unavailable_logged = False
 
@@ -665,14 +701,17 @@ class Sender:
         """Send `message` to `channel` from the sender thread, after the turn's earlier sends."""
         item = Item(kind, channel, message, getattr(owner, "reply_channel", None), owner, on_sent, on_error, fail_fast)
         if owner is not None:
-            items = self.backlog.get(owner)
-            if items is None:
-                items = self.backlog[owner] = []
-            items.append(item)
-            if len(items) >= MAX_WAITING and owner not in self.paused:
-                self.paused.add(owner)
+            backlog = getattr(owner, "send_backlog", None)
+            if backlog is None:
+                backlog = owner.send_backlog = Backlog()
+            item.backlog = backlog
+            backlog.queued += 1
+            if not backlog.paused and backlog.queued - backlog.finished >= MAX_WAITING:
+                backlog.paused = True
                 self.counters["paused"] = self.counters.get("paused", 0) + 1
                 _safely(owner.pause_reading)
+                # The thread may have finished them before it could see `paused`: look again.
+                self._maybe_resume(owner, backlog)
         if fail_fast:
             self.fail_fast.add(item)
         self._queue(item)
@@ -697,7 +736,7 @@ class Sender:
 
     def _queue(self, item: Item) -> None:
         self.turn.append(item)
-        self.outstanding += 1
+        self.handed += 1
         if not self.scheduled:
             self.scheduled = True
             self.reactor.callLater(0, self.flush)
@@ -742,10 +781,12 @@ class Sender:
 
     def drained(self) -> bool:
         """Nothing waits to be sent."""
-        return self.outstanding == 0
+        return self.handed == self.queues.finished_count
 
     def waiting(self, owner: Any) -> int:
-        return len(self.backlog.get(owner, ()))
+        """How many of `owner`'s messages are not sent yet."""
+        backlog = getattr(owner, "send_backlog", None)
+        return backlog.waiting() if backlog is not None else 0
 
     def cancel(self, item: Item, error: Exception) -> None:
         """Answer `item` now with `error`; the thread skips it if it has not sent it yet."""
@@ -755,28 +796,22 @@ class Sender:
     # -- results (reactor thread) -----------------------------------------------------------
 
     def _done(self, items: list[Item]) -> None:
-        self.outstanding -= len(items)
+        """The items done that the reactor must hear of (errors, callbacks, connections to resume)."""
         for item in items:
+            if item.resume:
+                self._maybe_resume(item.owner, item.backlog)
             if not item.settled:
                 self._settle(item, item.error)
+
+    def _maybe_resume(self, owner: Any, backlog: Backlog | None) -> None:
+        if backlog is not None and backlog.paused and backlog.waiting() <= RESUME_AT:
+            backlog.paused = False
+            _safely(owner.resume_reading)
 
     def _settle(self, item: Item, error: Exception | None) -> None:
         item.settled = True
         if item.fail_fast:
             self.fail_fast.discard(item)
-        owner = item.owner
-        if owner is not None:
-            items = self.backlog.get(owner)
-            if items is not None:
-                try:
-                    items.remove(item)
-                except ValueError:
-                    pass
-                if not items:
-                    del self.backlog[owner]
-                if owner in self.paused and len(items) <= RESUME_AT:
-                    self.paused.discard(owner)
-                    _safely(owner.resume_reading)
         if error is None:
             if item.on_sent is None:
                 pass
@@ -800,6 +835,8 @@ class Sender:
         self.counters[name] = self.counters.get(name, 0) + 1
 
     def _check_available(self) -> None:
+        for item in [item for item in self.fail_fast if item.done]:
+            self.fail_fast.discard(item)  # sent: the thread did not report it (no callback needed)
         if not self.unavailable():
             if self.unavailable_logged:
                 self.unavailable_logged = False
@@ -813,7 +850,8 @@ class Sender:
                 UNAVAILABLE_AFTER,
             )
         for item in list(self.fail_fast):
-            self.cancel(item, LayerUnavailable("the channel layer is unavailable"))
+            if not item.done:
+                self.cancel(item, LayerUnavailable("the channel layer is unavailable"))
 
 
 def _safely(fn: Callable[..., Any], *args: Any) -> None:

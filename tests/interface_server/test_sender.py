@@ -262,15 +262,16 @@ class ManualSender(Sender):
         self.clock = Clock()
         self.clock.callFromThread = lambda f, *a: f(*a)
         super().__init__(layer, send_timeout, lambda rc, ch, m: layer.send(ch, m), {}, self.clock)
-        self.handed: list[Item] = []
-        self.thread.hand_over = self.handed.extend
+        self.inbox: list[Item] = []
+        self.thread.hand_over = self.inbox.extend
         self.thread.is_alive = lambda: True
 
     def round(self) -> None:
+        """What the thread does: add the turn's items, one step, report what the reactor must hear of."""
         self.clock.advance(0)  # the end of the turn: hand over
-        self.queues.add(self.handed)
-        self.handed = []
-        self._done(self.queues.step())
+        self.queues.add(self.inbox)
+        self.inbox.clear()
+        self._done([item for item in self.queues.step() if item.needs_reactor()])
 
 
 def test_a_connection_with_a_backlog_is_paused_and_resumed_as_it_drains():
