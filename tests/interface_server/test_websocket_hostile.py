@@ -18,10 +18,13 @@ import time
 import pytest
 
 from channels_core.layers import RedisChannelLayer
+from tests.conftest import REDIS_URL
 from tests.support.ws_cycles import run_cycles
 
 from .harness import EchoWorker, http_request, read_until_closed
 from .ws_support import RawWebSocket, Worker, disconnects_for, drain, receive
+
+MARGIN_WS = 3.0  # a busy CI machine
 
 
 def frame(first: int, payload: bytes, masked: bool = True, length: int | None = None) -> bytes:
@@ -210,3 +213,32 @@ def test_1000_connect_close_cycles_deliver_every_connect_and_disconnect(start_se
     assert {m["code"] for m in worker.disconnects} == {1000}
     with EchoWorker(worker_layer):
         assert http_request(server.port, "GET", "/after").status == 200
+
+
+def test_a_frame_trickled_one_byte_at_a_time_is_cut_by_the_ping_timeout(start_server, worker_layer):
+    """Mid-frame a client cannot answer a ping: a frame dribbled byte by byte is cut after ping interval + timeout."""
+    server = start_server("--ping-interval", "1", "--ping-timeout", "1")
+    raw, reply_channel = opened(server, worker_layer)
+    data = frame(0x81, b"t" * 100)
+    started = time.monotonic()
+    raw.sock.settimeout(0.2)
+    cut = False
+    for i in range(len(data)):
+        try:
+            raw.sock.send(data[i : i + 1])
+            if not raw.sock.recv(4096):
+                cut = True
+                break
+        except TimeoutError:
+            continue
+        except (ConnectionResetError, BrokenPipeError):
+            cut = True
+            break
+    took = time.monotonic() - started
+    raw.close()
+    assert cut, "sent the whole frame, one byte every 0.2 s, without being cut"
+    assert took < 1 + 1 + MARGIN_WS, took
+    assert drain(worker_layer, "websocket.receive", settle=0.2) == []
+    assert len(disconnects_for(worker_layer, reply_channel, settle=0)) == 1
+    with EchoWorker(RedisChannelLayer(hosts=[REDIS_URL], prefix=worker_layer.prefix, blocking_timeout=0.2)):
+        serves(server, "a trickled frame")
