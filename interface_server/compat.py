@@ -10,8 +10,10 @@ run that test file on the new release and update the "Checked:" lines.
 
 When a private name is gone the server keeps working on the public path
 (the direct writes fall back to Twisted's and Autobahn's own, the
-chunk-size check to the body size limit, the early exit hook to `atexit`),
-except the exact timers: Autobahn would silently go back to its
+chunk-size check to the body size limit, the early exit hook to `atexit`,
+the "is this socket paused" query to the reactor's public reader list; the
+output limit reads an unknown write buffer as empty, so it stops cutting
+anyone), except the exact timers: Autobahn would silently go back to its
 second-quantized ones and the ping and handshake timeouts would be off.
 Only the test notices that.
 """
