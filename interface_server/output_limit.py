@@ -99,7 +99,7 @@ def websocket_may_write(protocol: Any) -> bool:
     except Exception:
         logger.debug("Could not send the close frame", exc_info=True)
     protocol._output_limit_state = _CUT
-    reactor.callLater(ABORT_GRACE, _abort, protocol.transport)
+    getattr(protocol.transport, "reactor", reactor).callLater(ABORT_GRACE, _abort, protocol.transport)
     return False
 
 
