@@ -54,7 +54,10 @@ logger = logging.getLogger("interface_server.lease")
 CLOSE_SERVICE_RESTART = 1012
 DISCONNECT_CHANNEL = "websocket.disconnect"
 WORKER_CHECK_INTERVAL = 1.0
-"""How often the keeper looks at the workers' leases (whether anything consumes http.request)."""
+"""How often the keeper looks at the workers' leases once a look found no worker on http.request.
+
+While workers are there it looks once per renewal (every lease_ttl / 3), so an idle server sends Redis
+one renewal and one look every 5 s besides its blocking read, not a call every second."""
 MISSING_CHECKS = 3
 """Checks in a row that must find no worker on http.request before HTTP is answered 503 at once."""
 TRACK_RETRY = 1.0
@@ -119,13 +122,17 @@ class LeaseKeeper:
     # -- renewing (keeper thread) ------------------------------------------------------------
 
     def _run(self) -> None:
-        next_renewal = 0.0
+        next_renewal = next_check = 0.0
         while not self._stop.is_set():
             if time.monotonic() >= next_renewal:
                 self._renew_logged()
                 # While failing, retry every second: after a long outage, renew before a sweeper sweeps us.
                 next_renewal = time.monotonic() + (min(1.0, self.interval) if self._failing else self.interval)
-            self._check_http_consumers()
+            if time.monotonic() >= next_check:
+                self._check_http_consumers()
+                # Confirm a missing worker (and notice its return) quickly; otherwise one look per renewal.
+                missing = self._missing_checks > 0
+                next_check = time.monotonic() + (WORKER_CHECK_INTERVAL if missing else self.interval)
             self._stop.wait(min(WORKER_CHECK_INTERVAL, self.interval))
 
     def _renew_logged(self) -> None:
@@ -162,9 +169,11 @@ class LeaseKeeper:
         consumers hold no lease, e.g. `runserver`'s threads, never answer
         503 for it), and only after `MISSING_CHECKS` checks in a row found
         none (a Redis restart or a flush empties the leases until the
-        workers renew, within a second). The bound: a SIGKILLed last worker
-        is noticed its `--lease-ttl` (5 s) plus about 3 s later; a stopped
-        one (SIGTERM ends its lease) about 3 s later.
+        workers renew, within a second). Looks come once per renewal while
+        workers are there, every second once one found none. The bound: a
+        SIGKILLed last worker is noticed its `--lease-ttl` (5 s) plus up to
+        one renewal period (5 s by default) plus about 2 s later; a stopped
+        one (SIGTERM ends its lease) up to one renewal period plus 2 s later.
         """
         try:
             holders = self.layer.lease_holders()
