@@ -67,9 +67,9 @@ requestish = st.lists(st.sampled_from(TOKENS) | st.binary(max_size=8), max_size=
 any_bytes = st.binary(max_size=600)
 
 
-def run(data: bytes, pieces: int, reply: dict | None) -> None:
+def run(data: bytes, pieces: int, reply: dict | None, **config) -> None:
     with fake_reactor() as clock, no_logged_tracebacks(*LOGGERS):
-        conn = Connection(clock)
+        conn = Connection(clock, **config)
         conn.feed(data, pieces)
         for _ in range(4):  # answer pipelined requests as they come
             requests = conn.requests()
@@ -128,7 +128,10 @@ def test_request_shaped_bytes(data, pieces, reply):
     run(data, pieces, reply)
 
 
-header_name = st.sampled_from([b"Host", b"Content-Length", b"Transfer-Encoding", b"X-A", b"Cookie", b"Origin"])
+header_name = st.sampled_from(
+    [b"Host", b"Content-Length", b"Transfer-Encoding", b"X-A", b"Cookie", b"Origin", b"X-Forwarded-For",
+     b"X-Forwarded-Port", b"X-Forwarded-Proto", b"Daphne-Root-Path", b"X_Forwarded_For"]
+)  # fmt: skip
 header_value = st.sampled_from([b"x", b"0", b"3", b"-1", b"chunked", b"", b"a b"]) | st.binary(max_size=6)
 
 
@@ -146,9 +149,11 @@ def pipelined(draw) -> bytes:
 
 
 @fuzz_settings(400)
-@given(data=pipelined(), pieces=st.integers(1, 6), reply=replies)
-def test_structured_requests_with_any_reply(data, pieces, reply):
-    run(data, pieces, reply)
+@given(
+    data=pipelined(), pieces=st.integers(1, 6), reply=replies, proxy=st.booleans(), root=st.sampled_from(["", "/app"])
+)
+def test_structured_requests_with_any_reply(data, pieces, reply, proxy, root):
+    run(data, pieces, reply, proxy_headers=proxy, root_path=root)
 
 
 @pytest.mark.slow
