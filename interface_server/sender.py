@@ -194,8 +194,12 @@ PER_LANE = 8
 CONGESTED_TICK = 0.005
 """A channel that was full in the last `CONGESTED_FOR` s takes `PER_LANE` messages per connection per tick."""
 CONGESTED_FOR = 1.0
-TICK_SHARE = 32
-"""Messages one connection may send to one channel per `CONGESTED_TICK` when the channel is not congested."""
+TICK_SHARE = 8
+"""Messages one connection may send to one channel per `CONGESTED_TICK` when the channel is not congested.
+
+Measured with benchmarks/flood_bench.py (2026-12-06): 8 keeps a flooding client from filling the channel faster
+than an echo app drains it (others' echo p99 +3-4 ms, the flood gets ~2,100 echoes/s); 16 gave +6 ms, 32 +18 ms.
+It equals `PER_LANE` today; the two stay separate knobs."""
 
 
 class SendQueues:
@@ -407,8 +411,9 @@ class SendQueues:
         """Send what `queue` may send now.
 
         Each connection sends at most `TICK_SHARE` messages to a channel per
-        5 ms tick (6,400/s), and `PER_LANE` (1,600/s) while the channel is
-        congested (it was full within the last second): a connection
+        5 ms tick, and `PER_LANE` while the channel is congested (it was
+        full within the last second); both are 8 (1,600/s, a little more
+        when other connections' messages start a tick early): a connection
         flooding a channel cannot fill it (and stand in front of everyone
         else's messages in the layer's FIFO); it is slowed instead.
         """
