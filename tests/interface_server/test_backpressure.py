@@ -58,6 +58,19 @@ class SlowWorker(Worker):
         super().handle(channel, message)
 
 
+class GroupWorker(SlowWorker):
+    """Joins every socket to one group on connect and takes it out on disconnect, like a chat consumer."""
+
+    group = "everyone"
+
+    def handle(self, channel, message):
+        if channel == "websocket.connect":
+            self.layer.group_add(self.group, message["reply_channel"])
+        elif channel == "websocket.disconnect":
+            self.layer.group_discard(self.group, message["reply_channel"])
+        super().handle(channel, message)
+
+
 class RetryingSends:
     """A layer whose `send` retries through an outage (what a worker's reply does), for the test's workers."""
 
@@ -203,23 +216,32 @@ def test_1000_simultaneous_closes_deliver_1000_disconnects(start_server, worker_
         layer_options={"capacity": 2000, "channel_capacity": {"websocket.disconnect": 20}},
     )
 
+    members_before_close = []
+
     async def scenario():
         sockets = await open_many(server.ws_url + "/group", 1000)
+        members_before_close.extend(worker_layer.group_channels(GroupWorker.group))
         await asyncio.gather(*(ws.close() for ws in sockets))
         return len(sockets)
 
-    with SlowWorker(worker_layer) as worker:
+    with GroupWorker(worker_layer) as worker:
         opened = asyncio.run(scenario())
         deadline = time.monotonic() + 60
         while len(worker.disconnects) < 1000 and time.monotonic() < deadline:
             time.sleep(0.1)
         time.sleep(0.3)
         full = worker_layer.channel_statistics("websocket.disconnect")["channel_full_count"]
+    stale = worker_layer.group_channels(GroupWorker.group)
     got = {d["reply_channel"] for d in worker.disconnects}
-    print(f"\n1000 closes: {len(got)} of {opened} disconnects, {len(worker.disconnects)} messages, ChannelFull {full}")
+    print(
+        f"\n1000 closes: {len(got)} of {opened} disconnects, {len(worker.disconnects)} messages, "
+        f"ChannelFull {full}, {len(stale)} stale group members"
+    )
     assert opened == 1000
     assert len(got) == 1000 and len(worker.disconnects) == 1000
     assert got == {c["reply_channel"] for c in worker.connects}
+    assert len(members_before_close) == 1000
+    assert stale == [], f"{len(stale)} group members outlived their sockets"
     if not leases:
         assert full > 0  # the channel really was full: the sender retried
     assert "dropped" not in server.output()
