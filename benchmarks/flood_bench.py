@@ -25,16 +25,14 @@ import time
 
 import redis
 from common import benchmark_parser, millis, percentile, ws_connect
-from harness import BENCH_DIR, ROOT, Child, Run, execute, free_port, load_average, stop_on_signals
-from interface_bench import SERVER_NAME, start_echo_app
-from interface_bench_layer import NAME_ENV, OPTIONS_ENV, PREFIX_ENV, URL_ENV, make_layer
+from harness import Child, Run, execute, load_average, stop_on_signals
+from interface_bench import Server, start_echo_app
+from interface_bench_layer import make_layer
 
-LAYER_PATH = "interface_bench_layer:channel_layer"
 LAYER_OPTIONS = {"capacity": 100}  # the default: a flood fills websocket.receive
 PROBES = 5
 PROBE_PAUSE = 0.010
 MESSAGE_SIZE = 100
-START_TIMEOUT = 20.0
 
 
 class Sizes:
@@ -46,27 +44,6 @@ class Sizes:
 
 FULL = Sizes(rounds=3, frames=10_000, quiet_seconds=3.0)
 QUICK = Sizes(rounds=2, frames=3_000, quiet_seconds=1.5)
-
-
-def env_for(run: Run, name: str) -> dict[str, str]:
-    pythonpath = os.pathsep.join([str(ROOT), str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    return dict(
-        os.environ,
-        PYTHONPATH=pythonpath,
-        **{PREFIX_ENV: run.prefix, URL_ENV: run.args.redis_url, OPTIONS_ENV: json.dumps(LAYER_OPTIONS), NAME_ENV: name},
-    )
-
-
-class Server(Child):
-    def __init__(self, run: Run) -> None:
-        self.port = free_port()
-        argv = [sys.executable, "-m", "interface_server", LAYER_PATH, "-p", str(self.port), "-v", "0"]
-        super().__init__(run, "interface-server", argv, env_for(run, SERVER_NAME))
-        self.wait_for_port(self.port, timeout=START_TIMEOUT)
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/"
 
 
 async def probe(url: str, cid: int, phase: list[str], times: dict[str, list[float]], stop: asyncio.Event) -> None:
@@ -191,7 +168,7 @@ async def scenario(run: Run, server: Server) -> None:
 
 async def run_all(run: Run) -> None:
     app = start_echo_app(run)
-    server = Server(run)
+    server = Server(run, LAYER_OPTIONS)
     print(f"interface-server pid {server.pid} on port {server.port}; echo app pid {app.pid}", flush=True)
     await scenario(run, server)
     server.stop()

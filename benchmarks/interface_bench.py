@@ -103,20 +103,22 @@ FULL = Sizes(sequential=2000, clients=50, per_client=200, http_seconds=10, idle_
 QUICK = Sizes(sequential=300, clients=50, per_client=40, http_seconds=3, idle_sockets=500, idle_hold=5)
 
 
-def child_env(run: Run, name: str) -> dict[str, str]:
+def child_env(run: Run, name: str, layer_options: dict | None = None) -> dict[str, str]:
+    """The environment of a benchmark child: the run's layer (prefix, URL, options) and its name."""
     pythonpath = os.pathsep.join([str(ROOT), str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    options = json.dumps(LAYER_OPTIONS if layer_options is None else layer_options)
     return dict(
         os.environ,
         PYTHONPATH=pythonpath,
-        **{PREFIX_ENV: run.prefix, URL_ENV: run.args.redis_url, OPTIONS_ENV: json.dumps(LAYER_OPTIONS), NAME_ENV: name},
+        **{PREFIX_ENV: run.prefix, URL_ENV: run.args.redis_url, OPTIONS_ENV: options, NAME_ENV: name},
     )
 
 
 class Server(Child):
-    def __init__(self, run: Run) -> None:
+    def __init__(self, run: Run, layer_options: dict | None = None) -> None:
         self.port = free_port()
         argv = [sys.executable, "-m", "interface_server", LAYER_PATH, "-p", str(self.port), "-v", "0"]
-        super().__init__(run, "interface-server", argv, child_env(run, SERVER_NAME))
+        super().__init__(run, "interface-server", argv, child_env(run, SERVER_NAME, layer_options))
         self.wait_for_port(self.port, timeout=START_TIMEOUT)
 
     @property
