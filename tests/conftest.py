@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import private_server
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
@@ -23,21 +23,12 @@ def key_prefix() -> str:
     return f"t{uuid.uuid4().hex[:10]}:"
 
 
-def _private_server():
-    server = RedisServer()
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
-
-
 @pytest.fixture
 def private_redis():
     """A redis-server of this test's own on a free port, stopped afterwards."""
-    yield from _private_server()
+    yield from private_server()
 
 
 @pytest.fixture
 def second_private_redis():
-    yield from _private_server()
+    yield from private_server()

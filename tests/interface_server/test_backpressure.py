@@ -19,7 +19,7 @@ import pytest
 import websockets
 
 from channels_core.layers import RedisChannelLayer
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import private_server
 
 from .harness import EchoWorker, http_request
 from .ws_support import Worker, ws_connect
@@ -30,12 +30,7 @@ OPEN_TIMEOUT = 30
 @pytest.fixture
 def persistent_redis():
     """A private redis-server that keeps its data across a SIGKILL (append-only file, fsync always)."""
-    server = RedisServer(extra_args=["--appendonly", "yes", "--appendfsync", "always"])
-    try:
-        server.start()
-        yield server
-    finally:
-        server.cleanup()
+    yield from private_server(["--appendonly", "yes", "--appendfsync", "always"])
 
 
 @pytest.fixture

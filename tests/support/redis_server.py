@@ -156,3 +156,13 @@ class RedisServer:
 
     def __repr__(self) -> str:
         return f"<RedisServer {self.url} {'running' if self.running else 'stopped'}>"
+
+
+def private_server(extra_args: list[str] | None = None):
+    """Start a private redis-server (with `extra_args`), yield it, remove it: the body of such a fixture."""
+    server = RedisServer(extra_args=extra_args)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
