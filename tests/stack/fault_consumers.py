@@ -6,6 +6,7 @@ fault.record              record message["id"] in the Redis set <prefix>handled 
 /fault/slow/   receive    hand the work to the `slow-jobs` channel (the recommended recipe)
 /fault/inline/ receive    sleep `text` seconds in the consumer itself, then reply (threads alone)
 /fault/room/   connect    accept and join the group "fault-room"; receive: echo; disconnect: leave
+/fault/busy/   receive    echo after 4 ms of work (more traffic than the workers take: backpressure)
 slow-jobs                 sleep message["seconds"], then reply "slow:<text>" on its reply channel
 http.request              the test project's Django views (tests.project.urls: / answers "OK")
 """
@@ -22,6 +23,7 @@ from routing import route
 
 ROOM = "fault-room"
 SLOW_CHANNEL = "slow-jobs"
+BUSY_SECONDS = 0.004
 _redis: redis.Redis | None = None
 
 
@@ -59,6 +61,12 @@ def slow_job(message, **kwargs):
     Channel(message["reply_channel"]).send({"text": f"slow:{message['text']}"})
 
 
+def busy_echo(message, **kwargs):
+    """An echo that costs 4 ms: two one-thread workers take about 400 frames a second."""
+    time.sleep(BUSY_SECONDS)
+    message.reply_channel.send({"text": message.content.get("text") or ""})
+
+
 def inline_slow(message, **kwargs):
     text = message.content.get("text") or "5"
     time.sleep(float(text))
@@ -81,6 +89,7 @@ channel_routing = [
     route("websocket.receive", echo, path=r"^/fault/(?:echo|room)/$"),
     route("websocket.receive", to_slow_jobs, path=r"^/fault/slow/$"),
     route("websocket.receive", inline_slow, path=r"^/fault/inline/$"),
+    route("websocket.receive", busy_echo, path=r"^/fault/busy/$"),
     route("websocket.disconnect", room_disconnect, path=r"^/fault/room/$"),
     route(SLOW_CHANNEL, slow_job),
 ]

@@ -32,10 +32,18 @@ class ClientState:
 class RoomClients:
     """`start()`, `wait_connected()`, then `stop_sending()` and `finish()`; results in `clients`."""
 
-    def __init__(self, url: str, count: int, frame_interval: float = 1.0, connect_concurrency: int = 50) -> None:
+    def __init__(
+        self,
+        url: str,
+        count: int,
+        frame_interval: float = 1.0,
+        connect_concurrency: int = 50,
+        echo_wait: float = 15.0,
+    ) -> None:
         self.url = url
         self.count = count
         self.frame_interval = frame_interval
+        self.echo_wait = echo_wait
         self.connect_concurrency = connect_concurrency
         self.clients = [ClientState() for _ in range(count)]
         self.connected = 0
@@ -93,7 +101,7 @@ class RoomClients:
             seq += 1
             await asyncio.sleep(self.frame_interval)
         await self._finish.wait()
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + self.echo_wait
         while state.echoed != state.sent and not reader.done() and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         if not reader.done():

@@ -112,3 +112,54 @@ def test_rolling_redeploy_of_every_worker_under_1000_websockets(fault_stack, red
     assert dropped == [], f"{len(dropped)} sockets dropped: {sorted(set(dropped))[:5]}"
     assert sum(missed) == 0, f"{sum(missed)} broadcast deliveries lost"
     assert sum(unechoed) == 0, f"{sum(unechoed)} frames of {frames} never echoed"
+
+
+OVERLOAD_SOCKETS = 200
+OVERLOAD_INTERVAL = 0.25  # 800 frames/s offered; two one-thread workers take about 400 (4 ms each)
+OVERLOAD_SECONDS = 5.0
+
+
+@pytest.mark.slow
+def test_a_redeploy_above_what_the_workers_can_process_makes_sockets_wait_not_close(
+    fault_stack,  # noqa: F811
+    redis_url,
+    key_prefix,
+):
+    """Twice the traffic the workers can take, and each worker replaced meanwhile: the sockets wait.
+
+    websocket.receive (capacity 100) stays full; the server pauses the sockets whose frames wait
+    (TCP pushes back on the clients) instead of closing them, and every frame is echoed once the
+    backlog drains.
+    """
+    fault_stack.start_server()
+    workers = [fault_stack.start_worker("--threads", "1"), fault_stack.start_worker("--threads", "1")]
+    layer = sender_layer(redis_url, key_prefix)
+    clients = RoomClients(
+        fault_stack.ws_url + "/fault/busy/", OVERLOAD_SOCKETS, frame_interval=OVERLOAD_INTERVAL, echo_wait=60
+    ).start()
+    assert clients.wait_connected(60), f"{clients.connected} of {OVERLOAD_SOCKETS} connected"
+    started = time.monotonic()
+    time.sleep(OVERLOAD_SECONDS / 4)
+    for i in range(len(workers)):
+        workers[i].send_signal(signal.SIGTERM)
+        assert workers[i].wait(60) == 0
+        workers[i] = fault_stack.start_worker("--threads", "1")
+        time.sleep(OVERLOAD_SECONDS / 4)
+    time.sleep(max(0.0, OVERLOAD_SECONDS - (time.monotonic() - started)))
+    clients.stop_sending()
+    full = layer.channel_statistics("websocket.receive")["channel_full_count"]
+    clients.finish(90)
+    drained = time.monotonic() - started
+
+    states = clients.clients
+    dropped = [c.dropped for c in states if c.dropped]
+    frames = sum(len(c.sent) for c in states)
+    unechoed = sum(len(c.sent - c.echoed) for c in states if not c.dropped)
+    print(
+        f"\noverload redeploy: {OVERLOAD_SOCKETS} sockets, {frames} frames offered in {OVERLOAD_SECONDS:g}s "
+        f"({frames / OVERLOAD_SECONDS:.0f}/s), websocket.receive full {full} times; all echoed after "
+        f"{drained:.1f}s; sockets dropped {len(dropped)}, frames never echoed {unechoed}"
+    )
+    assert full > 0, "the workers kept up: this did not overload them"
+    assert dropped == [], f"{len(dropped)} sockets dropped: {sorted(set(dropped))[:5]}"
+    assert unechoed == 0, f"{unechoed} frames of {frames} never echoed"
