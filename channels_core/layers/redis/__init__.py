@@ -1,5 +1,6 @@
 """The Redis channel layer and its parts (hosts, sharding, scripts, connections)."""
 
 from .layer import RedisChannelLayer
+from .sentinel_layer import RedisSentinelChannelLayer
 
-__all__ = ["RedisChannelLayer"]
+__all__ = ["RedisChannelLayer", "RedisSentinelChannelLayer"]

@@ -1,9 +1,9 @@
 """Turns the `hosts` option into per-host connection settings for redis-py.
 
 A shard (`connection.Shard`) gets its connections from a `ConnectionSource`:
-`HostConfig`, one fixed address, is the only one today. Redis Sentinel and
-Cluster need no other change than a source whose `new_connection` asks where
-the master is now.
+`HostConfig` is one fixed address; `sentinel.SentinelSource` (a `hosts` dict
+with `sentinels`, or a `redis+sentinel://` URL) asks the sentinels where the
+master is now on each new connection.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import redis
+
+from . import sentinel
 
 DEFAULT_URL = "redis://localhost:6379"
 
@@ -78,11 +80,12 @@ class HostConfig:
         return self.connection_class(**{**self.connection_kwargs, **overrides})
 
 
-def parse_hosts(hosts: Any, connection_kwargs: dict[str, Any] | None = None) -> list[HostConfig]:
-    """Parse `hosts`: URLs (`redis://`, `rediss://`, `unix://`), `(host, port)` pairs or dicts.
+def parse_hosts(hosts: Any, connection_kwargs: dict[str, Any] | None = None) -> list[ConnectionSource]:
+    """Parse `hosts`: URLs (`redis://`, `rediss://`, `unix://`, `redis+sentinel://`), `(host, port)` pairs or dicts.
 
     With no hosts, `$REDIS_URL` is used when set, else `redis://localhost:6379`.
-    A dict may hold an `address` URL plus redis-py connection options.
+    A dict may hold an `address` URL plus redis-py connection options, or
+    `sentinels` and `master_name` (Redis Sentinel) plus the master's options.
     """
     extra = dict(connection_kwargs or {})
     sources: list[str] | None = None
@@ -102,7 +105,11 @@ def parse_hosts(hosts: Any, connection_kwargs: dict[str, Any] | None = None) -> 
     return configs
 
 
-def _parse_one(host: Any, extra: dict[str, Any], source: str) -> HostConfig:
+def _parse_one(host: Any, extra: dict[str, Any], source: str) -> ConnectionSource:
+    if isinstance(host, str) and sentinel.is_sentinel_url(host):
+        return sentinel.from_url(host, extra, source)
+    if isinstance(host, dict) and "sentinels" in host:
+        return sentinel.from_dict({**extra, **host}, source)
     if isinstance(host, str):
         pool = _pool_from_url(host, extra, source)
     elif isinstance(host, (tuple, list)) and len(host) == 2:

@@ -1,11 +1,12 @@
 """The conformance suite against the in-memory layer and the Redis layer
-(plain, encrypted, and sharded over two servers)."""
+(plain, encrypted, sharded over two servers, and behind Redis Sentinel)."""
 
 from __future__ import annotations
 
 import pytest
 
 from channels_core.layers import InMemoryChannelLayer, RedisChannelLayer
+from tests.support.redis_sentinel import shared_setup
 
 from .conformance import LayerConformance
 
@@ -54,6 +55,17 @@ class TestRedisLayerTwoShards(LayerConformance):
         base = redis_url.rsplit("/", 1)[0]
         layer = _redis_layer(key_prefix, hosts=[f"{base}/0", f"{base}/1"])
         assert len(layer.shards) == 2
+        yield layer
+        layer.flush()
+        layer.close()
+
+
+class TestRedisLayerSentinel(LayerConformance):
+    """A master found through 3 sentinels (with a replica), started once for the whole run."""
+
+    @pytest.fixture
+    def layer(self, key_prefix):
+        layer = _redis_layer(key_prefix, hosts=[shared_setup().url()])
         yield layer
         layer.flush()
         layer.close()

@@ -1,0 +1,175 @@
+"""A throw-away Redis Sentinel set-up for tests: 1 master, 1 replica, 3 sentinels.
+
+Everything runs from the `redis-server` binary (`--sentinel` makes it a
+sentinel, no separate package needed) on free 127.0.0.1 ports, with a low
+`down-after-milliseconds` so a failover takes about two seconds; `cleanup()`
+stops every process it started (by its own PID) and removes their directories.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import tempfile
+import time
+from typing import Self
+
+import redis
+
+from channels_core.test.processes import ChildProcess, free_port
+from tests.support.redis_server import RedisServer
+
+MASTER_NAME = "mymaster"
+DOWN_AFTER_MS = 1000
+FAILOVER_TIMEOUT_MS = 3000
+READY_TIMEOUT = 30.0
+
+
+class SentinelProcess:
+    """One `redis-server --sentinel` process monitoring `MASTER_NAME` at `master_port`."""
+
+    def __init__(self, master_port: int, quorum: int = 2) -> None:
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="redis-sentinel-test-")
+        self.config = os.path.join(self.dir, "sentinel.conf")
+        with open(self.config, "w") as f:
+            # Sentinel rewrites this file as it learns about replicas and its peers.
+            f.write(
+                f"port {self.port}\n"
+                "bind 127.0.0.1\n"
+                f"dir {self.dir}\n"
+                f"logfile {os.path.join(self.dir, 'sentinel.log')}\n"
+                f"sentinel monitor {MASTER_NAME} 127.0.0.1 {master_port} {quorum}\n"
+                f"sentinel down-after-milliseconds {MASTER_NAME} {DOWN_AFTER_MS}\n"
+                f"sentinel failover-timeout {MASTER_NAME} {FAILOVER_TIMEOUT_MS}\n"
+                f"sentinel parallel-syncs {MASTER_NAME} 1\n"
+            )
+        self.process: ChildProcess | None = ChildProcess(
+            ["redis-server", self.config, "--sentinel"], label=f"redis-sentinel-{self.port}"
+        )
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2)
+
+    def master_state(self) -> dict | None:
+        """What this sentinel knows of the master, or None if it does not answer yet."""
+        client = self.client()
+        try:
+            return client.sentinel_master(MASTER_NAME)
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return None
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.stop(5)
+            self.process.close()
+            self.process = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class SentinelSetup:
+    """`with SentinelSetup() as s:` a master, a replica of it and three sentinels, ready to fail over."""
+
+    def __init__(self) -> None:
+        self.master = RedisServer()
+        self.replica: RedisServer | None = None
+        self.sentinels: list[SentinelProcess] = []
+
+    @property
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", s.port) for s in self.sentinels]
+
+    def url(self, db: int = 0) -> str:
+        """The `redis+sentinel://` URL of this set-up."""
+        hosts = ",".join(f"{h}:{p}" for h, p in self.sentinel_addresses)
+        return f"redis+sentinel://{hosts}/{MASTER_NAME}/{db}"
+
+    def start(self) -> None:
+        self.master.start()
+        self.replica = RedisServer(extra_args=["--replicaof", "127.0.0.1", str(self.master.port)])
+        self.replica.start()
+        self.sentinels = [SentinelProcess(self.master.port) for _ in range(3)]
+        self.wait_until_ready()
+
+    def wait_until_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Until every sentinel agrees on one master that has a replica and knows the two other sentinels."""
+        deadline = time.monotonic() + timeout
+        while True:
+            states = [s.master_state() for s in self.sentinels]
+            if (
+                all(
+                    state
+                    and int(state.get("num-other-sentinels", 0)) >= len(self.sentinels) - 1
+                    and int(state.get("num-slaves", 0)) >= 1
+                    and "s_down" not in state.get("flags", "")
+                    and "o_down" not in state.get("flags", "")
+                    for state in states
+                )
+                and len({(st["ip"], st["port"]) for st in states}) == 1
+            ):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"the sentinels did not agree on a master with a replica within {timeout}s: {states}"
+                )
+            time.sleep(0.1)
+
+    def current_master_port(self) -> int:
+        """The master's port as the first sentinel that answers reports it."""
+        for sentinel in self.sentinels:
+            state = sentinel.master_state()
+            if state:
+                return int(state["port"])
+        raise RuntimeError("no sentinel answers")
+
+    def master_server(self) -> RedisServer:
+        """The `RedisServer` that is the master now."""
+        port = self.current_master_port()
+        for server in (self.master, self.replica):
+            if server is not None and server.port == port:
+                return server
+        raise RuntimeError(f"the sentinels name port {port}, which is none of ours")
+
+    def cleanup(self) -> None:
+        for sentinel in self.sentinels:
+            sentinel.stop()
+        self.sentinels = []
+        for server in (self.master, self.replica):
+            if server is not None:
+                server.cleanup()
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.cleanup()
+            raise
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.cleanup()
+
+
+_shared: SentinelSetup | None = None
+
+
+def shared_setup() -> SentinelSetup:
+    """One set-up for the whole test run, for tests that do not fail it over; stopped at exit.
+
+    Starting one takes a few seconds (the sentinels find each other through
+    hello messages sent every 2 s), so read-only users share it.
+    """
+    global _shared
+    if _shared is None:
+        setup = SentinelSetup()
+        try:
+            setup.start()
+        except BaseException:
+            setup.cleanup()
+            raise
+        atexit.register(setup.cleanup)
+        _shared = setup
+    return _shared
