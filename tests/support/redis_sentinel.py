@@ -80,7 +80,7 @@ class SentinelSetup:
 
     @property
     def sentinel_addresses(self) -> list[tuple[str, int]]:
-        return [("127.0.0.1", s.port) for s in self.sentinels]
+        return sorted(("127.0.0.1", s.port) for s in self.sentinels)
 
     def url(self, db: int = 0) -> str:
         """The `redis+sentinel://` URL of this set-up."""

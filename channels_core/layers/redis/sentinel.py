@@ -17,9 +17,11 @@ Three spellings reach it (all parse to the same source):
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
+import weakref
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -74,8 +76,11 @@ class SentinelSource:
         self.sentinel = Sentinel(self.sentinel_addresses, sentinel_kwargs=options)
         self._lock = threading.Lock()
         self._cached: tuple[tuple[str, int], float] | None = None
+        _ALL_SOURCES.add(self)
         scheme = "rediss+sentinel" if self._tls else "redis+sentinel"
-        hosts = ",".join(f"{h}:{p}" for h, p in self.sentinel_addresses)
+        # Sorted: the label names the shard on the hash ring, which must not depend on the order
+        # in which a process happens to list the same sentinels.
+        hosts = ",".join(f"{h}:{p}" for h, p in sorted(self.sentinel_addresses))
         self.label = f"{scheme}://{hosts}/{master_name}/{self.db}"
 
     # -- ConnectionSource --------------------------------------------------------
@@ -120,6 +125,21 @@ class SentinelSource:
     def forget(self) -> None:
         """Drop the cached address: the next connection asks the sentinels again."""
         self._cached = None
+
+    def _after_fork(self) -> None:
+        # Another thread of the parent may have held the lock at fork(): it would never be released here.
+        self._lock = threading.Lock()
+
+
+_ALL_SOURCES: weakref.WeakSet[SentinelSource] = weakref.WeakSet()
+
+
+def _reset_in_child() -> None:
+    for source in list(_ALL_SOURCES):
+        source._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_in_child)
 
 
 class _FollowsMaster:

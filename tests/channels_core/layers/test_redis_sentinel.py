@@ -83,6 +83,9 @@ def test_several_services_are_several_shards_and_several_dicts_too():
     assert layer.hosts[0].refresh_interval == 5
     dicts = RedisChannelLayer(hosts=[{"sentinels": sentinels, "master_name": n} for n in ("a", "b")])
     assert [h.label for h in dicts.hosts] == [h.label for h in layer.hosts]
+    # The label names the shard on the hash ring: the order the sentinels are listed in must not matter.
+    reordered = RedisSentinelChannelLayer(hosts=sentinels[::-1], services=["a", "b"])
+    assert [h.label for h in reordered.hosts] == [h.label for h in layer.hosts]
 
 
 def test_url_forms():
