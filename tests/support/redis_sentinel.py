@@ -24,6 +24,15 @@ MASTER_NAME = "mymaster"
 DOWN_AFTER_MS = 1000
 FAILOVER_TIMEOUT_MS = 3000
 READY_TIMEOUT = 30.0
+# A master waits repl-diskless-sync-delay (5 s by default) for more replicas before a full sync:
+# until then the replica holds nothing, and a failover would lose everything.
+SERVER_ARGS = ["--repl-diskless-sync-delay", "0"]
+
+
+def _flags(state: dict) -> set[str]:
+    """An instance's flags, which redis-py gives as a set (or a comma-separated str)."""
+    flags = state.get("flags", ())
+    return set(flags.split(",")) if isinstance(flags, str) else set(flags)
 
 
 class SentinelProcess:
@@ -52,6 +61,21 @@ class SentinelProcess:
     def client(self) -> redis.Redis:
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2, socket_connect_timeout=2)
 
+    def healthy_replicas(self) -> int:
+        """How many replicas this sentinel sees up with their link to the master up (promotable)."""
+        client = self.client()
+        try:
+            replicas = client.sentinel_slaves(MASTER_NAME)
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            return 0
+        finally:
+            client.close()
+        return sum(
+            1
+            for r in replicas
+            if not ({"s_down", "o_down", "disconnected"} & _flags(r)) and r.get("master-link-status") == "ok"
+        )
+
     def master_state(self) -> dict | None:
         """What this sentinel knows of the master, or None if it does not answer yet."""
         client = self.client()
@@ -74,7 +98,7 @@ class SentinelSetup:
     """`with SentinelSetup() as s:` a master, a replica of it and three sentinels, ready to fail over."""
 
     def __init__(self) -> None:
-        self.master = RedisServer()
+        self.master = RedisServer(extra_args=SERVER_ARGS)
         self.replica: RedisServer | None = None
         self.sentinels: list[SentinelProcess] = []
 
@@ -89,14 +113,18 @@ class SentinelSetup:
 
     def start(self) -> None:
         self.master.start()
-        self.replica = RedisServer(extra_args=["--replicaof", "127.0.0.1", str(self.master.port)])
+        self.replica = RedisServer(extra_args=[*SERVER_ARGS, "--replicaof", "127.0.0.1", str(self.master.port)])
         self.replica.start()
         self.sentinels = [SentinelProcess(self.master.port) for _ in range(3)]
         self.wait_until_ready()
 
     def wait_until_ready(self, timeout: float = READY_TIMEOUT) -> None:
-        """Until every sentinel agrees on one master that has a replica and knows the two other sentinels."""
+        """Until every sentinel agrees on one master that has a replica in sync and knows the two other sentinels."""
         deadline = time.monotonic() + timeout
+        while not self.replica_in_sync():
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no replica in sync with the master within {timeout}s")
+            time.sleep(0.05)
         while True:
             states = [s.master_state() for s in self.sentinels]
             if (
@@ -104,9 +132,9 @@ class SentinelSetup:
                     state
                     and int(state.get("num-other-sentinels", 0)) >= len(self.sentinels) - 1
                     and int(state.get("num-slaves", 0)) >= 1
-                    and "s_down" not in state.get("flags", "")
-                    and "o_down" not in state.get("flags", "")
-                    for state in states
+                    and not ({"s_down", "o_down"} & _flags(state))
+                    and sentinel.healthy_replicas() >= 1
+                    for state, sentinel in zip(states, self.sentinels, strict=True)
                 )
                 and len({(st["ip"], st["port"]) for st in states}) == 1
             ):
@@ -116,6 +144,26 @@ class SentinelSetup:
                     f"the sentinels did not agree on a master with a replica within {timeout}s: {states}"
                 )
             time.sleep(0.1)
+
+    def replica_in_sync(self) -> bool:
+        """True if a server other than the master is its replica with the link up."""
+        try:
+            master_port = self.current_master_port() if self.sentinels else self.master.port
+        except RuntimeError:
+            return False
+        for server in (self.master, self.replica):
+            if server is None or server.port == master_port or not server.running:
+                continue
+            client = server.client()
+            try:
+                info = client.info("replication")
+            except (redis.ConnectionError, redis.TimeoutError):
+                continue
+            finally:
+                client.close()
+            if info.get("master_port") == master_port and info.get("master_link_status") == "up":
+                return True
+        return False
 
     def current_master_port(self) -> int:
         """The master's port as the first sentinel that answers reports it."""
