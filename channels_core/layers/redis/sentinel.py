@@ -192,8 +192,14 @@ class SentinelSSLConnection(_FollowsMaster, redis.SSLConnection):
 # -- parsing -----------------------------------------------------------------------
 
 
+# Spellings of other tools (kombu's `sentinel://`) or typos: answered with the one this layer reads.
+_OTHER_SCHEMES = ("sentinel", "redis-sentinel", "redis_sentinel", "redissentinel", "sentinels")
+
+
 def is_sentinel_url(text: str) -> bool:
-    return text.split("://", 1)[0].lower() in URL_SCHEMES
+    """True for `redis+sentinel://` URLs, and for near misses, which `from_url` then explains."""
+    scheme = text.split("://", 1)[0].lower() if "://" in text else ""
+    return scheme in URL_SCHEMES or scheme in _OTHER_SCHEMES
 
 
 def from_dict(options: dict[str, Any], source: str) -> SentinelSource:
@@ -211,6 +217,12 @@ def from_dict(options: dict[str, Any], source: str) -> SentinelSource:
 def from_url(url: str, extra: dict[str, Any], source: str) -> SentinelSource:
     """`redis+sentinel://[[user]:password@]h1:26379,h2:26379/master_name[/db][?sentinel_password=..&..]`."""
     shown = _redact(url)
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in URL_SCHEMES:
+        raise ValueError(
+            f"{source} {shown!r}: write a Sentinel URL as 'redis+sentinel://host1:26379,host2:26379/master_name/db' "
+            "(all sentinels in one URL)"
+        )
     parts = urlsplit(url)
     tls = parts.scheme.lower() == "rediss+sentinel"
     netloc = parts.netloc

@@ -107,6 +107,7 @@ def test_url_forms():
         (["redis+sentinel:///m"], "names no sentinel"),
         (["redis+sentinel://h1:port/m"], "is not host:port"),
         (["redis+sentinel://:pw@h1:1/m?nope=1"], "unknown option 'nope'"),
+        (["sentinel://:pw@h1:26379;sentinel://h2:26379"], "write a Sentinel URL as 'redis+sentinel://"),
         ([{"sentinels": [("h", 1)]}], "needs a master_name"),
         ([{"sentinels": [], "master_name": "m"}], "lists no sentinels"),
         ([{"sentinels": "h:1", "master_name": "m"}], "must be a list of"),
