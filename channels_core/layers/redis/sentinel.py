@@ -82,6 +82,12 @@ class SentinelSource:
         # in which a process happens to list the same sentinels.
         hosts = ",".join(f"{h}:{p}" for h, p in sorted(self.sentinel_addresses))
         self.label = f"{scheme}://{hosts}/{master_name}/{self.db}"
+        if not self._tls and any(k.startswith("ssl_") for k in kwargs):
+            raise ValueError(f"{source} gives ssl_* options without ssl=True (or a rediss+sentinel:// URL)")
+        try:
+            self.new_connection()  # not connected: only checks the options now rather than at first use
+        except TypeError as exc:
+            raise ValueError(f"{source} has an option redis-py's connections do not take: {exc}") from None
 
     # -- ConnectionSource --------------------------------------------------------
 

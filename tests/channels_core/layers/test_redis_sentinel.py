@@ -112,6 +112,8 @@ def test_url_forms():
         ([{"sentinels": [], "master_name": "m"}], "lists no sentinels"),
         ([{"sentinels": "h:1", "master_name": "m"}], "must be a list of"),
         ([{"sentinels": [("h", 1, 2)], "master_name": "m"}], "must be a (host, port) pair"),
+        ([{"sentinels": [("h", 1)], "master_name": "m", "sokcet_timeout": 1}], "sokcet_timeout"),
+        ([{"sentinels": [("h", 1)], "master_name": "m", "ssl_ca_certs": "x"}], "without ssl=True"),
     ],
 )
 def test_bad_settings_are_clear_errors(hosts, message):
