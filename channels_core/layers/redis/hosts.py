@@ -102,7 +102,17 @@ def parse_hosts(hosts: Any, connection_kwargs: dict[str, Any] | None = None) -> 
     for label in labels:
         if labels.count(label) > 1:
             raise ValueError(f"hosts lists the Redis server {label} twice")
+    ring_names = [ring_name(c) for c in configs]
+    for config in configs:
+        if ring_names.count(ring_name(config)) > 1:
+            # Two Sentinel sets each with a master of the same name: tell them apart by their sentinels.
+            config.ring_name = config.label  # type: ignore[union-attr]
     return configs
+
+
+def ring_name(host: ConnectionSource) -> str:
+    """The name a shard has on the hash ring: its label, or for Sentinel its master's name and db."""
+    return getattr(host, "ring_name", None) or host.label
 
 
 def _parse_one(host: Any, extra: dict[str, Any], source: str) -> ConnectionSource:

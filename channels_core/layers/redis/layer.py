@@ -18,7 +18,7 @@ from .blocking_pop import BlockingPop, Plan
 from .connection import Shard
 from .decoding import Decoder
 from .event_receiver import EventReceiver
-from .hosts import parse_hosts
+from .hosts import parse_hosts, ring_name
 from .keys import KeyLayout, split
 from .leases import RedisLeases
 from .scripts import GROUP_ADD, GROUP_CHANNELS, GROUP_DISCARD, GROUP_SEND, ORDER_ADVANCE, ORDER_CLAIM, POP, SEND
@@ -64,7 +64,7 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         self.statistics_enabled = statistics
         self.hosts = parse_hosts(hosts, connection_kwargs)
         self.shards = [Shard(i, host, max_connections, pool_timeout) for i, host in enumerate(self.hosts)]
-        self.ring = HashRing([host.label for host in self.hosts])
+        self.ring = HashRing([ring_name(host) for host in self.hosts])
         self.keys = KeyLayout(prefix, self.stats_prefix, statistics, self.capacity_rules, self.shards, self.ring)
         self.decoder = Decoder(self.keys.queue_name, self.serializer.loads)
         self._expiry_ms = int(expiry * 1000)

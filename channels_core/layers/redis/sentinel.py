@@ -78,10 +78,12 @@ class SentinelSource:
         self._cached: tuple[tuple[str, int], float] | None = None
         _ALL_SOURCES.add(self)
         scheme = "rediss+sentinel" if self._tls else "redis+sentinel"
-        # Sorted: the label names the shard on the hash ring, which must not depend on the order
-        # in which a process happens to list the same sentinels.
+        # Sorted: the same shard whatever order a process lists the same sentinels in.
         hosts = ",".join(f"{h}:{p}" for h, p in sorted(self.sentinel_addresses))
         self.label = f"{scheme}://{hosts}/{master_name}/{self.db}"
+        self.ring_name = f"sentinel:{master_name}/{self.db}"
+        """The shard's name on the hash ring: the master's, so adding or replacing a sentinel moves no channel.
+        `hosts.parse_hosts` falls back to `label` when two shards' masters share a name."""
         if not self._tls and any(k.startswith("ssl_") for k in kwargs):
             raise ValueError(f"{source} gives ssl_* options without ssl=True (or a rediss+sentinel:// URL)")
         try:

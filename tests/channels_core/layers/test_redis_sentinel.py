@@ -83,9 +83,16 @@ def test_several_services_are_several_shards_and_several_dicts_too():
     assert layer.hosts[0].refresh_interval == 5
     dicts = RedisChannelLayer(hosts=[{"sentinels": sentinels, "master_name": n} for n in ("a", "b")])
     assert [h.label for h in dicts.hosts] == [h.label for h in layer.hosts]
-    # The label names the shard on the hash ring: the order the sentinels are listed in must not matter.
-    reordered = RedisSentinelChannelLayer(hosts=sentinels[::-1], services=["a", "b"])
-    assert [h.label for h in reordered.hosts] == [h.label for h in layer.hosts]
+    # A shard is named by its master on the hash ring: listing, adding or replacing sentinels moves nothing.
+    names = [f"channel{i}" for i in range(200)]
+    placed = [layer.keys.shard_of(n).index for n in names]
+    for other in (sentinels[::-1], [*sentinels, ("127.0.0.1", 3)], [("10.0.0.1", 26379)]):
+        moved = RedisSentinelChannelLayer(hosts=other, services=["a", "b"])
+        assert [moved.keys.shard_of(n).index for n in names] == placed
+    assert len(set(placed)) == 2
+    # Two Sentinel sets that each call their master "mymaster" are still two shards.
+    two = RedisChannelLayer(hosts=[{"sentinels": [s], "master_name": "mymaster"} for s in sentinels])
+    assert len({two.keys.shard_of(n).index for n in names}) == 2
 
 
 def test_url_forms():
