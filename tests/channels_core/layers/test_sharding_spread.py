@@ -148,3 +148,34 @@ def test_commands_spread_within_10_percent_on_real_servers(n):
             layer.close()
         for server in servers:
             server.cleanup()
+
+
+def test_after_adding_a_shard_queued_messages_of_moved_channels_are_read_only_with_the_old_hosts():
+    """What the add-a-shard procedure relies on: nothing moves messages; readers on the old list drain them."""
+    servers = [RedisServer() for _ in range(3)]
+    layers = []
+    try:
+        for server in servers:
+            server.start()
+        urls = [s.url for s in servers]
+        old = RedisChannelLayer(hosts=urls[:2], prefix="addshard:")
+        new = RedisChannelLayer(hosts=urls, prefix="addshard:")
+        layers += [old, new]
+        moved = next(f"work.{i}" for i in range(1000) if new.ring.get(f"work.{i}") == 2)
+        stayed = next(f"work.{i}" for i in range(1000) if new.ring.get(f"work.{i}") != 2)
+        for channel in (moved, stayed):
+            old.send(channel, {"n": 1})
+        # With the new list, a channel that stayed is read as before; one that moved looks empty...
+        assert new.receive([stayed])[0] == stayed
+        assert new.receive([moved]) == (None, None)
+        # ... while its message still waits on its old server, where a reader with the old list finds it.
+        assert old.receive([moved])[0] == moved
+        # New sends to the moved channel go to the new server only.
+        new.send(moved, {"n": 2})
+        assert old.receive([moved]) == (None, None)
+        assert new.receive([moved])[0] == moved
+    finally:
+        for layer in layers:
+            layer.close()
+        for server in servers:
+            server.cleanup()
