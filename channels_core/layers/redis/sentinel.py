@@ -27,7 +27,9 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
 import redis.exceptions as rexc
-from redis.sentinel import Sentinel
+from redis.sentinel import MasterNotFoundError, Sentinel
+
+from ..errors import LayerConfigurationError
 
 URL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_SENTINEL_PORT = 26379
@@ -125,10 +127,35 @@ class SentinelSource:
         if cached is not None and now - cached[1] < self.refresh_interval:
             return cached[0]
         with self._lock:  # redis-py's Sentinel reorders its list as it goes: not thread-safe
-            host, port = self.sentinel.discover_master(self.master_name)
+            try:
+                host, port = self.sentinel.discover_master(self.master_name)
+            except MasterNotFoundError:
+                self._check_name()
+                raise
         address = (host, int(port))
         self._cached = (address, now)
         return address
+
+    def _check_name(self) -> None:
+        """Raise `LayerConfigurationError` if the sentinels answer and none monitors `master_name`.
+
+        No master found is otherwise an outage (the master is down, a failover is
+        under way) and is retried; a misspelt name never gets better.
+        """
+        known: set[str] = set()
+        for client in self.sentinel.sentinels:
+            try:
+                masters = client.sentinel_masters()
+            except (rexc.ConnectionError, rexc.TimeoutError, rexc.ResponseError):
+                continue
+            if self.master_name in masters:
+                return
+            known.update(masters)
+            # One sentinel that answers is enough: they all monitor the same masters.
+            raise LayerConfigurationError(
+                f"The sentinels of {self.source} ({self.label}) monitor no master named {self.master_name!r}; "
+                f"they know {sorted(known) or 'none'} (the name is the one in `sentinel monitor NAME ...`)"
+            )
 
     def forget(self) -> None:
         """Drop the cached address: the next connection asks the sentinels again."""

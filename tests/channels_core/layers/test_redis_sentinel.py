@@ -9,7 +9,12 @@ from __future__ import annotations
 import pytest
 import redis
 
-from channels_core.layers import LayerConnectionError, RedisChannelLayer, RedisSentinelChannelLayer
+from channels_core.layers import (
+    LayerConfigurationError,
+    LayerConnectionError,
+    RedisChannelLayer,
+    RedisSentinelChannelLayer,
+)
 from channels_core.layers.redis.sentinel import SentinelSource
 from tests.support.redis_sentinel import MASTER_NAME, shared_setup
 
@@ -140,6 +145,17 @@ def test_no_sentinel_answers_is_a_connection_error_not_a_hang():
     try:
         with pytest.raises(LayerConnectionError, match="No master found"):
             layer.send("x", {})
+    finally:
+        layer.close()
+
+
+def test_a_master_name_the_sentinels_do_not_monitor_is_a_configuration_error(setup):
+    layer = RedisChannelLayer(hosts=[setup.url().replace("/mymaster/", "/mymastr/")])
+    try:
+        with pytest.raises(LayerConfigurationError, match=r"no master named 'mymastr'; they know \['mymaster'\]"):
+            layer.send("x", {})
+        with pytest.raises(LayerConfigurationError):
+            layer.receive(["x"], block=True)  # not retried until the timeout: waiting cannot help
     finally:
         layer.close()
 
