@@ -328,16 +328,18 @@ def report(results: list[Topology]) -> list[Row]:
     # Messages/s = the lower of two bounds: the cores over the CPU per message of every process
     # (they all share this machine's cores), and the senders over their round trip per send
     # (each sender waits for each send's reply; a group send delivers `per_send` messages).
-    # CPU per message = a + b * (servers - 1): a receive that listens on channels spread over
-    # several servers, and a group send (one script per server), pay per server. a and b come
-    # from the 1- and 2-server runs; the 4-server run checks the model.
+    # CPU per message = a + b * (servers - 1), and so is a sender's round trip: a receive that
+    # listens on channels spread over several servers, and a group send (one script per server,
+    # one after the other), pay per server. a and b come from the 1- and 2-server runs; the
+    # 4-server run checks the model.
     def cpu(phase: Phase) -> float:
         return (phase.client_cpu + phase.redis_cpu) / phase.delivered
 
     def predict(kind: str, shards: int, senders: int, per_send: int) -> float:
         one, two = (getattr(results[0], kind), getattr(results[1], kind))
         per_message = cpu(one) + (cpu(two) - cpu(one)) * (shards - 1)
-        return min(cores / per_message, senders * per_send / one.send_wall)
+        send_wall = one.send_wall + (two.send_wall - one.send_wall) * (shards - 1)
+        return min(cores / per_message, senders * per_send / send_wall)
 
     for t in results:
         n = f"{t.shards} redis"
