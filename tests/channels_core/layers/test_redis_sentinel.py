@@ -6,6 +6,8 @@ shared by the whole run; the failover itself is in test_redis_sentinel_failover.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import redis
 
@@ -225,3 +227,24 @@ def test_sentinels_are_asked_once_per_connection_not_per_command(setup, key_pref
 def _sentinel_commands(client: redis.Redis) -> int:
     stats = client.info("commandstats")
     return sum(v["calls"] for k, v in stats.items() if k.startswith("cmdstat_sentinel"))
+
+
+def test_a_forked_child_finds_the_master_on_its_own_connections(setup, key_prefix):
+    """runworker --processes forks after the layer was used: the child must not share the parent's sockets."""
+    layer = RedisChannelLayer(hosts=[setup.url()], prefix=key_prefix)
+    try:
+        layer.send("before.fork", {"n": 0})
+        pid = os.fork()
+        if pid == 0:  # the child: exit code 0 only if its own send and receive work
+            code = 1
+            try:
+                layer.send("from.child", {"n": 1})
+                code = 0 if layer.receive(["before.fork"]) == ("before.fork", {"n": 0}) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert layer.receive(["from.child"]) == ("from.child", {"n": 1})
+    finally:
+        layer.flush()
+        layer.close()
