@@ -55,7 +55,7 @@ class SentinelProcess:
                 f"sentinel parallel-syncs {MASTER_NAME} 1\n"
             )
         self.process: ChildProcess | None = ChildProcess(
-            ["redis-server", self.config, "--sentinel"], label=f"redis-sentinel-{self.port}"
+            ["redis-server", self.config, "--sentinel"], label=f"redis-sentinel-{self.port}", die_with_parent=True
         )
 
     def client(self) -> redis.Redis:

@@ -1,4 +1,6 @@
-"""Redis Sentinel: the three spellings, a demoted master's READONLY, the event receiver and leases.
+"""Redis Sentinel: the three spellings, a demoted master's READONLY, the event receiver, fork.
+
+(Leases and the rest of the layer contract: TestRedisLayerSentinel in test_conformance.py.)
 
 Against a real master, replica and three sentinels (`tests/support/redis_sentinel.py`),
 shared by the whole run; the failover itself is in test_redis_sentinel_failover.py.
