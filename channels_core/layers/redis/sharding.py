@@ -2,8 +2,8 @@
 
 Each name goes to the server whose (name, server) score is highest. Unlike
 a ring of virtual nodes, whose arcs differ in length by several per cent
-(with 160 points per server, four servers on random ports got from 78% to
-122% of their share of 10,000 names), every server wins each name with
+(with 160 points per server, a server on a random port got as far as 22%
+from its share of 10,000 names), every server wins each name with
 probability exactly 1/N, so the spread is only the sampling noise of the
 names themselves (about 2% for 10,000 names on 4 servers). Adding an N+1th
 server moves exactly the names it now wins, about 1/(N+1) of them, each
