@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import redis
 
 from . import sentinel
+from .source_settings import KwargsSettings
 
 DEFAULT_URL = "redis://localhost:6379"
 
@@ -50,7 +51,7 @@ class ConnectionSource(Protocol):
 
 
 @dataclass
-class HostConfig:
+class HostConfig(KwargsSettings):
     """One Redis server at a fixed address: a printable label (no password) and how to connect to it."""
 
     label: str
@@ -67,14 +68,6 @@ class HostConfig:
     @property
     def tls(self) -> bool:
         return _is_tls(self.connection_class)
-
-    @property
-    def db(self) -> int:
-        return int(self.connection_kwargs.get("db", 0))
-
-    @property
-    def password_given(self) -> bool:
-        return bool(self.connection_kwargs.get("password"))
 
     def new_connection(self, **overrides: Any) -> Any:
         return self.connection_class(**{**self.connection_kwargs, **overrides})

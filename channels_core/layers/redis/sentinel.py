@@ -30,6 +30,7 @@ import redis.exceptions as rexc
 from redis.sentinel import MasterNotFoundError, Sentinel
 
 from ..errors import LayerConfigurationError
+from .source_settings import KwargsSettings
 
 URL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_SENTINEL_PORT = 26379
@@ -39,7 +40,7 @@ _SENTINEL_TIMEOUT = 1.0
 _ADDRESS_KEYS = ("host", "port", "path", "address")
 
 
-class SentinelSource:
+class SentinelSource(KwargsSettings):
     """Connections to the current master of `master_name`, as the `sentinels` report it.
 
     `refresh_interval` (seconds, asgi_redis's `sentinel_refresh_interval`):
@@ -104,14 +105,6 @@ class SentinelSource:
     @property
     def tls(self) -> bool:
         return self._tls
-
-    @property
-    def db(self) -> int:
-        return int(self.connection_kwargs.get("db", 0))
-
-    @property
-    def password_given(self) -> bool:
-        return bool(self.connection_kwargs.get("password"))
 
     def new_connection(self, **overrides: Any) -> Any:
         """A not yet connected connection; `connect()` asks the sentinels where the master is."""
