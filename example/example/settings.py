@@ -1,7 +1,9 @@
 """Settings of the example: SQLite and the in-memory layer by default; Redis and a database from the environment.
 
 - `REDIS_URL` set: the Redis channel layer (what the Procfile's processes share);
-  unset: the in-memory layer, for `manage.py runserver` alone.
+  unset: the in-memory layer, for `manage.py runserver` alone. Several URLs separated by
+  spaces are client-side shards (`redis://r1:6379/0 redis://r2:6379/0`); one URL may also
+  be `redis+sentinel://s1:26379,s2:26379/mymaster/0` (Redis Sentinel).
 - `DATABASE_URL` (`sqlite:///path` or `postgres://user:password@host:port/name`); default `example/db.sqlite3`.
 - `DJANGO_DEBUG=0` turns DEBUG off; `DJANGO_SECRET_KEY`, `DJANGO_ALLOWED_HOSTS` (comma-separated).
 """
@@ -79,7 +81,10 @@ if os.environ.get("REDIS_URL"):
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_core.layers.RedisChannelLayer",
-            "CONFIG": {"hosts": [os.environ["REDIS_URL"]], "prefix": os.environ.get("CHANNELS_PREFIX", "example:")},
+            "CONFIG": {
+                "hosts": os.environ["REDIS_URL"].split(),
+                "prefix": os.environ.get("CHANNELS_PREFIX", "example:"),
+            },
             "ROUTING": "example.routing.channel_routing",
         }
     }

@@ -2,20 +2,30 @@
 
 Each test class is a ChannelLiveServerTestCase: a real interface server and
 a real worker over Redis serve the test project, sharing the test database.
+The apps' classes run on the shared Redis; `PortedAppsOn*` run all of them
+again on each other topology of `tests.support.topologies` (client-side
+shards, Sentinel), one set of live processes per topology.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.contrib.sessions.backends.db import SessionStore
+from django.test import override_settings
 from websockets.exceptions import ConnectionClosed
 
 from channels_core.test import ChannelLiveServerTestCase
 from tests.interface_server.ws_support import ws_connect
 from tests.project.app.models import IntegerValue, LiveBlog, Post, Room
+from tests.support import topologies
 
 
 def recv_json(ws, timeout: float = 10.0):
@@ -138,6 +148,66 @@ class LiveServerChecksTests(ChannelLiveServerTestCase):
 
         with urllib.request.urlopen(self.live_server_url + "/", timeout=10) as response:
             self.assertEqual(response.read(), b"OK")
+
+
+@contextmanager
+def environ(values: dict[str, str]) -> Iterator[None]:
+    """`os.environ` with `values` set, restored after: what the live processes inherit when they start."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+class OnTopology:
+    """Mixed into a ChannelLiveServerTestCase: its layer and its live processes use `topology`'s servers.
+
+    The key prefix is the class's own: the live server flushes it around every test, and the class removes it
+    from every server of the topology before the topology's private servers stop.
+    """
+
+    topology = "one"
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        running = cls.enterClassContext(topologies.started(cls.topology))
+        cls.running_topology = running
+        cls.layer_prefix = f"t{uuid.uuid4().hex[:10]}:"
+        cls.addClassCleanup(running.flush, cls.layer_prefix)
+        layers = copy.deepcopy(settings.CHANNEL_LAYERS)
+        default = layers["default"]
+        default["CONFIG"] = {**default["CONFIG"], "hosts": running.hosts, "prefix": cls.layer_prefix}
+        # The same TEST_CONFIG as tests.apps.topology_settings computes in the live processes.
+        default["TEST_CONFIG"] = {
+            **default["TEST_CONFIG"],
+            "hosts": running.hosts,
+            "prefix": cls.layer_prefix + "live:",
+        }
+        cls.enterClassContext(override_settings(CHANNEL_LAYERS=layers))
+        live_env = {
+            "DJANGO_SETTINGS_MODULE": "tests.apps.topology_settings",
+            "TEST_LAYER_HOSTS": json.dumps(running.hosts),
+            "TEST_LAYER_PREFIX": cls.layer_prefix,
+        }
+        with environ(live_env):
+            super().setUpClass()
+
+    def test_the_live_processes_read_from_every_server_of_the_topology(self):
+        self.running_topology.wait_for_blocked_readers()
+
+
+class PortedAppsOnTwoShards(OnTopology, LiveBlogTests, MultichatTests, DataBindingTests, LiveServerChecksTests):
+    topology = "two_shards"
+
+
+class PortedAppsOnSentinel(OnTopology, LiveBlogTests, MultichatTests, DataBindingTests, LiveServerChecksTests):
+    topology = "sentinel"
 
 
 def test_in_memory_sqlite_and_local_layers_are_refused(settings):

@@ -1,17 +1,25 @@
 import pytest
 
 from tests.support.browser import Browser
+from tests.support.topologies import topology  # noqa: F401 (a fixture)
 
 from .harness import Example
 
 
 @pytest.fixture
-def example(tmp_path, redis_url, key_prefix):
-    """The example served by the Procfile's processes over Redis."""
-    example = Example(tmp_path, redis_url, key_prefix)
-    example.start_procfile()
-    yield example
-    example.stop()
+def example(tmp_path, topology, key_prefix):  # noqa: F811 (the fixture imported above)
+    """The example served by the Procfile's processes over Redis, on `topology` (`one` unless parametrized).
+
+    The key prefix is the test's own and is flushed from every server of the topology afterwards.
+    """
+    example = Example(tmp_path, topology.redis_url, key_prefix)
+    try:
+        example.start_procfile()
+        topology.wait_for_blocked_readers()  # REDIS_URL reached the processes: they read from every server
+        yield example
+    finally:
+        example.stop()
+        topology.flush(key_prefix)
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import runpy
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,9 @@ from pathlib import Path
 
 import pytest
 
+from channels_core.layers import RedisChannelLayer
 from tests.interface_server.ws_support import ws_connect
+from tests.support import topologies
 
 from .harness import EXAMPLE, ROOT, Example, Process, free_port, procfile
 
@@ -38,6 +41,17 @@ def test_procfile_processes_serve_pages_and_chat_over_redis(example):
     assert status == 200 and '"text": "hello"' in page  # the history, rendered into the room page
     (started,) = re.findall(r"^(\S+ \S+),\d+ INFO +worker: Running worker", example.processes["worker"].output(), re.M)
     assert_utc_now(datetime.strptime(started, "%Y-%m-%d %H:%M:%S"))  # runworker's log
+
+
+def test_several_urls_in_redis_url_are_client_side_shards(monkeypatch):
+    monkeypatch.setenv("REDIS_URL", " redis://127.0.0.1:6379/0\tredis://127.0.0.1:6379/1 ")
+    config = runpy.run_path(str(EXAMPLE / "example" / "settings.py"))["CHANNEL_LAYERS"]["default"]["CONFIG"]
+    assert config["hosts"] == ["redis://127.0.0.1:6379/0", "redis://127.0.0.1:6379/1"]
+    layer = RedisChannelLayer(**config)
+    try:
+        assert len(layer.shards) == 2
+    finally:
+        layer.close()
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +124,8 @@ def log_has(page, text: str) -> None:
     page.wait_for(f"document.getElementById('log').textContent.includes({json.dumps(text)})")
 
 
-def test_two_pages_in_a_room_see_each_other_and_history_loads(example, browser):
+@pytest.mark.parametrize("topology", topologies.params(), indirect=True)
+def test_two_pages_in_a_room_see_each_other_and_history_loads(example, browser, topology):
     first, second = open_room(browser, example, "lobby"), open_room(browser, example, "lobby")
     say(first, "ada", "hi from the first page")
     log_has(second, "ada: hi from the first page")
@@ -119,11 +134,13 @@ def test_two_pages_in_a_room_see_each_other_and_history_loads(example, browser):
     later = open_room(browser, example, "lobby")
     log_has(later, "ada: hi from the first page")  # stored in the database, shown on load
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = first.screenshot(ARTIFACTS / "chat.png")
+    name = "chat.png" if topology.name == "one" else f"chat-{topology.name}.png"
+    shot = first.screenshot(ARTIFACTS / name)
     assert shot.stat().st_size > 5000
     assert first.console_errors() == []
 
 
+@pytest.mark.parametrize("topology", topologies.params(), indirect=True)
 def test_live_blog_updates_when_a_post_is_saved_in_another_process(example, browser):
     page = browser.page()
     page.goto(example.url + "/liveblog/")
@@ -145,6 +162,7 @@ def test_the_page_keeps_working_after_the_interface_server_restarts(example, bro
     log_has(second, "ada: still here")
 
 
+@pytest.mark.parametrize("topology", topologies.params(), indirect=True)
 def test_data_binding_page_shows_changes_from_every_page(example, browser):
     first, second = browser.page(), browser.page()
     for page in (first, second):

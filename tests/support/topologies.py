@@ -1,0 +1,113 @@
+"""The Redis topologies the end-to-end checks run on, started by the tests and cleaned up after.
+
+- `one`: the shared server (`$TEST_REDIS_URL`, default 127.0.0.1:6379 db 0);
+- `two_shards`: client-side sharding over two private `redis-server`s, started
+  for each user and stopped after it (private, so a test can see that the live
+  processes read from both);
+- `sentinel`: 1 master, 1 replica and 3 sentinels from
+  `tests.support.redis_sentinel.shared_setup()`: one set-up for the whole run,
+  shared with the layer conformance suite, stopped at exit.
+
+`with started(name) as topology:` gives a `Topology`; every user works under a
+private key prefix and removes it with `topology.flush(prefix)` before the
+block ends. The `topology` fixture does this for a test (parametrize it
+indirectly with `params()`).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+
+import pytest
+import redis
+
+from channels_core.layers import RedisChannelLayer
+from tests.support.redis_server import RedisServer
+
+SHARED_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+TOPOLOGIES: tuple[str, ...] = ("one", "two_shards", "sentinel")
+"""Every topology, the plain one first."""
+EXTRA_TOPOLOGIES: tuple[str, ...] = TOPOLOGIES[1:]
+
+
+@dataclass
+class Topology:
+    """A running topology: the layer's `hosts` option for it and a client for each server a layer writes to."""
+
+    name: str
+    hosts: list[str]
+    servers: list[str] = field(default_factory=list)
+    """redis:// URLs of the servers holding the data (for Sentinel: the master now)."""
+
+    @property
+    def redis_url(self) -> str:
+        """The topology as one `REDIS_URL` value: its URLs separated by spaces (client-side shards)."""
+        return " ".join(self.hosts)
+
+    def flush(self, prefix: str) -> None:
+        """Delete every key under `prefix` on every server of the topology."""
+        layer = RedisChannelLayer(hosts=self.hosts, prefix=prefix)
+        try:
+            layer.flush()
+        finally:
+            layer.close()
+
+    def wait_for_blocked_readers(self, timeout: float = 10.0) -> None:
+        """Until every server has a client blocked in a read (a worker's or interface server's BLPOP).
+
+        Proves that the processes started for the test listen on each server of the topology (on `one`, the
+        shared server, other users' readers count too, so it proves nothing there).
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            idle = [url for url in self.servers if _blocked_clients(url) == 0]
+            if not idle:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"on {self.name}, no process is blocked reading from {', '.join(idle)}")
+            time.sleep(0.05)
+
+
+def _blocked_clients(url: str) -> int:
+    client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
+    try:
+        return int(client.info("clients")["blocked_clients"])
+    finally:
+        client.close()
+
+
+@contextmanager
+def started(name: str) -> Iterator[Topology]:
+    """Topology `name`, running for the block: its private servers are stopped and removed after it."""
+    with ExitStack() as stack:
+        if name == "one":
+            yield Topology(name, [SHARED_URL], [SHARED_URL])
+        elif name == "two_shards":
+            servers = [stack.enter_context(RedisServer()) for _ in range(2)]
+            urls = [server.url for server in servers]
+            yield Topology(name, urls, urls)
+        elif name == "sentinel":
+            from tests.support.redis_sentinel import shared_setup
+
+            setup = shared_setup()
+            yield Topology(name, [setup.url()], [setup.master_server().url])
+        else:
+            raise ValueError(f"unknown topology {name!r}: one of {', '.join(TOPOLOGIES)}")
+
+
+def params(slow_extras: bool = True) -> list:
+    """`pytest.mark.parametrize` values for every topology; the extra ones marked slow if `slow_extras`."""
+    marks = [pytest.mark.slow] if slow_extras else []
+    return [name if name == "one" else pytest.param(name, marks=marks) for name in TOPOLOGIES]
+
+
+@pytest.fixture
+def topology(request: pytest.FixtureRequest) -> Iterator[Topology]:
+    """The running topology named by the indirect parameter (`params()`); `one` when a test has none."""
+    with started(getattr(request, "param", "one")) as running:
+        yield running
