@@ -6,7 +6,7 @@ Imports neither Django nor Twisted, so any Python process can use a layer.
 from .base import BaseChannelLayer
 from .errors import ChannelFull, LayerConfigurationError, LayerConnectionError, MessageTooLarge
 from .inmemory import InMemoryChannelLayer
-from .redis import RedisChannelLayer, RedisSentinelChannelLayer
+from .redis import RedisChannelLayer, RedisClusterChannelLayer, RedisSentinelChannelLayer
 
 __all__ = [
     "BaseChannelLayer",
@@ -16,5 +16,6 @@ __all__ = [
     "LayerConnectionError",
     "MessageTooLarge",
     "RedisChannelLayer",
+    "RedisClusterChannelLayer",
     "RedisSentinelChannelLayer",
 ]

@@ -109,6 +109,11 @@ class PendingPop:
         except rexc.NoPermissionError as exc:
             self.shard.discard(self.conn)
             raise self.shard.acl_refused(exc) from None
+        except (rexc.AskError, rexc.TryAgainError, rexc.ClusterDownError) as exc:
+            # Redis Cluster: the slot moved (MOVED is an AskError) or a failover is under way. The pop
+            # did not run; the layer waits and pops again from the master the slot map names then.
+            self.shard.release(self.conn)
+            raise self.shard.failed(exc) from None
         except BaseException:
             self.shard.discard(self.conn)
             raise
@@ -248,7 +253,8 @@ class BlockingPop:
 def _cancel(pending: PendingPop) -> tuple[bytes, list[bytes]] | None:
     """Unblock a pending pop and return what it popped before the unblock landed, if anything."""
     try:
-        pending.shard.execute("CLIENT", "UNBLOCK", pending.client_id)
+        # The server the pop waits on, even if the slot map changed since (Redis Cluster).
+        pending.shard.owner_of(pending.conn).execute("CLIENT", "UNBLOCK", pending.client_id)
     except LayerConnectionError:
         pending.abandon()
         return None

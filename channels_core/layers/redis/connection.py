@@ -240,8 +240,20 @@ class Shard:
         """Run one command and return its reply."""
         return self.pipeline((args,))[0]
 
-    def pipeline(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
-        """Run several commands in one round trip; a command's error reply is raised."""
+    def server(self) -> Shard:
+        """The pool of the server this shard's commands go to now (itself; a cluster bucket's master's pool)."""
+        return self
+
+    def owner_of(self, conn: Any) -> Shard:
+        """The pool `conn` came from and goes back to: to reach the same server again (CLIENT UNBLOCK)."""
+        return self
+
+    def pipeline(self, commands: Sequence[Sequence[Any]], errors: bool = False) -> list[Any]:
+        """Run several commands in one round trip.
+
+        A command's error reply is raised (the first one), or with `errors`
+        returned in its place, so the caller can tell which commands ran.
+        """
         conn = self.acquire()
         try:
             conn.send_packed_command(conn.pack_commands(commands))
@@ -267,7 +279,7 @@ class Shard:
             self.succeeded()
         if isinstance(error, rexc.NoPermissionError):
             raise self.acl_refused(error) from None
-        if error is not None:
+        if error is not None and not errors:
             raise error
         return replies
 

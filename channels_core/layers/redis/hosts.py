@@ -3,7 +3,8 @@
 A shard (`connection.Shard`) gets its connections from a `ConnectionSource`:
 `HostConfig` is one fixed address; `sentinel.SentinelSource` (a `hosts` dict
 with `sentinels`, or a `redis+sentinel://` URL) asks the sentinels where the
-master is now on each new connection.
+master is now on each new connection; a `redis+cluster://` URL (or a dict
+with `cluster`) becomes `cluster.BUCKETS` sources, one per bucket of slots.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any, Protocol
 
 import redis
 
-from . import sentinel
+from . import cluster, sentinel
 from .source_settings import KwargsSettings
 
 DEFAULT_URL = "redis://localhost:6379"
@@ -74,11 +75,12 @@ class HostConfig(KwargsSettings):
 
 
 def parse_hosts(hosts: Any, connection_kwargs: dict[str, Any] | None = None) -> list[ConnectionSource]:
-    """Parse `hosts`: URLs (`redis://`, `rediss://`, `unix://`, `redis+sentinel://`), `(host, port)` pairs or dicts.
+    """Parse `hosts`: URLs (`redis://`, `rediss://`, `unix://`, `redis+sentinel://`, `redis+cluster://`) or pairs.
 
     With no hosts, `$REDIS_URL` is used when set, else `redis://localhost:6379`.
-    A dict may hold an `address` URL plus redis-py connection options, or
-    `sentinels` and `master_name` (Redis Sentinel) plus the master's options.
+    A dict may hold an `address` URL plus redis-py connection options,
+    `sentinels` and `master_name` (Redis Sentinel) plus the master's options,
+    or `cluster` (Redis Cluster startup nodes) plus the nodes' options.
     """
     extra = dict(connection_kwargs or {})
     sources: list[str] | None = None
@@ -91,6 +93,14 @@ def parse_hosts(hosts: Any, connection_kwargs: dict[str, Any] | None = None) -> 
     if not isinstance(hosts, (list, tuple)) or not hosts:
         raise ValueError(f"hosts must be a non-empty list of Redis URLs or (host, port) pairs, not {hosts!r}")
     configs = [_parse_one(host, extra, sources[i] if sources else f"hosts[{i}]") for i, host in enumerate(hosts)]
+    clusters = [c for c in configs if isinstance(c, cluster.ClusterMap)]
+    if clusters:
+        if len(configs) > 1:
+            raise ValueError(
+                f"{clusters[0].source} is a Redis Cluster: list its nodes in one redis+cluster:// URL "
+                "(or one {'cluster': [...]} dict) and no other hosts"
+            )
+        return clusters[0].buckets()  # type: ignore[return-value]
     labels = [c.label for c in configs]
     for label in labels:
         if labels.count(label) > 1:
@@ -108,7 +118,11 @@ def ring_name(host: ConnectionSource) -> str:
     return getattr(host, "ring_name", None) or host.label
 
 
-def _parse_one(host: Any, extra: dict[str, Any], source: str) -> ConnectionSource:
+def _parse_one(host: Any, extra: dict[str, Any], source: str) -> ConnectionSource | cluster.ClusterMap:
+    if isinstance(host, str) and cluster.is_cluster_url(host):
+        return cluster.from_url(host, extra, source)
+    if isinstance(host, dict) and "cluster" in host:
+        return cluster.from_dict({**extra, **host}, source)
     if isinstance(host, str) and sentinel.is_sentinel_url(host):
         return sentinel.from_url(host, extra, source)
     if isinstance(host, dict) and "sentinels" in host:

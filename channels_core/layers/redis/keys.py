@@ -9,6 +9,11 @@
                   "lease:sweeping" (one set per shard), prefix + "lease:conn:" +
                   holder, and prefix + "lease:sweeper" (the election, first shard)
 
+On Redis Cluster each shard is a bucket of slots and its keys carry the
+bucket's hash tag right after the prefix ("asgi:{0123}http.request"), so
+every key a script touches is in one slot. Elsewhere the tag is empty and the
+keys are the ones above.
+
 A process channel "server!abc" is queued in "server!" with "abc" as its
 target (see `framing`), so one process reads all its channels with one pop.
 A group's members live on the shard of their queue, so a group send is one
@@ -55,39 +60,67 @@ class KeyLayout(Generic[S]):
     shards: Sequence[S]
     ring: HashRing
 
+    tags: Sequence[str] = ()
+    """Each shard's hash tag (`{0123}` on Redis Cluster), all of one length; empty means no tags."""
+
     def __post_init__(self) -> None:
+        tags = list(self.tags) or [""] * len(self.shards)
+        if len(tags) != len(self.shards) or len({len(t) for t in tags}) != 1:
+            raise ValueError("KeyLayout needs one hash tag per shard, all of one length")
         self.prefix_bytes = self.prefix.encode("ascii")
-        self.global_stats_key = (self.stats_prefix + "#global#").encode("ascii")
+        self._prefixes = [(self.prefix + tag).encode("ascii") for tag in tags]
+        self._stats_prefixes = [self.stats_prefix + tag for tag in tags]
+        self._name_start = len(self._prefixes[0])
         self._targets: dict[str, SendTarget] = {}
         self._plans: dict[tuple[str, ...], list[tuple[S, list[bytes]]]] = {}
 
-    def key(self, name: str) -> bytes:
-        """The key of queue (or other object) `name`."""
-        return self.prefix_bytes + name.encode("ascii")
+    def shard_prefix(self, shard: int) -> bytes:
+        """The prefix of every key on shard `shard`: the layer's prefix and the shard's hash tag."""
+        return self._prefixes[shard]
 
-    def group_key(self, group: str) -> bytes:
-        return self.key("group:" + group)
+    def key(self, name: str) -> bytes:
+        """The key of queue (or other per-name object) `name`, on the shard the ring gives `name`."""
+        return self._prefixes[self.ring.get(name)] + name.encode("ascii")
+
+    def key_on(self, shard: int, name: str) -> bytes:
+        """The key of `name` on shard `shard` (objects every shard has one of)."""
+        return self._prefixes[shard] + name.encode("ascii")
+
+    def group_key(self, group: str, shard: int) -> bytes:
+        """Shard `shard`'s part of `group`: its members whose queues live there."""
+        return self.key_on(shard, "group:" + group)
 
     def order_key(self, reply_channel: str) -> bytes:
-        return self.key("order:" + reply_channel)
+        return self.key_on(self.ring.get(names.list_name(reply_channel)), "order:" + reply_channel)
 
-    def lease_keys(self) -> tuple[bytes, bytes, bytes, bytes]:
-        """The per-shard lease keys: expiry (zset), info (hash), swept (zset), sweeping (hash)."""
-        return (self.key("lease:expiry"), self.key("lease:info"), self.key("lease:swept"), self.key("lease:sweeping"))
+    def global_stats_key(self, shard: int) -> bytes:
+        """Shard `shard`'s counters of every send (summed over shards by `global_statistics`)."""
+        return (self._stats_prefixes[shard] + "#global#").encode("ascii")
+
+    def lease_keys(self, shard: int) -> tuple[bytes, bytes, bytes, bytes]:
+        """Shard `shard`'s lease keys: expiry (zset), info (hash), swept (zset), sweeping (hash)."""
+        return tuple(self.key_on(shard, "lease:" + what) for what in ("expiry", "info", "swept", "sweeping"))  # type: ignore[return-value]
 
     def lease_conn_key(self, holder: str) -> bytes:
-        return self.key("lease:conn:" + holder)
+        return self.key_on(self.lease_shard(holder), "lease:conn:" + holder)
+
+    def election_key(self) -> bytes:
+        """The sweeper election, on the first shard."""
+        return self.key_on(0, "lease:sweeper")
 
     def lease_shard(self, holder: str) -> int:
         """The index of the shard holding `holder`'s lease and connections."""
         return self.ring.get(names.list_name(holder))
 
-    def stats_key(self, qname: str) -> bytes:
-        return (self.stats_prefix + stats_name(qname)).encode("ascii")
+    def stats_key(self, qname: str, shard: int | None = None) -> bytes:
+        """The counters of queue `qname` on `shard` (default: the queue's own shard)."""
+        if shard is None:
+            shard = self.ring.get(qname)
+        return (self._stats_prefixes[shard] + stats_name(qname)).encode("ascii")
 
     def queue_name(self, key: bytes) -> str:
         """The queue name of a queue key (the inverse of `key`)."""
-        return key[len(self.prefix_bytes) :].decode("ascii")
+        return key[self._name_start :].decode("ascii")
 
     def shard_of(self, qname: str) -> S:
         """The shard holding queue `qname`, its ordering state and its group memberships."""
@@ -98,10 +131,11 @@ class KeyLayout(Generic[S]):
         qname = names.list_name(channel)
         target = self._targets.get(qname)
         if target is None:
-            keys: tuple[bytes, ...] = (self.key(qname),)
+            shard = self.ring.get(qname)
+            keys: tuple[bytes, ...] = (self.key_on(shard, qname),)
             if self.statistics:
-                keys += (self.stats_key(qname), self.global_stats_key)
-            target = SendTarget(keys, self.capacity_rules.get(qname), self.ring.get(qname))
+                keys += (self.stats_key(qname, shard), self.global_stats_key(shard))
+            target = SendTarget(keys, self.capacity_rules.get(qname), shard)
             if len(self._targets) > _MAX_CACHED_QUEUES:
                 self._targets.clear()
             self._targets[qname] = target
@@ -114,7 +148,8 @@ class KeyLayout(Generic[S]):
         if plan is None:
             per_shard: dict[int, list[bytes]] = {}
             for name in wanted:
-                per_shard.setdefault(self.ring.get(name), []).append(self.key(name))
+                shard = self.ring.get(name)
+                per_shard.setdefault(shard, []).append(self.key_on(shard, name))
             plan = [(self.shards[i], keys) for i, keys in sorted(per_shard.items())]
             if len(self._plans) > _MAX_CACHED_PLANS:
                 self._plans.clear()

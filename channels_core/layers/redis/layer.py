@@ -9,19 +9,33 @@ import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import redis.exceptions as rexc
+
 from .. import names
 from ..base import BaseChannelLayer
 from ..capacity import Rule
 from ..errors import LayerConnectionError
 from . import framing
 from .blocking_pop import BlockingPop, Plan
-from .connection import Shard
+from .cluster import BucketSource
+from .cluster_shard import REDIRECTS, BucketShard
+from .connection import NETWORK_ERRORS, Shard
 from .decoding import Decoder
 from .event_receiver import EventReceiver
 from .hosts import parse_hosts, ring_name
 from .keys import KeyLayout, split
 from .leases import RedisLeases
-from .scripts import GROUP_ADD, GROUP_CHANNELS, GROUP_DISCARD, GROUP_SEND, ORDER_ADVANCE, ORDER_CLAIM, POP, SEND
+from .scripts import (
+    GROUP_ADD,
+    GROUP_CHANNELS,
+    GROUP_DISCARD,
+    GROUP_SEND,
+    ORDER_ADVANCE,
+    ORDER_CLAIM,
+    POP,
+    SEND,
+    Script,
+)
 from .sharding import HashRing
 
 logger = logging.getLogger("channels_core.layers.redis")
@@ -63,9 +77,12 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         self.blocking_timeout = blocking_timeout
         self.statistics_enabled = statistics
         self.hosts = parse_hosts(hosts, connection_kwargs)
-        self.shards = [Shard(i, host, max_connections, pool_timeout) for i, host in enumerate(self.hosts)]
+        self.shards = [_shard(i, host, max_connections, pool_timeout) for i, host in enumerate(self.hosts)]
         self.ring = HashRing([ring_name(host) for host in self.hosts])
-        self.keys = KeyLayout(prefix, self.stats_prefix, statistics, self.capacity_rules, self.shards, self.ring)
+        tags = [getattr(host, "hash_tag", "") for host in self.hosts]
+        if any(tags) and any(c in prefix + self.stats_prefix for c in "{}"):
+            raise ValueError(f"On Redis Cluster prefixes may not hold '{{' or '}}' (a hash tag follows): {prefix!r}")
+        self.keys = KeyLayout(prefix, self.stats_prefix, statistics, self.capacity_rules, self.shards, self.ring, tags)
         self.decoder = Decoder(self.keys.queue_name, self.serializer.loads)
         self._expiry_ms = int(expiry * 1000)
         self._queue_ttl = math.ceil(expiry * 2) + 1
@@ -172,23 +189,22 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         names.validate_group_name(group)
         names.validate_channel_name(channel)
         qname, local = split(channel)
-        self.keys.shard_of(qname).evalsha(GROUP_ADD, [self.keys.group_key(group)], [qname, local, self._group_ttl])
+        shard = self.keys.shard_of(qname)
+        shard.evalsha(GROUP_ADD, [self.keys.group_key(group, shard.index)], [qname, local, self._group_ttl])
 
     def group_discard(self, group: str, channel: str) -> None:
         """Remove `channel` from `group`; a no-op if it is not a member."""
         names.validate_group_name(group)
         names.validate_channel_name(channel)
         qname, local = split(channel)
-        self.keys.shard_of(qname).evalsha(GROUP_DISCARD, [self.keys.group_key(group)], [qname, local])
+        shard = self.keys.shard_of(qname)
+        shard.evalsha(GROUP_DISCARD, [self.keys.group_key(group, shard.index)], [qname, local])
 
     def group_channels(self, group: str) -> list[str]:
         """The live members of `group`."""
         names.validate_group_name(group)
-        members: list[str] = []
-        for shard in self.shards:
-            reply = shard.evalsha(GROUP_CHANNELS, [self.keys.group_key(group)], [self._group_ttl])
-            members += [m.decode("ascii") for m in reply]
-        return members
+        calls = [(shard, [self.keys.group_key(group, shard.index)], (self._group_ttl,)) for shard in self.shards]
+        return [m.decode("ascii") for reply in self._evalsha_each(GROUP_CHANNELS, calls) for m in reply]
 
     def send_group(self, group: str, message: dict) -> None:
         """Send to every member of `group`: one Lua call per shard, one push per process.
@@ -198,16 +214,19 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         """
         names.validate_group_name(group)
         payload = self.serializer.dumps(message)
-        keys = [self.keys.group_key(group)]
-        if self.statistics_enabled:
-            keys.append(self.keys.global_stats_key)
-        full = evicted = 0
+        calls = []
         for shard in self.shards:
+            keys = [self.keys.group_key(group, shard.index)]
+            if self.statistics_enabled:
+                keys.append(self.keys.global_stats_key(shard.index))
             rules = self._lua_capacity
             if self.capacity_rules.has_regex_rules:
                 rules = self._exact_capacity_rules(shard, keys[0]) + rules
-            args = (payload, self._expiry_ms, self._group_ttl, self._queue_ttl, self.prefix, self.capacity, *rules)
-            _, shard_full, shard_evicted = shard.evalsha(GROUP_SEND, keys, args)
+            prefix = self.keys.shard_prefix(shard.index)
+            args = (payload, self._expiry_ms, self._group_ttl, self._queue_ttl, prefix, self.capacity, *rules)
+            calls.append((shard, keys, args))
+        full = evicted = 0
+        for _, shard_full, shard_evicted in self._evalsha_each(GROUP_SEND, calls):
             full += shard_full
             evicted += shard_evicted
         if full:
@@ -222,6 +241,34 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         for qname in {names.list_name(m.decode("ascii")) for m in members}:
             rules += ["^" + "".join(c if c.isalnum() else "%" + c for c in qname) + "$", self.capacity_rules.get(qname)]
         return rules
+
+    def _evalsha_each(self, script: Script, calls: list[tuple[Shard, list[bytes], tuple]]) -> list[Any]:
+        """Run `script` once per `(shard, keys, args)`: one round trip per Redis server, replies in order.
+
+        On Redis Cluster many buckets share a master; their scripts go to it
+        in one pipeline. A reply that says "not here" or "script unknown"
+        (a reshard, a new master) is run again on its own shard, which
+        follows redirections and loads scripts.
+        """
+        results: list[Any] = [None] * len(calls)
+        by_server: dict[int, tuple[Shard, list[int]]] = {}
+        for i, (shard, _, _) in enumerate(calls):
+            server = shard.server()
+            by_server.setdefault(id(server), (server, []))[1].append(i)
+        for server, indexes in by_server.values():
+            if len(indexes) == 1:
+                shard, keys, args = calls[indexes[0]]
+                results[indexes[0]] = shard.evalsha(script, keys, args)
+                continue
+            commands = [("EVALSHA", script.sha, len(calls[i][1]), *calls[i][1], *calls[i][2]) for i in indexes]
+            for i, reply in zip(indexes, server.pipeline(commands, errors=True), strict=True):
+                if isinstance(reply, (rexc.NoScriptError, *REDIRECTS)):
+                    shard, keys, args = calls[i]
+                    reply = shard.evalsha(script, keys, args)
+                elif isinstance(reply, rexc.ResponseError):
+                    raise reply
+                results[i] = reply
+        return results
 
     # -- per-connection ordering (the `ordering` extension, see ..order_book) --
 
@@ -276,13 +323,14 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
 
     def flush(self) -> None:
         """Delete every key under this layer's prefixes (SCAN, never KEYS) and the local buffer."""
-        for shard in self.shards:
+        for shard in self._servers():
             for pattern in self.keys.scan_patterns():
                 cursor = 0
                 while True:
                     cursor, keys = shard.execute("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
                     if keys:
-                        shard.execute("UNLINK", *keys)
+                        # One key per UNLINK: a cluster node refuses keys of several slots in one command.
+                        shard.pipeline([("UNLINK", key) for key in keys])
                     if int(cursor) == 0:
                         break
         self.decoder.clear()
@@ -291,7 +339,7 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         """`messages_count` and `channel_full_count` summed over the servers."""
         totals = {"messages_count": 0, "channel_full_count": 0}
         for shard in self.shards:
-            _add_counters(totals, shard.execute("HGETALL", self.keys.global_stats_key))
+            _add_counters(totals, shard.execute("HGETALL", self.keys.global_stats_key(shard.index)))
         return totals
 
     def channel_statistics(self, channel: str) -> dict[str, float]:
@@ -300,8 +348,14 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         qname = names.list_name(channel)
         stats: dict[str, float] = {"messages_count": 0, "channel_full_count": 0, "messages_pending": 0}
         oldest = 0.0
-        stats_key, queue_key = self.keys.stats_key(qname), self.keys.key(qname)
+        home = self.keys.send_target(channel).shard
         for shard in self.shards:
+            # "x?random" counts under "x?" on the shard of each such name, so every shard may hold counters.
+            stats_key = self.keys.stats_key(qname, shard.index)
+            if shard.index != home:
+                _add_counters(stats, shard.execute("HGETALL", stats_key))
+                continue
+            queue_key = self.keys.key_on(shard.index, qname)
             counters, pending, head = shard.pipeline(
                 [("HGETALL", stats_key), ("LLEN", queue_key), ("LINDEX", queue_key, 0)]
             )
@@ -312,6 +366,16 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
                 oldest = max(oldest, (shard.now_ms() - (deadline - self._expiry_ms)) / 1000)
         stats["messages_max_age"] = max(0.0, oldest)
         return stats
+
+    def _servers(self) -> list[Shard]:
+        """Each Redis server once (on Redis Cluster: each master), for commands about the whole keyspace."""
+        cluster = getattr(self.shards[0], "cluster", None)
+        if cluster is None:
+            return list(self.shards)
+        try:
+            return [cluster.pool(address) for address in cluster.masters()]
+        except NETWORK_ERRORS as exc:
+            raise self.shards[0].failed(exc) from None
 
     def ping(self) -> None:
         """Connect to every Redis server once (version check, clock) so a process can fail at start.
@@ -330,8 +394,15 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
             shard.close()
 
     def __repr__(self) -> str:
-        hosts = ", ".join(h.label for h in self.hosts)
+        # A cluster's 48 buckets are one host to the reader.
+        hosts = ", ".join(dict.fromkeys(getattr(h, "cluster", h).label for h in self.hosts))
         return f"<RedisChannelLayer hosts=[{hosts}] prefix={self.prefix!r}>"
+
+
+def _shard(index: int, host: Any, max_connections: int, pool_timeout: float) -> Shard:
+    if isinstance(host, BucketSource):
+        return BucketShard(index, host, max_connections, pool_timeout)
+    return Shard(index, host, max_connections, pool_timeout)
 
 
 def _add_counters(totals: dict[str, Any], reply: Any) -> None:

@@ -65,8 +65,9 @@ class RedisLeases:
     def _lease_place(self, holder: str) -> tuple[Any, list[bytes]]:
         names.validate_channel_name(holder)
         keys = self.keys  # type: ignore[attr-defined]
-        expiry, info, swept, _ = keys.lease_keys()
-        return self.shards[keys.lease_shard(holder)], [expiry, info, swept, keys.lease_conn_key(holder)]  # type: ignore[attr-defined]
+        index = keys.lease_shard(holder)
+        expiry, info, swept, _ = keys.lease_keys(index)
+        return self.shards[index], [expiry, info, swept, keys.lease_conn_key(holder)]  # type: ignore[attr-defined]
 
     def _conn_ttl(self) -> int:
         return max(self._group_ttl, _MIN_CONN_TTL)  # type: ignore[attr-defined]
@@ -114,7 +115,7 @@ class RedisLeases:
         expiry, info, swept, conns = keys
         shard.pipeline([("DEL", conns), ("ZREM", expiry, holder), ("HDEL", info, holder), ("ZREM", swept, holder)])
         # A sweeper that stops hands the election over at once instead of after its ttl.
-        self.shards[0].evalsha(SWEEPER_RESIGN, [self.keys.key("lease:sweeper")], (holder,))  # type: ignore[attr-defined]
+        self.shards[0].evalsha(SWEEPER_RESIGN, [self.keys.election_key()], (holder,))  # type: ignore[attr-defined]
         self._lease_known().discard(holder)
 
     def lease_connections(self, holder: str) -> list[str]:
@@ -124,9 +125,9 @@ class RedisLeases:
 
     def lease_holders(self) -> dict[str, dict]:
         """The live holders on every shard and their `info`."""
-        expiry, info, _, _ = self.keys.lease_keys()  # type: ignore[attr-defined]
         out: dict[str, dict] = {}
         for shard in self.shards:  # type: ignore[attr-defined]
+            expiry, info, _, _ = self.keys.lease_keys(shard.index)  # type: ignore[attr-defined]
             reply = shard.evalsha(LEASE_HOLDERS, [expiry, info], ())
             for i in range(0, len(reply), 2):
                 holder = reply[i].decode("ascii")
@@ -141,13 +142,14 @@ class RedisLeases:
         if not isinstance(sweeper, str) or not sweeper:
             raise TypeError(f"sweeper must be a non-empty str, not {sweeper!r}")
         self.last_sweep = {}
-        election = self.keys.key("lease:sweeper")  # type: ignore[attr-defined]
+        election = self.keys.election_key()  # type: ignore[attr-defined]
         if not self.shards[0].evalsha(SWEEPER_ELECT, [election], (sweeper, max(1, int(ttl * 1000)))):  # type: ignore[attr-defined]
             return []
         swept: list[str] = []
-        prefix = self.prefix  # type: ignore[attr-defined]
         for shard in self.shards:  # type: ignore[attr-defined]
-            dead = shard.evalsha(LEASE_SWEEP, list(self.keys.lease_keys()), (prefix, _HOLDERS_PER_SWEEP))  # type: ignore[attr-defined]
+            prefix = self.keys.shard_prefix(shard.index)  # type: ignore[attr-defined]
+            lease_keys = list(self.keys.lease_keys(shard.index))  # type: ignore[attr-defined]
+            dead = shard.evalsha(LEASE_SWEEP, lease_keys, (prefix, _HOLDERS_PER_SWEEP))
             for holder in dead:
                 name = holder.decode("ascii")
                 swept.append(name)
@@ -157,7 +159,7 @@ class RedisLeases:
 
     def _send_swept(self, shard: Any) -> None:
         """Push every disconnect waiting in `shard`'s sweeping hash, each exactly once."""
-        sweeping = self.keys.lease_keys()[3]  # type: ignore[attr-defined]
+        sweeping = self.keys.lease_keys(shard.index)[3]  # type: ignore[attr-defined]
         reply = shard.execute("HGETALL", sweeping)
         pairs = reply.items() if isinstance(reply, dict) else zip(reply[::2], reply[1::2], strict=False)
         by_channel: dict[str, list[tuple[bytes, bytes, str]]] = {}

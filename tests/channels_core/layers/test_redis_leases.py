@@ -47,7 +47,7 @@ def test_a_sweep_interrupted_after_taking_the_dead_holder_is_finished_by_the_nex
     time.sleep(0.2)
     # The first step of a sweep, as a sweeper killed right after it would leave things.
     shard = layer.shards[0]
-    assert shard.evalsha(LEASE_SWEEP, list(layer.keys.lease_keys()), (layer.prefix, 100)) == [b"crash!"]
+    assert shard.evalsha(LEASE_SWEEP, list(layer.keys.lease_keys(0)), (layer.prefix, 100)) == [b"crash!"]
     assert _drain(layer, "crash.disconnect") == []
     assert layer.lease_sweep("another-sweeper", 5) == []  # nothing left to take, but the rest is finished
     assert layer.last_sweep == {"crash!": 3}

@@ -1,0 +1,188 @@
+"""Which shards hold members of a group, so a group send runs its script only there.
+
+A group's members live on the shards of their queues (see `keys`). Without
+an index a group send runs GROUP_SEND on every shard; on Redis Cluster the
+layer has 48 bucket shards, so that would be 48 scripts per send. With more
+than one shard each group has a *home* shard (the ring's choice for the
+group's name) holding an index hash, shard label -> generation:
+
+- every shard keeps, per group, a generation counter (`<group key>#`) that
+  every GROUP_ADD raises and returns; group_add then raises the home's entry
+  for that shard to at least that value (INDEX_PUT: two round trips when the
+  shards differ, one when the member lives on the home shard);
+- when a shard's part of the group becomes empty (a discard, or a group send
+  that finds every member expired or evicted) the script reports the
+  shard's generation, and the caller deletes the home's entry only if it is
+  not newer (INDEX_DROP, compare-and-delete). An add that raced with the
+  emptying raised the generation first, so its entry survives: no member is
+  ever left out of the index once its group_add returned;
+- a group send runs GROUP_SEND on the home shard, which also returns the
+  index, then on the shards the index names (one round trip per Redis
+  server, through the layer's `_evalsha_each`).
+
+An absent index means "every shard": groups whose members were all added
+without it (an older release, another shard layout: the index key names
+the layout) still get every message. The first add that finds the index
+absent creates it marked "being built" (senders still use every shard),
+asks every shard whether it holds members of the group (GROUP_GEN, one round
+trip per server) and merges their generations before clearing the mark; a
+builder that dies leaves the mark, which the next add takes over after
+`STALE_BUILD_MS`. The hash keeps a marker field, so a group that empties and
+fills again is not rebuilt; it expires `group_expiry` after the last add,
+never before its members.
+
+Rolling upgrade from a release without the index: processes of that release
+add members without writing the index, and an index built before they stop
+would miss those. Deploy the new release with `group_index=False` (it keeps
+existing indexes up to date, creates none and sends on every shard), then,
+once no process of the old release runs, switch to `group_index=True` (the
+default): the first add to each group builds its index from every shard.
+
+With one shard there is nothing to skip: no index, no extra round trip.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING, Any
+
+from .hosts import ring_name
+from .scripts import GROUP_ADD, GROUP_DISCARD, GROUP_GEN, GROUP_SEND, INDEX_DROP, INDEX_FINISH, INDEX_PUT
+
+if TYPE_CHECKING:
+    from .connection import Shard
+    from .layer import RedisChannelLayer
+
+VERSION = "ix1"
+# INDEX_PUT's states (GROUP_ADD returns them too when it writes the index itself).
+NO_INDEX, UPDATED, BUILD, ABSENT = 0, 1, 2, 3
+
+
+
+class GroupIndex:
+    """Names and places of one layer's group indexes (one per layer with more than one shard)."""
+
+    def __init__(self, layer: RedisChannelLayer) -> None:
+        self.layer = layer
+        self.fields = [ring_name(host).encode("utf8") for host in layer.hosts]
+        self.by_field = {field: index for index, field in enumerate(self.fields)}
+        # The layout is part of the key: after adding or removing a shard the old index (which
+        # knows nothing of members added under the new layout) is never read again.
+        layout = hashlib.md5(b"\n".join(sorted(self.fields))).hexdigest()[:8]
+        self.suffix = f"#{VERSION}.{layout}".encode("ascii")
+
+    def home(self, group: str) -> int:
+        """The index of the shard holding `group`'s index."""
+        return self.layer.ring.get("group:" + group)
+
+    def key(self, group: str, home: int) -> bytes:
+        return self.layer.keys.group_key(group, home) + self.suffix
+
+
+def index_of(layer: RedisChannelLayer) -> GroupIndex | None:
+    """The layer's `GroupIndex`, or None with one shard (nothing to skip)."""
+    if len(layer.shards) == 1:
+        return None
+    index = layer.__dict__.get("_group_index")
+    if index is None:
+        index = layer.__dict__["_group_index"] = GroupIndex(layer)
+    return index
+
+
+def enabled(layer: RedisChannelLayer) -> bool:
+    """Whether this process creates and trusts indexes (False during a rolling upgrade, see above)."""
+    return bool(getattr(layer, "group_index", True))
+
+
+def add(layer: RedisChannelLayer, group: str, qname: str, local: str) -> None:
+    """GROUP_ADD on the member's shard, then its generation into the home's index."""
+    shard = layer.keys.shard_of(qname)
+    gkey = layer.keys.group_key(group, shard.index)
+    ttl = layer._group_ttl
+    index = index_of(layer)
+    if index is None:
+        shard.evalsha(GROUP_ADD, [gkey], [qname, local, ttl])
+        return
+    home = index.home(group)
+    ikey = index.key(group, home)
+    create = "1" if enabled(layer) else "0"
+    field = index.fields[shard.index]
+    if home == shard.index:
+        _, state, mark = shard.evalsha(GROUP_ADD, [gkey, ikey], [qname, local, ttl, field, create])
+    else:
+        gen = shard.evalsha(GROUP_ADD, [gkey], [qname, local, ttl])[0]
+        state, mark = layer.shards[home].evalsha(INDEX_PUT, [ikey], [field, gen, ttl, create])
+    if state == BUILD:
+        _build(layer, index, group, home, mark)
+
+
+def _build(layer: RedisChannelLayer, index: GroupIndex, group: str, home: int, mark: bytes) -> None:
+    """Ask every shard whether it holds members of `group` and merge their generations into the index."""
+    ttl = layer._group_ttl
+    calls = [(shard, [layer.keys.group_key(group, shard.index)], (ttl,)) for shard in layer.shards]
+    found: list[Any] = []
+    for shard, gen in zip(layer.shards, layer._evalsha_each(GROUP_GEN, calls), strict=True):
+        if gen:
+            found += [index.fields[shard.index], gen]
+    layer.shards[home].evalsha(INDEX_FINISH, [index.key(group, home)], [mark, ttl, *found])
+
+
+def discard(layer: RedisChannelLayer, group: str, qname: str, local: str) -> None:
+    """GROUP_DISCARD on the member's shard; if that emptied the shard's part, compare-and-delete its entry."""
+    shard = layer.keys.shard_of(qname)
+    gkey = layer.keys.group_key(group, shard.index)
+    index = index_of(layer)
+    if index is None:
+        shard.evalsha(GROUP_DISCARD, [gkey], [qname, local])
+        return
+    home = index.home(group)
+    field = index.fields[shard.index]
+    if home == shard.index:
+        shard.evalsha(GROUP_DISCARD, [gkey, index.key(group, home)], [qname, local, field])
+        return
+    gen = shard.evalsha(GROUP_DISCARD, [gkey], [qname, local])
+    if gen:
+        layer.shards[home].evalsha(INDEX_DROP, [index.key(group, home)], [field, gen])
+
+
+def send(layer: RedisChannelLayer, group: str, payload: bytes) -> tuple[int, int]:
+    """Run GROUP_SEND where `group` has members; (members skipped because full, members evicted)."""
+    index = index_of(layer)
+
+    def call(shard: Shard, index_key: bytes | None) -> tuple[Shard, list[bytes], tuple]:
+        keys = [layer.keys.group_key(group, shard.index)]
+        if layer.statistics_enabled:
+            keys.append(layer.keys.global_stats_key(shard.index))
+        field = b""
+        if index_key is not None:
+            keys.append(index_key)
+            field = index.fields[shard.index]  # type: ignore[union-attr]
+        rules = layer._lua_capacity
+        if layer.capacity_rules.has_regex_rules:
+            rules = layer._exact_capacity_rules(shard, keys[0]) + rules
+        prefix = layer.keys.shard_prefix(shard.index)
+        args = (payload, layer._expiry_ms, layer._group_ttl, layer._queue_ttl, prefix, layer.capacity, field, *rules)
+        return shard, keys, args
+
+    if index is None:
+        replies = layer._evalsha_each(GROUP_SEND, [call(shard, None) for shard in layer.shards])
+        return sum(r[1] for r in replies), sum(r[2] for r in replies)
+
+    # The home shard first: its members get the message and its reply carries the index.
+    home = index.home(group)
+    ikey = index.key(group, home)
+    first = layer.shards[home].evalsha(GROUP_SEND, *call(layer.shards[home], ikey)[1:])
+    listed = first[4]
+    if isinstance(listed, list) and enabled(layer):
+        targets = sorted({index.by_field[f] for f in listed[::2] if f in index.by_field} - {home})
+    else:
+        listed = None  # absent or being built: every shard
+        targets = [i for i in range(len(layer.shards)) if i != home]
+    replies = layer._evalsha_each(GROUP_SEND, [call(layer.shards[i], None) for i in targets]) if targets else []
+    if listed is not None:
+        # Shards the index named that hold no member any more: drop them unless an add raced in.
+        drops = [x for i, r in zip(targets, replies, strict=True) if r[3] for x in (index.fields[i], r[3])]
+        if drops:
+            layer.shards[home].evalsha(INDEX_DROP, [ikey], drops)
+    replies.append(first)
+    return sum(r[1] for r in replies), sum(r[2] for r in replies)
