@@ -1,10 +1,10 @@
 """Three Channels 1.x example apps, ported by changing imports, driven over real WebSockets.
 
-Each test class is a ChannelLiveServerTestCase: a real interface server and
-a real worker over Redis serve the test project, sharing the test database.
-The apps' classes run on the shared Redis; `PortedAppsOn*` run all of them
-again on each other topology of `tests.support.topologies` (client-side
-shards, Sentinel), one set of live processes per topology.
+Each app's checks are a mixin; `PortedApps` gathers them into one
+ChannelLiveServerTestCase (a real interface server and a real worker serve the
+test project, sharing the test database), and one subclass per topology of
+`tests.support.topologies` runs them all on it: the shared Redis, two
+client-side shards, Sentinel. Each under a private key prefix, flushed after.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def recv_json(ws, timeout: float = 10.0):
     return json.loads(ws.recv(timeout=timeout))
 
 
-class LiveBlogTests(ChannelLiveServerTestCase):
+class LiveBlogChecks:
     def test_posts_saved_in_another_process_appear_in_every_open_page(self):
         blog = LiveBlog.objects.create(title="Launch", slug="launch")
         first = ws_connect(self.live_server_ws_url + "/liveblog/launch/stream/")
@@ -52,7 +52,7 @@ class LiveBlogTests(ChannelLiveServerTestCase):
             ws.recv(timeout=5)
 
 
-class MultichatTests(ChannelLiveServerTestCase):
+class MultichatChecks:
     def logged_in(self, username: str, staff: bool = False):
         user = User.objects.create_user(username, password="pw", is_staff=staff)
         session = SessionStore()
@@ -98,7 +98,7 @@ class MultichatTests(ChannelLiveServerTestCase):
             anonymous.close()
 
 
-class DataBindingTests(ChannelLiveServerTestCase):
+class DataBindingChecks:
     def test_changes_made_through_one_socket_reach_every_socket(self):
         first = ws_connect(self.live_server_ws_url + "/binding/")
         second = ws_connect(self.live_server_ws_url + "/binding/")
@@ -140,7 +140,7 @@ class DataBindingTests(ChannelLiveServerTestCase):
             ws.close()
 
 
-class LiveServerChecksTests(ChannelLiveServerTestCase):
+class LiveServerChecks:
     """What ChannelLiveServerTestCase refuses, and that its processes are the real ones."""
 
     def test_the_live_processes_serve_http_too(self):
@@ -165,14 +165,15 @@ def environ(values: dict[str, str]) -> Iterator[None]:
                 os.environ[key] = value
 
 
-class OnTopology:
-    """Mixed into a ChannelLiveServerTestCase: its layer and its live processes use `topology`'s servers.
+class PortedApps(LiveBlogChecks, MultichatChecks, DataBindingChecks, LiveServerChecks, ChannelLiveServerTestCase):
+    """Every app's checks, served by one set of live processes whose layer uses `topology`'s servers.
 
     The key prefix is the class's own: the live server flushes it around every test, and the class removes it
     from every server of the topology before the topology's private servers stop.
     """
 
-    topology = "one"
+    __test__ = False  # a base: the subclasses below name the topology
+    topology: str
 
     @classmethod
     def setUpClass(cls) -> None:
@@ -202,11 +203,18 @@ class OnTopology:
         self.running_topology.wait_for_blocked_readers()
 
 
-class PortedAppsOnTwoShards(OnTopology, LiveBlogTests, MultichatTests, DataBindingTests, LiveServerChecksTests):
+class PortedAppsOnOne(PortedApps):
+    __test__ = True
+    topology = "one"
+
+
+class PortedAppsOnTwoShards(PortedApps):
+    __test__ = True
     topology = "two_shards"
 
 
-class PortedAppsOnSentinel(OnTopology, LiveBlogTests, MultichatTests, DataBindingTests, LiveServerChecksTests):
+class PortedAppsOnSentinel(PortedApps):
+    __test__ = True
     topology = "sentinel"
 
 
