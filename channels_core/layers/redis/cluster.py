@@ -124,6 +124,8 @@ class ClusterMap(KwargsSettings):
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, int], Any] = {}
         self._closed = False
+        self._down: set[int] = set()
+        self._down_since = 0.0
         _ALL_MAPS.add(self)
 
     # -- the slot map ------------------------------------------------------------
@@ -200,6 +202,26 @@ class ClusterMap(KwargsSettings):
         if self._stale or not self._slots:
             self.refresh()
         return sorted({node for node in self._slots if node is not None})
+
+    # -- outages: one log line per cluster, not one per bucket ---------------------------
+
+    def bucket_down(self, slot: int, exc: BaseException) -> None:
+        with self._lock:
+            first = not self._down
+            self._down.add(slot)
+            if first:
+                self._down_since = time.monotonic()
+        if first:
+            logger.warning("Redis Cluster %s: slot %d is unreachable (%s); retrying", self.label, slot, exc)
+
+    def bucket_up(self, slot: int) -> None:
+        with self._lock:
+            was_down = slot in self._down
+            self._down.discard(slot)
+            last = was_down and not self._down
+        if last:
+            took = time.monotonic() - self._down_since
+            logger.warning("Redis Cluster %s: every slot is reachable again after %.1fs", self.label, took)
 
     # -- connections ---------------------------------------------------------------
 
