@@ -1,11 +1,12 @@
 """The conformance suite against the in-memory layer and the Redis layer
-(plain, encrypted, sharded over two servers, and behind Redis Sentinel)."""
+(plain, encrypted, sharded over two servers, behind Redis Sentinel, and on Redis Cluster)."""
 
 from __future__ import annotations
 
 import pytest
 
 from channels_core.layers import InMemoryChannelLayer, RedisChannelLayer
+from tests.support.redis_cluster import shared_setup as cluster_setup
 from tests.support.redis_sentinel import shared_setup
 
 from .conformance import LayerConformance
@@ -66,6 +67,18 @@ class TestRedisLayerSentinel(LayerConformance):
     @pytest.fixture
     def layer(self, key_prefix):
         layer = _redis_layer(key_prefix, hosts=[shared_setup().url()])
+        yield layer
+        layer.flush()
+        layer.close()
+
+
+class TestRedisLayerCluster(LayerConformance):
+    """A 3-master/3-replica Redis Cluster (48 buckets of slots as shards), started once for the whole run."""
+
+    @pytest.fixture
+    def layer(self, key_prefix):
+        layer = _redis_layer(key_prefix, hosts=[cluster_setup().url()])
+        assert len(layer.shards) == 48
         yield layer
         layer.flush()
         layer.close()
