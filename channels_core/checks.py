@@ -48,8 +48,7 @@ def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[checks.
                 errors.append(
                     checks.Error(
                         f"{where}['BACKEND'] = {backend!r} cannot be imported: {exc}",
-                        hint="Channels 1.x names: asgi_redis.RedisChannelLayer -> "
-                        "channels_core.layers.RedisChannelLayer",
+                        hint=_backend_hint(backend),
                         id="channels_core.E001",
                     )
                 )
@@ -161,3 +160,23 @@ def check_shadowed_packages(app_configs: Any = None, **kwargs: Any) -> list[chec
             )
         )
     return errors
+
+
+# Channels 1.x backends and what replaces each here.
+_PORTED_BACKENDS = {
+    "asgi_redis.RedisChannelLayer": "channels_core.layers.RedisChannelLayer",
+    "asgi_redis.RedisSentinelChannelLayer": "channels_core.layers.RedisSentinelChannelLayer",
+    "asgiref.inmemory.ChannelLayer": "channels_core.layers.InMemoryChannelLayer",
+}
+_OUR_LAYERS = (
+    "RedisChannelLayer (one Redis, client-side shards, redis+sentinel:// or redis+cluster:// URLs), "
+    "RedisSentinelChannelLayer, RedisClusterChannelLayer, InMemoryChannelLayer"
+)
+
+
+def _backend_hint(backend: str) -> str:
+    """What to write instead of a BACKEND that cannot be imported."""
+    replacement = _PORTED_BACKENDS.get(backend)
+    if replacement:
+        return f"Channels 1.x's {backend} is {replacement} here"
+    return f"The layers in channels_core.layers: {_OUR_LAYERS}"

@@ -44,9 +44,18 @@ def test_e001_missing_or_unknown_backend(config, needle):
     assert needle in errors[0].msg and "CHANNEL_LAYERS['default']" in errors[0].msg
 
 
-def test_e001_hint_names_the_new_backend_path():
-    (error,) = channel_errors({"default": {"BACKEND": "asgi_redis.RedisChannelLayer", "ROUTING": GOOD_ROUTING}})
-    assert "channels_core.layers.RedisChannelLayer" in error.hint
+@pytest.mark.parametrize(
+    "backend, replacement",
+    [
+        ("asgi_redis.RedisChannelLayer", "is channels_core.layers.RedisChannelLayer"),
+        ("asgi_redis.RedisSentinelChannelLayer", "is channels_core.layers.RedisSentinelChannelLayer"),
+        ("asgiref.inmemory.ChannelLayer", "is channels_core.layers.InMemoryChannelLayer"),
+        ("myproject.NoSuchLayer", "RedisClusterChannelLayer"),
+    ],
+)
+def test_e001_hint_names_the_new_backend_path(backend, replacement):
+    (error,) = channel_errors({"default": {"BACKEND": backend, "ROUTING": GOOD_ROUTING}})
+    assert replacement in error.hint
 
 
 def test_e002_missing_routing():
