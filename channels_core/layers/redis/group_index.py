@@ -58,7 +58,6 @@ VERSION = "ix1"
 NO_INDEX, UPDATED, BUILD, ABSENT = 0, 1, 2, 3
 
 
-
 class GroupIndex:
     """Names and places of one layer's group indexes (one per layer with more than one shard)."""
 

@@ -15,7 +15,7 @@ from .. import names
 from ..base import BaseChannelLayer
 from ..capacity import Rule
 from ..errors import LayerConnectionError
-from . import framing
+from . import framing, group_index
 from .blocking_pop import BlockingPop, Plan
 from .cluster import BucketSource
 from .cluster_shard import REDIRECTS, BucketShard
@@ -26,10 +26,7 @@ from .hosts import parse_hosts, ring_name
 from .keys import KeyLayout, split
 from .leases import RedisLeases
 from .scripts import (
-    GROUP_ADD,
     GROUP_CHANNELS,
-    GROUP_DISCARD,
-    GROUP_SEND,
     ORDER_ADVANCE,
     ORDER_CLAIM,
     POP,
@@ -185,20 +182,21 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
     # -- groups ----------------------------------------------------------------
 
     def group_add(self, group: str, channel: str) -> None:
-        """Add `channel` to `group` (idempotent); membership lasts `group_expiry` seconds."""
+        """Add `channel` to `group` (idempotent); membership lasts `group_expiry` seconds.
+
+        With several shards, also records in the group's index that the
+        channel's shard holds members (a second round trip when the index
+        lives on another shard; see `group_index`).
+        """
         names.validate_group_name(group)
         names.validate_channel_name(channel)
-        qname, local = split(channel)
-        shard = self.keys.shard_of(qname)
-        shard.evalsha(GROUP_ADD, [self.keys.group_key(group, shard.index)], [qname, local, self._group_ttl])
+        group_index.add(self, group, *split(channel))
 
     def group_discard(self, group: str, channel: str) -> None:
         """Remove `channel` from `group`; a no-op if it is not a member."""
         names.validate_group_name(group)
         names.validate_channel_name(channel)
-        qname, local = split(channel)
-        shard = self.keys.shard_of(qname)
-        shard.evalsha(GROUP_DISCARD, [self.keys.group_key(group, shard.index)], [qname, local])
+        group_index.discard(self, group, *split(channel))
 
     def group_channels(self, group: str) -> list[str]:
         """The live members of `group`."""
@@ -207,28 +205,17 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         return [m.decode("ascii") for reply in self._evalsha_each(GROUP_CHANNELS, calls) for m in reply]
 
     def send_group(self, group: str, message: dict) -> None:
-        """Send to every member of `group`: one Lua call per shard, one push per process.
+        """Send to every member of `group`: one Lua call per shard holding members, one push per process.
+
+        With several shards the group's home shard goes first (its reply
+        carries the group's index), then the shards the index names, one
+        round trip per Redis server (see `group_index`).
 
         Never raises ChannelFull: members whose channel is full are skipped,
         counted in the statistics and logged.
         """
         names.validate_group_name(group)
-        payload = self.serializer.dumps(message)
-        calls = []
-        for shard in self.shards:
-            keys = [self.keys.group_key(group, shard.index)]
-            if self.statistics_enabled:
-                keys.append(self.keys.global_stats_key(shard.index))
-            rules = self._lua_capacity
-            if self.capacity_rules.has_regex_rules:
-                rules = self._exact_capacity_rules(shard, keys[0]) + rules
-            prefix = self.keys.shard_prefix(shard.index)
-            args = (payload, self._expiry_ms, self._group_ttl, self._queue_ttl, prefix, self.capacity, *rules)
-            calls.append((shard, keys, args))
-        full = evicted = 0
-        for _, shard_full, shard_evicted in self._evalsha_each(GROUP_SEND, calls):
-            full += shard_full
-            evicted += shard_evicted
+        full, evicted = group_index.send(self, group, self.serializer.dumps(message))
         if full:
             logger.warning("send_group %r: %d members skipped because their channels are full", group, full)
         if evicted:

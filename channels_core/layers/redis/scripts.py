@@ -120,11 +120,110 @@ local t = redis.call('TIME')
 local now_s = tonumber(t[1]) + tonumber(t[2]) / 1000000
 """
 
-# KEYS: group.  ARGV: queue name, local part, group_expiry_s
+# Group indexes (see group_index.py).
+STALE_BUILD_MS = 30_000  # a build mark older than this is taken over by the next add (its builder died)
+
+_NOW_US = """
+local t = redis.call('TIME')
+local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
+"""
+
+# Shared by GROUP_ADD and INDEX_PUT: raise `field` to `gen` (never lower it); create the
+# index marked "being built" (field '*', the time in ms) when absent and `create` is '1'.
+# -> {state, build mark}
+INDEX_PUT_LUA = """
+local function index_put(ix, field, gen, ttl, create, now_us)
+  local now_ms = string.format('%.0f', math.floor(now_us / 1000))
+  if redis.call('EXISTS', ix) == 0 then
+    if create ~= '1' then return {3, ''} end
+    redis.call('HSET', ix, '#', '1', '*', now_ms, field, gen)
+    redis.call('EXPIRE', ix, ttl)
+    return {2, now_ms}
+  end
+  local cur = tonumber(redis.call('HGET', ix, field) or '0')
+  if cur < tonumber(gen) then redis.call('HSET', ix, field, gen) end
+  redis.call('EXPIRE', ix, ttl)
+  local mark = redis.call('HGET', ix, '*')
+  if mark and create == '1' and tonumber(now_ms) - tonumber(mark) > STALE_BUILD_MS then
+    redis.call('HSET', ix, '*', now_ms)
+    return {2, now_ms}
+  end
+  return {1, ''}
+end
+""".replace("STALE_BUILD_MS", str(STALE_BUILD_MS))
+
+# Shared by GROUP_DISCARD and GROUP_SEND: drop `field` unless an add raised it past `gen`.
+INDEX_DROP_LUA = """
+local function index_drop(ix, field, gen)
+  local cur = redis.call('HGET', ix, field)
+  if cur and tonumber(cur) <= tonumber(gen) then redis.call('HDEL', ix, field) end
+end
+"""
+
+# This shard's generation for a group whose part here is empty: its counter, or (counter
+# expired) the time in microseconds, which every later add exceeds.
+EMPTY_GEN_LUA = """
+local function empty_gen(gkey, now_us)
+  return redis.call('GET', gkey .. '#') or string.format('%.0f', now_us)
+end
+"""
+
+# KEYS: index.  ARGV: field, generation, ttl_s, create ('1'/'0')  -> {state, build mark}
+INDEX_PUT = Script(
+    "index_put",
+    _NOW_US + INDEX_PUT_LUA + "return index_put(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], now_us)\n",
+)
+
+# KEYS: index.  ARGV: (field, generation) pairs  -> 1
+INDEX_DROP = Script(
+    "index_drop",
+    INDEX_DROP_LUA + "for i = 1, #ARGV, 2 do index_drop(KEYS[1], ARGV[i], ARGV[i + 1]) end\nreturn 1\n",
+)
+
+# KEYS: group.  ARGV: group_expiry_s  -> this shard's generation if it holds members, else false.
+# Members added without an index (an older release) have no counter yet: it is created.
+GROUP_GEN = Script(
+    "group_gen",
+    _NOW_US
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local gen = redis.call('GET', KEYS[1] .. '#')
+if not gen then
+  gen = string.format('%.0f', now_us + 1)
+  redis.call('SET', KEYS[1] .. '#', gen, 'EX', ARGV[1])
+end
+return gen
+""",
+)
+
+# KEYS: index.  ARGV: build mark, ttl_s, then (field, generation) pairs  -> 1
+# Merges what the build found and clears the mark if it is still this build's.
+INDEX_FINISH = Script(
+    "index_finish",
+    """
+for i = 3, #ARGV, 2 do
+  local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
+  if cur < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+if redis.call('HGET', KEYS[1], '*') == ARGV[1] then redis.call('HDEL', KEYS[1], '*') end
+if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+return 1
+""",
+)
+
+INDEX_SCRIPTS = [INDEX_PUT, INDEX_DROP, GROUP_GEN, INDEX_FINISH]
+
+# KEYS: group [, the group's index when it lives on this shard]
+# ARGV: queue name, local part, group_expiry_s [, index field, create ('1'/'0')]
+# -> {generation, index state, build mark}: every add raises this shard's generation of
+# the group (see group_index.py), kept as long as the group; with the index key the
+# script also raises the index's entry (INDEX_PUT's states), else the state is 0.
 GROUP_ADD = Script(
     "group_add",
-    _NOW_S
+    _NOW_US
+    + INDEX_PUT_LUA
     + """
+local now_s = now_us / 1000000
 redis.call('ZADD', KEYS[1], now_s, ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 if string.sub(ARGV[1], -1) == '!' then
@@ -134,22 +233,38 @@ if string.sub(ARGV[1], -1) == '!' then
   end
   redis.call('EXPIRE', sub, ARGV[3])
 end
-return 1
+local gen = tonumber(redis.call('GET', KEYS[1] .. '#') or '0') + 1
+if gen <= now_us then gen = now_us + 1 end
+gen = string.format('%.0f', gen)
+redis.call('SET', KEYS[1] .. '#', gen, 'EX', ARGV[3])
+if KEYS[2] then
+  local put = index_put(KEYS[2], ARGV[4], gen, ARGV[3], ARGV[5], now_us)
+  return {gen, put[1], put[2]}
+end
+return {gen, 0, ''}
 """,
 )
 
-# KEYS: group.  ARGV: queue name, local part
+# KEYS: group [, the group's index when it lives on this shard].  ARGV: queue name, local part [, index field]
+# -> '' while this shard still holds members of the group, else its generation (to
+# compare-and-delete its index entry with; done here when the index key is given)
 GROUP_DISCARD = Script(
     "group_discard",
-    """
+    _NOW_US
+    + INDEX_DROP_LUA
+    + EMPTY_GEN_LUA
+    + """
 if string.sub(ARGV[1], -1) == '!' then
   local sub = KEYS[1] .. ':' .. ARGV[1]
   redis.call('ZREM', sub, ARGV[2])
   redis.call('HDEL', KEYS[1] .. ':', ARGV[1])
-  if redis.call('ZCARD', sub) > 0 then return 1 end
+  if redis.call('ZCARD', sub) > 0 then return '' end
 end
 redis.call('ZREM', KEYS[1], ARGV[1])
-return 1
+if redis.call('EXISTS', KEYS[1]) == 1 then return '' end
+local gen = empty_gen(KEYS[1], now_us)
+if KEYS[2] then index_drop(KEYS[2], ARGV[3], gen) end
+return gen
 """,
 )
 
@@ -176,10 +291,15 @@ return out
 """,
 )
 
-# KEYS: group [, global stats]
+# KEYS: group [, global stats] [, the group's index when it lives on this shard]
 # ARGV: payload, expiry_ms, group_expiry_s, queue_ttl_s, key prefix, default capacity,
-#       then (Lua pattern, capacity) pairs, first match wins.
-# -> {members reached, members dropped because full, members evicted}
+#       index field ('' when KEYS holds no index), then (Lua pattern, capacity) pairs,
+#       first match wins.
+# -> {members reached, members dropped because full, members evicted, generation, index}
+#    generation: '' while this shard holds members of the group, else its generation
+#    (see group_index.py; with the index key the entry is compare-and-deleted here);
+#    index: 0 without an index key, or when the index is absent or being built, else
+#    its (field, generation) pairs.
 #
 # All the sockets of one process ("server!") get ONE element naming their
 # local parts, which that process fans out. A queue whose head expired
@@ -188,15 +308,22 @@ GROUP_SEND = Script(
     "group_send",
     _NOW
     + _PURGE
+    + INDEX_DROP_LUA
+    + EMPTY_GEN_LUA
     + """
 local gkey = KEYS[1]
 local cache = gkey .. ':'
+local ixfield = ARGV[7]
+local ixkey = nil
+if ixfield ~= '' then ixkey = KEYS[#KEYS] end
+local stats = nil
+if #KEYS >= (ixkey and 3 or 2) then stats = KEYS[2] end
 local cutoff = now / 1000 - tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', gkey, '-inf', cutoff)
 local queues = redis.call('ZRANGE', gkey, 0, -1)
 local default_capacity = tonumber(ARGV[6])
 local function capacity(name)
-  for i = 7, #ARGV, 2 do
+  for i = 8, #ARGV, 2 do
     if string.find(name, ARGV[i]) then return tonumber(ARGV[i + 1]) end
   end
   return default_capacity
@@ -251,16 +378,25 @@ for _, qname in ipairs(queues) do
     end
   end
 end
-if KEYS[2] then
-  redis.call('HINCRBY', KEYS[2], 'messages_count', sent)
-  if full > 0 then redis.call('HINCRBY', KEYS[2], 'channel_full_count', full) end
-  redis.call('EXPIRE', KEYS[2], 86400)
+if stats and #queues > 0 then
+  redis.call('HINCRBY', stats, 'messages_count', sent)
+  if full > 0 then redis.call('HINCRBY', stats, 'channel_full_count', full) end
+  redis.call('EXPIRE', stats, 86400)
 end
-return {sent, full, evicted}
+local gen = ''
+if redis.call('EXISTS', gkey) == 0 then gen = empty_gen(gkey, tonumber(t[1]) * 1000000 + tonumber(t[2])) end
+local index = 0
+if ixkey then
+  if gen ~= '' then index_drop(ixkey, ixfield, gen) end
+  if redis.call('EXISTS', ixkey) == 1 and not redis.call('HGET', ixkey, '*') then
+    index = redis.call('HGETALL', ixkey)
+  end
+end
+return {sent, full, evicted, gen, index}
 """,
 )
 
-ALL_SCRIPTS = [SEND, POP, GROUP_ADD, GROUP_DISCARD, GROUP_CHANNELS, GROUP_SEND]
+ALL_SCRIPTS = [SEND, POP, GROUP_ADD, GROUP_DISCARD, GROUP_CHANNELS, GROUP_SEND, *INDEX_SCRIPTS]
 
 # Per-connection ordering (see channels_core/layers/order_book.py for the state machine).
 # The hash at KEYS[1] holds 'next', 'n' (messages parked), 'waiting' (ms since when
