@@ -3,7 +3,8 @@
 - `REDIS_URL` set: the Redis channel layer (what the Procfile's processes share);
   unset: the in-memory layer, for `manage.py runserver` alone. Several URLs separated by
   spaces are client-side shards (`redis://r1:6379/0 redis://r2:6379/0`); one URL may also
-  be `redis+sentinel://s1:26379,s2:26379/mymaster/0` (Redis Sentinel).
+  be `redis+sentinel://s1:26379,s2:26379/mymaster/0` (Redis Sentinel) or
+  `redis+cluster://n1:7000,n2:7001/` (Redis Cluster: some or all of its nodes).
 - `DATABASE_URL` (`sqlite:///path` or `postgres://user:password@host:port/name`); default `example/db.sqlite3`.
 - `DJANGO_DEBUG=0` turns DEBUG off; `DJANGO_SECRET_KEY`, `DJANGO_ALLOWED_HOSTS` (comma-separated).
 """

@@ -4,7 +4,7 @@ Each app's checks are a mixin; `PortedApps` gathers them into one
 ChannelLiveServerTestCase (a real interface server and a real worker serve the
 test project, sharing the test database), and one subclass per topology of
 `tests.support.topologies` runs them all on it: the shared Redis, two
-client-side shards, Sentinel. Each under a private key prefix, flushed after.
+client-side shards, Sentinel, Cluster. Each under a private key prefix, flushed after.
 """
 
 from __future__ import annotations
@@ -216,6 +216,11 @@ class PortedAppsOnTwoShards(PortedApps):
 class PortedAppsOnSentinel(PortedApps):
     __test__ = True
     topology = "sentinel"
+
+
+class PortedAppsOnCluster(PortedApps):
+    __test__ = True
+    topology = "cluster"
 
 
 def test_in_memory_sqlite_and_local_layers_are_refused(settings):
