@@ -11,13 +11,14 @@ its own timeout, so a BLPOP never collides with redis-py's `socket_timeout`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import random
 import select
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import redis.exceptions as rexc
 
@@ -43,22 +44,50 @@ class PendingPop:
     non-empty list in one round trip); otherwise BLPOP.
     """
 
-    def __init__(self, shard: Shard, keys: Sequence[bytes], timeout: float, need_id: bool, count: int = 1) -> None:
+    def __init__(
+        self, shard: Shard, keys: Sequence[bytes], timeout: float, need_id: bool, count: int = 1, read_id: bool = True
+    ) -> None:
         self.shard = shard
-        self.conn = shard.acquire()
+        # Redis Cluster, a slot half migrated and these keys gone from its old master: wait on the new one.
+        route = shard.ask_route()
+        self.conn = route.acquire() if route is not None else shard.acquire()
+        if route is not None:
+            self.conn.channels_pool = route
         self.client_id: int | None = None
         self.error: LayerConnectionError | None = None
-        try:
+        self._id_unread = False
+        self._ok_unread = False
+        with self._failing_on_connection():
             commands: list[tuple] = []
             if need_id:
                 commands.append(("CLIENT", "ID"))
+            if route is not None:
+                commands.append(("ASKING",))  # just before the pop: ASKING holds for one command
+                self._ok_unread = True
             if count > 1 and shard.supports_blmpop:
                 commands.append(("BLMPOP", _format_timeout(timeout), len(keys), *keys, "LEFT", "COUNT", count))
             else:
                 commands.append(("BLPOP", *keys, _format_timeout(timeout)))
             self.conn.send_packed_command(self.conn.pack_commands(commands))
-            if need_id:
+            self._id_unread = need_id
+        if read_id or not need_id:
+            self.read_id()
+
+    def read_id(self) -> None:
+        """Read the replies sent before the pop's (CLIENT ID, ASKING). Several pops read after all are sent."""
+        with self._failing_on_connection():
+            if self._id_unread:
                 self.client_id = self.conn.read_response()
+                self._id_unread = False
+            if self._ok_unread:
+                self.conn.read_response()
+                self._ok_unread = False
+
+    @contextlib.contextmanager
+    def _failing_on_connection(self) -> Iterator[None]:
+        shard = self.shard
+        try:
+            yield
         except REFUSED as exc:
             shard.discard(self.conn)
             raise shard.refused(exc) from None
@@ -216,8 +245,15 @@ class BlockingPop:
         error = None
         for shard, keys in plan:
             try:
-                pending.append(PendingPop(shard, random.sample(keys, len(keys)), timeout, need_id=True, count=count))
+                keys = random.sample(keys, len(keys))
+                pending.append(PendingPop(shard, keys, timeout, need_id=True, count=count, read_id=False))
             except LayerConnectionError as exc:
+                error = exc
+        for p in list(pending):
+            try:
+                p.read_id()
+            except LayerConnectionError as exc:
+                pending.remove(p)
                 error = exc
         if not pending:
             raise error or LayerConnectionError("no Redis server reachable")
@@ -239,8 +275,7 @@ class BlockingPop:
                     elif reply:
                         self.decoder.stash(reply[0], reply[1], p.shard)
         finally:
-            for p in pending:
-                reply = _cancel(p)
+            for p, reply in _cancel_all(pending):
                 if reply and winner is None:
                     winner = (reply[0], reply[1], p.shard)
                 elif reply:
@@ -248,6 +283,42 @@ class BlockingPop:
         if winner is None and error is not None:
             raise error
         return winner
+
+
+def _cancel_all(pending: list[PendingPop]) -> list[tuple[PendingPop, tuple[bytes, list[bytes]] | None]]:
+    """Cancel pops still waiting: one CLIENT UNBLOCK pipeline per server, then collect what each popped anyway."""
+    by_server: dict[int, tuple[Shard, list[PendingPop]]] = {}
+    for p in pending:
+        owner = p.shard.owner_of(p.conn)
+        by_server.setdefault(id(owner), (owner, []))[1].append(p)
+    out: list[tuple[PendingPop, tuple[bytes, list[bytes]] | None]] = []
+    for owner, pops in by_server.values():
+        if len(pops) == 1:
+            out.append((pops[0], _cancel(pops[0])))
+            continue
+        try:
+            owner.pipeline([("CLIENT", "UNBLOCK", p.client_id) for p in pops])
+        except LayerConnectionError:
+            for p in pops:
+                p.abandon()
+                out.append((p, None))
+            continue
+        except (rexc.ResponseError, AclRefused):
+            out += [(p, _cancel(p)) for p in pops]  # one at a time, which explains a refusal once
+            continue
+        out += [(p, _collect(p)) for p in pops]
+    return out
+
+
+def _collect(pending: PendingPop) -> tuple[bytes, list[bytes]] | None:
+    """The reply of an unblocked pop: what it popped before the unblock landed, or None."""
+    if not pending.wait(REPLY_GRACE):
+        pending.abandon()
+        return None
+    try:
+        return pending.result()
+    except LayerConnectionError:
+        return None  # result() already dropped the connection
 
 
 def _cancel(pending: PendingPop) -> tuple[bytes, list[bytes]] | None:
@@ -276,10 +347,4 @@ def _cancel(pending: PendingPop) -> tuple[bytes, list[bytes]] | None:
                 return None
         pending.abandon()
         return None
-    if not pending.wait(REPLY_GRACE):
-        pending.abandon()
-        return None
-    try:
-        return pending.result()
-    except LayerConnectionError:
-        return None  # result() already dropped the connection
+    return _collect(pending)

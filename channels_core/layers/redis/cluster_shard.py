@@ -36,6 +36,8 @@ REDIRECTS = (rexc.AskError, rexc.TryAgainError, rexc.ClusterDownError)
 """Error replies that mean "not run here, now": MovedError is an AskError."""
 _ATTEMPTS = 8
 _FIRST_WAIT = 0.01
+# How long blocking pops keep going to a slot's importing node after an ASK (a migration takes milliseconds).
+_ASK_ROUTE_TTL = 2.0
 
 
 class NodeShard(Shard):
@@ -52,6 +54,13 @@ class NodeShard(Shard):
         )
         super().__init__(-1, config, cluster.max_connections, cluster.pool_timeout)
         self.node = address
+        self.cluster = cluster
+
+    def failed(self, exc: BaseException) -> LayerConnectionError:
+        # The buckets log outages, once per cluster; a dead node also means the slot map is out of date.
+        self.cluster.invalidate()
+        self.clock_offset_ms = None
+        return LayerConnectionError(f"Redis Cluster node {self.label} is unreachable: {exc}")
 
 
 class BucketShard(Shard):
@@ -65,6 +74,7 @@ class BucketShard(Shard):
         self.cluster.max_connections = max_connections
         self.cluster.pool_timeout = pool_timeout
         self.slot = host.slot
+        self._ask: tuple[tuple[str, int], float] | None = None
 
     # -- connections come from the current master's pool ---------------------------
 
@@ -98,8 +108,19 @@ class BucketShard(Shard):
     def close(self) -> None:
         self.cluster.close()
 
+    def ask_route(self) -> NodeShard | None:
+        ask = self._ask
+        if ask is None or time.monotonic() > ask[1]:
+            return None
+        return self.cluster.pool(ask[0])
+
     def failed(self, exc: BaseException) -> LayerConnectionError:
         self.cluster.invalidate()
+        if isinstance(exc, rexc.MovedError):
+            self._ask = None
+        elif isinstance(exc, rexc.AskError):
+            # Blocking pops go to the importing node (with ASKING) for a while; plain commands follow ASK each time.
+            self._ask = ((exc.host, int(exc.port)), time.monotonic() + _ASK_ROUTE_TTL)
         if isinstance(exc, (rexc.AskError, rexc.TryAgainError)):
             # A reshard moving this slot: not an outage, nothing to log.
             return LayerConnectionError(f"Redis Cluster slot {self.slot} is moving ({exc}); retrying")

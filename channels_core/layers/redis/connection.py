@@ -244,6 +244,10 @@ class Shard:
         """The pool of the server this shard's commands go to now (itself; a cluster bucket's master's pool)."""
         return self
 
+    def ask_route(self) -> Shard | None:
+        """Where a blocking pop must go with ASKING (a Redis Cluster slot mid-migration); None: here."""
+        return None
+
     def owner_of(self, conn: Any) -> Shard:
         """The pool `conn` came from and goes back to: to reach the same server again (CLIENT UNBLOCK)."""
         return self
