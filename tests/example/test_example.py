@@ -133,10 +133,10 @@ def test_two_pages_in_a_room_see_each_other_and_history_loads(example, browser, 
     log_has(first, "bob: and back")
     later = open_room(browser, example, "lobby")
     log_has(later, "ada: hi from the first page")  # stored in the database, shown on load
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    name = "chat.png" if topology.name == "one" else f"chat-{topology.name}.png"
-    shot = first.screenshot(ARTIFACTS / name)
-    assert shot.stat().st_size > 5000
+    if topology.name == "one":  # the page looks the same on every topology
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = first.screenshot(ARTIFACTS / "chat.png")
+        assert shot.stat().st_size > 5000
     assert first.console_errors() == []
 
 
