@@ -283,15 +283,19 @@ class SlotMigration:
         """Keys of the slot the source still holds."""
         return list(self.source.call("CLUSTER", "GETKEYSINSLOT", self.slot, count))
 
-    def move_keys(self, keys: list[str] | None = None, batch: int = 100) -> int:
-        """MIGRATE `keys` (all the slot's keys still on the source if None); returns how many moved."""
+    def move_keys(self, keys: list[str] | None = None, batch: int = 100, replace: bool = False) -> int:
+        """MIGRATE `keys` (all the slot's keys still on the source if None); returns how many moved.
+
+        A key the target already holds fails with BUSYKEY (redis-cli's reshard stops there too);
+        `replace=True` overwrites it instead (what `redis-cli --cluster fix` does), for clean-up."""
         moved = 0
         while True:
             todo = self.keys_left(batch) if keys is None else keys[moved : moved + batch]
             if not todo:
                 return moved
             # MIGRATE host port "" 0 timeout KEYS k...: atomic per call; a key already gone is skipped (NOKEY).
-            self.source.call("MIGRATE", "127.0.0.1", self.target.port, "", 0, 5000, "KEYS", *todo)
+            options = ["REPLACE"] if replace else []
+            self.source.call("MIGRATE", "127.0.0.1", self.target.port, "", 0, 5000, *options, "KEYS", *todo)
             self.moved.extend(todo)
             moved += len(todo)
             if keys is not None and moved >= len(keys):
@@ -317,13 +321,20 @@ NodeRef = int | str | NodeInfo | ClusterNode
 class ClusterSetup:
     """`with ClusterSetup(masters=3, replicas=1) as cluster:` a formed cluster, every node ok, replicas in sync."""
 
-    def __init__(self, masters: int = 3, replicas: int = 1, node_timeout_ms: int = NODE_TIMEOUT_MS) -> None:
+    def __init__(
+        self,
+        masters: int = 3,
+        replicas: int = 1,
+        node_timeout_ms: int = NODE_TIMEOUT_MS,
+        server_args: list[str] | None = None,
+    ) -> None:
+        """`server_args` go to every node's command line (e.g. `["--cluster-require-full-coverage", "no"]`)."""
         if masters < 1 or replicas < 0:
             raise ValueError("a cluster needs at least one master and a non-negative replica count")
         self.master_count = masters
         self.replica_count = replicas
         self.node_timeout_ms = node_timeout_ms
-        self.nodes = [ClusterNode(node_timeout_ms) for _ in range(masters * (1 + replicas))]
+        self.nodes = [ClusterNode(node_timeout_ms, server_args) for _ in range(masters * (1 + replicas))]
         self.tools: list[ChildProcess] = []  # redis-cli processes (reshard) to stop at cleanup
         self._killed: list[tuple[ClusterNode, NodeInfo]] = []  # masters killed, with what they served
 
@@ -568,7 +579,8 @@ class ClusterSetup:
     def reshard(self, source: NodeRef, target: NodeRef, slots: int, pipeline: int = 10) -> ChildProcess:
         """Start `redis-cli --cluster reshard` moving `slots` slots from `source` to `target` and return it
         running (a `ChildProcess`: Popen's poll/wait/pid/returncode, plus `output()`), so a test can run
-        traffic meanwhile. Wait for it with `.wait(timeout)`; `cleanup()` kills it if it still runs."""
+        traffic meanwhile. Wait for it with `.wait(timeout)`, then `wait_ready()` before reading `masters()`:
+        other nodes, replicas above all, learn the new owners by gossip. `cleanup()` kills it if it still runs."""
         src, dst = self.node(source), self.node(target)
         argv = [
             redis_cli(),

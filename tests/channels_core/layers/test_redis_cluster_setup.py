@@ -99,6 +99,7 @@ def test_failover_rejoin_reshard_and_slot_migration_then_nothing_left():
             before = cluster.masters()
             tool = cluster.reshard(1, 2, 500)
             assert tool.wait(60) == 0, tool.output()
+            cluster.wait_ready()  # replicas learn the new owners by gossip
             after = {m.node_id: m.slot_count for m in cluster.masters()}
             assert after[before[1].node_id] == before[1].slot_count - 500
             assert after[before[2].node_id] == before[2].slot_count + 500
