@@ -34,6 +34,18 @@ from .scripts import Script
 
 REDIRECTS = (rexc.AskError, rexc.TryAgainError, rexc.ClusterDownError)
 """Error replies that mean "not run here, now": MovedError is an AskError."""
+
+
+def not_local(reply: Any) -> bool:
+    """A script stopped before its first write (it touches every key first) by a key of a migrating slot."""
+    return isinstance(reply, rexc.ResponseError) and "non local key" in str(reply)
+
+
+def must_retry(reply: Any) -> bool:
+    """A reply that says the command (or script) did nothing and should run again, maybe elsewhere."""
+    return isinstance(reply, REDIRECTS) or not_local(reply)
+
+
 _ATTEMPTS = 8
 _FIRST_WAIT = 0.01
 # How long blocking pops keep going to a slot's importing node after an ASK (a migration takes milliseconds).
@@ -154,16 +166,18 @@ class BucketShard(Shard):
                 replies = super().pipeline(commands, errors=True)
             except REDIRECTS as exc:  # raised only for an ACL error next to a redirect: not expected
                 replies = [exc]
-            redirect = next((r for r in replies if isinstance(r, REDIRECTS)), None)
+            redirect = next((r for r in replies if must_retry(r)), None)
             if redirect is None:
                 return _first_error_raised(replies, errors)
             last = redirect
-            if isinstance(redirect, rexc.MovedError):
+            if not_local(redirect):
+                self.cluster.invalidate()  # the migration may have ended: MOVED next time
+            elif isinstance(redirect, rexc.MovedError):
                 self.cluster.invalidate()
                 continue
             if isinstance(redirect, rexc.AskError):
                 replies = self._asking(redirect, commands)
-                if not any(isinstance(r, REDIRECTS) for r in replies):
+                if not any(must_retry(r) for r in replies):
                     return _first_error_raised(replies, errors)
             elif isinstance(redirect, rexc.ClusterDownError):
                 self.cluster.invalidate()

@@ -7,13 +7,14 @@ wait for a free connection instead. Blocking pops are in `blocking_pop`.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import select
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import redis.exceptions as rexc
@@ -258,17 +259,44 @@ class Shard:
         A command's error reply is raised (the first one), or with `errors`
         returned in its place, so the caller can tell which commands ran.
         """
+        return self.read_replies(self.send_commands(commands), len(commands), errors)
+
+    def send_commands(self, commands: Sequence[Sequence[Any]]) -> Any:
+        """Send `commands` on a pooled connection and return it: `read_replies` reads them (and gives it back).
+
+        Sending to several servers before reading any costs one round trip of
+        wall time instead of one per server.
+        """
         conn = self.acquire()
-        try:
+        with self._dropping_on_error(conn):
             conn.send_packed_command(conn.pack_commands(commands))
-            replies = []
-            error = None
-            for _ in commands:
+        return conn
+
+    def read_replies(self, conn: Any, count: int, errors: bool = False) -> list[Any]:
+        """The `count` replies waiting on `conn` (from `send_commands`); then `conn` goes back to the pool."""
+        replies = []
+        error = None
+        with self._dropping_on_error(conn):
+            for _ in range(count):
                 try:
                     replies.append(conn.read_response())
                 except rexc.ResponseError as exc:
                     error = error or exc
                     replies.append(exc)
+        self.release(conn)
+        if self._down_since is not None:
+            self.succeeded()
+        if isinstance(error, rexc.NoPermissionError):
+            raise self.acl_refused(error) from None
+        if error is not None and not errors:
+            raise error
+        return replies
+
+    @contextlib.contextmanager
+    def _dropping_on_error(self, conn: Any) -> Iterator[None]:
+        """Drop `conn` on any error, translating refusals and network errors into the layer's errors."""
+        try:
+            yield
         except REFUSED as exc:
             self.discard(conn)
             raise self.refused(exc) from None
@@ -278,14 +306,6 @@ class Shard:
         except BaseException:
             self.discard(conn)
             raise
-        self.release(conn)
-        if self._down_since is not None:
-            self.succeeded()
-        if isinstance(error, rexc.NoPermissionError):
-            raise self.acl_refused(error) from None
-        if error is not None and not errors:
-            raise error
-        return replies
 
     def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a Lua script by SHA, loading it when this server has not seen it."""

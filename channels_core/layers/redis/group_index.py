@@ -47,13 +47,14 @@ import hashlib
 from typing import TYPE_CHECKING, Any
 
 from .hosts import ring_name
-from .scripts import GROUP_ADD, GROUP_DISCARD, GROUP_GEN, GROUP_SEND, INDEX_DROP, INDEX_FINISH, INDEX_PUT
+from .scripts import GROUP_ADD, GROUP_DISCARD, GROUP_GEN, GROUP_SEND, INDEX_DROP, INDEX_FINISH, INDEX_PUT, VERSION_SET
 
 if TYPE_CHECKING:
     from .connection import Shard
     from .layer import RedisChannelLayer
 
 VERSION = "ix1"
+_MAX_CACHED_GROUPS = 10_000
 # INDEX_PUT's states (GROUP_ADD returns them too when it writes the index itself).
 NO_INDEX, UPDATED, BUILD, ABSENT = 0, 1, 2, 3
 
@@ -69,6 +70,13 @@ class GroupIndex:
         # knows nothing of members added under the new layout) is never read again.
         layout = hashlib.md5(b"\n".join(sorted(self.fields))).hexdigest()[:8]
         self.suffix = f"#{VERSION}.{layout}".encode("ascii")
+        self.cache: dict[str, tuple[bytes, tuple[int, ...]]] = {}
+        """group -> (index version, shards holding members) as this process last read them."""
+
+    def remember(self, group: str, version: bytes, shards: tuple[int, ...]) -> None:
+        if len(self.cache) >= _MAX_CACHED_GROUPS:
+            self.cache.clear()
+        self.cache[group] = (version, shards)
 
     def home(self, group: str) -> int:
         """The index of the shard holding `group`'s index."""
@@ -107,12 +115,25 @@ def add(layer: RedisChannelLayer, group: str, qname: str, local: str) -> None:
     create = "1" if enabled(layer) else "0"
     field = index.fields[shard.index]
     if home == shard.index:
-        _, state, mark = shard.evalsha(GROUP_ADD, [gkey, ikey], [qname, local, ttl, field, create])
+        _, state, mark, version, listed = shard.evalsha(GROUP_ADD, [gkey, ikey], [qname, local, ttl, field, create])
     else:
         gen = shard.evalsha(GROUP_ADD, [gkey], [qname, local, ttl])[0]
-        state, mark = layer.shards[home].evalsha(INDEX_PUT, [ikey], [field, gen, ttl, create])
+        state, mark, version, listed = layer.shards[home].evalsha(INDEX_PUT, [ikey], [field, gen, ttl, create])
+    if version:
+        # A shard joined: senders that cached the older list must notice on any listed shard.
+        _spread_version(layer, index, group, version, listed)
     if state == BUILD:
         _build(layer, index, group, home, mark)
+
+
+def _spread_version(layer: RedisChannelLayer, index: GroupIndex, group: str, version: bytes, listed: list) -> None:
+    """Write the index's `version` on each listed shard (one round trip per server)."""
+    return
+    ttl = layer._group_ttl
+    shards = sorted({index.by_field[f] for f in listed if f in index.by_field})
+    calls = [(layer.shards[i], [layer.keys.group_key(group, i)], (version, ttl)) for i in shards]
+    if calls:
+        layer._evalsha_each(VERSION_SET, calls)
 
 
 def _build(layer: RedisChannelLayer, index: GroupIndex, group: str, home: int, mark: bytes) -> None:
@@ -123,7 +144,9 @@ def _build(layer: RedisChannelLayer, index: GroupIndex, group: str, home: int, m
     for shard, gen in zip(layer.shards, layer._evalsha_each(GROUP_GEN, calls), strict=True):
         if gen:
             found += [index.fields[shard.index], gen]
-    layer.shards[home].evalsha(INDEX_FINISH, [index.key(group, home)], [mark, ttl, *found])
+    version, listed = layer.shards[home].evalsha(INDEX_FINISH, [index.key(group, home)], [mark, ttl, *found])
+    if version:
+        _spread_version(layer, index, group, version, listed)
 
 
 def discard(layer: RedisChannelLayer, group: str, qname: str, local: str) -> None:
@@ -144,8 +167,25 @@ def discard(layer: RedisChannelLayer, group: str, qname: str, local: str) -> Non
         layer.shards[home].evalsha(INDEX_DROP, [index.key(group, home)], [field, gen])
 
 
+def _parse_index(reply: Any) -> tuple[bytes, list[bytes]] | None:
+    """(version, listed shard fields) of an index as HGETALL gives it; None when absent or being built."""
+    if not reply or not isinstance(reply, (list, dict)):
+        return None
+    pairs = dict(reply.items()) if isinstance(reply, dict) else dict(zip(reply[::2], reply[1::2], strict=True))
+    if b"*" in pairs or b"#" not in pairs:
+        return None
+    return pairs.get(b"#v", b""), [f for f in pairs if not f.startswith(b"#")]
+
+
 def send(layer: RedisChannelLayer, group: str, payload: bytes) -> tuple[int, int]:
-    """Run GROUP_SEND where `group` has members; (members skipped because full, members evicted)."""
+    """Run GROUP_SEND where `group` has members; (members skipped because full, members evicted).
+
+    Steady state: one script per shard of the list this process cached, each
+    reply confirming that the shard still holds members and has the list's
+    version (a shard that joined since raised it on every listed shard).
+    Otherwise, and the first time, the home first (its reply carries the
+    index), then the listed shards not reached yet.
+    """
     index = index_of(layer)
 
     def call(shard: Shard, index_key: bytes | None) -> tuple[Shard, list[bytes], tuple]:
@@ -167,21 +207,45 @@ def send(layer: RedisChannelLayer, group: str, payload: bytes) -> tuple[int, int
         replies = layer._evalsha_each(GROUP_SEND, [call(shard, None) for shard in layer.shards])
         return sum(r[1] for r in replies), sum(r[2] for r in replies)
 
-    # The home shard first: its members get the message and its reply carries the index.
+    trusted = enabled(layer)
+    reached: dict[int, Any] = {}  # shard -> its GROUP_SEND reply
+    cached = index.cache.get(group) if trusted else None
+    if cached:
+        version, shards = cached
+        for i, reply in zip(
+            shards, layer._evalsha_each(GROUP_SEND, [call(layer.shards[i], None) for i in shards]), strict=True
+        ):
+            reached[i] = reply
+        if all(not r[3] and r[5] == version for r in reached.values()):
+            return sum(r[1] for r in reached.values()), sum(r[2] for r in reached.values())
+
+    # The home: its members get the message (unless already reached) and its reply carries the index.
     home = index.home(group)
     ikey = index.key(group, home)
-    first = layer.shards[home].evalsha(GROUP_SEND, *call(layer.shards[home], ikey)[1:])
-    listed = first[4]
-    if isinstance(listed, list) and enabled(layer):
-        targets = sorted({index.by_field[f] for f in listed[::2] if f in index.by_field} - {home})
+    if home in reached:
+        listed = _parse_index(layer.shards[home].execute("HGETALL", ikey))
     else:
-        listed = None  # absent or being built: every shard
-        targets = [i for i in range(len(layer.shards)) if i != home]
-    replies = layer._evalsha_each(GROUP_SEND, [call(layer.shards[i], None) for i in targets]) if targets else []
+        reached[home] = layer.shards[home].evalsha(GROUP_SEND, *call(layer.shards[home], ikey)[1:])
+        listed = _parse_index(reached[home][4])
+    if listed is not None and trusted:
+        version, fields = listed
+        wanted = {index.by_field[f] for f in fields if f in index.by_field}
+    else:
+        wanted = set(range(len(layer.shards)))
+    targets = sorted(wanted - reached.keys())
+    if targets:
+        reached.update(
+            zip(targets, layer._evalsha_each(GROUP_SEND, [call(layer.shards[i], None) for i in targets]), strict=True)
+        )
     if listed is not None:
-        # Shards the index named that hold no member any more: drop them unless an add raced in.
-        drops = [x for i, r in zip(targets, replies, strict=True) if r[3] for x in (index.fields[i], r[3])]
+        # Listed shards that hold no member any more: drop them unless an add raced in (the home's
+        # own entry was dropped by its script).
+        empty = {i for i, r in reached.items() if r[3]}
+        drops = [x for i in sorted(empty - {home}) for x in (index.fields[i], reached[i][3])]
         if drops:
             layer.shards[home].evalsha(INDEX_DROP, [ikey], drops)
-    replies.append(first)
-    return sum(r[1] for r in replies), sum(r[2] for r in replies)
+        if trusted:
+            index.remember(group, version, tuple(sorted(wanted - empty)))
+    else:
+        index.cache.pop(group, None)
+    return sum(r[1] for r in reached.values()), sum(r[2] for r in reached.values())

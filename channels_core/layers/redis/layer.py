@@ -6,7 +6,7 @@ import logging
 import math
 import random
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import redis.exceptions as rexc
@@ -18,7 +18,7 @@ from ..errors import LayerConnectionError
 from . import framing, group_index
 from .blocking_pop import BlockingPop, Plan
 from .cluster import BucketSource
-from .cluster_shard import REDIRECTS, BucketShard
+from .cluster_shard import BucketShard, must_retry
 from .connection import NETWORK_ERRORS, Shard
 from .decoding import Decoder
 from .event_receiver import EventReceiver
@@ -43,6 +43,12 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
 
     The constructor takes asgi_redis 1.x's options (same names, same order)
     plus a few of its own; see the README for every option and its default.
+
+    `group_index` (with several shards or on Redis Cluster): keep an index
+    of which shards hold members of each group, so a group send runs only
+    there. Set it False while rolling this release out over one without the
+    index (it then keeps existing indexes up to date, creates none and sends
+    on every shard); switch it back once no old process runs.
     """
 
     extensions = ["groups", "flush", "statistics", "batch", "ordering", "event_receiver", "leases"]
@@ -63,6 +69,7 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         max_connections: int = 64,
         pool_timeout: float = 30,
         statistics: bool = True,
+        group_index: bool = True,
     ) -> None:
         super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
         if not isinstance(prefix, str) or not prefix:
@@ -73,6 +80,7 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         self.stats_prefix = prefix + "meta:" if stats_prefix is None else stats_prefix
         self.blocking_timeout = blocking_timeout
         self.statistics_enabled = statistics
+        self.group_index = group_index
         self.hosts = parse_hosts(hosts, connection_kwargs)
         self.shards = [_shard(i, host, max_connections, pool_timeout) for i, host in enumerate(self.hosts)]
         self.ring = HashRing([ring_name(host) for host in self.hosts])
@@ -237,24 +245,44 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         (a reshard, a new master) is run again on its own shard, which
         follows redirections and loads scripts.
         """
-        results: list[Any] = [None] * len(calls)
+        commands = [(shard, ("EVALSHA", script.sha, len(keys), *keys, *args)) for shard, keys, args in calls]
+        return self._run_each(commands, lambda i: calls[i][0].evalsha(script, calls[i][1], calls[i][2]))
+
+    def _execute_each(self, commands: list[tuple[Shard, tuple]]) -> list[Any]:
+        """Run one command per `(shard, command)`, one round trip per Redis server, replies in order."""
+        return self._run_each(commands, lambda i: commands[i][0].execute(*commands[i][1]))
+
+    def _run_each(self, commands: list[tuple[Shard, tuple]], again: Callable[[int], Any]) -> list[Any]:
+        results: list[Any] = [None] * len(commands)
         by_server: dict[int, tuple[Shard, list[int]]] = {}
-        for i, (shard, _, _) in enumerate(calls):
+        for i, (shard, _) in enumerate(commands):
             server = shard.server()
             by_server.setdefault(id(server), (server, []))[1].append(i)
+        # Every server's pipeline is written before any reply is read: one round trip of wall time.
+        sent = []
+        error: LayerConnectionError | None = None
+        failure: rexc.ResponseError | None = None
         for server, indexes in by_server.values():
-            if len(indexes) == 1:
-                shard, keys, args = calls[indexes[0]]
-                results[indexes[0]] = shard.evalsha(script, keys, args)
+            try:
+                sent.append((server, indexes, server.send_commands([commands[i][1] for i in indexes])))
+            except LayerConnectionError as exc:
+                error = error or exc
+        for server, indexes, conn in sent:
+            try:
+                replies = server.read_replies(conn, len(indexes), errors=True)
+            except LayerConnectionError as exc:
+                error = error or exc
                 continue
-            commands = [("EVALSHA", script.sha, len(calls[i][1]), *calls[i][1], *calls[i][2]) for i in indexes]
-            for i, reply in zip(indexes, server.pipeline(commands, errors=True), strict=True):
-                if isinstance(reply, (rexc.NoScriptError, *REDIRECTS)):
-                    shard, keys, args = calls[i]
-                    reply = shard.evalsha(script, keys, args)
+            for i, reply in zip(indexes, replies, strict=True):
+                if isinstance(reply, rexc.NoScriptError) or must_retry(reply):
+                    reply = again(i)  # on its own shard, which loads the script or follows the redirect
                 elif isinstance(reply, rexc.ResponseError):
-                    raise reply
+                    failure = failure or reply  # raised once every server's replies are read
                 results[i] = reply
+        if failure is not None:
+            raise failure
+        if error is not None:
+            raise error
         return results
 
     # -- per-connection ordering (the `ordering` extension, see ..order_book) --
@@ -325,8 +353,9 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
     def global_statistics(self) -> dict[str, int]:
         """`messages_count` and `channel_full_count` summed over the servers."""
         totals = {"messages_count": 0, "channel_full_count": 0}
-        for shard in self.shards:
-            _add_counters(totals, shard.execute("HGETALL", self.keys.global_stats_key(shard.index)))
+        commands = [(shard, ("HGETALL", self.keys.global_stats_key(shard.index))) for shard in self.shards]
+        for reply in self._execute_each(commands):
+            _add_counters(totals, reply)
         return totals
 
     def channel_statistics(self, channel: str) -> dict[str, float]:

@@ -126,9 +126,8 @@ class RedisLeases:
     def lease_holders(self) -> dict[str, dict]:
         """The live holders on every shard and their `info`."""
         out: dict[str, dict] = {}
-        for shard in self.shards:  # type: ignore[attr-defined]
-            expiry, info, _, _ = self.keys.lease_keys(shard.index)  # type: ignore[attr-defined]
-            reply = shard.evalsha(LEASE_HOLDERS, [expiry, info], ())
+        calls = [(shard, list(self.keys.lease_keys(shard.index)[:2]), ()) for shard in self.shards]  # type: ignore[attr-defined]
+        for reply in self._evalsha_each(LEASE_HOLDERS, calls):  # type: ignore[attr-defined]
             for i in range(0, len(reply), 2):
                 holder = reply[i].decode("ascii")
                 try:
@@ -146,15 +145,19 @@ class RedisLeases:
         if not self.shards[0].evalsha(SWEEPER_ELECT, [election], (sweeper, max(1, int(ttl * 1000)))):  # type: ignore[attr-defined]
             return []
         swept: list[str] = []
-        for shard in self.shards:  # type: ignore[attr-defined]
-            prefix = self.keys.shard_prefix(shard.index)  # type: ignore[attr-defined]
-            lease_keys = list(self.keys.lease_keys(shard.index))  # type: ignore[attr-defined]
-            dead = shard.evalsha(LEASE_SWEEP, lease_keys, (prefix, _HOLDERS_PER_SWEEP))
+        shards = self.shards  # type: ignore[attr-defined]
+        keys = self.keys  # type: ignore[attr-defined]
+        # One round trip per server for the whole sweep when nothing expired (48 buckets on a cluster).
+        calls = [(s, list(keys.lease_keys(s.index)), (keys.shard_prefix(s.index), _HOLDERS_PER_SWEEP)) for s in shards]
+        for dead in self._evalsha_each(LEASE_SWEEP, calls):  # type: ignore[attr-defined]
             for holder in dead:
                 name = holder.decode("ascii")
                 swept.append(name)
                 self.last_sweep.setdefault(name, 0)
-            self._send_swept(shard)
+        waiting = self._execute_each([(s, ("HLEN", keys.lease_keys(s.index)[3])) for s in shards])  # type: ignore[attr-defined]
+        for shard, count in zip(shards, waiting, strict=True):
+            if count:
+                self._send_swept(shard)
         return swept
 
     def _send_swept(self, shard: Any) -> None:

@@ -130,25 +130,42 @@ local now_us = tonumber(t[1]) * 1000000 + tonumber(t[2])
 
 # Shared by GROUP_ADD and INDEX_PUT: raise `field` to `gen` (never lower it); create the
 # index marked "being built" (field '*', the time in ms) when absent and `create` is '1'.
-# -> {state, build mark}
+# A shard that joins (its field was absent) raises the index's version ('#v'): the caller
+# then writes that version on every listed shard, so a sender that cached the older list
+# notices when it next runs its script on any of them (see group_index.py).
+# -> {state, build mark, version ('' unless a shard joined), the listed shards' fields}
 INDEX_PUT_LUA = """
+local function listed_fields(ix)
+  local out = {}
+  for _, f in ipairs(redis.call('HKEYS', ix)) do
+    if string.sub(f, 1, 1) ~= '#' and f ~= '*' then out[#out + 1] = f end
+  end
+  return out
+end
 local function index_put(ix, field, gen, ttl, create, now_us)
   local now_ms = string.format('%.0f', math.floor(now_us / 1000))
   if redis.call('EXISTS', ix) == 0 then
-    if create ~= '1' then return {3, ''} end
-    redis.call('HSET', ix, '#', '1', '*', now_ms, field, gen)
+    if create ~= '1' then return {3, '', '', {}} end
+    redis.call('HSET', ix, '#', '1', '#v', '1', '*', now_ms, field, gen)
     redis.call('EXPIRE', ix, ttl)
-    return {2, now_ms}
+    return {2, now_ms, '', {}}
   end
-  local cur = tonumber(redis.call('HGET', ix, field) or '0')
-  if cur < tonumber(gen) then redis.call('HSET', ix, field, gen) end
+  local cur = redis.call('HGET', ix, field)
+  local version, listed = '', {}
+  if not cur then
+    version = tostring(redis.call('HINCRBY', ix, '#v', 1))
+    redis.call('HSET', ix, field, gen)
+    listed = listed_fields(ix)
+  elseif tonumber(cur) < tonumber(gen) then
+    redis.call('HSET', ix, field, gen)
+  end
   redis.call('EXPIRE', ix, ttl)
   local mark = redis.call('HGET', ix, '*')
   if mark and create == '1' and tonumber(now_ms) - tonumber(mark) > STALE_BUILD_MS then
     redis.call('HSET', ix, '*', now_ms)
-    return {2, now_ms}
+    return {2, now_ms, version, listed}
   end
-  return {1, ''}
+  return {1, '', version, listed}
 end
 """.replace("STALE_BUILD_MS", str(STALE_BUILD_MS))
 
@@ -168,7 +185,7 @@ local function empty_gen(gkey, now_us)
 end
 """
 
-# KEYS: index.  ARGV: field, generation, ttl_s, create ('1'/'0')  -> {state, build mark}
+# KEYS: index.  ARGV: field, generation, ttl_s, create ('1'/'0')  -> see index_put
 INDEX_PUT = Script(
     "index_put",
     _NOW_US + INDEX_PUT_LUA + "return index_put(KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], now_us)\n",
@@ -196,28 +213,46 @@ return gen
 """,
 )
 
-# KEYS: index.  ARGV: build mark, ttl_s, then (field, generation) pairs  -> 1
-# Merges what the build found and clears the mark if it is still this build's.
+# KEYS: index.  ARGV: build mark, ttl_s, then (field, generation) pairs
+# -> {version, the listed shards' fields}: merges what the build found, clears the mark if it
+# is still this build's and raises the version (the caller writes it on the listed shards).
 INDEX_FINISH = Script(
     "index_finish",
-    """
+    INDEX_PUT_LUA
+    + """
 for i = 3, #ARGV, 2 do
   local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '0')
   if cur < tonumber(ARGV[i + 1]) then redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
 if redis.call('HGET', KEYS[1], '*') == ARGV[1] then redis.call('HDEL', KEYS[1], '*') end
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'', {}} end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return {tostring(redis.call('HINCRBY', KEYS[1], '#v', 1)), listed_fields(KEYS[1])}
+""",
+)
+
+# KEYS: group (this shard's part).  ARGV: version, ttl_s  -> 1
+# This shard's copy of the group index's version (`<group key>#v`), only ever raised.
+VERSION_SET = Script(
+    "version_set",
+    """
+local key = KEYS[1] .. '#v'
+if tonumber(redis.call('GET', key) or '0') < tonumber(ARGV[1]) then
+  redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('EXPIRE', key, ARGV[2])
+end
 return 1
 """,
 )
 
-INDEX_SCRIPTS = [INDEX_PUT, INDEX_DROP, GROUP_GEN, INDEX_FINISH]
+INDEX_SCRIPTS = [INDEX_PUT, INDEX_DROP, GROUP_GEN, INDEX_FINISH, VERSION_SET]
 
 # KEYS: group [, the group's index when it lives on this shard]
 # ARGV: queue name, local part, group_expiry_s [, index field, create ('1'/'0')]
-# -> {generation, index state, build mark}: every add raises this shard's generation of
-# the group (see group_index.py), kept as long as the group; with the index key the
-# script also raises the index's entry (INDEX_PUT's states), else the state is 0.
+# -> {generation, index state, build mark, version, listed fields}: every add raises this
+# shard's generation of the group (see group_index.py), kept as long as the group; with the
+# index key the script also raises the index's entry (index_put's reply), else state 0.
 GROUP_ADD = Script(
     "group_add",
     _NOW_US
@@ -237,11 +272,12 @@ local gen = tonumber(redis.call('GET', KEYS[1] .. '#') or '0') + 1
 if gen <= now_us then gen = now_us + 1 end
 gen = string.format('%.0f', gen)
 redis.call('SET', KEYS[1] .. '#', gen, 'EX', ARGV[3])
+redis.call('EXPIRE', KEYS[1] .. '#v', ARGV[3])
 if KEYS[2] then
   local put = index_put(KEYS[2], ARGV[4], gen, ARGV[3], ARGV[5], now_us)
-  return {gen, put[1], put[2]}
+  return {gen, put[1], put[2], put[3], put[4]}
 end
-return {gen, 0, ''}
+return {gen, 0, '', '', {}}
 """,
 )
 
@@ -295,11 +331,12 @@ return out
 # ARGV: payload, expiry_ms, group_expiry_s, queue_ttl_s, key prefix, default capacity,
 #       index field ('' when KEYS holds no index), then (Lua pattern, capacity) pairs,
 #       first match wins.
-# -> {members reached, members dropped because full, members evicted, generation, index}
+# -> {members reached, members dropped because full, members evicted, generation, index,
+#     version}
 #    generation: '' while this shard holds members of the group, else its generation
 #    (see group_index.py; with the index key the entry is compare-and-deleted here);
 #    index: 0 without an index key, or when the index is absent or being built, else
-#    its (field, generation) pairs.
+#    its (field, value) pairs; version: this shard's copy of the index's version, or ''.
 #
 # All the sockets of one process ("server!") get ONE element naming their
 # local parts, which that process fans out. A queue whose head expired
@@ -318,7 +355,14 @@ local ixkey = nil
 if ixfield ~= '' then ixkey = KEYS[#KEYS] end
 local stats = nil
 if #KEYS >= (ixkey and 3 or 2) then stats = KEYS[2] end
+local version = redis.call('GET', gkey .. '#v') or ''
 local cutoff = now / 1000 - tonumber(ARGV[3])
+local prefix = ARGV[5]
+-- Touch every key this send may write before writing any: on a Redis Cluster slot being
+-- migrated, a key that is not here fails the script, and it must fail with nothing done.
+for _, qname in ipairs(redis.call('ZRANGE', gkey, 0, -1)) do
+  redis.call('EXISTS', prefix .. qname, gkey .. ':' .. qname, cache, gkey .. '#')
+end
 redis.call('ZREMRANGEBYSCORE', gkey, '-inf', cutoff)
 local queues = redis.call('ZRANGE', gkey, 0, -1)
 local default_capacity = tonumber(ARGV[6])
@@ -330,7 +374,6 @@ local function capacity(name)
 end
 local stamp = string.format('%014d', now + tonumber(ARGV[2]))
 local body = '\\n' .. ARGV[1]
-local prefix = ARGV[5]
 local sent, full, evicted = 0, 0, 0
 for _, qname in ipairs(queues) do
   local key = prefix .. qname
@@ -392,7 +435,7 @@ if ixkey then
     index = redis.call('HGETALL', ixkey)
   end
 end
-return {sent, full, evicted, gen, index}
+return {sent, full, evicted, gen, index, version}
 """,
 )
 
