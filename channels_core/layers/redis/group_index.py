@@ -128,7 +128,6 @@ def add(layer: RedisChannelLayer, group: str, qname: str, local: str) -> None:
 
 def _spread_version(layer: RedisChannelLayer, index: GroupIndex, group: str, version: bytes, listed: list) -> None:
     """Write the index's `version` on each listed shard (one round trip per server)."""
-    return
     ttl = layer._group_ttl
     shards = sorted({index.by_field[f] for f in listed if f in index.by_field})
     calls = [(layer.shards[i], [layer.keys.group_key(group, i)], (version, ttl)) for i in shards]

@@ -112,14 +112,52 @@ def test_send_runs_only_on_the_home_and_the_shards_holding_members(layer, server
     layer.group_add(group, on_b)
     assert listed(layer, group) == {A, B}
     layer.send_group(group, {"n": 2})
-    assert evalsha_calls(servers, B) == before + 2  # the add and the send
+    assert evalsha_calls(servers, B) == before + 3  # the add, its new index version (B joined), the send
     assert drain(layer, on_a) == [{"n": 2}] and drain(layer, on_b) == [{"n": 2}]
 
     layer.group_discard(group, on_b)
     assert listed(layer, group) == {A}
     layer.group_discard(group, on_a)
     assert listed(layer, group) == set()
-    assert index_fields(layer, group) == {b"#": b"1"}, "an emptied group keeps its index (no rebuild on re-add)"
+    assert set(index_fields(layer, group)) == {b"#", b"#v"}, "an emptied group keeps its index (no rebuild on re-add)"
+
+
+def test_a_sender_that_cached_the_index_skips_the_home(make_layer, servers):
+    layer = make_layer()
+    group = group_homed(layer, A)
+    on_b = channel_on(layer, B)
+    layer.group_add(group, on_b)
+    layer.send_group(group, {"n": 1})  # reads the index on A, then B
+    before = evalsha_calls(servers, A)
+    for n in range(2, 5):
+        layer.send_group(group, {"n": n})
+    assert evalsha_calls(servers, A) == before, "steady state: only the shard holding members"
+    assert [m["n"] for m in drain(layer, on_b)] == [1, 2, 3, 4]
+
+
+def test_a_shard_joining_is_noticed_by_a_sender_that_cached_the_older_list(make_layer):
+    sender, adder = make_layer(), make_layer()  # two processes: separate caches
+    group = group_homed(sender, A)
+    on_b, on_a = channel_on(sender, B), channel_on(sender, A)
+    adder.group_add(group, on_b)
+    sender.send_group(group, {"n": 1})  # caches "B"
+    adder.group_add(group, on_a)  # A joins: the index's version rises on A and B
+    sender.send_group(group, {"n": 2})
+    assert drain(sender, on_a) == [{"n": 2}]
+    assert drain(sender, on_b) == [{"n": 1}, {"n": 2}]
+
+
+def test_a_cached_shard_found_empty_sends_the_sender_back_to_the_index(make_layer):
+    sender, other = make_layer(), make_layer()
+    group = group_homed(sender, A)
+    on_b, on_a = channel_on(sender, B), channel_on(sender, A)
+    other.group_add(group, on_b)
+    sender.send_group(group, {"n": 1})  # caches "B"
+    other.group_discard(group, on_b)
+    other.group_add(group, on_a)
+    sender.send_group(group, {"n": 2})
+    assert drain(sender, on_a) == [{"n": 2}]
+    assert listed(sender, group) == {A}
 
 
 def test_a_member_on_another_shard_than_the_home_is_reached(layer):
@@ -188,8 +226,9 @@ def test_an_add_whose_index_write_lands_after_the_delete_restores_its_entry(laye
     shard, gkey, home, ikey, field = _steps(layer, group, member)
     gen = shard.evalsha(GROUP_ADD, [gkey], [member, "", layer._group_ttl])[0]  # first half of an add
     assert listed(layer, group) == set()
-    state, _ = home.evalsha(INDEX_PUT, [ikey], [field, gen, layer._group_ttl, "1"])  # its second half
-    assert state == group_index.UPDATED
+    state, _, version, fields = home.evalsha(INDEX_PUT, [ikey], [field, gen, layer._group_ttl, "1"])  # second half
+    assert state == group_index.UPDATED and version  # B joins again
+    group_index._spread_version(layer, group_index.index_of(layer), group, version, fields)
     layer.send_group(group, {"n": 1})
     assert drain(layer, member) == [{"n": 1}]
 
@@ -209,31 +248,34 @@ def test_a_late_index_write_of_an_add_already_undone_leaves_a_harmless_entry_tha
     assert drain(layer, member) == []
 
 
-def test_concurrent_adds_and_discards_on_one_shard_never_hide_a_member(layer):
-    """Two threads churn members of one group on shard B; after its own add each must get its own send."""
+def test_concurrent_adds_and_discards_on_one_shard_never_hide_a_member(layer, make_layer):
+    """Threads churn members of one group on shard B (and A); after its own add each must get its own send."""
     group = group_homed(layer, A)
     layer.group_add(group, channel_on(layer, A, "anchor"))  # the index exists from the start
     misses: list[str] = []
     rounds = 150
 
-    def churn(stem: str) -> None:
-        channel = channel_on(layer, B, stem)
+    def churn(stem: str, mine: RedisChannelLayer, shard: int) -> None:
+        channel = channel_on(mine, shard, stem)
         for i in range(rounds):
-            layer.group_add(group, channel)
-            layer.send_group(group, {"from": stem, "i": i})
-            if {"from": stem, "i": i} not in drain(layer, channel):
+            mine.group_add(group, channel)
+            mine.send_group(group, {"from": stem, "i": i})
+            if {"from": stem, "i": i} not in drain(mine, channel):
                 misses.append(f"{stem} {i}")
-            layer.group_discard(group, channel)
-            drain(layer, channel)
+            mine.group_discard(group, channel)
+            drain(mine, channel)
 
-    threads = [threading.Thread(target=churn, args=(stem,)) for stem in ("left", "right")]
+    # Each thread its own layer (its own cached index, like separate processes); two churn on B,
+    # one on the home A, so B's entry and the index's version both keep changing.
+    work = [("left", make_layer(), B), ("right", make_layer(), B), ("home", make_layer(), A)]
+    threads = [threading.Thread(target=churn, args=args) for args in work]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
     assert not any(t.is_alive() for t in threads)
     assert misses == []
-    assert listed(layer, group) == {A}, "B emptied last: its entry is gone"
+    assert listed(layer, group) == {A}, "B emptied last: its entry is gone (A keeps the anchor)"
 
 
 # -- expiry -------------------------------------------------------------------------------
