@@ -16,8 +16,10 @@ The sections map one to one onto DESIGN.md's "The channel layer contract":
   (`BatchExtension`: `send_many`, `receive_batch`), `ordering`
   (`OrderingExtension`, described in `.order_book`) and the event-loop-friendly
   receive of the interface server, `event_receiver`
-  (`EventReceiverExtension`, handing out an `EventReceiver`), and process
-  liveness, `leases` (`LeasesExtension`).
+  (`EventReceiverExtension`, handing out an `EventReceiver`), process
+  liveness, `leases` (`LeasesExtension`), and for operators `inspection`
+  (`InspectionExtension`: queues and groups) and `queue_wait`
+  (`QueueWaitExtension`: how long received messages waited).
 - "Names": checked by `.names` (`validate_channel_name`,
   `validate_group_name`, `validate_receive_channels`); `BaseChannelLayer`
   applies them.
@@ -260,6 +262,41 @@ class LeasesExtension(Protocol):
         ...
 
 
+@runtime_checkable
+class InspectionExtension(Protocol):
+    """`inspection`: what an operator needs to see (the status command, the admin operations page).
+
+    Read-only and bounded: each call costs a few round trips per server
+    however many sockets are open, and never blocks senders or receivers.
+    """
+
+    def inspect_queues(self, limit: int = 1000) -> list[dict]:
+        """The non-empty queues, fullest first, at most `limit`.
+
+        Each is `{"channel": queue name ("http.request", "server!"),
+        "pending": messages waiting, "oldest_age": seconds the oldest has
+        waited (0.0 if unknown), "capacity": the queue's capacity}`.
+        """
+        ...
+
+    def inspect_groups(self, limit: int = 1000) -> list[dict]:
+        """The groups with live members, largest first, at most `limit`: `{"group": name, "members": count}`."""
+        ...
+
+
+@runtime_checkable
+class QueueWaitExtension(Protocol):
+    """`queue_wait`: how long received messages waited in their queue (the latency users feel)."""
+
+    def last_queue_waits(self) -> list[float]:
+        """Seconds each message returned by this thread's last `receive`/`receive_batch` waited, in order.
+
+        Measured from its send to its receive, on the layer's clock (the
+        Redis server's for Redis); empty after a receive that returned nothing.
+        """
+        ...
+
+
 EXTENSIONS: dict[str, type] = {
     "groups": GroupsExtension,
     "flush": FlushExtension,
@@ -268,6 +305,8 @@ EXTENSIONS: dict[str, type] = {
     "ordering": OrderingExtension,
     "event_receiver": EventReceiverExtension,
     "leases": LeasesExtension,
+    "inspection": InspectionExtension,
+    "queue_wait": QueueWaitExtension,
 }
 """Every extension name a layer may list, and the Protocol that name promises."""
 
