@@ -1,0 +1,156 @@
+"""What an operator sees: one snapshot of a channel layer, for `manage.py channels_status` and the admin page.
+
+`collect_status(layer)` asks the layer (never Django, never Twisted) and
+returns a plain, JSON-ready dict. Each section comes from one extension of
+the layer contract (`channels_core.layers.contract`); a section the layer
+cannot give is `None` (extension not listed) or missing from the figures
+with its error in `errors` (the layer failed while asked), so a page can
+always show the rest.
+
+The dict (every key always present)::
+
+    {
+      "time": 1796612345.12,            # unix time the snapshot was taken
+      "elapsed": 0.012,                 # seconds collect_status took
+      "layer": "<RedisChannelLayer hosts=[...] prefix='asgi:'>",   # str(layer)
+      "queues": [                       # None without the `inspection` extension
+        {"channel": "http.request",     # queue name ("server!" for a process's channels)
+         "pending": 3,                  # messages waiting (a group send to N sockets of one process is 1)
+         "oldest_age": 0.25,            # seconds the oldest waiting message has waited
+         "capacity": 100},              # the queue's capacity
+        ...                             # fullest first, at most `limit`
+      ],
+      "groups": [                       # None without `inspection`
+        {"group": "chat-lobby", "members": 1200},   # live members; largest first, at most `limit`
+        ...
+      ],
+      "processes": [                    # None without the `leases` extension
+        {"holder": "interface.response.AbC!",   # the lease's name
+         "kind": "interface-server",    # or "worker" (anything else a holder published)
+         "pid": 4242, "host": "web-1",
+         "version": "0.1.0",            # channels_core version of that process (None if it did not say)
+         "started": 1796610000.0,       # unix time it started (None if it did not say)
+         "uptime": 2345.1,              # time - started (None if unknown)
+         "load": {"http": 3, "websocket": 9800},  # worker: {"threads": 8, "handled": 12345, "busy": 2}
+         "channels": [...],             # worker: the channels it listens on ([] for others)
+         "dropped": {"send_timeouts": 2},   # that process's own drop counters (non-zero ones)
+         "info": {...}},                # everything the holder published, as is
+        ...                             # interface servers first, then workers, then by holder
+      ],
+      "dropped": {
+        "channel_full": 17,             # sends refused (or group members skipped) because a channel was full
+                                        # (`global_statistics()`; None without `statistics`)
+        "messages_sent": 123456,        # messages_count of global_statistics (None without `statistics`)
+        "by_process": {"worker.1.ab": {"invalid": 1}, ...},   # non-zero drop counters per live process
+        "total": 20,                    # channel_full + every per-process drop counter
+      },
+      "errors": {"queues": "LayerConnectionError: ..."},   # section -> what went wrong; {} when all went well
+    }
+
+Counters of processes that ended are gone with their leases; `channel_full`
+lives in the layer (on Redis a day after the last increment).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .layers.contract import supports
+
+DEFAULT_LIMIT = 1000
+"""Queues and groups listed at most (the fullest and largest)."""
+
+_KIND_ORDER = {"interface-server": 0, "worker": 1}
+
+
+def collect_status(layer: Any, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
+    """A snapshot of `layer` for operators: queues, groups, live processes, drops (see the module docstring).
+
+    `layer` is a channel layer or a `ChannelLayerWrapper` (`channel_layers[alias]`).
+    Never raises for a failing layer: the failing section is left empty and
+    its error is in `errors`.
+    """
+    started = time.monotonic()
+    now = time.time()
+    errors: dict[str, str] = {}
+    status: dict[str, Any] = {
+        "time": now,
+        "elapsed": 0.0,
+        "layer": str(layer),
+        "queues": None,
+        "groups": None,
+        "processes": None,
+        "dropped": {"channel_full": None, "messages_sent": None, "by_process": {}, "total": 0},
+        "errors": errors,
+    }
+    if supports(layer, "inspection"):
+        status["queues"] = _section(errors, "queues", lambda: [dict(q) for q in layer.inspect_queues(limit)])
+        status["groups"] = _section(errors, "groups", lambda: [dict(g) for g in layer.inspect_groups(limit)])
+    if supports(layer, "leases"):
+        holders = _section(errors, "processes", layer.lease_holders)
+        status["processes"] = processes(holders or {}, now)
+    dropped = status["dropped"]
+    if supports(layer, "statistics"):
+        stats = _section(errors, "statistics", layer.global_statistics)
+        if stats is not None:
+            dropped["channel_full"] = int(stats.get("channel_full_count", 0))
+            dropped["messages_sent"] = int(stats.get("messages_count", 0))
+    for process in status["processes"] or ():
+        if process["dropped"]:
+            dropped["by_process"][process["holder"]] = dict(process["dropped"])
+    dropped["total"] = (dropped["channel_full"] or 0) + sum(
+        n for counters in dropped["by_process"].values() for n in counters.values()
+    )
+    status["elapsed"] = time.monotonic() - started
+    return status
+
+
+def processes(holders: dict[str, Any], now: float) -> list[dict[str, Any]]:
+    """The `processes` section from `lease_holders()`: one normalised entry per live holder.
+
+    Tolerates any info a holder published (older releases published only
+    kind, pid, host and connections).
+    """
+    out = []
+    for holder, info in holders.items():
+        info = info if isinstance(info, dict) else {}
+        started = _number(info.get("started"))
+        load = info.get("load")
+        if not isinstance(load, dict):
+            # Before load was standardised an interface server published only its connection count.
+            load = {"connections": info["connections"]} if isinstance(info.get("connections"), int) else {}
+        dropped = info.get("dropped")
+        out.append(
+            {
+                "holder": holder,
+                "kind": str(info.get("kind") or "unknown"),
+                "pid": info.get("pid"),
+                "host": info.get("host"),
+                "version": info.get("version"),
+                "started": started,
+                "uptime": None if started is None else max(0.0, now - started),
+                "load": {str(k): v for k, v in load.items()},
+                "channels": list(info.get("channels") or ()),
+                "dropped": {str(k): int(v) for k, v in dropped.items() if _number(v)}
+                if isinstance(dropped, dict)
+                else {},
+                "info": info,
+            }
+        )
+    out.sort(key=lambda p: (_KIND_ORDER.get(p["kind"], 2), p["kind"], p["host"] or "", p["holder"]))
+    return out
+
+
+def _section(errors: dict[str, str], name: str, fetch: Any) -> Any:
+    try:
+        return fetch()
+    except Exception as exc:  # an operator's view shows what it can, and says what failed
+        errors[name] = f"{type(exc).__name__}: {exc}"
+        return None
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    return float(value)
