@@ -108,6 +108,14 @@ return out
 """,
 )
 
+# TOUCH_FIRST: a script that touches keys it does not declare (a group's side keys, member
+# queues, a dead holder's connections) first reads all of them with a multi-key EXISTS, before
+# any write. On Redis Cluster, while the slot is being migrated, a key that is not on this node
+# then stops the script with nothing written ("non local key", or TRYAGAIN on the importing
+# node: a multi-key command with a key missing there), and the layer runs it again once the
+# slot has settled. Single-key reads would not do: the importing node serves a missing key as
+# absent, and the script would write a second copy of a key the old master still holds.
+
 # Groups are stored per shard as a sorted set of queue names (score: the
 # latest add), plus, for each process queue "server!", a sorted set of the
 # local parts of its member channels at KEYS[1] .. ":" .. "server!", and a
@@ -203,6 +211,7 @@ GROUP_GEN = Script(
     "group_gen",
     _NOW_US
     + """
+if redis.call('EXISTS', KEYS[1], KEYS[1] .. '#') == 0 then return false end  -- see TOUCH_FIRST
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local gen = redis.call('GET', KEYS[1] .. '#')
 if not gen then
@@ -237,6 +246,7 @@ VERSION_SET = Script(
     "version_set",
     """
 local key = KEYS[1] .. '#v'
+redis.call('EXISTS', KEYS[1], key)  -- see TOUCH_FIRST
 if tonumber(redis.call('GET', key) or '0') < tonumber(ARGV[1]) then
   redis.call('SET', key, ARGV[1], 'EX', ARGV[2])
 else
@@ -258,6 +268,8 @@ GROUP_ADD = Script(
     _NOW_US
     + INDEX_PUT_LUA
     + """
+local g = KEYS[1]
+redis.call('EXISTS', g, g .. ':', g .. '#', g .. '#v', g .. ':' .. ARGV[1])  -- see TOUCH_FIRST
 local now_s = now_us / 1000000
 redis.call('ZADD', KEYS[1], now_s, ARGV[1])
 redis.call('EXPIRE', KEYS[1], ARGV[3])
@@ -290,6 +302,7 @@ GROUP_DISCARD = Script(
     + INDEX_DROP_LUA
     + EMPTY_GEN_LUA
     + """
+redis.call('EXISTS', KEYS[1], KEYS[1] .. ':', KEYS[1] .. '#', KEYS[1] .. ':' .. ARGV[1])  -- see TOUCH_FIRST
 if string.sub(ARGV[1], -1) == '!' then
   local sub = KEYS[1] .. ':' .. ARGV[1]
   redis.call('ZREM', sub, ARGV[2])
@@ -310,6 +323,9 @@ GROUP_CHANNELS = Script(
     _NOW_S
     + """
 local cutoff = now_s - tonumber(ARGV[1])
+for _, q in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do  -- see TOUCH_FIRST
+  redis.call('EXISTS', KEYS[1], KEYS[1] .. ':', KEYS[1] .. ':' .. q)
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', cutoff)
 local out = {}
 for _, q in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
@@ -358,8 +374,8 @@ if #KEYS >= (ixkey and 3 or 2) then stats = KEYS[2] end
 local version = redis.call('GET', gkey .. '#v') or ''
 local cutoff = now / 1000 - tonumber(ARGV[3])
 local prefix = ARGV[5]
--- Touch every key this send may write before writing any: on a Redis Cluster slot being
--- migrated, a key that is not here fails the script, and it must fail with nothing done.
+-- Touch every key this send may write before writing any (see TOUCH_FIRST).
+redis.call('EXISTS', gkey, cache, gkey .. '#', gkey .. '#v')
 for _, qname in ipairs(redis.call('ZRANGE', gkey, 0, -1)) do
   redis.call('EXISTS', prefix .. qname, gkey .. ':' .. qname, cache, gkey .. '#')
 end
@@ -556,6 +572,13 @@ LEASE_SWEEP = Script(
     + """
 local prefix = ARGV[1]
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+for _, holder in ipairs(dead) do  -- see TOUCH_FIRST
+  local ckey = prefix .. 'lease:conn:' .. holder
+  redis.call('EXISTS', ckey, KEYS[4])
+  for i, field in ipairs(redis.call('HKEYS', ckey)) do
+    redis.call('EXISTS', prefix .. 'order:' .. field, KEYS[4])
+  end
+end
 for _, holder in ipairs(dead) do
   local ckey = prefix .. 'lease:conn:' .. holder
   local entries = redis.call('HGETALL', ckey)
