@@ -11,6 +11,8 @@ import stat
 import sys
 from typing import Any
 
+from channels_core.layers.log_format import LOG_FORMATS, TEXT_FORMAT, setup_logging
+
 from .access import AccessLogGenerator
 from .config import ServerConfig
 from .endpoints import build_endpoints
@@ -174,6 +176,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds the server's lease in the layer lasts; renewed every third of it. When a server dies, "
         "its sockets' disconnects are sent by a worker once the lease expires (default 15)",
     )
+    add(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve Prometheus /metrics, /healthz and /readyz on this port, on its own listener, never the "
+        "public one (default: off; 0 picks a free port, logged at start)",
+    )
+    add(
+        "--metrics-host",
+        default=_DEFAULTS.metrics_host,
+        help="address of the metrics listener (default 127.0.0.1; 0.0.0.0 for a scraper on another host)",
+    )
+    add(
+        "--log-format",
+        choices=LOG_FORMATS,
+        default="text",
+        help="text (default) or json: one JSON object per line (time, level, logger, message, and where known "
+        "channel_type, client, path, status, size, duration_ms), access log included",
+    )
     return parser
 
 
@@ -256,6 +277,10 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Serve
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
     if args.request_body_min_rate < 0:
         raise UsageError("--request-body-min-rate must be 0 or more")
+    if args.metrics_port is not None and not 0 <= args.metrics_port <= 65535:
+        raise UsageError("--metrics-port must be a port number (0 for any free port)")
+    if args.metrics_port and args.metrics_port == port:
+        raise UsageError("--metrics-port must differ from the public port (metrics are never served to clients)")
     try:
         OriginPolicy(args.allowed_origins or [])  # a bad pattern stops the start, not a handshake
     except ValueError as exc:
@@ -282,6 +307,8 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Serve
         keepalive_timeout=args.keepalive_timeout,
         allowed_origins=list(args.allowed_origins or []),
         lease_ttl=args.lease_ttl,
+        metrics_port=args.metrics_port,
+        metrics_host=args.metrics_host,
     )
 
 
@@ -329,9 +356,13 @@ def import_layer(path: str) -> Any:
     return obj
 
 
-def _setup_logging(verbosity: int) -> None:
+def _setup_logging(verbosity: int, log_format: str = "text") -> None:
     level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    if log_format == "json":
+        setup_logging(level, "json")  # replaces any handler: every line must be JSON
+    else:
+        # basicConfig leaves a process's own logging alone (a live test server calls main() in-process).
+        logging.basicConfig(level=level, format=TEXT_FORMAT)
     from twisted.logger import STDLibLogObserver, globalLogBeginner
 
     globalLogBeginner.beginLoggingTo([STDLibLogObserver()], redirectStandardIO=False)
@@ -358,12 +389,17 @@ def main(argv: list[str] | None = None, layer: Any = None) -> int:
         message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
         print(f"interface-server: error: {message}", file=sys.stderr)
         return 2
-    _setup_logging(args.verbosity)
+    _setup_logging(args.verbosity, args.log_format)
     access_log = None
+    access_class: Any = AccessLogGenerator
+    if args.log_format == "json":
+        from .metrics_log import JsonAccessLog
+
+        access_class = JsonAccessLog
     if args.access_log == "-" or (args.access_log is None and args.verbosity >= 1):
-        access_log = AccessLogGenerator(sys.stdout)
+        access_log = access_class(sys.stdout)
     elif args.access_log:
-        access_log = AccessLogGenerator(open(args.access_log, "a", encoding="utf-8"))  # noqa: SIM115
+        access_log = access_class(open(args.access_log, "a", encoding="utf-8"))  # noqa: SIM115
 
     from .server import Server
 

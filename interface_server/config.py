@@ -34,3 +34,6 @@ class ServerConfig:
     keepalive_timeout: float = 5.0  # idle keep-alive connections are closed after this
     allowed_origins: list[str] = field(default_factory=list)  # empty: any Origin is accepted
     lease_ttl: float = 15.0  # the server's lease in the layer; renewed every lease_ttl / 3
+    # Operations (README "Metrics and health"): None = no metrics port.
+    metrics_port: int | None = None  # /metrics, /healthz, /readyz on their own listener (0: any free port)
+    metrics_host: str = "127.0.0.1"  # the metrics listener's address

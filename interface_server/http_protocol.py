@@ -81,6 +81,8 @@ class HTTPProtocol(Protocol):
 
     def connectionMade(self) -> None:
         self.server.connections.add(self)
+        if self.server.stats is not None:
+            self.server.stats.opened_http += 1
         self.client = _address(self.transport.getPeer())
         self.local = _address(self.transport.getHost())
         self.secure = ISSLTransport.providedBy(self.transport)
@@ -99,6 +101,12 @@ class HTTPProtocol(Protocol):
         return held, held + (output_limit.unsent_bytes(self.transport) if held else 0)
 
     def dataReceived(self, data: bytes) -> None:
+        stats = self.server.stats
+        if stats is not None:  # every byte of the socket passes here, a WebSocket's too (metrics.py)
+            if self.websocket is not None:
+                stats.bytes_in_websocket += len(data)
+            else:
+                stats.bytes_in_http += len(data)
         if self.websocket is not None:
             self.websocket.dataReceived(data)
             return
@@ -245,6 +253,8 @@ class HTTPProtocol(Protocol):
             data = b"".join(conn.send(event) or b"" for event in events)
         if data:
             socket_write.write(self.transport, data)
+            if self.server.stats is not None:
+                self.server.stats.bytes_out_http += len(data)
 
     def respond_error(self, status: int, text: str, close: bool = False) -> None:
         """A plain-text error response, if no response has started."""
@@ -252,6 +262,7 @@ class HTTPProtocol(Protocol):
             self.transport.loseConnection()
             return
         headers, body = error_response(status, text, close)
+        _count_response(self.server, status)
         self.send(
             h11.Response(status_code=status, headers=headers, reason=reason_phrase(status)),
             h11.Data(data=b"" if self.method == b"HEAD" else body),
@@ -290,6 +301,7 @@ class HTTPProtocol(Protocol):
             if self.method == b"HEAD":  # the head alone: a body would be read as garbage (found by fuzzing)
                 response = response[: response.index(b"\r\n\r\n") + 4]
             self.transport.write(response)
+            _count_response(self.server, status, len(response))
         self.close_connection()
 
     def close_connection(self) -> None:
@@ -330,6 +342,14 @@ class HTTPProtocol(Protocol):
             self.timeouts.waiting(next_request_started=bool(conn.trailing_data[0]))
         # Let the reactor breathe between pipelined requests.
         reactor.callLater(0, self.process)
+
+
+def _count_response(server: Server, status: int, size: int = 0) -> None:
+    """Count a response the server wrote itself (and the bytes it wrote past h11), for /metrics."""
+    stats = server.stats
+    if stats is not None:
+        stats.http_responses[status] = stats.http_responses.get(status, 0) + 1
+        stats.bytes_out_http += size
 
 
 def _is_websocket_upgrade(event: h11.Request) -> bool:

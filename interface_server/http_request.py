@@ -181,6 +181,10 @@ class ActiveRequest:
         events: list[Any] = []
         try:
             if output.status is not None:
+                stats = self.server.stats
+                if stats is not None:  # reply latency "http": request head to response start (metrics.py)
+                    stats.latency_http.observe(time.monotonic() - self.started_at)
+                    stats.http_responses[output.status] = stats.http_responses.get(output.status, 0) + 1
                 self.response_started = True
                 self.status = output.status
                 self.cancel_timeout()

@@ -240,6 +240,7 @@ class SendQueues:
         self.finished_count = 0  # items done (written by this thread only)
         self.lost_disconnects = 0
         self.share_used_up = False
+        self.full_counts: dict[str, int] = {}  # channel ("x?" for every "x?y") -> ChannelFull answers (metrics)
         self.expired_log = _RateLimitedCount(
             f"messages waited longer than send_timeout ({send_timeout:g} s): dropped, their"
             " connections closed (WebSocket 1013, HTTP 503)"
@@ -479,6 +480,8 @@ class SendQueues:
         if queue is None:
             return
         now = self.clock()
+        name = queue.name if "?" not in queue.name else queue.name[: queue.name.index("?") + 1]
+        self.full_counts[name] = self.full_counts.get(name, 0) + 1
         queue.congested_until = now + CONGESTED_FOR
         if queue.blocked_since is None:
             queue.blocked_since = now

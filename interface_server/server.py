@@ -15,6 +15,7 @@ from channels_core.layers.contract import supports
 
 from .access import ActionLogger
 from .config import ServerConfig
+from .metrics import Stats
 from .replies import Batch, ReactorReplyReader, ReplyReader
 from .sender import Sender
 
@@ -65,6 +66,9 @@ class Server:
         self.ChannelFull = getattr(channel_layer, "ChannelFull", None) or _NeverRaised
         self.counters: dict[str, int] = {}
         """What was dropped, closed or refused, by name (see `sender.Sender` and `deliver_replies`)."""
+        self.stats: Stats | None = Stats() if self.config.metrics_port is not None else None
+        """The hot path's counts for `/metrics` (metrics.py); None without --metrics-port (nothing counted)."""
+        self.layer_probe: Any = None  # health.LayerProbe, with --metrics-port
         self.disconnect_op: Callable[[str, str, dict], None] = lambda rc, channel, message: channel_layer.send(
             channel, message
         )
@@ -97,6 +101,8 @@ class Server:
         A reply for a connection that is gone (or closing: the handler drops
         it itself) is counted in `counters["replies_dropped"]`, logged at DEBUG.
         """
+        if self.stats is not None:
+            self.stats.replies_in += len(batch)
         for channel, message in batch:
             handler = self.reply_handlers.get(channel)
             if handler is None:
@@ -128,11 +134,15 @@ class Server:
         (`sender.SendTimeout`) or the layer refuses it; `on_sent()` once it
         is on the channel. Both run in the reactor thread.
         """
+        if self.stats is not None:
+            self.stats.message_out(channel)
         return self.sender.put(channel, message, on_error, owner, on_sent, **options)
 
     def send_disconnect(self, reply_channel: str, channel: str, message: dict) -> None:
         """Send a disconnect with `disconnect_op`: retried until sent (for up to 10 minutes), never dropped
         for a full channel or an outage, and after every message of that connection queued before it."""
+        if self.stats is not None:
+            self.stats.message_out(channel)
         self.sender.put_disconnect(reply_channel, channel, message)
 
     def send_best_effort(self, channel: str, message: dict) -> None:
@@ -141,6 +151,8 @@ class Server:
         def dropped(exc: Exception) -> None:
             logger.debug("Could not send to %s (%s: %s); dropped", channel, type(exc).__name__, exc)
 
+        if self.stats is not None:
+            self.stats.message_out(channel)
         self.sender.put(channel, message, dropped)
 
     def call_layer(
@@ -195,6 +207,13 @@ class Server:
         self.lease_keeper = start_lease_keeper(self)
         if self.lease_keeper is not None:  # ends the lease after graceful_shutdown sent the disconnects
             reactor.addSystemEventTrigger("during", "shutdown", self.lease_keeper.stop)
+        if self.config.metrics_port is not None:
+            from .metrics_server import start_metrics  # /metrics, /healthz, /readyz on their own port
+
+            try:
+                start_metrics(self)
+            except Exception as exc:  # CannotListenError: the port is taken; run() reports it and exits 1
+                return defer.fail(exc)
         return self.listen()
 
     def _reply_reader(self) -> ReplyReader | ReactorReplyReader:

@@ -8,6 +8,7 @@ until the application accepts or rejects on the reply channel, or
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
@@ -82,6 +83,8 @@ class WebSocketProtocol(WebSocketServerProtocol):
         self.disconnect_sent = False
         self.opened = False
         self.muted = False
+        self.connect_at = 0.0  # for the reply latencies (metrics.py), set only with --metrics-port
+        self.receive_at = 0.0  # the oldest websocket.receive not answered yet (0: none)
 
     def _details(self) -> dict:
         client = "{}:{}".format(*self.info.client) if self.info.client else None
@@ -95,6 +98,9 @@ class WebSocketProtocol(WebSocketServerProtocol):
             logger.info("WebSocket %s from %s refused with 403: %s", self.info.path, self._details()["client"], refused)
             raise ConnectionDeny(403, "Origin not allowed")
         self.server.connections.add(self)
+        if self.server.stats is not None:
+            self.server.stats.opened_websocket += 1
+            self.connect_at = time.monotonic()
         self.reply_channel = self.server.new_reply_channel(self)
         wanted = self.server.config.ws_protocols
         self.subprotocol = next((p for p in request.protocols if p in wanted), None)
@@ -174,6 +180,13 @@ class WebSocketProtocol(WebSocketServerProtocol):
             elif self.opened:
                 self._close(CLOSE_INTERNAL_ERROR)
             return
+        stats = self.server.stats
+        if stats is not None:
+            if connecting and (actions.reject or actions.accept):
+                stats.latency_ws_connect.observe(time.monotonic() - self.connect_at)
+            if actions.send and self.receive_at:
+                stats.latency_ws_receive.observe(time.monotonic() - self.receive_at)
+                self.receive_at = 0.0
         if actions.reject:
             if message.get("close") == CLOSE_INTERNAL_ERROR:
                 # What the worker sends on a pending connect when the consumer raised (a deny is a plain close).
@@ -212,6 +225,8 @@ class WebSocketProtocol(WebSocketServerProtocol):
         """
         if not output_limit.websocket_may_write(self):
             return
+        if self.server.stats is not None:
+            self.server.stats.bytes_out_websocket += len(data)
         if not compat.autobahn_write_is_plain(self, sync, chopsize):
             super().sendData(data, sync, chopsize)
             return
@@ -250,6 +265,8 @@ class WebSocketProtocol(WebSocketServerProtocol):
         if self.muted:
             return
         self.order += 1
+        if not self.receive_at and self.server.stats is not None:
+            self.receive_at = time.monotonic()
         message = websocket_receive_message(self.reply_channel, self.info.path, self.order, payload, isBinary)
         # A full channel or a layer outage makes the frame wait; past a few waiting frames the socket
         # stops being read (`pause_reading`), so TCP pushes back on the client.
