@@ -78,6 +78,7 @@ class WorkerPool:
         processes: int,
         shutdown_timeout: float = SHUTDOWN_TIMEOUT,
         before_fork: Callable[[], None] | None = None,
+        monitor: Any = None,
     ) -> None:
         if processes < 1:
             raise ValueError(f"processes must be at least 1, not {processes!r}")
@@ -86,6 +87,8 @@ class WorkerPool:
         self.shutdown_timeout = shutdown_timeout
         self.before_fork = before_fork if before_fork is not None else _close_django_connections
         self.slots = [_Slot(i) for i in range(processes)]
+        self.monitor = monitor
+        """A `worker.metrics_pool.PoolMonitor` (one `/metrics` and `/readyz` for the pool), or None."""
         self.stopping = False
         self.restarts = 0
         self._wakeup_r = -1
@@ -99,6 +102,8 @@ class WorkerPool:
         """Supervise until SIGTERM/SIGINT; returns the exit code (0)."""
         self._install_signals()
         try:
+            if self.monitor is not None:
+                self.monitor.pool_started(self)
             logger.info("Worker pool %d starting %d worker processes", os.getpid(), self.processes)
             for slot in self.slots:
                 self._spawn(slot)
@@ -109,6 +114,8 @@ class WorkerPool:
             self._shutdown()
         finally:
             self._restore_signals()
+            if self.monitor is not None:
+                self.monitor.pool_stopped()
         return 0
 
     def pids(self) -> list[int]:
@@ -176,6 +183,8 @@ class WorkerPool:
                 continue
             slot.pid = None
             ended.append((slot, status))
+            if self.monitor is not None:
+                self.monitor.child_exited(pid, slot.index)
             lived = time.monotonic() - slot.started
             if self.stopping:
                 logger.info("Worker process %d ended (%s)", pid, describe_status(status))
@@ -213,7 +222,7 @@ class WorkerPool:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
-            self._child(parent)  # never returns
+            self._child(parent, slot)  # never returns
         slot.pid = pid
         slot.started = time.monotonic()
         slot.restart_at = None
@@ -248,12 +257,14 @@ class WorkerPool:
                 if slot.pid is not None:
                     with contextlib.suppress(ChildProcessError):
                         os.waitpid(slot.pid, 0)
+                    if self.monitor is not None:
+                        self.monitor.child_exited(slot.pid, slot.index)
                     slot.pid = None
         logger.info("Worker pool %d stopped", os.getpid())
 
     # -- the child ---------------------------------------------------------------------------
 
-    def _child(self, parent: int) -> None:
+    def _child(self, parent: int, slot: _Slot) -> None:
         code = 1
         try:
             signal.set_wakeup_fd(-1)
@@ -266,6 +277,8 @@ class WorkerPool:
             if self.stopping:  # SIGTERM reached us before our own handlers were in place
                 raise SystemExit(0)
             worker = self.make_worker()
+            if self.monitor is not None:
+                self.monitor.in_child(slot.index, worker)
             try:
                 from channels_core.signals import worker_process_ready
 

@@ -92,6 +92,7 @@ class Worker:
         only_channels: list[str] | None = None,
         exclude_channels: list[str] | None = None,
         prefetch: int = 1,
+        metrics: Any = None,
     ) -> None:
         self.channel_layer = channel_layer
         self.prefetch = prefetch
@@ -109,6 +110,15 @@ class Worker:
         self.receive_errors = 0
         self.invalid = DropLog(logger, "an invalid message")
         """Messages dropped before routing (`validation.problem`), counted per channel; shared by a group's threads."""
+        self.metrics = metrics
+        """A `worker.metrics.WorkerMetrics` (shared by a group's threads), or None: no metrics, no cost."""
+        self._queue_waits = metrics is not None and supports(channel_layer, "queue_wait")
+        self.last_receive: float | None = None
+        """`time.monotonic()` when the last read from the layer returned (with messages or not): the loop is alive."""
+        self.failing_since: float | None = None
+        """`time.monotonic()` of the first failed read of the current failure, None while reads work."""
+        self.receive_error = ""
+        """The last failed read's error, for `/readyz`."""
 
     def install_signal_handler(self) -> None:
         signal.signal(signal.SIGTERM, self.sigterm_handler)
@@ -145,7 +155,17 @@ class Worker:
             raise ValueError("This worker has no channels to listen on (check --only-channels/--exclude-channels)")
         self.announce(channels)
         backoff = Backoff(_MIN_BACKOFF, _MAX_BACKOFF)
-        failing_since: float | None = None
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.start_counting_store(pending_message_store)
+            metrics.threads.inc()
+        try:
+            self._loop(channels, backoff)
+        finally:
+            if metrics is not None:
+                metrics.threads.dec()
+
+    def _loop(self, channels: list[str], backoff: Backoff) -> None:
         while not self.termed:
             self.in_job = False
             try:
@@ -156,8 +176,11 @@ class Worker:
             except Exception as exc:
                 self.in_job = False
                 delay = backoff.next_delay()
-                if failing_since is None:
-                    failing_since = time.monotonic()
+                self.receive_error = f"{type(exc).__name__}: {exc}"
+                if self.metrics is not None:
+                    self.metrics.receive_errors.inc()
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
                     logger.error(
                         "Receiving from the channel layer failed (%s: %s); retrying with backoff",
                         type(exc).__name__,
@@ -168,12 +191,15 @@ class Worker:
                 self.receive_errors += 1
                 time.sleep(delay)
                 continue
-            if failing_since is not None:
+            self.last_receive = time.monotonic()
+            if self.failing_since is not None:
                 logger.warning(
-                    "Receiving from the channel layer works again after %.1fs", time.monotonic() - failing_since
+                    "Receiving from the channel layer works again after %.1fs", self.last_receive - self.failing_since
                 )
-                failing_since = None
+                self.failing_since = None
             backoff.reset()
+            if batch and self._queue_waits:
+                self._record_waits(batch)
             # Messages already taken are all handled, even after SIGTERM: they exist nowhere else.
             for channel, content in batch:
                 self.handle(channel, content)
@@ -184,6 +210,14 @@ class Worker:
         logger.info(
             "Listening on channels %s (pid %d, %s)", ", ".join(channels), os.getpid(), threading.current_thread().name
         )
+
+    def _record_waits(self, batch: list[tuple[str, dict]]) -> None:
+        try:
+            waits = self.channel_layer.last_queue_waits()
+        except Exception:  # the figures are optional; the messages are not
+            logger.debug("last_queue_waits() failed", exc_info=True)
+            return
+        self.metrics.received(batch, waits)
 
     def _receive(self, channels: list[str]) -> list[tuple[str, dict]]:
         """One blocking read of at most `WAKE_INTERVAL` (layers with `receive_batch(timeout=)`).
@@ -219,6 +253,8 @@ class Worker:
                 return
             if not batch:
                 return
+            if self._queue_waits:
+                self._record_waits(batch)
             for channel, content in batch:
                 self.handle(channel, content)
 
@@ -232,6 +268,8 @@ class Worker:
         why = validation.problem(channel, content)
         if why is not None:
             self.invalid.drop(channel, why)
+            if self.metrics is not None:
+                self.metrics.invalid(channel)
             self._refuse(channel, content)
             return
         try:
@@ -248,6 +286,10 @@ class Worker:
             logger.error("No route matches a message on %s from %s; check your routing", channel, _client(content))
             return
         consumer, kwargs = match
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.consumers_running.inc()
+            started = time.perf_counter()
         # Explicitly around the consumer, not through the signals: the buffer must not depend on
         # which receivers are connected or in what order they run.
         pending_message_store.start()
@@ -273,13 +315,24 @@ class Worker:
                 self.requeue(channel, content)
             except Exception:
                 logger.exception("Could not requeue a message on %s (ConsumeLater); dropped", channel)
-        except Exception:
-            logger.exception("Consumer %s failed on %s from %s", name_that_thing(consumer), channel, _client(content))
+        except Exception as exc:
+            client = _client(content)
+            logger.exception(
+                "Consumer %s failed on %s from %s",
+                name_that_thing(consumer),
+                channel,
+                client,
+                extra={"channel_type": channel, "client": client, "consumer": name_that_thing(consumer)},
+            )
             self.failures += 1
+            if metrics is not None:
+                metrics.failed(channel, exc)
             self.answer_failure(channel, message)
         finally:
             # What the consumer sent (then the failure answer) goes out before any receiver runs.
-            pending_message_store.flush()
+            flushed = pending_message_store.flush()
+            if metrics is not None:
+                metrics.consumer_sends_dropped(channel, flushed, pending_message_store)
             # send_robust: one failing receiver (say, closing a broken DB connection) must not
             # escape into the loop.
             for receiver, result in consumer_finished.send_robust(sender=self.__class__):
@@ -293,6 +346,9 @@ class Worker:
                         exc_info=result,
                     )
             self.handled += 1
+            if metrics is not None:
+                metrics.consumed(channel, time.perf_counter() - started)
+                metrics.consumers_running.dec()
 
     def answer_failure(self, channel: str, message: Message) -> None:
         """Tell the client something went wrong: 500 for HTTP, a close for WebSocket."""
@@ -329,6 +385,8 @@ class Worker:
             self.channel_layer.send(reply_channel, reply)
         except Exception as exc:  # a malformed name, a full channel: the drop is already logged
             logger.debug("Could not answer an invalid message on %s: %s", channel, exc)
+            if self.metrics is not None:
+                self.metrics.dropped(channel, "answer")
 
     def _reply(self, message: Message, reply: dict) -> None:
         """Send on the reply channel after what the consumer already sent (buffered, so in order)."""
@@ -336,6 +394,8 @@ class Worker:
             message.reply_channel.send(reply)
         except Exception as exc:
             logger.warning("Could not send %r to %s: %s", reply, message.reply_channel.name, exc)
+            if self.metrics is not None:
+                self.metrics.dropped(message.channel.name, "answer")
 
     def requeue(self, channel: str, content: dict) -> None:
         """ConsumeLater: put the message back at the end of its channel, a bounded number of times."""
@@ -349,6 +409,8 @@ class Worker:
         if retry(lambda: self.channel_layer.send(channel, content), full, steady, tries=_REQUEUE_TRIES):
             return
         logger.warning("Dropped a message on %s: the channel stayed full while requeueing it", channel)
+        if self.metrics is not None:
+            self.metrics.dropped(channel, "requeue")
 
 
 class WorkerGroup(Worker):

@@ -65,6 +65,24 @@ class Command(BaseCommand):
             default=1,
             help="worker processes, supervised and restarted when they die (default 1)",
         )
+        parser.add_argument(
+            "--metrics-port",
+            type=int,
+            default=None,
+            help="serve Prometheus /metrics, /healthz and /readyz on this port (0: any free port, logged); "
+            "with --processes, the pool's parent serves the sum of its processes. Off by default",
+        )
+        parser.add_argument(
+            "--metrics-host",
+            default="127.0.0.1",
+            help="address of the --metrics-port server (default 127.0.0.1; 0.0.0.0 for a scraper on another host)",
+        )
+        parser.add_argument(
+            "--log-format",
+            choices=("text", "json"),
+            default="text",
+            help="log lines as text (default) or one JSON object per line, for log shippers",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         if options["threads"] is None:
@@ -73,7 +91,10 @@ class Command(BaseCommand):
             raise CommandError("--threads, --processes and --prefetch must be at least 1")
         if options.get("lease_ttl", 5.0) <= 0:
             raise CommandError("--lease-ttl must be positive")
-        _configure_logging(options["verbosity"])
+        metrics_port = options.get("metrics_port")
+        if metrics_port is not None and not 0 <= metrics_port <= 65535:
+            raise CommandError("--metrics-port must be between 0 and 65535")
+        _configure_logging(options["verbosity"], options.get("log_format", "text"))
         try:
             self.channel_layer = channel_layers[options["layer"]]
         except InvalidChannelLayerError as exc:
@@ -103,15 +124,46 @@ class Command(BaseCommand):
         if options["processes"] > 1:
             from worker.pool import WorkerPool
 
-            WorkerPool(self.make_worker, options["processes"]).run()
+            monitor = None
+            if metrics_port is not None:
+                from worker.metrics_pool import PoolMonitor
+
+                monitor = PoolMonitor(
+                    options["processes"], options["metrics_host"], metrics_port, layer=self.channel_layer
+                )
+            WorkerPool(self.make_worker, options["processes"], monitor=monitor).run()
             return
         worker_process_ready.send(sender=self)
         worker = self.make_worker()
+        server = self.serve_metrics(worker) if metrics_port is not None else None
         worker.ready()
         try:
             worker.run()
         except LayerConfigurationError as exc:
             raise CommandError(f"{self.channel_layer.setting} cannot be used: {exc}") from None
+        finally:
+            if server is not None:
+                server.stop()
+
+    def serve_metrics(self, worker: Any) -> Any:
+        """Start `/metrics`, `/healthz`, `/readyz` for this single worker process (`--metrics-port`)."""
+        from worker.health import HealthServer, layer_problem, worker_problem
+        from worker.metrics import exposition, single_process_registry
+
+        registry = single_process_registry(worker.metrics)
+        layer = self.channel_layer
+
+        def ready() -> str | None:
+            return worker_problem(worker) or layer_problem(layer)
+
+        try:
+            return HealthServer(
+                self.options["metrics_host"], self.options["metrics_port"], lambda: exposition(registry), ready
+            ).start()
+        except OSError as exc:
+            raise CommandError(
+                f"Cannot serve metrics on {self.options['metrics_host']}:{self.options['metrics_port']}: {exc}"
+            ) from None
 
     def make_worker(self):
         from worker import Worker, WorkerGroup
@@ -123,6 +175,11 @@ class Command(BaseCommand):
             exclude_channels=options["exclude_channels"] or None,
             prefetch=options["prefetch"],
         )
+        if options.get("metrics_port") is not None:
+            from worker.metrics import WorkerMetrics
+
+            # In a pool child this runs after the fork: the values go to the pool's files.
+            kwargs["metrics"] = WorkerMetrics()
         if options["threads"] > 1:
             worker = WorkerGroup(self.channel_layer, n_threads=options["threads"], **kwargs)
         else:
@@ -155,12 +212,22 @@ def _default_threads() -> int:
     return default_threads()
 
 
-def _configure_logging(verbosity: int) -> None:
+def _configure_logging(verbosity: int, log_format: str = "text") -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    if log_format == "json":
+        from channels_core.layers.log_format import JsonFormatter
+
+        formatter: logging.Formatter = JsonFormatter()
+    else:
+        formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
     for name in ("worker", "channels_core"):
         log = logging.getLogger(name)
         if not log.handlers:
             handler = logging.StreamHandler()
-            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+            handler.setFormatter(formatter)
             log.addHandler(handler)
+        elif log_format == "json":
+            # Handlers from the project's LOGGING: keep where they write, change only how.
+            for handler in log.handlers:
+                handler.setFormatter(formatter)
         log.setLevel(level)
