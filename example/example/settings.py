@@ -25,6 +25,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "channels_core",  # before staticfiles: its runserver runs the interface server and workers
+    "channels_core.ops",  # the operations page in the admin (its socket: example/routing.py)
     "django.contrib.staticfiles",
     "chat",
 ]
