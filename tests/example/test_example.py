@@ -124,8 +124,8 @@ def log_has(page, text: str) -> None:
     page.wait_for(f"document.getElementById('log').textContent.includes({json.dumps(text)})")
 
 
-@pytest.mark.parametrize("topology", topologies.params(), indirect=True)
-def test_two_pages_in_a_room_see_each_other_and_history_loads(example, browser, topology):
+def chat_in_two_pages(example, browser):
+    """Two pages in a room see each other's messages (a group broadcast); a third loads the history."""
     first, second = open_room(browser, example, "lobby"), open_room(browser, example, "lobby")
     say(first, "ada", "hi from the first page")
     log_has(second, "ada: hi from the first page")
@@ -133,15 +133,11 @@ def test_two_pages_in_a_room_see_each_other_and_history_loads(example, browser, 
     log_has(first, "bob: and back")
     later = open_room(browser, example, "lobby")
     log_has(later, "ada: hi from the first page")  # stored in the database, shown on load
-    if topology.name == "one":  # the page looks the same on every topology
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shot = first.screenshot(ARTIFACTS / "chat.png")
-        assert shot.stat().st_size > 5000
-    assert first.console_errors() == []
+    return first
 
 
-@pytest.mark.parametrize("topology", topologies.params(), indirect=True)
-def test_live_blog_updates_when_a_post_is_saved_in_another_process(example, browser):
+def live_blog_update(example, browser) -> None:
+    """A post saved in another process (`manage.py shell`) appears in an open live blog page."""
     page = browser.page()
     page.goto(example.url + "/liveblog/")
     page.wait_for("document.getElementById('status').textContent === 'open'")
@@ -149,6 +145,30 @@ def test_live_blog_updates_when_a_post_is_saved_in_another_process(example, brow
         "shell", "-c", "from chat.models import Post; Post.objects.create(title='Breaking', body='It works')"
     )
     page.wait_for("document.getElementById('posts').textContent.includes('Breaking')")
+
+
+def data_binding_in_two_pages(example, browser) -> None:
+    """A value added in one page and changed in the other shows in both."""
+    first, second = browser.page(), browser.page()
+    for page in (first, second):
+        page.goto(example.url + "/values/")
+        page.wait_for("document.getElementById('status').textContent === 'open'")
+    first.evaluate("document.getElementById('name').value = 'apples'; document.querySelector('#add button').click()")
+    second.wait_for("document.getElementById('values').textContent.includes('apples')")
+    second.evaluate("document.querySelector('#values button').click()")
+    first.wait_for("document.querySelector('#values .value').textContent === '1'")
+
+
+def test_two_pages_in_a_room_see_each_other_and_history_loads(example, browser):
+    first = chat_in_two_pages(example, browser)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = first.screenshot(ARTIFACTS / "chat.png")
+    assert shot.stat().st_size > 5000
+    assert first.console_errors() == []
+
+
+def test_live_blog_updates_when_a_post_is_saved_in_another_process(example, browser):
+    live_blog_update(example, browser)
 
 
 def test_the_page_keeps_working_after_the_interface_server_restarts(example, browser):
@@ -162,16 +182,18 @@ def test_the_page_keeps_working_after_the_interface_server_restarts(example, bro
     log_has(second, "ada: still here")
 
 
-@pytest.mark.parametrize("topology", topologies.params(), indirect=True)
 def test_data_binding_page_shows_changes_from_every_page(example, browser):
-    first, second = browser.page(), browser.page()
-    for page in (first, second):
-        page.goto(example.url + "/values/")
-        page.wait_for("document.getElementById('status').textContent === 'open'")
-    first.evaluate("document.getElementById('name').value = 'apples'; document.querySelector('#add button').click()")
-    second.wait_for("document.getElementById('values').textContent.includes('apples')")
-    second.evaluate("document.querySelector('#values button').click()")
-    first.wait_for("document.querySelector('#values .value').textContent === '1'")
+    data_binding_in_two_pages(example, browser)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("topology", topologies.EXTRA_TOPOLOGIES, indirect=True)
+def test_chat_live_blog_and_data_binding_pages_on_the_other_topologies(example, browser):
+    """The three browser checks above on client-side shards, Sentinel and Cluster: one set of processes for all."""
+    first = chat_in_two_pages(example, browser)
+    live_blog_update(example, browser)
+    data_binding_in_two_pages(example, browser)
+    assert first.console_errors() == []
 
 
 def test_start_script_is_the_quickstart():

@@ -14,7 +14,7 @@
 `with started(name) as topology:` gives a `Topology`; every user works under a
 private key prefix and removes it with `topology.flush(prefix)` before the
 block ends. The `topology` fixture does this for a test (parametrize it
-indirectly with `params()`).
+indirectly with topology names).
 """
 
 from __future__ import annotations
@@ -111,14 +111,8 @@ def started(name: str) -> Iterator[Topology]:
             raise ValueError(f"unknown topology {name!r}: one of {', '.join(TOPOLOGIES)}")
 
 
-def params(slow_extras: bool = True) -> list:
-    """`pytest.mark.parametrize` values for every topology; the extra ones marked slow if `slow_extras`."""
-    marks = [pytest.mark.slow] if slow_extras else []
-    return [name if name == "one" else pytest.param(name, marks=marks) for name in TOPOLOGIES]
-
-
 @pytest.fixture
 def topology(request: pytest.FixtureRequest) -> Iterator[Topology]:
-    """The running topology named by the indirect parameter (`params()`); `one` when a test has none."""
+    """The running topology named by the indirect parameter; `one` when a test has none."""
     with started(getattr(request, "param", "one")) as running:
         yield running
