@@ -28,7 +28,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
     between processes.
     """
 
-    extensions = ["groups", "flush", "statistics", "batch", "ordering", "leases"]
+    extensions = ["groups", "flush", "statistics", "batch", "ordering", "leases", "inspection", "queue_wait"]
     local_only = True
 
     def __init__(
@@ -53,6 +53,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self._orders = OrderBook(group_expiry)
         self._leases = _Leases()
         self._lease_known: set[str] = set()
+        self._waits = threading.local()  # .last: the queue waits of this thread's last receive
 
     # -- sending ---------------------------------------------------------------
 
@@ -123,6 +124,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         random.shuffle(order)
         now = time.time()
         got: list[tuple[str, bytes]] = []
+        waits = self._waits.last = []
         for qname in order:
             queue = self._queues.get(qname)
             if not queue:
@@ -131,6 +133,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
             while queue and len(got) < max_messages:
                 entry = queue[0]
                 got.append((entry[1].pop(0), entry[2]))
+                waits.append(max(0.0, now - (entry[0] - self.expiry)))  # sent at its deadline less the expiry
                 if not entry[1]:
                     queue.popleft()
             if not queue:
@@ -322,6 +325,48 @@ class InMemoryChannelLayer(BaseChannelLayer):
             stats["messages_pending"] = len(queue)
             stats["messages_max_age"] = max(0.0, time.time() - (queue[0][0] - self.expiry)) if queue else 0
             return stats
+
+    # -- for operators (the `inspection` and `queue_wait` extensions) -----------
+
+    def inspect_queues(self, limit: int = 1000) -> list[dict]:
+        """The non-empty queues, fullest first (see `contract.InspectionExtension`); expired messages do not count.
+
+        `pending` counts queue entries, as capacity does: a group send to
+        several sockets of one process is one entry.
+        """
+        now = time.time()
+        out = []
+        with self._cond:
+            for qname, queue in self._queues.items():
+                # Read-only: skip the expired head rather than expire it (that would evict group members).
+                live = [entry[0] for entry in queue if entry[0] > now]
+                if live:
+                    out.append(
+                        {
+                            "channel": qname,
+                            "pending": len(live),
+                            "oldest_age": max(0.0, now - (live[0] - self.expiry)),
+                            "capacity": self.capacity_rules.get(qname),
+                        }
+                    )
+        out.sort(key=lambda q: (-q["pending"], -q["oldest_age"], q["channel"]))
+        return out[: max(0, limit)]
+
+    def inspect_groups(self, limit: int = 1000) -> list[dict]:
+        """The groups with live members, largest first (see `contract.InspectionExtension`)."""
+        cutoff = time.time() - self.group_expiry
+        with self._cond:
+            sizes = [
+                (group, sum(1 for added in members.values() if added >= cutoff))
+                for group, members in self._groups.items()
+            ]
+        out = [{"group": group, "members": n} for group, n in sizes if n]
+        out.sort(key=lambda g: (-g["members"], g["group"]))
+        return out[: max(0, limit)]
+
+    def last_queue_waits(self) -> list[float]:
+        """Seconds each message of this thread's last `receive`/`receive_batch` waited, in order."""
+        return list(getattr(self._waits, "last", ()))
 
     def close(self) -> None:
         with self._cond:

@@ -11,6 +11,10 @@ is larger than any message the layer sends is dropped and counted, and the
 elements popped with it are delivered. Drops are logged with the channel
 name at most once a minute per channel (`drop_log.DropLog`) (with the count
 since), so a flood of garbage cannot flood the log.
+
+Each message handed out also has its queue wait (from its send to now,
+on the Redis server's clock) recorded for the receiving thread
+(`QueueWaits`, the `queue_wait` extension).
 """
 
 from __future__ import annotations
@@ -44,12 +48,45 @@ class _Buffered(NamedTuple):
     payload: memoryview
 
 
+MAX_RECORDED_WAITS = 100_000
+"""Waits kept per receive at most: a thread that began one and then only reads through an
+`EventReceiver` must not grow its list for ever."""
+
+
+class QueueWaits:
+    """Per thread, the queue wait (seconds) of each message its current receive hands out, in order.
+
+    The layer calls `begin()` at the start of each `receive`/`receive_batch`;
+    the decoder `add`s one wait per message it returns; `last()` reads them.
+    A thread that never began (an event loop's `EventReceiver`) records nothing.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def begin(self) -> None:
+        self._local.waits = []
+
+    def add(self, seconds: float) -> None:
+        waits = getattr(self._local, "waits", None)
+        if waits is not None and len(waits) < MAX_RECORDED_WAITS:
+            waits.append(seconds if seconds > 0 else 0.0)  # clock estimates may put a fresh message a hair early
+
+    def last(self) -> list[float]:
+        return list(getattr(self._local, "waits", ()))
+
+
 class Decoder:
     """Decodes the elements of one layer's queues; holds their fanned-out rest until it is received or expires."""
 
-    def __init__(self, queue_name: Callable[[bytes], str], loads: Callable[[Any], dict]) -> None:
+    def __init__(
+        self, queue_name: Callable[[bytes], str], loads: Callable[[Any], dict], expiry_ms: float = 0.0
+    ) -> None:
         self._queue_name = queue_name
         self._loads = loads
+        self.expiry_ms = expiry_ms
+        """The layer's expiry: a message was sent at its deadline less this."""
+        self.waits = QueueWaits()
         self._buffer: dict[str, deque[_Buffered]] = {}
         self._lock = threading.Lock()
         self.drops = DropLog(logger)
@@ -84,12 +121,14 @@ class Decoder:
             self.drops.drop(qname, f"{len(payload)} bytes, larger than any message the layer sends")
             return []
         out = []
+        now = clock.now_ms() if now_ms is None else now_ms
+        wait = (now - (deadline - self.expiry_ms)) / 1000
         for channel in channels[:limit]:
             message = self._decode(channel, payload)
             if message is not None:
                 out.append((channel, message))
+                self.waits.add(wait)
         if len(channels) > limit:
-            now = clock.now_ms() if now_ms is None else now_ms
             expires = time.monotonic() + (deadline - now) / 1000
             with self._lock:
                 queue = self._buffer.setdefault(qname, deque())
@@ -113,18 +152,24 @@ class Decoder:
 
     def take(self, wanted: list[str], limit: int) -> list[tuple[str, dict]]:
         """Up to `limit` buffered messages for the queues `wanted`."""
-        out: list[tuple[str, memoryview]] = []
+        taken: list[_Buffered] = []
         now = time.monotonic()
         with self._lock:
             for name in wanted:
                 queue = self._buffer.get(name)
-                while queue and len(out) < limit:
+                while queue and len(taken) < limit:
                     item = queue.popleft()
                     if item.expires > now:
-                        out.append((item.channel, item.payload))
+                        taken.append(item)
                 if queue is not None and not queue:
                     del self._buffer[name]
-        return [(c, m) for c, p in out if (m := self._decode(c, p)) is not None]
+        out = []
+        for item in taken:
+            message = self._decode(item.channel, item.payload)
+            if message is not None:
+                out.append((item.channel, message))
+                self.waits.add(now - (item.expires - self.expiry_ms / 1000))
+        return out
 
     def clear(self) -> None:
         with self._lock:

@@ -23,6 +23,7 @@ from .connection import NETWORK_ERRORS, Shard
 from .decoding import Decoder
 from .event_receiver import EventReceiver
 from .hosts import parse_hosts, ring_name
+from .inspection import RedisInspection
 from .keys import KeyLayout, split
 from .leases import RedisLeases
 from .scripts import (
@@ -38,7 +39,7 @@ from .sharding import HashRing
 logger = logging.getLogger("channels_core.layers.redis")
 
 
-class RedisChannelLayer(RedisLeases, BaseChannelLayer):
+class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
     """ASGI 1.0 channel layer on one or more Redis servers.
 
     The constructor takes asgi_redis 1.x's options (same names, same order)
@@ -51,7 +52,17 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
     on every shard); switch it back once no old process runs.
     """
 
-    extensions = ["groups", "flush", "statistics", "batch", "ordering", "event_receiver", "leases"]
+    extensions = [
+        "groups",
+        "flush",
+        "statistics",
+        "batch",
+        "ordering",
+        "event_receiver",
+        "leases",
+        "inspection",
+        "queue_wait",
+    ]
     local_only = False
 
     def __init__(
@@ -88,7 +99,7 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         if any(tags) and any(c in prefix + self.stats_prefix for c in "{}"):
             raise ValueError(f"On Redis Cluster prefixes may not hold '{{' or '}}' (a hash tag follows): {prefix!r}")
         self.keys = KeyLayout(prefix, self.stats_prefix, statistics, self.capacity_rules, self.shards, self.ring, tags)
-        self.decoder = Decoder(self.keys.queue_name, self.serializer.loads)
+        self.decoder = Decoder(self.keys.queue_name, self.serializer.loads, int(expiry * 1000))
         self._expiry_ms = int(expiry * 1000)
         self._queue_ttl = math.ceil(expiry * 2) + 1
         self._group_ttl = math.ceil(group_expiry)
@@ -133,6 +144,7 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         of raising.
         """
         wanted = names.validate_receive_channels(channels)
+        self.decoder.waits.begin()  # the `queue_wait` extension
         if self.decoder:
             hit = self.decoder.take(wanted, 1)
             if hit:
@@ -153,6 +165,7 @@ class RedisChannelLayer(RedisLeases, BaseChannelLayer):
         timer tick); 0 or less does not wait.
         """
         wanted = names.validate_receive_channels(channels)
+        self.decoder.waits.begin()  # the `queue_wait` extension
         out = self.decoder.take(wanted, max_messages) if self.decoder else []
         if len(out) >= max_messages:
             return out

@@ -655,3 +655,109 @@ class LayerConformance:
         assert got[reply]["order"] == 3
         assert layer.order_claim(reply, got[reply]["order"], "lso.disconnect", got[reply], 5, 10) == "run"
         assert got["lso!b"]["order"] == 0
+
+    # -- the inspection and queue_wait extensions (for operators) ----------------
+
+    @staticmethod
+    def _by_name(rows: list[dict], key: str) -> dict[str, dict]:
+        return {row[key]: row for row in rows}
+
+    @needs("inspection")
+    def test_inspect_queues_lists_the_waiting_messages_fullest_first(self, layer):
+        assert layer.inspect_queues() == []
+        for i in range(3):
+            layer.send("iq.full", {"i": i})
+        layer.send("iq.one", {})
+        layer.send("iqp!a", {})
+        layer.send("iqp!b", {})
+        single = layer.new_channel("iq.reply?")
+        layer.send(single, {})
+        time.sleep(0.2)
+        layer.send("iq.one", {})  # the age is the oldest message's
+        queues = layer.inspect_queues()
+        assert [q["pending"] for q in queues] == sorted((q["pending"] for q in queues), reverse=True)
+        got = self._by_name(queues, "channel")
+        assert set(got) == {"iq.full", "iq.one", "iqp!", single}
+        assert {name: q["pending"] for name, q in got.items()} == {"iq.full": 3, "iq.one": 2, "iqp!": 2, single: 1}
+        for name, q in got.items():
+            assert 0.15 <= q["oldest_age"] < 1, (name, q)
+            assert q["capacity"] == layer.get_capacity(name)
+        assert [q["channel"] for q in layer.inspect_queues(limit=1)] == ["iq.full"]
+        assert len(layer.inspect_queues(limit=2)) == 2
+        # Read messages leave the list (expired ones do not count: see the groups test, which waits anyway).
+        assert len(self._drain(layer, "iq.full")) == 3
+        assert "iq.full" not in self._by_name(layer.inspect_queues(), "channel")
+
+    @needs("inspection", "groups")
+    def test_inspect_groups_counts_live_members_largest_first(self, layer):
+        assert layer.inspect_groups() == []
+        layer.send("igx.expires", {})
+        for i in range(6):
+            layer.group_add("ig.big", f"igp!s{i}")  # sockets of one process
+        for i in range(4):
+            layer.group_add("ig.big", f"ig.plain{i}")  # plain channels, spread over shards
+        layer.group_add("ig.small", "igp!s0")
+        layer.group_add("ig.small", "ig.plain0")
+        layer.group_add("ig.one", "igq!x")
+        groups = layer.inspect_groups()
+        assert groups == [
+            {"group": "ig.big", "members": 10},
+            {"group": "ig.small", "members": 2},
+            {"group": "ig.one", "members": 1},
+        ]
+        assert layer.inspect_groups(limit=2) == groups[:2]
+        layer.group_discard("ig.big", "igp!s5")
+        layer.group_discard("ig.big", "ig.plain3")
+        layer.group_discard("ig.one", "igq!x")
+        assert layer.inspect_groups() == [{"group": "ig.big", "members": 8}, {"group": "ig.small", "members": 2}]
+        # Membership lasts group_expiry (2 s): a member added again stays, the others go.
+        time.sleep(1.2)
+        layer.group_add("ig.small", "igp!s0")
+        time.sleep(1.0)
+        assert layer.inspect_groups() == [{"group": "ig.small", "members": 1}]
+        assert layer.inspect_queues() == []  # igx.expires expired (after 1 s) unread: not waiting any more
+
+    @needs("queue_wait")
+    def test_last_queue_waits_gives_each_received_message_its_wait(self, layer):
+        layer.send("qw.test", {"n": 1})
+        time.sleep(0.25)
+        assert layer.receive(["qw.test"]) == ("qw.test", {"n": 1})
+        (wait,) = layer.last_queue_waits()
+        assert 0.2 <= wait < 1
+        layer.send("qw.test", {"n": 2})
+        assert layer.receive(["qw.test"])[0] == "qw.test"
+        (fresh,) = layer.last_queue_waits()
+        assert 0 <= fresh < 0.2
+        assert layer.receive(["qw.test"]) == (None, None)
+        assert layer.last_queue_waits() == []
+        # Per thread: another thread's receive leaves this thread's figures alone.
+        layer.send("qw.test", {"n": 3})
+        time.sleep(0.1)
+        layer.receive(["qw.test"])
+        mine = layer.last_queue_waits()
+        thread = threading.Thread(target=lambda: (layer.send("qw.other", {}), layer.receive(["qw.other"])))
+        thread.start()
+        thread.join()
+        assert layer.last_queue_waits() == mine and len(mine) == 1
+
+    @needs("queue_wait", "batch", "groups")
+    def test_last_queue_waits_of_a_batch_and_of_fanned_out_group_messages(self, layer):
+        layer.send("qwb.old", {})
+        time.sleep(0.3)
+        layer.send_many("qwb.new", [{"i": 0}, {"i": 1}])
+        got = layer.receive_batch(["qwb.old"], 10) + layer.receive_batch(["qwb.new"], 10)
+        assert len(got) == 3
+        waits = layer.last_queue_waits()
+        assert len(waits) == 2 and all(0 <= w < 0.25 for w in waits)  # the last call's messages only
+        assert layer.receive_batch(["qwb.old", "qwb.new"], 10) == [] and layer.last_queue_waits() == []
+        for local in ("a", "b", "c"):
+            layer.group_add("qwb.group", f"qwbp!{local}")
+        layer.send_group("qwb.group", {"hello": 1})
+        time.sleep(0.3)
+        first = layer.receive_batch(["qwbp!"], 1)
+        assert len(first) == 1 and len(layer.last_queue_waits()) == 1
+        assert 0.25 <= layer.last_queue_waits()[0] < 1
+        time.sleep(0.1)
+        rest = layer.receive_batch(["qwbp!"], 10)  # what the first read kept for this process
+        assert len(rest) == 2
+        assert [round(w, 1) >= 0.3 for w in layer.last_queue_waits()] == [True, True]
