@@ -33,15 +33,16 @@ buckets spread over the masters). For each:
    1-server run, i.e. flat).
 
 The model (what each process costs per message) is fitted on the 1- and
-2-server client-side runs and checked on the others (target: within 25%):
-Redis CPU per group send = a + w * round trips per send (w: waking a
-server, its socket I/O and one script; a: the members' queues and their
-receivers' reads; a Cluster master runs several buckets' scripts in one
-round trip, and a script that finds little to do is cheap next to the
-wake-up, so scripts are not counted separately); messages/s = the lower
+2-server client-side runs and the 1-master Cluster (client-side shards run
+one script per round trip; a Cluster master runs several buckets' scripts
+in one, which tells the two costs apart) and checked on the others (target:
+within 25%): Redis CPU per group send = a + w * round trips + s * scripts
+per send (w: waking a server and its socket I/O; s: one script; a: the
+members' queues and their receivers' reads); messages/s = the lower
 of cores / CPU per message of all processes (clients and Redis share this
 machine's cores) and senders / their round trip per send, each linear in
-servers (pairs) or in round trips per send (broadcast). Loss is counted
+servers (pairs) or in round trips and scripts per send (broadcast; the
+sender's round trip in round trips only). Loss is counted
 (target 0): every message sent must be received.
 
 The machine's other load moves the throughput figures (the load average is
@@ -459,12 +460,28 @@ def fit(points: list[tuple[float, float]]) -> tuple[float, float]:
     return my - b * mx, b
 
 
+def fit2(points: list[tuple[float, float, float]]) -> tuple[float, float, float]:
+    """Least squares y = a + b * u + c * v through `points` (u, v, y), by the normal equations."""
+    rows = [(1.0, u, v, y) for u, v, y in points]
+    m = [[sum(r[i] * r[j] for r in rows) for j in range(4)] for i in range(3)]
+    for col in range(3):  # Gauss-Jordan with partial pivoting
+        pivot = max(range(col, 3), key=lambda r: abs(m[r][col]))
+        m[col], m[pivot] = m[pivot], m[col]
+        if abs(m[col][col]) < 1e-12:
+            raise ValueError("the fitted runs do not tell round trips and scripts apart")
+        m[col] = [x / m[col][col] for x in m[col]]
+        for r in range(3):
+            if r != col:
+                m[r] = [x - m[r][col] * y for x, y in zip(m[r], m[col], strict=True)]
+    return m[0][3], m[1][3], m[2][3]
+
+
 @dataclass
 class Model:
     """Per-message costs fitted on some runs (see the module docstring), to check on the others."""
 
-    redis_per_send: tuple[float, float]  # broadcast: a + w * round trips per send
-    broadcast_cpu: tuple[float, float]  # CPU per delivery of all processes, the same way
+    redis_per_send: tuple[float, float, float]  # broadcast: a + w * round trips + s * scripts per send
+    broadcast_cpu: tuple[float, float, float]  # CPU per delivery of all processes, the same way
     broadcast_wall: tuple[float, float]  # the sender's seconds per send, linear in round trips per send
     pairs_cpu: tuple[float, float]  # CPU per message of all processes, linear in servers
     pairs_wall: tuple[float, float]  # a sender's seconds per send, linear in servers
@@ -473,9 +490,16 @@ class Model:
     def from_runs(cls, runs: list[Topology]) -> Model:
         bc = [ph for t in runs for ph in t.broadcasts.values()]
 
+        def both(value: Callable[[Phase], float]) -> tuple[float, float, float]:
+            try:
+                return fit2([(ph.round_trips, ph.scripts_per_send, value(ph)) for ph in bc])
+            except ValueError:  # no Cluster run (--no-cluster): one script per round trip everywhere
+                a, b = fit([(ph.round_trips, value(ph)) for ph in bc])
+                return a, b, 0.0
+
         return cls(
-            fit([(ph.round_trips, ph.redis_per_send) for ph in bc]),
-            fit([(ph.round_trips, ph.cpu_per_message) for ph in bc]),
+            both(lambda ph: ph.redis_per_send),
+            both(lambda ph: ph.cpu_per_message),
             fit([(ph.round_trips, ph.send_wall) for ph in bc]),
             fit([(t.servers, t.pairs.cpu_per_message) for t in runs]),
             fit([(t.servers, t.pairs.send_wall) for t in runs]),
@@ -486,14 +510,14 @@ class Model:
         return line[0] + sum(c * v for c, v in zip(line[1:], x, strict=True))
 
     def redis(self, phase: Phase) -> float:
-        return self.at(self.redis_per_send, phase.round_trips)
+        return self.at(self.redis_per_send, phase.round_trips, phase.scripts_per_send)
 
     def throughput(self, phase: Phase, servers: int, kind: str) -> float:
         cores = os.cpu_count() or 1
         if kind == "pairs":
             cpu, wall, senders, per_send = self.at(self.pairs_cpu, servers), self.at(self.pairs_wall, servers), PAIRS, 1
         else:
-            cpu = self.at(self.broadcast_cpu, phase.round_trips)
+            cpu = self.at(self.broadcast_cpu, phase.round_trips, phase.scripts_per_send)
             wall = self.at(self.broadcast_wall, phase.round_trips)
             senders, per_send = 1, RECEIVERS * MEMBERS_PER_RECEIVER
         return min(cores / cpu, senders * per_send / wall)
@@ -514,7 +538,10 @@ def model_row(label: str, measured: float, predicted: float, checked: bool, fmt:
 def report(results: list[Topology]) -> list[Row]:
     rows: list[Row] = []
     base = results[0]
+    # Client-side shards run one script per round trip; a 1-master Cluster runs several buckets'
+    # scripts in one: together they tell the two costs apart.
     fitted = [t for t in results if t.servers <= 2 and t.deployment.kind == "shards"]
+    fitted += [t for t in results if t.servers == 1 and t.deployment.kind == "cluster"]
     model = Model.from_runs(fitted)
     for t in results:
         n = t.name
@@ -606,11 +633,12 @@ def report(results: list[Topology]) -> list[Row]:
                     rate,
                 )
             )
-    a, w = model.redis_per_send
-    ca, cw = model.broadcast_cpu
+    a, w, c = model.redis_per_send
+    ca, cw, cs = model.broadcast_cpu
     print(
         f"\nmodel (fitted on {', '.join(t.name for t in fitted)}): Redis CPU per group send = {us(a)} + {us(w)} "
-        f"x round trips per send; CPU per delivery (all processes) = {us(ca)} + {us(cw)} x round trips; "
+        f"x round trips + {us(c)} x scripts per send; CPU per delivery (all processes) = {us(ca)} + {us(cw)} x "
+        f"round trips + {us(cs)} x scripts; "
         f"sender round trip = {us(model.broadcast_wall[0])} + "
         f"{us(model.broadcast_wall[1])} x round trips; pairs CPU per message = {us(model.pairs_cpu[0])} + "
         f"{us(model.pairs_cpu[1])} x servers"
