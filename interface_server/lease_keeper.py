@@ -6,7 +6,10 @@ With a layer that supports `leases` (`channels_core.layers.contract`),
 - renews the server's lease (holder: its reply prefix, `interface.response.X!`,
   so the lease lives on the shard of its replies) every `lease_ttl / 3`
   seconds from its own daemon thread, never the reactor, with info
-  {"kind": "interface-server", "pid", "host", "connections"};
+  {"kind": "interface-server", "pid", "host", "version" (channels_core's),
+  "started" (unix time), "connections" (open, all types), "load" (open
+  connections by type: {"http": n, "websocket": n}), "dropped" (the
+  server's non-zero drop counters)}, read by `manage.py channels_status`;
 - tracks each WebSocket in the layer when its `websocket.connect` is queued
   (`Server.track_connection`, through `call_layer` so the track is made
   before the connection's disconnect), with a `websocket.disconnect`
@@ -42,6 +45,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from channels_core import __version__
 from channels_core.layers.contract import supports
 
 from .wire_messages import websocket_disconnect_message
@@ -62,6 +66,8 @@ MISSING_CHECKS = 3
 """Checks in a row that must find no worker on http.request before HTTP is answered 503 at once."""
 TRACK_RETRY = 1.0
 """Seconds between attempts to track a connection while the layer cannot be reached."""
+DROP_COUNTERS = ("send_timeouts", "send_errors", "replies_dropped", "disconnects_lost")
+"""The server's counters (`server.counters`) of messages it dropped, published with its lease."""
 
 
 class LeaseKeeper:
@@ -73,7 +79,13 @@ class LeaseKeeper:
         self.holder = server.reply_prefix
         self.ttl = float(server.config.lease_ttl)
         self.interval = self.ttl / 3
-        self.info: dict[str, Any] = {"kind": "interface-server", "pid": os.getpid(), "host": socket.gethostname()}
+        self.info: dict[str, Any] = {
+            "kind": "interface-server",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "version": __version__,
+            "started": time.time(),
+        }
         self._known: set[str] = set()  # tracked by us (reactor adds, sender thread removes)
         self._confirmed: set[str] = set()  # the layer holds their entry (as of the track)
         self._swept: set[str] = set()  # their entry went with a sweep: the sweeper sent their disconnect
@@ -206,7 +218,7 @@ class LeaseKeeper:
     def renew(self) -> str:
         """Renew now (any thread) and act on the answer; returns it."""
         with self._renew_lock:
-            info = dict(self.info, connections=len(self.server.connections))
+            info = self.current_info()
             state = self.layer.lease_renew(self.holder, self.ttl, info)
             if state in ("swept", "lost"):
                 # The connections tracked before this event lost their entry (and, if lost, their groups);
@@ -223,6 +235,18 @@ class LeaseKeeper:
                     self._http_workers_seen = False  # the workers' leases went too: wait to see them again
                 self.server_call(self._close_all, state, gone)
             return state
+
+    def current_info(self) -> dict[str, Any]:
+        """What the lease carries now: `info` plus connections, load and drops (small: renewed every ttl/3)."""
+        # A copy taken in one step under the GIL: the reactor adds and removes connections meanwhile.
+        connections = self.server.connections.copy()
+        from .ws_protocol import WebSocketProtocol
+
+        websockets = sum(1 for connection in connections if isinstance(connection, WebSocketProtocol))
+        load = {"http": len(connections) - websockets, "websocket": websockets}
+        counters = dict(getattr(self.server, "counters", None) or {})
+        dropped = {name: n for name, n in counters.items() if name in DROP_COUNTERS and n}
+        return dict(self.info, connections=len(connections), load=load, dropped=dropped)
 
     def server_call(self, fn: Any, *args: Any) -> None:
         from twisted.internet import reactor

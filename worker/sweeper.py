@@ -5,8 +5,12 @@ Every `runworker` process (each child with `--processes N`) runs a
 `SWEEP_INTERVAL` seconds it:
 
 - renews the worker's own lease (`info`: kind "worker", pid, host, the
-  channels it listens on), so interface servers can tell whether anything
-  consumes `http.request`, and operators can list the live workers;
+  channels it listens on, channels_core's version, "started" (unix time),
+  "load" {"threads", "handled" (messages so far), "busy" (threads in a
+  consumer now)} and "dropped" (non-zero counts of invalid messages and
+  unreadable elements)), so interface servers can tell whether anything
+  consumes `http.request`, and operators can list the live workers
+  (`manage.py channels_status`);
 - calls `lease_sweep`: one sweeper among all the workers is elected through
   the layer (the election lasts `ELECTION_TTL` seconds and is kept by
   calling again), and it sends the `websocket.disconnect` of every
@@ -31,6 +35,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from channels_core import __version__
 from channels_core.layers.contract import supports
 from channels_core.layers.errors import LayerConfigurationError
 
@@ -62,7 +67,16 @@ class Sweeper:
         self.interval = min(interval, lease_ttl / 3)
         self.election_ttl = max(election_ttl, 3 * self.interval)
         self.holder = f"worker.{os.getpid()}.{secrets.token_hex(6)}"
-        self.info = {"kind": "worker", "pid": os.getpid(), "host": socket.gethostname(), "channels": list(channels)}
+        self.info: dict[str, Any] = {
+            "kind": "worker",
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "channels": list(channels),
+            "version": __version__,
+            "started": time.time(),
+        }
+        self.worker: Any = None
+        """The `Worker` or `WorkerGroup` whose load the lease publishes (set by `SweepingWorker`)."""
         self.swept_total = 0
         self.disconnects_total = 0
         self._stop = threading.Event()
@@ -107,7 +121,7 @@ class Sweeper:
 
     def tick(self) -> list[str]:
         """Renew this worker's lease, then sweep if elected; the holders swept."""
-        state = self.layer.lease_renew(self.holder, self.lease_ttl, self.info)
+        state = self.layer.lease_renew(self.holder, self.lease_ttl, self.current_info())
         if self._failing:
             self._failing = False
             # After an outage every lease looks expired: give live holders time to renew first.
@@ -134,6 +148,25 @@ class Sweeper:
             )
         return swept
 
+    def current_info(self) -> dict[str, Any]:
+        """What the lease carries now: `info` plus the worker's load and drops (small: renewed every second)."""
+        info = dict(self.info)
+        worker = self.worker
+        if worker is not None:
+            threads = [worker, *getattr(worker, "workers", ())]
+            info["load"] = {
+                "threads": len(threads),
+                "handled": sum(getattr(t, "handled", 0) for t in threads),
+                "busy": sum(1 for t in threads if getattr(t, "in_job", False)),
+            }
+            invalid = getattr(getattr(worker, "invalid", None), "total", 0)
+        else:
+            invalid = 0
+        decoder = getattr(self.layer, "decoder", None)
+        unreadable = getattr(getattr(decoder, "drops", None), "total", 0)
+        info["dropped"] = {name: n for name, n in (("invalid", invalid), ("unreadable", unreadable)) if n}
+        return info
+
 
 def start_sweeper(layer: Any, channels: Sequence[str], lease_ttl: float = DEFAULT_LEASE_TTL) -> Sweeper | None:
     """A started `Sweeper` if `layer` supports leases, else None."""
@@ -149,6 +182,7 @@ class SweepingWorker:
     def __init__(self, worker: Any, sweeper: Sweeper) -> None:
         self.worker = worker
         self.sweeper = sweeper
+        sweeper.worker = worker  # its lease publishes the worker's load
 
     def ready(self) -> None:
         self.worker.ready()
