@@ -106,6 +106,7 @@ class PoolMonitor:
         """Start serving (before the first fork; the children close their copy of the socket)."""
         self.pool = pool
         self.server = HealthServer(self.host, self.port, self.metrics, self.ready).start()
+        logger.info("Worker pool %d sums its processes' metrics from %s", os.getpid(), self.directory)
 
     def child_exited(self, pid: int, slot: int) -> None:
         """A child ended: its live gauges leave the sums, its slot is empty until the next child writes."""

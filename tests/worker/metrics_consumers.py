@@ -1,0 +1,37 @@
+"""Consumers for the worker metrics tests through real processes (tests/worker/test_metrics_processes.py),
+routed with TEST_CHANNEL_ROUTING=tests.worker.metrics_consumers.channel_routing.
+
+metrics.ok        sleep OK_SECONDS (a consumer with a known minimum run time)
+metrics.boom      raise ValueError (a consumer exception)
+metrics.overflow  send one message to `metrics.full`, which the test keeps full (a dropped send)
+http.request      the test project's Django views (added by runworker); the tests send it invalid messages
+"""
+
+from __future__ import annotations
+
+import time
+
+from channels_core.channel import Channel
+from routing import route
+
+OK_SECONDS = 0.01
+FULL_CHANNEL = "metrics.full"
+
+
+def ok(message, **kwargs):
+    time.sleep(OK_SECONDS)
+
+
+def boom(message, **kwargs):
+    raise ValueError("metrics test consumer fails on purpose")
+
+
+def overflow(message, **kwargs):
+    Channel(FULL_CHANNEL).send({"from": "overflow"})
+
+
+channel_routing = [
+    route("metrics.ok", ok),
+    route("metrics.boom", boom),
+    route("metrics.overflow", overflow),
+]

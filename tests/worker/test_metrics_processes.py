@@ -1,0 +1,209 @@
+"""Worker metrics and health through real `runworker` processes over real Redis.
+
+One worker (`--metrics-port 0 --threads 2 --log-format json`) on a private
+redis-server: messages sent through the Redis layer move every documented
+`channels_worker_*` metric (the queue waits are the Redis layer's own), the
+health endpoints answer, `/readyz` turns 503 while Redis is down and 200
+again after, and every log line is JSON. A pool (`--processes 3`) on the
+shared Redis: the parent's `/metrics` sums its children exactly, before and
+after a child is SIGKILLed and replaced, and the pool removes its metrics
+directory when it stops.
+
+Consumers: tests/worker/metrics_consumers.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from channels_core.layers import RedisChannelLayer
+from channels_core.test.processes import ChildProcess, child_pids
+from tests.interface_server.harness import ROOT
+from tests.support.waiting import wait_for
+
+from .metrics_consumers import FULL_CHANNEL, OK_SECONDS
+
+CAPACITY = 20
+PORT_LINE = re.compile(r"Serving /metrics, /healthz and /readyz on http://127\.0\.0\.1:(\d+)")
+DIR_LINE = re.compile(r"sums its processes' metrics from (\S+)")
+
+
+def start_worker(redis_url: str, prefix: str, tmp_path: Path, *args: str, name: str = "worker") -> ChildProcess:
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(ROOT),
+        DJANGO_SETTINGS_MODULE="tests.project.settings",
+        TEST_REDIS_URL=redis_url,
+        TEST_LAYER_PREFIX=prefix,
+        TEST_LAYER_CAPACITY=str(CAPACITY),
+        TEST_DB_PATH=str(tmp_path / "unused.sqlite3"),
+        TEST_CHANNEL_ROUTING="tests.worker.metrics_consumers.channel_routing",
+    )
+    return ChildProcess(
+        [sys.executable, "-m", "django", "runworker", "--metrics-port", "0", *args],
+        label=name,
+        cwd=ROOT,
+        env=env,
+        log=tmp_path / f"{name}.log",
+    )
+
+
+def metrics_port(process: ChildProcess) -> int:
+    process.wait_for("Serving /metrics", timeout=30)
+    return int(PORT_LINE.search(process.output()).group(1))
+
+
+def get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def scrape(port: int) -> dict[tuple[str, tuple], float]:
+    """Every sample of `/metrics`: {(name, sorted label pairs): value}."""
+    status, body = get(port, "/metrics")
+    assert status == 200, body
+    samples = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return samples
+
+
+def sample(samples: dict, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def client_layer(redis_url: str, prefix: str) -> RedisChannelLayer:
+    return RedisChannelLayer(hosts=[redis_url], prefix=prefix, capacity=CAPACITY, blocking_timeout=1)
+
+
+@pytest.mark.slow
+def test_single_worker_metrics_health_and_json_logs(private_redis, key_prefix, tmp_path):
+    layer = client_layer(private_redis.url, key_prefix)
+    for i in range(CAPACITY):
+        layer.send(FULL_CHANNEL, {"filler": i})
+    waited = 1.0
+    for i in range(5):
+        layer.send("metrics.ok", {"n": i})
+    sent = time.monotonic()
+    worker = start_worker(private_redis.url, key_prefix, tmp_path, "--threads", "2", "--log-format", "json")
+    try:
+        port = metrics_port(worker)
+        # The five messages waited in Redis at least until the worker came up (and at least `waited`).
+        time.sleep(max(0.0, waited - (time.monotonic() - sent)))
+        assert wait_for(lambda: sample(scrape(port), "channels_worker_messages_total", channel="metrics.ok") == 5, 20)
+        for _ in range(2):
+            layer.send("metrics.boom", {})
+        layer.send("metrics.overflow", {})  # its send stays full for 2 s, then is dropped
+        layer.send("http.request", {"reply_channel": layer.new_channel("metrics.reply?")})  # no method, no path
+
+        def settled() -> bool:
+            got = scrape(port)
+            return (
+                sample(got, "channels_worker_sends_dropped_total", channel="metrics.overflow", source="consumer") == 1
+                and sample(got, "channels_worker_messages_total", channel="metrics.boom") == 2
+                and sample(got, "channels_worker_invalid_messages_total", channel="http.request") == 1
+            )
+
+        assert wait_for(settled, 20), worker.output()
+        got = scrape(port)
+        assert sample(got, "channels_worker_consumer_seconds_count", channel="metrics.ok") == 5
+        assert sample(got, "channels_worker_consumer_seconds_sum", channel="metrics.ok") >= 5 * OK_SECONDS
+        assert sample(got, "channels_worker_consumer_seconds_count", channel="metrics.boom") == 2
+        assert (
+            sample(got, "channels_worker_consumer_exceptions_total", channel="metrics.boom", exception="ValueError")
+            == 2
+        )
+        assert sample(got, "channels_worker_messages_total", channel="metrics.overflow") == 1
+        assert sample(got, "channels_worker_messages_total", channel="http.request") == 0
+        # Queue waits from the Redis layer itself: one per message received, the first five at least `waited`.
+        assert sample(got, "channels_worker_queue_wait_seconds_count", channel="metrics.ok") == 5
+        assert sample(got, "channels_worker_queue_wait_seconds_sum", channel="metrics.ok") >= 5 * waited
+        assert sample(got, "channels_worker_queue_wait_seconds_bucket", channel="metrics.ok", le="0.5") == 0
+        assert sample(got, "channels_worker_queue_wait_seconds_count", channel="metrics.boom") == 2
+        assert sample(got, "channels_worker_threads") == 2
+        assert sample(got, "channels_worker_consumers_running") == 0
+        assert sample(got, "channels_worker_receive_errors_total") == 0
+        assert sample(got, "process_resident_memory_bytes") > 0
+        assert get(port, "/healthz") == (200, "ok\n")
+        assert get(port, "/readyz") == (200, "ok\n")
+
+        private_redis.kill()
+        assert wait_for(lambda: get(port, "/readyz")[0] == 503, 15)
+        status, body = get(port, "/readyz")
+        assert status == 503 and "the channel layer is unreachable" in body, body
+        assert get(port, "/healthz") == (200, "ok\n")  # the process is up: no restart wanted
+        private_redis.start()
+        assert wait_for(lambda: get(port, "/readyz") == (200, "ok\n"), 20), get(port, "/readyz")
+    finally:
+        worker.stop()
+    assert worker.returncode == 0, worker.output()
+
+    lines = [line for line in worker.output().splitlines() if line.strip()]
+    entries = [json.loads(line) for line in lines]  # every line is one JSON object
+    assert {"time", "level", "logger", "message"} <= set(entries[0])
+    failures = [e for e in entries if e["message"].startswith("Consumer tests.worker.metrics_consumers.boom failed")]
+    assert len(failures) == 2, lines
+    assert failures[0]["channel_type"] == "metrics.boom" and "ValueError" in failures[0]["exception"]
+
+
+@pytest.mark.slow
+def test_pool_parent_serves_the_sum_of_its_processes(redis_url, key_prefix, tmp_path):
+    layer = client_layer(redis_url, key_prefix)
+    pool = start_worker(redis_url, key_prefix, tmp_path, "--processes", "3", "--threads", "1", name="pool")
+    try:
+        port = metrics_port(pool)
+        directory = DIR_LINE.search(pool.output()).group(1)
+        assert os.path.isdir(directory)
+        assert wait_for(lambda: sample(scrape(port), "channels_worker_threads") == 3, 30), pool.output()
+        assert wait_for(lambda: get(port, "/readyz") == (200, "ok\n"), 10), get(port, "/readyz")
+
+        sent = 0
+
+        def send(count: int) -> None:
+            nonlocal sent
+            for _ in range(count):
+                # Under capacity, whatever the workers' pace.
+                assert wait_for(lambda: layer.channel_statistics("metrics.ok")["messages_pending"] < CAPACITY, 10)
+                layer.send("metrics.ok", {"n": sent})
+                sent += 1
+
+        send(60)
+        handled = lambda: sample(scrape(port), "channels_worker_messages_total", channel="metrics.ok")  # noqa: E731
+        assert wait_for(lambda: handled() == 60, 30), handled()
+        got = scrape(port)
+        assert sample(got, "channels_worker_consumer_seconds_count", channel="metrics.ok") == 60
+        assert sample(got, "channels_worker_queue_wait_seconds_count", channel="metrics.ok") == 60
+        # Several processes took part (a file per process in the directory).
+        assert len([f for f in os.listdir(directory) if f.startswith("counter_")]) >= 2
+
+        children = child_pids(pool.pid)
+        victim = min(children)
+        os.kill(victim, signal.SIGKILL)
+        assert wait_for(lambda: len(child_pids(pool.pid) - children) == 1 and len(child_pids(pool.pid)) == 3, 20)
+        # The dead child's running threads left the gauge; its replacement's joined; its counts stayed.
+        assert wait_for(lambda: sample(scrape(port), "channels_worker_threads") == 3, 20)
+        assert handled() == 60
+        send(30)
+        assert wait_for(lambda: handled() == 90, 30), handled()
+        assert wait_for(lambda: get(port, "/readyz") == (200, "ok\n"), 10), get(port, "/readyz")
+    finally:
+        pool.stop()
+        layer.flush()
+        layer.close()
+    assert pool.returncode == 0, pool.output()
+    assert not os.path.exists(directory)
