@@ -154,3 +154,101 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     return float(value)
+
+
+# -- text rendering (`manage.py channels_status`) ------------------------------
+
+
+def render_text(status: dict[str, Any], rows: int = 20) -> str:
+    """`status` (from `collect_status`) as readable tables, at most `rows` queues and groups each."""
+    lines = [f"Channel layer {status['layer']}"]
+    lines.append(
+        time.strftime("at %Y-%m-%d %H:%M:%S UTC", time.gmtime(status["time"]))
+        + f" (collected in {status['elapsed'] * 1000:.0f} ms)"
+    )
+    processes = status["processes"]
+    lines.append("")
+    if processes is None:
+        lines.append("Processes: not available (the layer has no leases)")
+    else:
+        lines.append(f"Processes: {len(processes)} live")
+        table = [
+            [
+                p["kind"],
+                p["holder"],
+                p["host"] or "?",
+                str(p["pid"] or "?"),
+                p["version"] or "?",
+                _duration(p["uptime"]),
+                _load(p),
+            ]
+            for p in processes
+        ]
+        lines += _table(["KIND", "HOLDER", "HOST", "PID", "VERSION", "UPTIME", "LOAD"], table)
+    for name, title, header, cells in (
+        (
+            "queues",
+            "Queues with messages waiting (fullest first)",
+            ["CHANNEL", "PENDING", "CAPACITY", "OLDEST"],
+            lambda q: [q["channel"], str(q["pending"]), str(q["capacity"]), _duration(q["oldest_age"], fine=True)],
+        ),
+        (
+            "groups",
+            "Groups with live members (largest first)",
+            ["GROUP", "MEMBERS"],
+            lambda g: [g["group"], str(g["members"])],
+        ),
+    ):
+        items = status[name]
+        lines.append("")
+        if items is None:
+            lines.append(f"{title.split(' ')[0]}: not available (the layer has no inspection)")
+            continue
+        shown = items[: max(0, rows)]
+        more = f", showing {len(shown)}" if len(shown) < len(items) else ""
+        lines.append(f"{title}: {len(items)}{more}")
+        lines += _table(header, [cells(item) for item in shown])
+    dropped = status["dropped"]
+    lines.append("")
+    if dropped["channel_full"] is None:
+        lines.append("Dropped: sends to full channels not counted (the layer has no statistics)")
+    else:
+        lines.append(
+            f"Dropped: {dropped['channel_full']} sends to full channels (of {dropped['messages_sent']} messages sent)"
+        )
+    for holder, counters in sorted(dropped["by_process"].items()):
+        lines.append(f"  {holder}: " + ", ".join(f"{name} {n}" for name, n in sorted(counters.items())))
+    for section, error in sorted(status["errors"].items()):
+        lines.append(f"ERROR reading {section}: {error}")
+    return "\n".join(lines)
+
+
+def _table(header: list[str], rows: list[list[str]]) -> list[str]:
+    if not rows:
+        return ["  (none)"]
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    return [
+        "  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [header, *rows]
+    ]
+
+
+def _load(process: dict[str, Any]) -> str:
+    load = process["load"]
+    if process["kind"] == "worker" and "threads" in load:
+        return f"{load['threads']} threads, {load.get('busy', 0)} busy, {load.get('handled', 0)} handled"
+    return ", ".join(f"{name} {value}" for name, value in load.items()) or "-"
+
+
+def _duration(seconds: float | None, fine: bool = False) -> str:
+    if seconds is None:
+        return "?"
+    if seconds < 60:
+        return f"{seconds:.2f}s" if fine else f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s"
