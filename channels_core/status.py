@@ -3,16 +3,15 @@
 `collect_status(layer)` asks the layer (never Django, never Twisted) and
 returns a plain, JSON-ready dict. Each section comes from one extension of
 the layer contract (`channels_core.layers.contract`); a section the layer
-cannot give is `None` (extension not listed) or missing from the figures
-with its error in `errors` (the layer failed while asked), so a page can
-always show the rest.
+cannot give is `None`: its extension is not listed, or reading it failed
+and `errors` says why, so a page can always show the rest.
 
 The dict (every key always present)::
 
     {
       "time": 1796612345.12,            # unix time the snapshot was taken
       "elapsed": 0.012,                 # seconds collect_status took
-      "layer": "<RedisChannelLayer hosts=[...] prefix='asgi:'>",   # str(layer)
+      "layer": "default: <RedisChannelLayer hosts=[redis://h:6379/0] prefix='asgi:'>",  # no passwords
       "queues": [                       # None without the `inspection` extension
         {"channel": "http.request",     # queue name ("server!" for a process's channels)
          "pending": 3,                  # messages waiting (a group send to N sockets of one process is 1)
@@ -77,7 +76,7 @@ def collect_status(layer: Any, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
     status: dict[str, Any] = {
         "time": now,
         "elapsed": 0.0,
-        "layer": str(layer),
+        "layer": describe(layer),
         "queues": None,
         "groups": None,
         "processes": None,
@@ -89,7 +88,7 @@ def collect_status(layer: Any, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
         status["groups"] = _section(errors, "groups", lambda: [dict(g) for g in layer.inspect_groups(limit)])
     if supports(layer, "leases"):
         holders = _section(errors, "processes", layer.lease_holders)
-        status["processes"] = processes(holders or {}, now)
+        status["processes"] = None if holders is None else processes(holders, now)
     dropped = status["dropped"]
     if supports(layer, "statistics"):
         stats = _section(errors, "statistics", layer.global_statistics)
@@ -104,6 +103,15 @@ def collect_status(layer: Any, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
     )
     status["elapsed"] = time.monotonic() - started
     return status
+
+
+def describe(layer: Any) -> str:
+    """The layer for a title: its alias (for a `ChannelLayerWrapper`) and its repr (hosts without passwords)."""
+    inner = getattr(layer, "channel_layer", None)
+    alias = getattr(layer, "alias", None)
+    if inner is not None and alias is not None:
+        return f"{alias}: {inner!r}"
+    return repr(layer)
 
 
 def processes(holders: dict[str, Any], now: float) -> list[dict[str, Any]]:
@@ -169,7 +177,7 @@ def render_text(status: dict[str, Any], rows: int = 20) -> str:
     processes = status["processes"]
     lines.append("")
     if processes is None:
-        lines.append("Processes: not available (the layer has no leases)")
+        lines.append("Processes: " + _missing(status, "processes", "leases"))
     else:
         lines.append(f"Processes: {len(processes)} live")
         table = [
@@ -202,7 +210,7 @@ def render_text(status: dict[str, Any], rows: int = 20) -> str:
         items = status[name]
         lines.append("")
         if items is None:
-            lines.append(f"{title.split(' ')[0]}: not available (the layer has no inspection)")
+            lines.append(f"{title.split(' ')[0]}: " + _missing(status, name, "inspection"))
             continue
         shown = items[: max(0, rows)]
         more = f", showing {len(shown)}" if len(shown) < len(items) else ""
@@ -221,6 +229,12 @@ def render_text(status: dict[str, Any], rows: int = 20) -> str:
     for section, error in sorted(status["errors"].items()):
         lines.append(f"ERROR reading {section}: {error}")
     return "\n".join(lines)
+
+
+def _missing(status: dict[str, Any], section: str, extension: str) -> str:
+    if section in status["errors"]:
+        return "could not be read (see the ERROR below)"
+    return f"not available (the layer has no {extension} extension)"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> list[str]:
