@@ -31,7 +31,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import re
 import threading
 import time
 import weakref
@@ -43,6 +42,7 @@ import redis.exceptions as rexc
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from .source_settings import KwargsSettings
+from .url_parts import host_list, redact
 
 logger = logging.getLogger("channels_core.layers.redis")
 
@@ -318,23 +318,10 @@ def is_cluster_url(text: str) -> bool:
 
 def from_url(url: str, extra: dict[str, Any], source: str) -> ClusterMap:
     """`redis+cluster://[[user]:password@]h1:7000,h2:7001[/][?socket_timeout=..&socket_connect_timeout=..]`."""
-    shown = _redact(url)
+    shown = redact(url)
     parts = urlsplit(url)
     options = dict(extra)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, netloc = netloc.rsplit("@", 1)
-        user, _, password = userinfo.partition(":")
-        if user:
-            options["username"] = unquote(user)
-        if password:
-            options["password"] = unquote(password)
-    nodes = []
-    for item in filter(None, netloc.split(",")):
-        host, _, port = item.rpartition(":") if ":" in item else (item, "", str(DEFAULT_PORT))
-        if not host or not port.isdigit():
-            raise ValueError(f"{source} {shown!r}: {item!r} is not host:port of a cluster node")
-        nodes.append((host, int(port)))
+    nodes = host_list(parts.netloc, options, DEFAULT_PORT, "a cluster node", f"{source} {shown!r}")
     if not nodes:
         raise ValueError(f"{source} {shown!r} names no node: write e.g. 'redis+cluster://h1:7000,h2:7001'")
     path = parts.path.strip("/")
@@ -374,7 +361,3 @@ def from_dict(options: dict[str, Any], source: str) -> ClusterMap:
         else:
             raise ValueError(f"{source}['cluster']: {node!r} is not a redis:// URL or a (host, port) pair")
     return ClusterMap(startup, options, tls=tls, source=source)
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"(?<=:)[^:/@]+(?=@)", "***", url)

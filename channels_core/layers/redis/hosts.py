@@ -18,6 +18,7 @@ import redis
 
 from . import cluster, sentinel
 from .source_settings import KwargsSettings
+from .url_parts import redact
 
 DEFAULT_URL = "redis://localhost:6379"
 
@@ -157,7 +158,7 @@ _BARE_ADDRESS = re.compile(r"([^/@]*@)?[^/:@]+(:\d+)?(/\d+)?")
 
 
 def _pool_from_url(url: str, extra: dict[str, Any], source: str) -> redis.ConnectionPool:
-    what = f"{source} {_redact(url)!r}"
+    what = f"{source} {redact(url)!r}"
     if "://" not in url:
         suggestion = _suggest_url(url)
         write = f"write {suggestion!r}" if suggestion else "write a URL such as 'redis://host:6379/0'"
@@ -188,15 +189,10 @@ def _suggest_url(text: str) -> str | None:
         scheme = match.group(1).lower()
         if scheme == "unix":
             return "unix:///" + rest.lstrip("/")
-        return f"{scheme}://{_redact(rest)}"
+        return f"{scheme}://{redact(rest)}"
     if _BARE_ADDRESS.fullmatch(text):
-        return f"redis://{_redact(text)}"
+        return f"redis://{redact(text)}"
     return None
-
-
-def _redact(url: str) -> str:
-    """`url` with any password replaced by ***: messages end up in logs."""
-    return re.sub(r"(?<=:)[^:/@]+(?=@)", "***", url)
 
 
 def _label(connection_class: type, kwargs: dict[str, Any]) -> str:

@@ -18,7 +18,6 @@ Three spellings reach it (all parse to the same source):
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 import weakref
@@ -31,6 +30,7 @@ from redis.sentinel import MasterNotFoundError, Sentinel
 
 from ..errors import LayerConfigurationError
 from .source_settings import KwargsSettings
+from .url_parts import host_list, redact
 
 URL_SCHEMES = ("redis+sentinel", "rediss+sentinel")
 DEFAULT_SENTINEL_PORT = 26379
@@ -244,7 +244,7 @@ def from_dict(options: dict[str, Any], source: str) -> SentinelSource:
 
 def from_url(url: str, extra: dict[str, Any], source: str) -> SentinelSource:
     """`redis+sentinel://[[user]:password@]h1:26379,h2:26379/master_name[/db][?sentinel_password=..&..]`."""
-    shown = _redact(url)
+    shown = redact(url)
     scheme = url.split("://", 1)[0].lower()
     if scheme not in URL_SCHEMES:
         raise ValueError(
@@ -255,19 +255,7 @@ def from_url(url: str, extra: dict[str, Any], source: str) -> SentinelSource:
     tls = parts.scheme.lower() == "rediss+sentinel"
     netloc = parts.netloc
     options = dict(extra)
-    if "@" in netloc:
-        userinfo, netloc = netloc.rsplit("@", 1)
-        user, _, password = userinfo.partition(":")
-        if user:
-            options["username"] = unquote(user)
-        if password:
-            options["password"] = unquote(password)
-    sentinels = []
-    for item in filter(None, netloc.split(",")):
-        host, _, port = item.rpartition(":") if ":" in item else (item, "", str(DEFAULT_SENTINEL_PORT))
-        if not host or not port.isdigit():
-            raise ValueError(f"{source} {shown!r}: {item!r} is not host:port of a sentinel")
-        sentinels.append((host, int(port)))
+    sentinels = host_list(netloc, options, DEFAULT_SENTINEL_PORT, "a sentinel", f"{source} {shown!r}")
     if not sentinels:
         raise ValueError(
             f"{source} {shown!r} names no sentinel: write e.g. 'redis+sentinel://h1:26379,h2:26379/mymaster/0'"
@@ -304,7 +292,3 @@ def _address(item: Any, source: str) -> tuple[str, int]:
     elif isinstance(item, (tuple, list)) and len(item) == 2:
         return str(item[0]), int(item[1])
     raise ValueError(f"{source}: sentinel {item!r} must be a (host, port) pair or 'host:port'")
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"(?<=:)[^:/@]+(?=@)", "***", url)
