@@ -3,8 +3,9 @@
 Protocol (JSON text frames):
 
 - page -> server: `{"type": "refresh"}`; anything else gets an `error` frame.
-- server -> page: `{"type": "status", "status": <collect_status dict>}`
-  on connect and after each refresh, or `{"type": "error", "error": "..."}`.
+- server -> page: `{"type": "status", "status": <collect_status dict>,
+  "limit": <queues and groups listed at most>}` on connect and after each
+  refresh, or `{"type": "error", "error": "..."}`.
 
 Who may connect: the browser's session (its cookie, on the handshake) must
 belong to an active staff user, and the handshake's Origin must be one of
@@ -100,4 +101,4 @@ class OpsStatusConsumer(JsonWebsocketConsumer):
     def send_status(self) -> None:
         """Send one snapshot of the layer this socket's messages came through."""
         status = collect_status(self.message.channel_layer, limit=self.limit)
-        self.send({"type": "status", "status": json_safe(status)})
+        self.send({"type": "status", "status": json_safe(status), "limit": self.limit})

@@ -8,6 +8,7 @@ the test project has no admin.
 from __future__ import annotations
 
 import json
+from unittest import mock
 
 from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
@@ -72,6 +73,17 @@ class OpsSocketTests(ChannelTestCase):
         self.assertEqual(second["type"], "status")
         self.assertEqual({g["group"]: g["members"] for g in second["status"]["groups"]}["ops-test-room"], 3)
         self.assertGreaterEqual(second["status"]["time"], first["status"]["time"])
+
+    def test_the_page_gets_the_largest_groups_up_to_its_limit(self):
+        for size in (1, 3, 2):
+            for member in range(size):
+                Group(f"ops-size-{size}").add(f"websocket.send!s{size}m{member}")
+        client = ws_client(self.staff)
+        with mock.patch.object(OpsStatusConsumer, "limit", 2):
+            connect(client)
+            frame = client.receive()
+        self.assertEqual(frame["limit"], 2)
+        self.assertEqual([g["group"] for g in frame["status"]["groups"]], ["ops-size-3", "ops-size-2"])
 
     def test_anonymous_and_non_staff_are_refused_and_leave_no_session_behind(self):
         for client in (ws_client(), ws_client(self.member)):

@@ -152,7 +152,12 @@
     }, 0);
   }
 
-  function draw(status) {
+  function counted(rows, limit) {
+    // At the limit, the layer listed only the fullest or largest: there may be more.
+    return rows === null ? "\u2013" : number(rows.length) + (limit && rows.length >= limit ? "+" : "");
+  }
+
+  function draw(status, limit) {
     var processes = status.processes;
     fill("ops-processes", processes, 9, drawProcess, "no live process holds a lease");
     fill("ops-queues", status.queues, 5, drawQueue, "every queue is empty");
@@ -163,8 +168,17 @@
     };
     el("ops-count-servers").textContent = number(count("interface-server"));
     el("ops-count-workers").textContent = number(count("worker"));
-    el("ops-count-pending").textContent = status.queues === null ? "\u2013" : number(sum(status.queues, "pending"));
-    el("ops-count-groups").textContent = status.groups === null ? "\u2013" : number(status.groups.length);
+    el("ops-count-websockets").textContent =
+      processes === null ? "\u2013" : number(processes.reduce(function (total, p) {
+        var load = p.load || {};
+        var open = load.websocket !== undefined ? load.websocket : load.connections;
+        return total + (p.kind === "interface-server" ? Number(open) || 0 : 0);
+      }, 0));
+    el("ops-count-pending").textContent =
+      status.queues === null
+        ? "\u2013"
+        : number(sum(status.queues, "pending")) + (limit && status.queues.length >= limit ? "+" : "");
+    el("ops-count-groups").textContent = counted(status.groups, limit);
     el("ops-count-dropped").textContent = number(status.dropped.total);
 
     var dropped = el("ops-dropped");
@@ -184,7 +198,7 @@
       errors.appendChild(item);
     });
 
-    el("ops-updated").textContent = new Date(status.time * 1000).toLocaleTimeString();
+    el("ops-updated").textContent = new Date(status.time * 1000).toLocaleTimeString([], { hour12: false });
     el("ops-elapsed").textContent = duration(status.elapsed);
     el("ops-layer").textContent = status.layer;
   }
@@ -243,7 +257,7 @@
       if (data.type === "status") {
         ops.status = data.status;
         ops.updates += 1;
-        draw(data.status);
+        draw(data.status, data.limit);
         setState("live", "");
         answered();
       } else if (data.type === "error") {
