@@ -25,7 +25,8 @@ import os
 import threading
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, values
+from prometheus_client import CollectorRegistry, Counter, Histogram, values
+from prometheus_client.core import GaugeMetricFamily
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -128,18 +129,6 @@ class WorkerMetrics:
             "Failed reads from the channel layer (each retried with backoff)",
             registry=reg,
         )
-        self.consumers_running = Gauge(
-            "channels_worker_consumers_running",
-            "Consumers running now (compare with channels_worker_threads for saturation)",
-            registry=reg,
-            multiprocess_mode="livesum",
-        )
-        self.threads = Gauge(
-            "channels_worker_threads",
-            "Worker threads taking messages",
-            registry=reg,
-            multiprocess_mode="livesum",
-        )
         # Labelled children cached per channel: `.labels()` costs a lock and a tuple per call.
         self._per_channel: dict[str, tuple[Any, Any]] = {}
         self._waits: dict[str, Any] = {}
@@ -211,9 +200,38 @@ def exposition(registry: CollectorRegistry) -> tuple[str, bytes]:
     return CONTENT_TYPE_LATEST, generate_latest(registry)
 
 
-def single_process_registry(metrics: WorkerMetrics) -> CollectorRegistry:
-    """`metrics.registry`, plus the standard `process_*` metrics (memory, CPU, open files) of this process."""
+THREADS_HELP = "Worker threads taking messages"
+RUNNING_HELP = "Worker threads holding messages now, in a consumer (compare with channels_worker_threads)"
+
+
+def state_families(threads: float, running: float) -> list[GaugeMetricFamily]:
+    """`channels_worker_threads` and `channels_worker_consumers_running` with these values."""
+    return [
+        GaugeMetricFamily("channels_worker_threads", THREADS_HELP, value=threads),
+        GaugeMetricFamily("channels_worker_consumers_running", RUNNING_HELP, value=running),
+    ]
+
+
+class WorkerStateCollector:
+    """The two gauges of a worker's threads, read from the worker when scraped (nothing on the hot path).
+
+    `worker` is a `Worker`, `WorkerGroup` or `SweepingWorker`; a thread is
+    running a consumer while it holds messages it took (`in_job`).
+    """
+
+    def __init__(self, worker: Any) -> None:
+        self.worker = worker
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        threads = [self.worker, *getattr(self.worker, "workers", ())]
+        live = 0 if getattr(self.worker, "termed", False) else len(threads)
+        return state_families(live, sum(1 for t in threads if getattr(t, "in_job", False)))
+
+
+def single_process_registry(metrics: WorkerMetrics, worker: Any) -> CollectorRegistry:
+    """`metrics.registry` plus the thread gauges of `worker` and the standard `process_*` metrics."""
     from prometheus_client import ProcessCollector
 
     ProcessCollector(registry=metrics.registry)
+    metrics.registry.register(WorkerStateCollector(worker))
     return metrics.registry

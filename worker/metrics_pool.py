@@ -30,8 +30,8 @@ import threading
 import time
 from typing import Any
 
-from .health import STALE_AFTER, HealthServer, layer_problem, worker_problem
-from .metrics import MULTIPROC_ENV
+from .health import STALE_AFTER, HealthServer, layer_problem, worker_problem, worker_threads
+from .metrics import MULTIPROC_ENV, state_families
 
 logger = logging.getLogger("worker")
 
@@ -41,28 +41,37 @@ BEAT_STALE = 5.0
 """A child whose last write is older than this is frozen (or gone)."""
 
 _RECORD = 256
-_HEADER = struct.Struct("<d")
+_HEADER = struct.Struct("<dII")  # time.time(), threads, threads running a consumer
 
 
 class HeartbeatBoard:
-    """Per-slot `(time.time(), problem)` records in anonymous shared memory, written by children after fork."""
+    """Per-slot `(time.time(), problem, threads, running)` records in anonymous shared memory.
+
+    Made by the parent before forking; each child writes its own slot, the parent reads them all.
+    """
 
     def __init__(self, slots: int) -> None:
         self.slots = slots
         self._map = mmap.mmap(-1, _RECORD * slots)
 
-    def write(self, slot: int, problem: str | None) -> None:
+    def write(self, slot: int, problem: str | None, threads: int = 0, running: int = 0) -> None:
         text = (problem or "").encode("utf-8", "replace")[: _RECORD - _HEADER.size]
         start = slot * _RECORD
         # The problem first, the time last: a reader seeing the new time sees at worst a mixed text.
         self._map[start + _HEADER.size : start + _RECORD] = text.ljust(_RECORD - _HEADER.size, b"\0")
-        self._map[start : start + _HEADER.size] = _HEADER.pack(time.time())
+        self._map[start : start + _HEADER.size] = _HEADER.pack(time.time(), threads, running)
 
     def read(self, slot: int) -> tuple[float, str]:
+        """`(time written, problem or "")` of `slot`; `(0.0, "")` if never written since the last `clear`."""
+        when, _, _ = self.read_state(slot)
         start = slot * _RECORD
-        (when,) = _HEADER.unpack(self._map[start : start + _HEADER.size])
         text = self._map[start + _HEADER.size : start + _RECORD].rstrip(b"\0").decode("utf-8", "replace")
         return when, text
+
+    def read_state(self, slot: int) -> tuple[float, int, int]:
+        """`(time written, threads, threads running a consumer)` of `slot`."""
+        start = slot * _RECORD
+        return _HEADER.unpack(self._map[start : start + _HEADER.size])
 
     def clear(self, slot: int) -> None:
         start = slot * _RECORD
@@ -137,7 +146,19 @@ class PoolMonitor:
 
         registry = CollectorRegistry()
         MultiProcessCollector(registry, path=self.directory)
+        registry.register(_PoolStateCollector(self))
         return exposition(registry)
+
+    def live_slots(self) -> list[int]:
+        """The slots whose child is alive and wrote its state within `BEAT_STALE` seconds."""
+        now = time.time()
+        slots = []
+        for slot in range(self.board.slots):
+            pid = self.pool.slots[slot].pid if self.pool is not None else None
+            when, _, _ = self.board.read_state(slot)
+            if pid is not None and when and now - when <= BEAT_STALE:
+                slots.append(slot)
+        return slots
 
     def ready(self) -> str | None:
         """None when the layer answers and at least one child takes messages; else why not."""
@@ -179,7 +200,24 @@ class PoolMonitor:
         while not self._beat_stop.is_set():
             try:
                 problem = worker_problem(worker, self.stale_after)
+                threads = worker_threads(worker)
+                running = sum(1 for t in threads if t.in_job)
             except Exception as exc:  # never let the heartbeat die silently: report the bug as the state
-                problem = f"health check failed: {type(exc).__name__}: {exc}"
-            self.board.write(slot, problem)
+                problem, threads, running = f"health check failed: {type(exc).__name__}: {exc}", [], 0
+            self.board.write(slot, problem, 0 if getattr(worker, "termed", False) else len(threads), running)
             self._beat_stop.wait(BEAT_INTERVAL)
+
+
+class _PoolStateCollector:
+    """`channels_worker_threads` and `_consumers_running` summed over the live children's board records."""
+
+    def __init__(self, monitor: PoolMonitor) -> None:
+        self.monitor = monitor
+
+    def collect(self) -> list[Any]:
+        threads = running = 0
+        for slot in self.monitor.live_slots():
+            _, slot_threads, slot_running = self.monitor.board.read_state(slot)
+            threads += slot_threads
+            running += slot_running
+        return state_families(threads, running)

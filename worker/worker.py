@@ -155,17 +155,8 @@ class Worker:
             raise ValueError("This worker has no channels to listen on (check --only-channels/--exclude-channels)")
         self.announce(channels)
         backoff = Backoff(_MIN_BACKOFF, _MAX_BACKOFF)
-        metrics = self.metrics
-        if metrics is not None:
-            metrics.start_counting_store(pending_message_store)
-            metrics.threads.inc()
-        try:
-            self._loop(channels, backoff)
-        finally:
-            if metrics is not None:
-                metrics.threads.dec()
-
-    def _loop(self, channels: list[str], backoff: Backoff) -> None:
+        if self.metrics is not None:
+            self.metrics.start_counting_store(pending_message_store)
         while not self.termed:
             self.in_job = False
             try:
@@ -288,7 +279,6 @@ class Worker:
         consumer, kwargs = match
         metrics = self.metrics
         if metrics is not None:
-            metrics.consumers_running.inc()
             started = time.perf_counter()
         # Explicitly around the consumer, not through the signals: the buffer must not depend on
         # which receivers are connected or in what order they run.
@@ -348,7 +338,6 @@ class Worker:
             self.handled += 1
             if metrics is not None:
                 metrics.consumed(channel, time.perf_counter() - started)
-                metrics.consumers_running.dec()
 
     def answer_failure(self, channel: str, message: Message) -> None:
         """Tell the client something went wrong: 500 for HTTP, a close for WebSocket."""

@@ -29,7 +29,14 @@ from routing import route
 from tests.support.waiting import wait_for
 from worker import Worker, WorkerGroup
 from worker.health import HealthServer, layer_problem, worker_problem
-from worker.metrics import MULTIPROC_ENV, PROCESS_LABEL, WorkerMetrics, channel_label, exposition
+from worker.metrics import (
+    MULTIPROC_ENV,
+    PROCESS_LABEL,
+    WorkerMetrics,
+    channel_label,
+    exposition,
+    single_process_registry,
+)
 from worker.metrics_pool import BEAT_STALE, HeartbeatBoard, PoolMonitor
 
 CONSUMER_SLEEP = 0.02
@@ -78,7 +85,15 @@ def later(message, **kwargs):
     raise ConsumeLater()
 
 
+RELEASE = threading.Event()
+
+
+def block(message, **kwargs):
+    RELEASE.wait(10)
+
+
 ROUTES = [
+    route("t.block", block),
     route("t.ok", ok),
     route("t.boom", boom),
     route("t.overflow", overflow),
@@ -130,6 +145,7 @@ def test_channel_label_folds_random_parts():
 def test_every_metric_moves_with_the_messages_that_cause_it(layer, fast_flush):
     metrics = WorkerMetrics()
     worker = Worker(layer, signal_handlers=False, metrics=metrics)
+    single_process_registry(metrics, worker)
     layer.send("t.full", {"filler": True})  # capacity 1: t.full is now full
     for _ in range(3):
         layer.send("t.ok", {"sent_at": time.time() - 0.5})  # each waited at least 0.5 s (the fake's clock)
@@ -175,6 +191,7 @@ def test_a_refused_answer_to_a_full_reply_channel_counts_as_dropped(layer):
 def test_a_group_shares_one_set_of_metrics_and_counts_its_threads(layer):
     metrics = WorkerMetrics()
     group = WorkerGroup(layer, n_threads=3, signal_handlers=False, metrics=metrics)
+    single_process_registry(metrics, group)
     with Running(group):
         assert wait_for(lambda: value(metrics, "channels_worker_threads") == 3, 5)
         for _ in range(6):
@@ -280,8 +297,13 @@ def test_pool_readiness_from_the_heartbeat_board(monkeypatch):
         monitor.board.write(0, "reading from the channel layer fails for 1.0s (X: y)")
         assert "process 0 (pid 101): reading from the channel layer fails" in monitor.ready()
         assert "process 1: restarting" in monitor.ready()
-        monitor.board.write(0, None)
+        monitor.board.write(0, None, threads=4, running=3)
         assert monitor.ready() is None
+        body = monitor.metrics()[1].decode()
+        assert "channels_worker_threads 4.0" in body and "channels_worker_consumers_running 3.0" in body
+        FakePool.slots[0].pid = None  # the child died: its threads no longer count
+        assert "channels_worker_threads 0.0" in monitor.metrics()[1].decode()
+        FakePool.slots[0].pid = 101
         real_time = time.time
         monkeypatch.setattr(time, "time", lambda: real_time() + BEAT_STALE + 1)
         assert "no heartbeat for" in monitor.ready()
@@ -309,3 +331,16 @@ def test_each_worker_metrics_has_its_own_registry():
     first, second = WorkerMetrics(), WorkerMetrics(CollectorRegistry())
     first.messages.labels("x").inc()
     assert second.registry.get_sample_value("channels_worker_messages_total", {"channel": "x"}) is None
+
+
+def test_consumers_running_counts_the_threads_inside_a_consumer(layer):
+    metrics = WorkerMetrics()
+    group = WorkerGroup(layer, n_threads=2, signal_handlers=False, metrics=metrics)
+    single_process_registry(metrics, group)
+    RELEASE.clear()
+    with Running(group):
+        layer.send("t.block", {})
+        assert wait_for(lambda: value(metrics, "channels_worker_consumers_running") == 1, 5)
+        RELEASE.set()
+        assert wait_for(lambda: value(metrics, "channels_worker_consumers_running") == 0, 5)
+        assert value(metrics, "channels_worker_messages_total", channel="t.block") == 1

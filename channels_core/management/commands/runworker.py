@@ -150,7 +150,7 @@ class Command(BaseCommand):
         from worker.health import HealthServer, layer_problem, worker_problem
         from worker.metrics import exposition, single_process_registry
 
-        registry = single_process_registry(worker.metrics)
+        registry = single_process_registry(worker.metrics, worker)
         layer = self.channel_layer
 
         def ready() -> str | None:
