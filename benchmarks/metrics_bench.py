@@ -1,22 +1,27 @@
 """The interface server's cost of metrics: WebSocket echo p50 and HTTP requests/s, metrics off and on, one run.
 
-    python benchmarks/metrics_bench.py [--quick] [--rounds N] [--redis-url URL] [--http-client auto|wrk|asyncio]
+    python benchmarks/metrics_bench.py [--quick] [--echoes N] [--slices N] [--http-seconds S]
+                                       [--redis-url URL] [--http-client auto|wrk|asyncio]
 
-Starts one echo app (interface_bench.py's: it reads the layer directly) and
-two interface servers on the same Redis: "off" (no `--metrics-port`: no
-counting at all) and "on" (`--metrics-port`, with a scraper reading
-`/metrics` and `/readyz` every second while it is measured, fifteen times
-Prometheus's usual rate). Each round measures both servers, taking turns
-(the order flips every round), so both see the same machine load:
+First, in this process: what the hooks cost per WebSocket echo and per HTTP
+request (the exact statements the server runs, metrics on and off), and how
+long rendering /metrics takes for a server with 10,000 open WebSockets.
 
-1. WebSocket echo round trip: one client, `--echoes` sequential 100-byte
-   messages (after a warm-up), p50;
-2. HTTP GET / at 50 keep-alive connections for `--http-seconds` (`wrk` when
-   installed), requests/s.
+Then one echo app (interface_bench.py's: it reads the layer directly) and two
+interface servers on the same Redis: "off" (no `--metrics-port`: nothing is
+counted) and "on" (`--metrics-port`, its /metrics and /readyz read every
+second for the whole run, fifteen times Prometheus's usual rate). On a shared
+machine the load changes from second to second, so the two are measured in
+turns, close together:
 
-The median over the rounds of each figure is compared: on / off (target:
-within 5%, i.e. ratio <= 1.05 for p50 and >= 0.95 for req/s; on a shared
-machine the spread between rounds of one mode, printed too, is the noise).
+1. WebSocket echo round trip: one client per server, `--echoes` 100-byte
+   messages on each, one on each server in turn: p50 (and p90) of each;
+2. HTTP GET / at 50 keep-alive connections (`wrk` when installed):
+   `--slices` slices of `--http-seconds` on each server in turn (the order
+   flips every slice): the median requests/s of each, and the median of the
+   slices' on/off ratios.
+
+Target: "on" within 5% of "off" (p50 ratio <= 1.05, req/s ratio >= 0.95).
 Every process started here is stopped at the end and every key under the
 run's prefix deleted.
 """
@@ -185,18 +190,21 @@ class Scraper(threading.Thread):
         self.join(10)
 
 
-async def echo_p50(ws, count: int, warmup: int = 50) -> float:
-    times = []
+async def echo_pairs(sockets: dict, count: int, warmup: int = 50) -> dict[str, list[float]]:
+    """`count` echoes on each server, one on each in turn (who goes first alternates): paired samples."""
+    times: dict[str, list[float]] = {mode: [] for mode in sockets}
+    modes = list(sockets)
     for i in range(warmup + count):
-        text = text_message(f"m{i}")
-        began = time.perf_counter()
-        await ws.send(text)
-        got = await asyncio.wait_for(ws.recv(), 10)
-        if got != text:
-            raise RuntimeError(f"echo mismatch: sent {text[:20]!r}, got {got[:20]!r}")
-        if i >= warmup:
-            times.append(time.perf_counter() - began)
-    return percentile(times, 50)
+        for mode in modes if i % 2 == 0 else modes[::-1]:
+            text = text_message(f"m{i}")
+            began = time.perf_counter()
+            await sockets[mode].send(text)
+            got = await asyncio.wait_for(sockets[mode].recv(), 10)
+            if got != text:
+                raise RuntimeError(f"echo mismatch: sent {text[:20]!r}, got {got[:20]!r}")
+            if i >= warmup:
+                times[mode].append(time.perf_counter() - began)
+    return times
 
 
 async def http_rate(run: Run, port: int) -> float:
@@ -211,73 +219,75 @@ async def http_rate(run: Run, port: int) -> float:
     return result["rate"]
 
 
-async def measure(run: Run, server: Server, ws) -> tuple[float, float, int]:
-    """(echo p50, HTTP req/s, scrapes made meanwhile) for one server."""
-    scraper = Scraper(server.metrics_port) if server.metrics_port else None
-    if scraper:
-        scraper.start()
-    try:
-        p50 = await echo_p50(ws, run.args.echoes)
-        rate = await http_rate(run, server.port)
-    finally:
-        if scraper:
-            scraper.stop()
-    return p50, rate, scraper.scrapes if scraper else 0
-
-
 async def run_all(run: Run) -> None:
     start_echo_app(run)
     servers = {"off": Server(run, metrics=False), "on": Server(run, metrics=True)}
-    p50s: dict[str, list[float]] = {"off": [], "on": []}
-    rates: dict[str, list[float]] = {"off": [], "on": []}
-    scrapes = 0
+    scraper = Scraper(servers["on"].metrics_port)
+    scraper.start()  # the whole run long: the "on" server is always being scraped
+    try:
+        await compare(run, servers)
+    finally:
+        scraper.stop()
+    print(f"  {scraper.scrapes} scrapes of /metrics + /readyz during the run; last page {scraper.bytes:,} bytes")
+
+
+async def compare(run: Run, servers: dict[str, Server]) -> None:
+    args = run.args
+    print(f"\nWebSocket echo: {args.echoes:,} round trips on each server, taking turns message by message", flush=True)
     async with ws_connect(servers["off"].ws_url) as ws_off, ws_connect(servers["on"].ws_url) as ws_on:
-        sockets = {"off": ws_off, "on": ws_on}
-        for round_no in range(run.args.rounds):
-            order = ("off", "on") if round_no % 2 == 0 else ("on", "off")
-            line = []
-            for mode in order:
-                p50, rate, scraped = await measure(run, servers[mode], sockets[mode])
-                p50s[mode].append(p50)
-                rates[mode].append(rate)
-                scrapes += scraped
-                line.append(f"{mode}: echo p50 {millis(p50)}, HTTP {rate:,.0f} req/s")
-            print(f"  round {round_no + 1}/{run.args.rounds}: " + "; ".join(line), flush=True)
-    page = urllib.request.urlopen(f"http://127.0.0.1:{servers['on'].metrics_port}/metrics", timeout=5).read()
-    print(f"  {scrapes} scrapes of /metrics + /readyz during the 'on' measurements; last page {len(page):,} bytes")
-
-    def spread(values: list[float], fmt) -> str:
-        return f"{fmt(min(values))} .. {fmt(max(values))}"
-
+        times = await echo_pairs({"off": ws_off, "on": ws_on}, args.echoes)
     for mode in ("off", "on"):
-        run.figure(f"metrics {mode}: echo p50 min..max over rounds", spread(p50s[mode], millis))
-        run.figure(f"metrics {mode}: HTTP req/s min..max over rounds", spread(rates[mode], lambda r: f"{r:,.0f}"))
+        run.figure(
+            f"WS echo, metrics {mode}: p50 / p90",
+            f"{millis(percentile(times[mode], 50))} / {millis(percentile(times[mode], 90))}",
+        )
     run.compare(
-        "WS echo p50, median of rounds (on vs off)",
-        statistics.median(p50s["on"]),
-        statistics.median(p50s["off"]),
+        "WS echo p50 (on vs off)",
+        percentile(times["on"], 50),
+        percentile(times["off"], 50),
         millis,
         Target(1.05),
     )
+
+    print(
+        f"\nHTTP GET / at {HTTP_CONNECTIONS} keep-alive connections: {args.slices} slices of {args.http_seconds} s"
+        " per server, taking turns",
+        flush=True,
+    )
+    rates: dict[str, list[float]] = {"off": [], "on": []}
+    ratios = []
+    for i in range(args.slices):
+        order = ("off", "on") if i % 2 == 0 else ("on", "off")
+        got = {mode: await http_rate(run, servers[mode].port) for mode in order}
+        for mode in order:
+            rates[mode].append(got[mode])
+        ratios.append(got["on"] / got["off"])
+        print(f"  slice {i + 1}: off {got['off']:,.0f} req/s, on {got['on']:,.0f} req/s", flush=True)
+    for mode in ("off", "on"):
+        run.figure(
+            f"HTTP req/s, metrics {mode}: median (min .. max)",
+            f"{statistics.median(rates[mode]):,.0f} ({min(rates[mode]):,.0f} .. {max(rates[mode]):,.0f})",
+        )
     run.compare(
-        "HTTP req/s, median of rounds (on vs off)",
+        "HTTP req/s, medians (on vs off)",
         statistics.median(rates["on"]),
         statistics.median(rates["off"]),
         lambda r: f"{r:,.0f} req/s",
         Target(0.95, at_least=True),
     )
+    run.figure("HTTP: median of the slices' on/off ratios", f"{statistics.median(ratios):.3f}")
 
 
 def parse_args():
-    parser = benchmark_parser(__doc__, "3 rounds of 300 echoes and 3 s of HTTP (default 5 x 1,000 and 5 s)")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds per mode (default 5; --quick 3)")
-    parser.add_argument("--echoes", type=int, default=None, help="sequential echoes per round (default 1000)")
-    parser.add_argument("--http-seconds", type=int, default=None, help="seconds of HTTP load per round (default 5)")
+    parser = benchmark_parser(__doc__, "1,000 echoes and 4 slices of 2 s (default 5,000 echoes, 10 slices of 3 s)")
+    parser.add_argument("--echoes", type=int, default=None, help="echoes per server (default 5000; --quick 1000)")
+    parser.add_argument("--slices", type=int, default=None, help="HTTP slices per server (default 10; --quick 4)")
+    parser.add_argument("--http-seconds", type=int, default=None, help="seconds per HTTP slice (default 3)")
     parser.add_argument("--http-client", choices=["auto", "wrk", "asyncio"], default="auto")
     args = parser.parse_args()
-    args.rounds = args.rounds or (3 if args.quick else 5)
-    args.echoes = args.echoes or (300 if args.quick else 1000)
-    args.http_seconds = args.http_seconds or (3 if args.quick else 5)
+    args.echoes = args.echoes or (1000 if args.quick else 5000)
+    args.slices = args.slices or (4 if args.quick else 10)
+    args.http_seconds = args.http_seconds or (2 if args.quick else 3)
     args.app_read = "batch"  # for interface_bench's echo app
     return args
 
@@ -291,11 +301,6 @@ def main() -> int:
     run = Run(args, None, prefix, client)
     print(f"{load_average()} before the run; {os.cpu_count()} CPUs; wrk {'yes' if shutil.which('wrk') else 'no'}")
     print(f"interface-server code: {source_fingerprint()}", flush=True)
-    print(
-        f"{args.rounds} rounds x ({args.echoes} sequential echoes + {args.http_seconds} s of HTTP at"
-        f" {HTTP_CONNECTIONS} connections) per mode, modes taking turns",
-        flush=True,
-    )
 
     def teardown() -> None:
         layer.flush()

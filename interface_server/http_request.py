@@ -184,7 +184,6 @@ class ActiveRequest:
                 stats = self.server.stats
                 if stats is not None:  # reply latency "http": request head to response start (metrics.py)
                     stats.latency_http.observe(time.monotonic() - self.started_at)
-                    stats.http_responses[output.status] = stats.http_responses.get(output.status, 0) + 1
                 self.response_started = True
                 self.status = output.status
                 self.cancel_timeout()
@@ -195,6 +194,9 @@ class ActiveRequest:
             if output.end:
                 events.append(h11.EndOfMessage())
             protocol.send(*events)
+            if output.status is not None and self.server.stats is not None:  # h11 framed it: it is written
+                responses = self.server.stats.http_responses
+                responses[output.status] = responses.get(output.status, 0) + 1
             if output.end:
                 self.finish()
                 protocol.request_done()
