@@ -82,7 +82,7 @@ class HTTPProtocol(Protocol):
     def connectionMade(self) -> None:
         self.server.connections.add(self)
         if self.server.stats is not None:
-            self.server.stats.opened_http += 1
+            self.server.stats.accepted += 1
         self.client = _address(self.transport.getPeer())
         self.local = _address(self.transport.getHost())
         self.secure = ISSLTransport.providedBy(self.transport)

@@ -75,8 +75,8 @@ class Stats:
     """What the hot path counts (reactor thread only), for `InterfaceCollector` to export."""
 
     __slots__ = (
-        "opened_http",
-        "opened_websocket",
+        "accepted",
+        "websockets_opened",
         "bytes_in_http",
         "bytes_in_websocket",
         "bytes_out_http",
@@ -90,8 +90,8 @@ class Stats:
     )
 
     def __init__(self) -> None:
-        self.opened_http = 0
-        self.opened_websocket = 0
+        self.accepted = 0  # TCP connections (every WebSocket starts as one)
+        self.websockets_opened = 0  # WebSocket handshakes received (upgrades)
         self.bytes_in_http = 0
         self.bytes_in_websocket = 0
         self.bytes_out_http = 0
@@ -145,12 +145,16 @@ class InterfaceCollector(Collector):
             gauge.add_metric([kind], n)
         yield gauge
 
-        counter = CounterMetricFamily(
-            PREFIX + "connections_opened", "Client connections accepted, by type.", labels=["type"]
+        yield CounterMetricFamily(
+            PREFIX + "connections_accepted",
+            "Client connections accepted (TCP; a WebSocket starts as one of them).",
+            value=stats.accepted,
         )
-        counter.add_metric(["http"], stats.opened_http)
-        counter.add_metric(["websocket"], stats.opened_websocket)
-        yield counter
+        yield CounterMetricFamily(
+            PREFIX + "websockets_opened",
+            "WebSocket handshakes received (accepted, rejected or abandoned later).",
+            value=stats.websockets_opened,
+        )
 
         counter = CounterMetricFamily(
             PREFIX + "messages_out",
@@ -194,7 +198,7 @@ class InterfaceCollector(Collector):
         ):
             counter = CounterMetricFamily(
                 PREFIX + f"bytes_{direction}",
-                f"Bytes {direction} on client connections (a WebSocket's handshake counts as websocket).",
+                f"Bytes {direction} on client connections (a WebSocket's upgrade request counts as http).",
                 labels=["type"],
             )
             counter.add_metric(["http"], http)

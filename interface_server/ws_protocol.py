@@ -99,7 +99,7 @@ class WebSocketProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(403, "Origin not allowed")
         self.server.connections.add(self)
         if self.server.stats is not None:
-            self.server.stats.opened_websocket += 1
+            self.server.stats.websockets_opened += 1
             self.connect_at = time.monotonic()
         self.reply_channel = self.server.new_reply_channel(self)
         wanted = self.server.config.ws_protocols
