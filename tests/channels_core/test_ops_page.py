@@ -13,7 +13,9 @@ from unittest import mock
 from django.contrib.auth.models import User
 from django.contrib.sessions.models import Session
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 
 from channels_core import Group
 from channels_core.ops import conf
@@ -116,6 +118,25 @@ class OpsSocketTests(ChannelTestCase):
         self.assertEqual(refresh(client)["type"], "status")
         User.objects.filter(pk=self.staff.pk).update(is_staff=False)
         self.assertEqual(refresh(client), {"close": CLOSE_NOT_STAFF})
+
+    def test_a_password_change_closes_an_open_page_at_its_next_refresh(self):
+        client = ws_client(self.staff)
+        connect(client)
+        client.receive()
+        staff = User.objects.get(pk=self.staff.pk)
+        staff.set_password("pw-ops-2")
+        staff.save()
+        self.assertEqual(refresh(client), {"close": CLOSE_NOT_STAFF})
+
+    def test_a_refresh_costs_three_database_reads_and_no_write(self):
+        client = ws_client(self.staff)
+        connect(client)
+        client.receive()
+        with CaptureQueriesContext(connection) as queries:
+            self.assertEqual(refresh(client)["type"], "status")
+        statements = [q["sql"].split()[0].upper() for q in queries.captured_queries]
+        # The channel session (the HTTP session's key), the HTTP session, the user.
+        self.assertEqual(statements, ["SELECT", "SELECT", "SELECT"], queries.captured_queries)
 
     def test_anything_but_a_refresh_gets_an_error_and_the_socket_stays(self):
         client = ws_client(self.staff)
