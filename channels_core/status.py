@@ -53,6 +53,7 @@ lives in the layer (on Redis a day after the last increment).
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .layers.contract import supports
@@ -83,15 +84,26 @@ def collect_status(layer: Any, limit: int = DEFAULT_LIMIT) -> dict[str, Any]:
         "dropped": {"channel_full": None, "messages_sent": None, "by_process": {}, "total": 0},
         "errors": errors,
     }
+    asks: dict[str, Any] = {}
     if supports(layer, "inspection"):
-        status["queues"] = _section(errors, "queues", lambda: [dict(q) for q in layer.inspect_queues(limit)])
-        status["groups"] = _section(errors, "groups", lambda: [dict(g) for g in layer.inspect_groups(limit)])
+        asks["queues"] = lambda: [dict(q) for q in layer.inspect_queues(limit)]
+        asks["groups"] = lambda: [dict(g) for g in layer.inspect_groups(limit)]
     if supports(layer, "leases"):
-        holders = _section(errors, "processes", layer.lease_holders)
-        status["processes"] = None if holders is None else processes(holders, now)
-    dropped = status["dropped"]
+        asks["processes"] = layer.lease_holders
     if supports(layer, "statistics"):
-        stats = _section(errors, "statistics", layer.global_statistics)
+        asks["statistics"] = layer.global_statistics
+    # The questions go out together: each mostly waits on the network (on Redis, a few round trips per
+    # server), so the snapshot costs the longest of them rather than their sum.
+    with ThreadPoolExecutor(len(asks) or 1, thread_name_prefix="collect-status") as pool:
+        futures = {name: pool.submit(_section, errors, name, ask) for name, ask in asks.items()}
+        answers = {name: future.result() for name, future in futures.items()}
+    status["queues"] = answers.get("queues")
+    status["groups"] = answers.get("groups")
+    holders = answers.get("processes")
+    status["processes"] = None if holders is None else processes(holders, now)
+    dropped = status["dropped"]
+    if "statistics" in answers:
+        stats = answers["statistics"]
         if stats is not None:
             dropped["channel_full"] = int(stats.get("channel_full_count", 0))
             dropped["messages_sent"] = int(stats.get("messages_count", 0))

@@ -143,7 +143,8 @@ class RedisInspection:
         def is_group(rest: bytes) -> bool:
             return rest.startswith(_GROUP_MARK) and bool(_GROUP_RE.fullmatch(rest, start))
 
-        found = _by_shard(self, self._scan("zset"), is_group)
+        # A group's sub-sets ("group:g:server!") end with '!', which no group name holds: the server skips them.
+        found = _by_shard(self, self._scan("zset", "*group:*[^!]"), is_group)
         calls = [(shard, chunk, (self._group_ttl,)) for shard, chunk in _chunks(found)]  # type: ignore[attr-defined]
         sizes: dict[str, int] = {}
         name_start = self.keys._name_start + start  # type: ignore[attr-defined]
@@ -166,9 +167,12 @@ class RedisInspection:
         """
         return self.decoder.waits.last()  # type: ignore[attr-defined]
 
-    def _scan(self, key_type: str) -> Iterator[tuple[int, bytes]]:
-        """(server number, key) of every key of `key_type` under the prefix, each server SCANned in step."""
-        pattern = glob_escape(self.keys.prefix) + "*"  # type: ignore[attr-defined]
+    def _scan(self, key_type: str, rest: str = "*") -> Iterator[tuple[int, bytes]]:
+        """(server number, key) of every key of `key_type` under the prefix whose rest matches the glob `rest`.
+
+        Each server is SCANned in step: one round trip of wall time per step.
+        """
+        pattern = glob_escape(self.keys.prefix) + rest  # type: ignore[attr-defined]
         servers = self._servers()  # type: ignore[attr-defined]
         cursors = {i: 0 for i in range(len(servers))}
         typed = True
