@@ -80,7 +80,7 @@ def prefix_for_module():
 
 @pytest.fixture(scope="module")
 def browser():
-    with Browser() as browser:
+    with Browser(width=1200, height=1300) as browser:  # tall enough for the whole page in the screenshot
         yield browser
 
 
