@@ -1,8 +1,13 @@
 """Prometheus metrics of a worker process (`runworker --metrics-port`), all named `channels_worker_*`.
 
-`WorkerMetrics` owns the metric objects; `Worker` calls its few methods from
-its loop (`received`, `consumed`, `failed`, `invalid`, `dropped`), only when a
-`WorkerMetrics` was given, so a worker without `--metrics-port` pays nothing.
+`WorkerMetrics` owns the metric objects. A `Worker` given one (only with
+`--metrics-port`: otherwise it pays nothing) counts each message's consumer
+time and queue wait in its thread's own `Tally` (plain Python numbers, no
+lock), which `WorkerMetrics.flush` moves into the Prometheus histograms and
+counter before each scrape (one process) or every half second (a pool
+child); the rare events (exceptions, drops, invalid messages) go to their
+counters at once. `channels_worker_threads` and `_consumers_running` are read
+from the worker's threads when scraped (`WorkerStateCollector`).
 
 Labels stay bounded: `channel` is the channel a consumer ran on (the routed
 channels), with process-specific channels (`!`, reply channels among them)
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import os
 import threading
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, values
@@ -129,30 +135,75 @@ class WorkerMetrics:
             "Failed reads from the channel layer (each retried with backoff)",
             registry=reg,
         )
-        # Labelled children cached per channel: `.labels()` costs a lock and a tuple per call.
-        self._per_channel: dict[str, tuple[Any, Any]] = {}
-        self._waits: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._store_seen: int | None = None
+        self._tallies: list[Tally] = []
+        self._flushed: dict[int, list[float]] = {}  # id(_Accumulator) -> its buckets and sum at the last flush
+        self._children: dict[tuple[str, str], tuple[Any, Any]] = {}
 
-    # -- called by Worker ---------------------------------------------------------------
+    # -- the hot path: per-thread tallies, moved into the metrics by `flush` ------------------
 
-    def received(self, batch: list[tuple[str, Any]], waits: list[float]) -> None:
-        """Record the queue wait of each message of a batch (`waits` from `last_queue_waits()`, in order)."""
-        for (channel, _), wait in zip(batch, waits, strict=False):
-            histogram = self._waits.get(channel)
-            if histogram is None:
-                histogram = self._waits[channel] = self.queue_wait.labels(channel_label(channel))
-            histogram.observe(max(0.0, wait))
+    def tally(self) -> Tally:
+        """A new `Tally` for one worker thread (only that thread may write to it)."""
+        tally = Tally()
+        with self._lock:
+            self._tallies.append(tally)
+        return tally
 
-    def consumed(self, channel: str, seconds: float) -> None:
-        """A consumer ran on `channel` for `seconds` (raised or not)."""
-        pair = self._per_channel.get(channel)
-        if pair is None:
+    def flush(self) -> None:
+        """Add what every thread's tally counted since the last flush to the Prometheus metrics.
+
+        Called before a scrape (one process), every `BEAT_INTERVAL` by a pool
+        child's heartbeat thread (the pool's parent reads the files), and when
+        a worker loop ends. A tally is only read here, never reset, so a
+        thread writing meanwhile loses nothing: the rest moves at the next flush.
+        """
+        with self._lock:
+            for tally in self._tallies:
+                # tuple(): one C-level copy, safe while the worker thread adds a channel.
+                for channel, accumulator in tuple(tally.consumer.items()):
+                    self._move(accumulator, *self._consumer_children(channel))
+                for channel, accumulator in tuple(tally.waits.items()):
+                    self._move(accumulator, self._wait_child(channel), None)
+
+    def _consumer_children(self, channel: str) -> tuple[Any, Any]:
+        key = ("consumer", channel)
+        children = self._children.get(key)
+        if children is None:
             label = channel_label(channel)
-            pair = self._per_channel[channel] = (self.consumer_seconds.labels(label), self.messages.labels(label))
-        pair[0].observe(seconds)
-        pair[1].inc()
+            children = self._children[key] = (self.consumer_seconds.labels(label), self.messages.labels(label))
+        return children
+
+    def _wait_child(self, channel: str) -> Any:
+        key = ("wait", channel)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (self.queue_wait.labels(channel_label(channel)), None)
+        return children[0]
+
+    def _move(self, accumulator: _Accumulator, histogram: Any, counter: Any) -> None:
+        # Buckets before the sum, the reverse of the writer: a sum may lag its bucket by one
+        # observation until the next flush, never count one the buckets have not.
+        buckets = list(accumulator.buckets)
+        total = accumulator.sum
+        before = self._flushed.get(id(accumulator))
+        if before is None:
+            before = self._flushed[id(accumulator)] = [0] * (len(buckets) + 1)
+        added = 0
+        # prometheus_client keeps a histogram's buckets uncumulated (`_buckets`) and its sum in
+        # `_sum`: adding to them is what `observe` does, once per value (tests/worker/test_metrics.py
+        # compares the two, so a change in prometheus_client shows there).
+        for index, count in enumerate(buckets):
+            delta = count - before[index]
+            if delta:
+                histogram._buckets[index].inc(delta)
+                added += delta
+                before[index] = count
+        if total != before[-1]:
+            histogram._sum.inc(total - before[-1])
+            before[-1] = total
+        if counter is not None and added:
+            counter.inc(added)
 
     def failed(self, channel: str, exc: BaseException) -> None:
         """A consumer on `channel` raised `exc`."""
@@ -181,6 +232,8 @@ class WorkerMetrics:
             self.dropped(channel, "consumer", flushed)
             return
         total = getattr(store, "dropped", 0)
+        if total == self._store_seen:  # the usual case, without the lock
+            return
         with self._lock:
             seen = self._store_seen if self._store_seen is not None else 0
             self._store_seen = total
@@ -193,10 +246,59 @@ class WorkerMetrics:
                 self._store_seen = getattr(store, "dropped", 0)
 
 
-def exposition(registry: CollectorRegistry) -> tuple[str, bytes]:
-    """`(content type, body)` of `/metrics` for `registry`, in the Prometheus text format."""
+class _Accumulator:
+    """One channel's histogram in one thread: uncumulated bucket counts and the sum."""
+
+    __slots__ = ("buckets", "sum")
+
+    def __init__(self, buckets: int) -> None:
+        self.buckets = [0] * buckets
+        self.sum = 0.0
+
+
+class Tally:
+    """What one worker thread observed, in plain Python numbers: a few hundred nanoseconds a message.
+
+    Only its own thread writes it; `WorkerMetrics.flush` reads it. Taking a
+    lock per message (as each Prometheus observation does) cost a worker
+    several microseconds a message (benchmarks/worker_metrics_bench.py).
+    """
+
+    __slots__ = ("consumer", "waits")
+
+    def __init__(self) -> None:
+        self.consumer: dict[str, _Accumulator] = {}
+        self.waits: dict[str, _Accumulator] = {}
+
+    def consumed(self, channel: str, seconds: float) -> None:
+        """A consumer ran on `channel` for `seconds` (raised or not)."""
+        accumulator = self.consumer.get(channel)
+        if accumulator is None:
+            accumulator = self.consumer[channel] = _Accumulator(len(CONSUMER_BUCKETS) + 1)
+        # bisect_left: the first bound >= seconds, Prometheus's `le`; past the last one, +Inf.
+        accumulator.buckets[bisect_left(CONSUMER_BUCKETS, seconds)] += 1
+        accumulator.sum += seconds
+
+    def received(self, batch: list[tuple[str, Any]], waits: list[float]) -> None:
+        """The queue wait of each message of a batch (`waits` from `last_queue_waits()`, in order)."""
+        for (channel, _), wait in zip(batch, waits, strict=False):
+            accumulator = self.waits.get(channel)
+            if accumulator is None:
+                accumulator = self.waits[channel] = _Accumulator(len(QUEUE_WAIT_BUCKETS) + 1)
+            wait = max(0.0, wait)
+            accumulator.buckets[bisect_left(QUEUE_WAIT_BUCKETS, wait)] += 1
+            accumulator.sum += wait
+
+
+def exposition(registry: CollectorRegistry, metrics: WorkerMetrics | None = None) -> tuple[str, bytes]:
+    """`(content type, body)` of `/metrics` for `registry`, in the Prometheus text format.
+
+    `metrics`: flushed first, so the page holds every message handled so far.
+    """
     from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+    if metrics is not None:
+        metrics.flush()
     return CONTENT_TYPE_LATEST, generate_latest(registry)
 
 

@@ -197,8 +197,11 @@ class PoolMonitor:
         thread.start()
 
     def _beat(self, slot: int, worker: Any) -> None:
+        metrics = getattr(worker, "metrics", None)
         while not self._beat_stop.is_set():
             try:
+                if metrics is not None:
+                    metrics.flush()  # the parent reads the files: what the threads counted goes there
                 problem = worker_problem(worker, self.stale_after)
                 threads = worker_threads(worker)
                 running = sum(1 for t in threads if t.in_job)

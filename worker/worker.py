@@ -112,6 +112,8 @@ class Worker:
         """Messages dropped before routing (`validation.problem`), counted per channel; shared by a group's threads."""
         self.metrics = metrics
         """A `worker.metrics.WorkerMetrics` (shared by a group's threads), or None: no metrics, no cost."""
+        self._tally = metrics.tally() if metrics is not None else None
+        """This thread's plain counters (`worker.metrics.Tally`), moved into `metrics` by `metrics.flush()`."""
         self._queue_waits = metrics is not None and supports(channel_layer, "queue_wait")
         self.last_receive: float | None = None
         """`time.monotonic()` when the last read from the layer returned (with messages or not): the loop is alive."""
@@ -196,6 +198,8 @@ class Worker:
                 self.handle(channel, content)
         self._drain_local(channels)
         self.in_job = False
+        if self.metrics is not None:
+            self.metrics.flush()  # what this thread counted last must reach the metrics before the process ends
 
     def announce(self, channels: list[str]) -> None:
         logger.info(
@@ -208,7 +212,7 @@ class Worker:
         except Exception:  # the figures are optional; the messages are not
             logger.debug("last_queue_waits() failed", exc_info=True)
             return
-        self.metrics.received(batch, waits)
+        self._tally.received(batch, waits)
 
     def _receive(self, channels: list[str]) -> list[tuple[str, dict]]:
         """One blocking read of at most `WAKE_INTERVAL` (layers with `receive_batch(timeout=)`).
@@ -337,7 +341,7 @@ class Worker:
                     )
             self.handled += 1
             if metrics is not None:
-                metrics.consumed(channel, time.perf_counter() - started)
+                self._tally.consumed(channel, time.perf_counter() - started)
 
     def answer_failure(self, channel: str, message: Message) -> None:
         """Tell the client something went wrong: 500 for HTTP, a close for WebSocket."""

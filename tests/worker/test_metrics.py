@@ -114,6 +114,7 @@ def fast_flush(monkeypatch):
 
 
 def value(metrics: WorkerMetrics, name: str, **labels) -> float:
+    metrics.flush()  # as before a scrape
     got = metrics.registry.get_sample_value(name, labels)
     return 0.0 if got is None else got
 
@@ -255,7 +256,11 @@ def test_health_server_answers_each_endpoint(layer):
     metrics = WorkerMetrics()
     metrics.messages.labels("t.ok").inc()
     state = {"problem": "the worker loop has not read from the channel layer yet"}
-    server = HealthServer("127.0.0.1", 0, lambda: exposition(metrics.registry), lambda: state["problem"]).start()
+    tally = metrics.tally()
+    tally.consumed("t.ok", 0.003)
+    server = HealthServer(
+        "127.0.0.1", 0, lambda: exposition(metrics.registry, metrics), lambda: state["problem"]
+    ).start()
     try:
         base = f"http://127.0.0.1:{server.address[1]}"
         assert get(base + "/healthz") == (200, "ok\n")
@@ -263,7 +268,8 @@ def test_health_server_answers_each_endpoint(layer):
         state["problem"] = None
         assert get(base + "/readyz") == (200, "ok\n")
         status, body = get(base + "/metrics")
-        assert status == 200 and 'channels_worker_messages_total{channel="t.ok"} 1.0' in body
+        # One from the counter itself, one from the tally, flushed by the scrape.
+        assert status == 200 and 'channels_worker_messages_total{channel="t.ok"} 2.0' in body
         assert get(base + "/other")[0] == 404
     finally:
         server.stop()
@@ -344,3 +350,38 @@ def test_consumers_running_counts_the_threads_inside_a_consumer(layer):
         RELEASE.set()
         assert wait_for(lambda: value(metrics, "channels_worker_consumers_running") == 0, 5)
         assert value(metrics, "channels_worker_messages_total", channel="t.block") == 1
+
+
+def test_flushed_tallies_expose_exactly_what_prometheus_observe_would():
+    """The tallies write into prometheus_client's histogram internals: this catches a change there."""
+    metrics = WorkerMetrics()
+    reference = CollectorRegistry()
+    from prometheus_client import Histogram
+
+    from worker.metrics import CONSUMER_BUCKETS
+
+    expected = Histogram(
+        "channels_worker_consumer_seconds", "x", ["channel"], buckets=CONSUMER_BUCKETS, registry=reference
+    )
+    tallies = [metrics.tally(), metrics.tally()]
+    samples = [0.0, 0.0004, 0.001, 0.0011, 0.3, 2.5, 29.0, 31.0, 400.0]
+    for round_ in range(3):
+        for i, seconds in enumerate(samples):
+            tallies[i % 2].consumed("http.request", seconds)
+            expected.labels("http.request").observe(seconds)
+            if i == 4:
+                metrics.flush()  # flushes in the middle lose and repeat nothing
+        metrics.flush()
+        for suffix in ("_count", "_sum"):
+            name = "channels_worker_consumer_seconds" + suffix
+            assert metrics.registry.get_sample_value(name, {"channel": "http.request"}) == pytest.approx(
+                reference.get_sample_value(name, {"channel": "http.request"})
+            )
+        for bound in [*CONSUMER_BUCKETS, float("inf")]:
+            le = {"channel": "http.request", "le": str(float(bound)) if bound != float("inf") else "+Inf"}
+            got = metrics.registry.get_sample_value("channels_worker_consumer_seconds_bucket", le)
+            assert got is not None
+            assert got == reference.get_sample_value("channels_worker_consumer_seconds_bucket", le), (round_, bound)
+        assert metrics.registry.get_sample_value("channels_worker_messages_total", {"channel": "http.request"}) == len(
+            samples
+        ) * (round_ + 1)

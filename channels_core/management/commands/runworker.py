@@ -158,7 +158,10 @@ class Command(BaseCommand):
 
         try:
             return HealthServer(
-                self.options["metrics_host"], self.options["metrics_port"], lambda: exposition(registry), ready
+                self.options["metrics_host"],
+                self.options["metrics_port"],
+                lambda: exposition(registry, worker.metrics),
+                ready,
             ).start()
         except OSError as exc:
             raise CommandError(
