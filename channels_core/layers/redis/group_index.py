@@ -16,9 +16,18 @@ group's name) holding an index hash, shard label -> generation:
   not newer (INDEX_DROP, compare-and-delete). An add that raced with the
   emptying raised the generation first, so its entry survives: no member is
   ever left out of the index once its group_add returned;
-- a group send runs GROUP_SEND on the home shard, which also returns the
-  index, then on the shards the index names (one round trip per Redis
-  server, through the layer's `_evalsha_each`).
+- a process's first group send runs GROUP_SEND on the home shard, which also
+  returns the index, then on the shards the index names (one round trip per
+  Redis server, through the layer's `_evalsha_each`), and remembers the
+  index's version and shards. Later sends run GROUP_SEND only on those
+  shards; each reply says whether the shard still holds members and which
+  version of the index it has seen. A shard that *joins* the index (its field
+  was absent) raises the version, and the add writes it on every listed
+  shard (`<group key>#v`, VERSION_SET) before it returns, so a sender whose
+  list predates the join finds the new version on at least one shard it
+  still calls, or finds that shard empty; either sends it back to the home
+  for the index, and it then reaches the shards it had missed in the same
+  send. A sender with an empty list always asks the home.
 
 An absent index means "every shard": groups whose members were all added
 without it (an older release, another shard layout: the index key names
