@@ -34,6 +34,7 @@ import random
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -124,6 +125,8 @@ class ClusterMap(KwargsSettings):
         self._lock = threading.Lock()
         self._pools: dict[tuple[str, int], Any] = {}
         self._closed = False
+        self.pool_factory: Callable[[ClusterMap, tuple[str, int]], Any] = _no_pools
+        """Makes a master's pool: `cluster_shard.NodeShard`, set by the buckets (which this module must not import)."""
         self._down: set[int] = set()
         self._down_since = 0.0
         _ALL_MAPS.add(self)
@@ -234,12 +237,10 @@ class ClusterMap(KwargsSettings):
         """The shared pool (a `NodeShard`) of connections to the node at `address`."""
         pool = self._pools.get(address)
         if pool is None:
-            from .cluster_shard import NodeShard  # cluster_shard builds on this module
-
             with self._lock:
                 pool = self._pools.get(address)
                 if pool is None:
-                    pool = self._pools[address] = NodeShard(self, address)
+                    pool = self._pools[address] = self.pool_factory(self, address)
                     if self._closed:
                         pool.close()
         return pool
@@ -256,6 +257,10 @@ class ClusterMap(KwargsSettings):
     def buckets(self) -> list[BucketSource]:
         """One connection source per bucket, in bucket order."""
         return [BucketSource(self, i, tag, slot) for i, (tag, slot) in enumerate(BUCKET_TAGS)]
+
+
+def _no_pools(cluster: ClusterMap, address: tuple[str, int]) -> Any:
+    raise RuntimeError("ClusterMap.pool_factory is not set: build shards with cluster_shard.BucketShard")
 
 
 _ALL_MAPS: weakref.WeakSet[ClusterMap] = weakref.WeakSet()

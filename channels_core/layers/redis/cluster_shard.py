@@ -83,6 +83,7 @@ class BucketShard(Shard):
     def __init__(self, index: int, host: BucketSource, max_connections: int = 64, pool_timeout: float = 30) -> None:
         super().__init__(index, host, max_connections, pool_timeout)
         self.cluster = host.cluster
+        self.cluster.pool_factory = NodeShard
         self.cluster.max_connections = max_connections
         self.cluster.pool_timeout = pool_timeout
         self.slot = host.slot
