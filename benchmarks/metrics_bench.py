@@ -54,6 +54,8 @@ from interface_bench import (
 )
 from interface_bench_layer import make_layer
 
+from channels_core.test.processes import cpu_seconds
+
 HTTP_CONNECTIONS = 50
 SCRAPE_EVERY = 1.0
 SCRAPE_SOCKETS = 10_000
@@ -207,7 +209,7 @@ async def echo_pairs(sockets: dict, count: int, warmup: int = 50) -> dict[str, l
     return times
 
 
-async def http_rate(run: Run, port: int) -> float:
+async def http_load(run: Run, port: int) -> dict:
     seconds = run.args.http_seconds
     use_wrk = run.args.http_client == "wrk" or (run.args.http_client == "auto" and shutil.which("wrk"))
     if use_wrk:
@@ -216,12 +218,17 @@ async def http_rate(run: Run, port: int) -> float:
         result = await run_asyncio_http(port, seconds)
     if result["bad"]:
         run.notes.append(f"{result['bad']} HTTP errors or non-2xx on port {port}")
-    return result["rate"]
+    return result
 
 
 async def run_all(run: Run) -> None:
     start_echo_app(run)
-    servers = {"off": Server(run, metrics=False), "on": Server(run, metrics=True)}
+    # --same: both servers without metrics (an A/A run: what the comparison shows when nothing differs).
+    servers = {"off": Server(run, metrics=False), "on": Server(run, metrics=not run.args.same)}
+    if run.args.same:
+        print("--same: both servers run WITHOUT metrics; 'on' is only a label (an A/A run)", flush=True)
+        await compare(run, servers)
+        return
     scraper = Scraper(servers["on"].metrics_port)
     scraper.start()  # the whole run long: the "on" server is always being scraped
     try:
@@ -235,12 +242,21 @@ async def compare(run: Run, servers: dict[str, Server]) -> None:
     args = run.args
     print(f"\nWebSocket echo: {args.echoes:,} round trips on each server, taking turns message by message", flush=True)
     async with ws_connect(servers["off"].ws_url) as ws_off, ws_connect(servers["on"].ws_url) as ws_on:
+        cpu_before = {mode: cpu_seconds(server.pid) for mode, server in servers.items()}
         times = await echo_pairs({"off": ws_off, "on": ws_on}, args.echoes)
+        cpu = {mode: cpu_seconds(server.pid) - cpu_before[mode] for mode, server in servers.items()}
     for mode in ("off", "on"):
         run.figure(
             f"WS echo, metrics {mode}: p50 / p90",
             f"{millis(percentile(times[mode], 50))} / {millis(percentile(times[mode], 90))}",
         )
+    run.compare(
+        "server CPU per WS echo (on vs off)",
+        cpu["on"] / args.echoes,
+        cpu["off"] / args.echoes,
+        lambda seconds: f"{seconds * 1e6:,.0f} us",
+        Target(1.05),
+    )
     run.compare(
         "WS echo p50 (on vs off)",
         percentile(times["on"], 50),
@@ -255,14 +271,28 @@ async def compare(run: Run, servers: dict[str, Server]) -> None:
         flush=True,
     )
     rates: dict[str, list[float]] = {"off": [], "on": []}
+    cpu_total = {"off": 0.0, "on": 0.0}
+    requests = {"off": 0, "on": 0}
     ratios = []
     for i in range(args.slices):
         order = ("off", "on") if i % 2 == 0 else ("on", "off")
-        got = {mode: await http_rate(run, servers[mode].port) for mode in order}
+        got = {}
         for mode in order:
-            rates[mode].append(got[mode])
+            before = cpu_seconds(servers[mode].pid)
+            result = await http_load(run, servers[mode].port)
+            cpu_total[mode] += cpu_seconds(servers[mode].pid) - before
+            requests[mode] += result["requests"]
+            got[mode] = result["rate"]
+            rates[mode].append(result["rate"])
         ratios.append(got["on"] / got["off"])
         print(f"  slice {i + 1}: off {got['off']:,.0f} req/s, on {got['on']:,.0f} req/s", flush=True)
+    run.compare(
+        "server CPU per HTTP request (on vs off)",
+        cpu_total["on"] / requests["on"],
+        cpu_total["off"] / requests["off"],
+        lambda seconds: f"{seconds * 1e6:,.0f} us",
+        Target(1.05),
+    )
     for mode in ("off", "on"):
         run.figure(
             f"HTTP req/s, metrics {mode}: median (min .. max)",
@@ -284,6 +314,7 @@ def parse_args():
     parser.add_argument("--slices", type=int, default=None, help="HTTP slices per server (default 10; --quick 4)")
     parser.add_argument("--http-seconds", type=int, default=None, help="seconds per HTTP slice (default 3)")
     parser.add_argument("--http-client", choices=["auto", "wrk", "asyncio"], default="auto")
+    parser.add_argument("--same", action="store_true", help="A/A run: both servers without metrics (the noise)")
     args = parser.parse_args()
     args.echoes = args.echoes or (1000 if args.quick else 5000)
     args.slices = args.slices or (4 if args.quick else 10)
