@@ -17,11 +17,14 @@ of a busy deployment:
   interface server's queue, one on each of 200 single-reader `?` channels
   (0.1x all of it with --quick).
 
-Then it times `collect_status(layer)` REPEATS times (median and worst),
-checks its figures against the state (every socket counted in "everyone",
-every group, every queue, every process), and times the whole command once
-(`python -m django channels_status --json`: Python and Django start-up
-included) against the same layer.
+Then it times `collect_status(layer)` REPEATS times (median and worst, and
+the work behind them: the client's CPU time and the Redis servers' own time
+in SCAN and the scripts, from INFO commandstats, which the load of other
+processes on the machine does not inflate), checks its figures against the
+state (every socket counted in "everyone", every group, every queue, every
+process), and times the whole command once (`python -m django
+channels_status --json`: Python and Django start-up included, next to
+`python -m django version`, the start-up alone) against the same layer.
 
 Target (issue 15): the status command answers in under a second.
 """
@@ -43,6 +46,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from common import benchmark_parser  # noqa: E402
+from harness import load_average  # noqa: E402
 from report import Row, Target, print_table, print_verdict  # noqa: E402
 
 from channels_core import __version__  # noqa: E402
@@ -148,7 +152,15 @@ def command_seconds(url: str) -> tuple[float, float, float]:
     return wall, json.loads(result.stdout)["elapsed"], floor
 
 
-def measure(name: str, url: str, sockets: int, groups: int, scale: float, repeats: int) -> list[Row]:
+def redis_usec(clients: list) -> float:
+    """Microseconds the servers spent in commands so far (INFO commandstats, all commands, all servers)."""
+    total = 0.0
+    for client in clients:
+        total += sum(float(stats["usec"]) for stats in client.info("commandstats").values())
+    return total
+
+
+def measure(name: str, url: str, clients: list, sockets: int, groups: int, scale: float, repeats: int) -> list[Row]:
     layer = RedisChannelLayer(hosts=[url], prefix=PREFIX, expiry=300, capacity=1000)
     try:
         layer.flush()
@@ -156,9 +168,14 @@ def measure(name: str, url: str, sockets: int, groups: int, scale: float, repeat
         expected = build_state(layer, sockets, groups, scale)
         print(f"[{name}] state built in {time.perf_counter() - started:.1f} s", flush=True)
         times = []
+        cpu = time.process_time()
+        usec = redis_usec(clients)
         for _ in range(repeats):
             status = collect_status(layer, limit=2000)
             times.append(status["elapsed"])
+        cpu = (time.process_time() - cpu) / repeats
+        # Less the INFO call itself, which commandstats counts too (a few µs per server).
+        server = (redis_usec(clients) - usec) / 1e6 / repeats
         check(status, expected)
         parts = {}
         for part, call in (
@@ -172,7 +189,8 @@ def measure(name: str, url: str, sockets: int, groups: int, scale: float, repeat
         wall, reported, floor = command_seconds(url)
         print(
             f"[{name}] collect_status over {repeats} runs: median {statistics.median(times) * 1e3:.1f} ms, "
-            f"worst {max(times) * 1e3:.1f} ms; "
+            f"worst {max(times) * 1e3:.1f} ms, client CPU {cpu * 1e3:.1f} ms, Redis {server * 1e3:.1f} ms "
+            f"per run; {load_average()}; "
             + ", ".join(f"{k} {v * 1e3:.1f} ms" for k, v in parts.items())
             + f"; command {wall:.2f} s wall ({reported * 1e3:.1f} ms collecting; `django version` {floor:.2f} s)",
             flush=True,
@@ -193,6 +211,8 @@ def measure(name: str, url: str, sockets: int, groups: int, scale: float, repeat
         return [
             row(f"collect_status median ({label})", statistics.median(times)),
             row(f"collect_status worst ({label})", max(times)),
+            row(f"  client CPU per collect_status ({name})", cpu, False),
+            row(f"  Redis time per collect_status, all servers ({name})", server, False),
             row(f"channels_status --json, whole process incl. start-up ({label})", wall, False),
             row(f"python -m django version, start-up alone ({name})", floor, False),
         ]
@@ -211,12 +231,17 @@ def main() -> int:
     rows: list[Row] = []
     if args.topology in ("one", "all"):
         with RedisServer() as server:
-            rows += measure("1 redis", server.url, sockets, groups, scale, args.repeats)
+            client = server.client()
+            rows += measure("1 redis", server.url, [client], sockets, groups, scale, args.repeats)
+            client.close()
     if args.topology in ("cluster", "all"):
         cluster = ClusterSetup(masters=3, replicas=0)
         try:
             cluster.start()
-            rows += measure("cluster 3m", cluster.url(), sockets, groups, scale, args.repeats)
+            clients = [node.client() for node in cluster.nodes]
+            rows += measure("cluster 3m", cluster.url(), clients, sockets, groups, scale, args.repeats)
+            for client in clients:
+                client.close()
         finally:
             cluster.cleanup()
     print_table(rows)

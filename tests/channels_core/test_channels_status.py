@@ -161,3 +161,31 @@ def test_unreachable_layer_is_reported_per_section_not_raised():
     text = render_text(status)
     assert "ERROR reading queues: LayerConnectionError" in text and "Processes: could not be read" in text
     layer.close()
+
+
+def test_an_acl_user_with_the_documented_commands_plus_zcount_sees_everything():
+    from tests.security.test_redis_acl import LAYER_COMMANDS, PASSWORD, acl_setuser
+    from tests.support.redis_server import RedisServer
+
+    prefix = "acl-status:"
+    rules = [f"~{prefix}*", "resetchannels", "-@all", *(f"+{c}" for c in {*LAYER_COMMANDS, "zcount"})]
+    with RedisServer() as server:
+        admin = server.client()
+        acl_setuser(admin, "chan", rules)
+        admin.close()
+        # The state is made with every command allowed: only what inspection runs is under test here.
+        maker = RedisChannelLayer(hosts=[server.url], prefix=prefix)
+        maker.send("acl.queue", {})
+        maker.group_add("acl.group", "acl.proc!a")
+        maker.group_add("acl.group", "acl.plain")
+        maker.lease_renew("acl.proc!", 5, {"kind": "interface-server"})
+        maker.close()
+        layer = RedisChannelLayer(hosts=[f"redis://chan:{PASSWORD}@127.0.0.1:{server.port}/0"], prefix=prefix)
+        try:
+            status = collect_status(layer)
+            assert status["errors"] == {}
+            assert [q["channel"] for q in status["queues"]] == ["acl.queue"]
+            assert status["groups"] == [{"group": "acl.group", "members": 2}]
+            assert [p["holder"] for p in status["processes"]] == ["acl.proc!"]
+        finally:
+            layer.close()
