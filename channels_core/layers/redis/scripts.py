@@ -154,14 +154,16 @@ local function index_put(ix, field, gen, ttl, create, now_us)
   local now_ms = string.format('%.0f', math.floor(now_us / 1000))
   if redis.call('EXISTS', ix) == 0 then
     if create ~= '1' then return {3, '', '', {}} end
-    redis.call('HSET', ix, '#', '1', '#v', '1', '*', now_ms, field, gen)
+    -- Versions start at the time in microseconds, so a sender that remembers a version of an
+    -- index that expired never mistakes a later index's for it.
+    redis.call('HSET', ix, '#', '1', '#v', string.format('%.0f', now_us), '*', now_ms, field, gen)
     redis.call('EXPIRE', ix, ttl)
     return {2, now_ms, '', {}}
   end
   local cur = redis.call('HGET', ix, field)
   local version, listed = '', {}
   if not cur then
-    version = tostring(redis.call('HINCRBY', ix, '#v', 1))
+    version = string.format('%.0f', redis.call('HINCRBY', ix, '#v', 1))
     redis.call('HSET', ix, field, gen)
     listed = listed_fields(ix)
   elseif tonumber(cur) < tonumber(gen) then
@@ -236,7 +238,7 @@ end
 if redis.call('HGET', KEYS[1], '*') == ARGV[1] then redis.call('HDEL', KEYS[1], '*') end
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'', {}} end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
-return {tostring(redis.call('HINCRBY', KEYS[1], '#v', 1)), listed_fields(KEYS[1])}
+return {string.format('%.0f', redis.call('HINCRBY', KEYS[1], '#v', 1)), listed_fields(KEYS[1])}
 """,
 )
 
@@ -302,7 +304,8 @@ GROUP_DISCARD = Script(
     + INDEX_DROP_LUA
     + EMPTY_GEN_LUA
     + """
-redis.call('EXISTS', KEYS[1], KEYS[1] .. ':', KEYS[1] .. '#', KEYS[1] .. ':' .. ARGV[1])  -- see TOUCH_FIRST
+-- see TOUCH_FIRST
+redis.call('EXISTS', KEYS[1], KEYS[1] .. ':', KEYS[1] .. '#', KEYS[1] .. '#v', KEYS[1] .. ':' .. ARGV[1])
 if string.sub(ARGV[1], -1) == '!' then
   local sub = KEYS[1] .. ':' .. ARGV[1]
   redis.call('ZREM', sub, ARGV[2])
@@ -312,6 +315,9 @@ end
 redis.call('ZREM', KEYS[1], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 1 then return '' end
 local gen = empty_gen(KEYS[1], now_us)
+-- This shard's copy of the index version goes with its members: a sender that finds members
+-- here again before the add that put them there has joined the index must not trust it.
+redis.call('DEL', KEYS[1] .. '#v')
 if KEYS[2] then index_drop(KEYS[2], ARGV[3], gen) end
 return gen
 """,
@@ -443,7 +449,10 @@ if stats and #queues > 0 then
   redis.call('EXPIRE', stats, 86400)
 end
 local gen = ''
-if redis.call('EXISTS', gkey) == 0 then gen = empty_gen(gkey, tonumber(t[1]) * 1000000 + tonumber(t[2])) end
+if redis.call('EXISTS', gkey) == 0 then
+  gen = empty_gen(gkey, tonumber(t[1]) * 1000000 + tonumber(t[2]))
+  redis.call('DEL', gkey .. '#v')  -- as in GROUP_DISCARD
+end
 local index = 0
 if ixkey then
   if gen ~= '' then index_drop(ixkey, ixfield, gen) end

@@ -160,6 +160,34 @@ def test_a_cached_shard_found_empty_sends_the_sender_back_to_the_index(make_laye
     assert listed(sender, group) == {A}
 
 
+def test_a_cached_shard_refilled_by_an_add_still_in_progress_is_not_trusted(make_layer):
+    """B emptied and left the index; A joined (complete); an add on B has only done its first half."""
+    sender, other = make_layer(), make_layer()
+    group = group_homed(sender, A)
+    on_b, on_a, again = channel_on(sender, B), channel_on(sender, A), channel_on(sender, B, "again")
+    other.group_add(group, on_b)
+    sender.send_group(group, {"n": 1})  # caches "B"
+    other.group_discard(group, on_b)
+    other.group_add(group, on_a)
+    shard, gkey, _, _, _ = _steps(sender, group, again)
+    shard.evalsha(GROUP_ADD, [gkey], [again, "", sender._group_ttl])  # B holds a member again
+    sender.send_group(group, {"n": 2})
+    assert drain(sender, on_a) == [{"n": 2}]
+
+
+def test_a_version_remembered_from_an_expired_index_is_not_taken_for_a_new_one(make_layer):
+    sender, other = make_layer(), make_layer()
+    group = group_homed(sender, A)
+    on_b, on_a = channel_on(sender, B), channel_on(sender, A)
+    other.group_add(group, on_b)
+    sender.send_group(group, {"n": 1})  # caches "B" with the index's version
+    index = group_index.index_of(sender)
+    sender.shards[A].execute("DEL", index.key(group, A))  # the index expired; B's membership did not
+    other.group_add(group, on_a)  # a new index, built from every shard: A and B
+    sender.send_group(group, {"n": 2})
+    assert drain(sender, on_a) == [{"n": 2}]
+
+
 def test_a_member_on_another_shard_than_the_home_is_reached(layer):
     group = group_homed(layer, A)
     on_b = channel_on(layer, B)
