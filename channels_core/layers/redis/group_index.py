@@ -218,7 +218,7 @@ def send(layer: RedisChannelLayer, group: str, payload: bytes) -> tuple[int, int
     trusted = enabled(layer)
     reached: dict[int, Any] = {}  # shard -> its GROUP_SEND reply
     cached = index.cache.get(group) if trusted else None
-    if cached:
+    if cached and cached[1]:  # an empty list proves nothing: nobody to notice a join
         version, shards = cached
         for i, reply in zip(
             shards, layer._evalsha_each(GROUP_SEND, [call(layer.shards[i], None) for i in shards]), strict=True

@@ -188,6 +188,18 @@ def test_a_version_remembered_from_an_expired_index_is_not_taken_for_a_new_one(m
     assert drain(sender, on_a) == [{"n": 2}]
 
 
+def test_a_sender_that_saw_the_group_empty_asks_the_home_again(make_layer):
+    sender, other = make_layer(), make_layer()
+    group = group_homed(sender, A)
+    on_b = channel_on(sender, B)
+    other.group_add(group, on_b)
+    other.group_discard(group, on_b)  # the index stays, listing no shard
+    sender.send_group(group, {"n": 1})  # remembers "no shard"
+    other.group_add(group, on_b)
+    sender.send_group(group, {"n": 2})
+    assert drain(sender, on_b) == [{"n": 2}]
+
+
 def test_a_member_on_another_shard_than_the_home_is_reached(layer):
     group = group_homed(layer, A)
     on_b = channel_on(layer, B)
