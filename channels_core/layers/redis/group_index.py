@@ -230,11 +230,12 @@ def send(layer: RedisChannelLayer, group: str, payload: bytes) -> tuple[int, int
     # The home: its members get the message (unless already reached) and its reply carries the index.
     home = index.home(group)
     ikey = index.key(group, home)
-    if home in reached:
-        listed = _parse_index(layer.shards[home].execute("HGETALL", ikey))
-    else:
+    inline = home not in reached  # the home's script gets the index key (and drops its own entry)
+    if inline:
         reached[home] = layer.shards[home].evalsha(GROUP_SEND, *call(layer.shards[home], ikey)[1:])
         listed = _parse_index(reached[home][4])
+    else:
+        listed = _parse_index(layer.shards[home].execute("HGETALL", ikey))
     if listed is not None and trusted:
         version, fields = listed
         wanted = {index.by_field[f] for f in fields if f in index.by_field}
@@ -246,10 +247,9 @@ def send(layer: RedisChannelLayer, group: str, payload: bytes) -> tuple[int, int
             zip(targets, layer._evalsha_each(GROUP_SEND, [call(layer.shards[i], None) for i in targets]), strict=True)
         )
     if listed is not None:
-        # Listed shards that hold no member any more: drop them unless an add raced in (the home's
-        # own entry was dropped by its script).
+        # Listed shards that hold no member any more: drop them unless an add raced in.
         empty = {i for i, r in reached.items() if r[3]}
-        drops = [x for i in sorted(empty - {home}) for x in (index.fields[i], reached[i][3])]
+        drops = [x for i in sorted(empty - ({home} if inline else set())) for x in (index.fields[i], reached[i][3])]
         if drops:
             layer.shards[home].evalsha(INDEX_DROP, [ikey], drops)
         if trusted:

@@ -200,6 +200,22 @@ def test_a_sender_that_saw_the_group_empty_asks_the_home_again(make_layer):
     assert drain(sender, on_b) == [{"n": 2}]
 
 
+def test_the_home_found_empty_through_the_cached_list_leaves_the_index(make_layer):
+    sender, other = make_layer(), make_layer()
+    group = group_homed(sender, A)
+    on_a = channel_on(sender, A)
+    other.group_add(group, on_a)
+    sender.send_group(group, {"n": 1})  # caches "A"
+    other.group_discard(group, on_a)  # (the discard drops A's entry itself)
+    shard, gkey, home, ikey, field = _steps(sender, group, on_a)
+    gen = shard.evalsha(GROUP_ADD, [gkey], [on_a, "", sender._group_ttl])[0]  # an add that never finished...
+    home.evalsha(INDEX_PUT, [ikey], [field, gen, sender._group_ttl, "1"])
+    shard.evalsha(GROUP_DISCARD, [gkey], [on_a, ""])  # ...and a discard that died before its compare-and-delete
+    assert listed(sender, group) == {A}
+    sender.send_group(group, {"n": 2})  # reaches A through its cached list and finds it empty
+    assert listed(sender, group) == set()
+
+
 def test_a_member_on_another_shard_than_the_home_is_reached(layer):
     group = group_homed(layer, A)
     on_b = channel_on(layer, B)
