@@ -227,8 +227,8 @@ def _labels(family) -> set[str]:
 
 def test_a_full_channel_is_counted_and_pauses_the_socket(start_server, worker_layer):
     """Capacity 2 and nobody reading websocket.receive: ChannelFull, a pause, then send_timeouts (1013)."""
-    metrics_port = free_port()
-    server = start_server("--metrics-port", str(metrics_port), "--send-timeout", "1", layer_options={"capacity": 2})
+    server = start_server("--metrics-port", "0", "--send-timeout", "1", layer_options={"capacity": 2})
+    metrics_port = metrics_port_of(server)  # port 0: a free one, named in the log
     ws, _ = open_ws(server, worker_layer)
     for n in range(20):
         ws.send(f"flood {n}")
@@ -348,3 +348,61 @@ def test_json_formatter_writes_one_parseable_line_with_extra_fields():
     assert first["logger"] == "tests.metrics.json" and first["channel_type"] == "websocket.receive"
     assert first["client"] == ["::1", 5]
     assert "ValueError: boom" in second["exception"]
+
+
+def test_readiness_reasons():
+    """Each check of /readyz, on a stand-in server: the first problem found is the answer."""
+    import threading
+    from types import SimpleNamespace
+
+    from interface_server.health import PROBE_STALE, PROBE_TIMEOUT, LayerProbe, readiness
+
+    class Layer:
+        extensions = ["statistics"]
+        fail = False
+
+        def global_statistics(self):
+            if self.fail:
+                raise ConnectionError("refused")
+            return {}
+
+        def channel_statistics(self, channel):
+            return {}
+
+    now = [100.0]
+    layer = Layer()
+    probe = LayerProbe(layer, clock=lambda: now[0])
+    reader = SimpleNamespace(stopping=False, outage_since=None, reading=True)
+    sender = SimpleNamespace(unavailable=lambda: False)
+    server = SimpleNamespace(shutting_down=False, reader=reader, layer_probe=probe, sender=sender)
+
+    assert readiness(server) == "the channel layer has not been reached yet"
+    probe.probe_once()
+    assert readiness(server) is None
+    now[0] += PROBE_STALE + 1
+    assert "last answered" in readiness(server)
+    layer.fail = True
+    probe.probe_once()
+    assert readiness(server) == "the channel layer is unreachable (ConnectionError: refused)"
+    layer.fail = False
+    probe.probe_once()
+    assert readiness(server) is None
+    probe.asking_since = now[0] - PROBE_TIMEOUT  # a question nobody answers
+    assert "has not answered for 2.0 s" in readiness(server)
+    probe.asking_since = None
+
+    server.sender = SimpleNamespace(unavailable=lambda: True)
+    assert readiness(server) == "the channel layer has not taken a message for 2 s"
+    server.sender = sender
+    reader.reading = False
+    assert readiness(server) == "the reply reader is connecting"
+    reader.outage_since = time.monotonic() - 3
+    assert "the reply reader lost the channel layer 3." in readiness(server)
+    thread_reader = threading.Thread(target=lambda: None)
+    thread_reader.stopping = threading.Event()
+    thread_reader.start()
+    thread_reader.join()
+    server.reader = thread_reader
+    assert readiness(server) == "the reply reader thread is not running"
+    server.shutting_down = True
+    assert readiness(server) == "shutting down"
