@@ -37,7 +37,7 @@ from .keys import glob_escape
 from .scripts import Script
 
 SCAN_COUNT = 1000
-_KEYS_PER_CALL = 500  # bounds one script's run (and so how long it holds the server)
+_KEYS_PER_CALL = 200  # bounds one script's run, so how long it holds the server (~1 ms for 200 groups)
 _QUEUE_RE = re.compile(rb"[a-zA-Z\d\-_.]+([?!][a-zA-Z\d\-_.]*)?")
 _GROUP_RE = re.compile(rb"[a-zA-Z\d\-_.]+")
 _GROUP_MARK = b"group:"
