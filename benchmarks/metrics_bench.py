@@ -105,7 +105,8 @@ def scrape_ms(sockets: int) -> tuple[float, int]:
 
     from prometheus_client import generate_latest
 
-    from interface_server.metrics import Stats, build_registry
+    from interface_server.metrics import Stats
+    from interface_server.metrics_collector import build_registry
     from interface_server.ws_protocol import WebSocketProtocol
 
     stats = Stats()

@@ -19,7 +19,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import Site
 
 from .health import LayerProbe, readiness
-from .metrics import build_registry
+from .metrics_collector import build_registry
 
 if TYPE_CHECKING:
     from .server import Server
