@@ -189,3 +189,27 @@ def test_an_acl_user_with_the_documented_commands_plus_zcount_sees_everything():
             assert [p["holder"] for p in status["processes"]] == ["acl.proc!"]
         finally:
             layer.close()
+
+
+@pytest.mark.parametrize("backend", ["inmemory", "redis"])
+def test_expired_messages_ahead_of_live_ones_are_not_counted(backend, redis_url, key_prefix):
+    """Expired messages stay in a Redis list until the next send or pop purges them: inspection skips them."""
+    from channels_core.layers import InMemoryChannelLayer
+
+    if backend == "redis":
+        layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix, expiry=0.3)
+    else:
+        layer = InMemoryChannelLayer(expiry=0.3)
+    try:
+        layer.send_many("exp.mixed", [{"old": i} for i in range(4)])
+        time.sleep(0.4)
+        # On Redis pushed behind the expired ones: a send purges only a queue that looks full.
+        for _ in range(3):
+            layer.send("exp.mixed", {"new": True})
+        (queue,) = layer.inspect_queues()
+        assert queue["channel"] == "exp.mixed" and queue["pending"] == 3, queue
+        assert 0 <= queue["oldest_age"] < 0.3
+    finally:
+        if backend == "redis":
+            layer.flush()
+        layer.close()

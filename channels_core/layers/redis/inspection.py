@@ -58,19 +58,20 @@ for i = 1, #KEYS do
   local live, oldest = 0, 0
   -- pcall: a key that stopped being a list since the SCAN answers an error, not a length
   local len = redis.pcall('LLEN', key)
-  if type(len) == 'number' then
-    local lo = 0
-    if len > 0 and deadline(key, 0) <= now then
+  if type(len) == 'number' and len > 0 then
+    oldest = deadline(key, 0)
+    if oldest <= now then
       -- deadlines grow along the list: the first live element by binary search
-      local hi = len
-      lo = 1
+      local lo, hi = 1, len
       while lo < hi do
         local mid = math.floor((lo + hi) / 2)
         if deadline(key, mid) > now then hi = mid else lo = mid + 1 end
       end
+      live = len - lo
+      oldest = live > 0 and deadline(key, lo) or 0
+    else
+      live = len
     end
-    live = len - lo
-    if live > 0 then oldest = deadline(key, lo) end
   end
   out[#out + 1] = live
   out[#out + 1] = oldest
