@@ -84,9 +84,10 @@ class HeartbeatBoard:
 class PoolMonitor:
     """What `WorkerPool` calls to serve one `/metrics` and `/readyz` for all its processes.
 
-    Made before the pool starts (it sets `PROMETHEUS_MULTIPROC_DIR` in this
-    process's environment, which the children inherit); `layer` is pinged by
-    `/readyz` (None: not checked).
+    Made before the pool starts: it binds `host:port` at once (an `OSError`
+    if it cannot, with nothing left behind) and sets `PROMETHEUS_MULTIPROC_DIR`
+    in this process's environment, which the children inherit; `layer` is
+    pinged by `/readyz` (None: not checked).
     """
 
     def __init__(
@@ -97,16 +98,14 @@ class PoolMonitor:
         layer: Any = None,
         stale_after: float = STALE_AFTER,
     ) -> None:
+        self.server: HealthServer | None = HealthServer(host, port, self.metrics, self.ready)
         self.directory = tempfile.mkdtemp(prefix="channels-worker-metrics-")
         self._previous_env = os.environ.get(MULTIPROC_ENV)
         os.environ[MULTIPROC_ENV] = self.directory
         self.board = HeartbeatBoard(processes)
         self.layer = layer
         self.stale_after = stale_after
-        self.host = host
-        self.port = port
         self.pool: Any = None
-        self.server: HealthServer | None = None
         self._beat_stop = threading.Event()
 
     # -- the parent ------------------------------------------------------------------------
@@ -114,7 +113,8 @@ class PoolMonitor:
     def pool_started(self, pool: Any) -> None:
         """Start serving (before the first fork; the children close their copy of the socket)."""
         self.pool = pool
-        self.server = HealthServer(self.host, self.port, self.metrics, self.ready).start()
+        if self.server is not None:
+            self.server.start()
         logger.info("Worker pool %d sums its processes' metrics from %s", os.getpid(), self.directory)
 
     def child_exited(self, pid: int, slot: int) -> None:

@@ -115,6 +115,8 @@ class Worker:
         self._tally = metrics.tally() if metrics is not None else None
         """This thread's plain counters (`worker.metrics.Tally`), moved into `metrics` by `metrics.flush()`."""
         self._queue_waits = metrics is not None and supports(channel_layer, "queue_wait")
+        # Bound once: through ChannelLayerWrapper.__getattr__ each call would cost a microsecond.
+        self._last_queue_waits = channel_layer.last_queue_waits if self._queue_waits else None
         self.last_receive: float | None = None
         """`time.monotonic()` when the last read from the layer returned (with messages or not): the loop is alive."""
         self.failing_since: float | None = None
@@ -208,7 +210,7 @@ class Worker:
 
     def _record_waits(self, batch: list[tuple[str, dict]]) -> None:
         try:
-            waits = self.channel_layer.last_queue_waits()
+            waits = self._last_queue_waits()
         except Exception:  # the figures are optional; the messages are not
             logger.debug("last_queue_waits() failed", exc_info=True)
             return

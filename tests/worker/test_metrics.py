@@ -385,3 +385,25 @@ def test_flushed_tallies_expose_exactly_what_prometheus_observe_would():
         assert metrics.registry.get_sample_value("channels_worker_messages_total", {"channel": "http.request"}) == len(
             samples
         ) * (round_ + 1)
+
+
+def test_runworker_refuses_a_metrics_port_out_of_range():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="--metrics-port must be between 0 and 65535"):
+        call_command("runworker", "--metrics-port", "70000")
+
+
+def test_a_pool_whose_metrics_port_is_taken_stops_at_once_and_leaves_nothing():
+    import socket
+
+    from django.core.management import CommandError, call_command
+
+    before = os.environ.get(MULTIPROC_ENV)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(CommandError, match=f"Cannot serve metrics on 127.0.0.1:{port}"):
+            call_command("runworker", "--processes", "2", "--metrics-port", str(port))
+    assert os.environ.get(MULTIPROC_ENV) == before

@@ -128,9 +128,14 @@ class Command(BaseCommand):
             if metrics_port is not None:
                 from worker.metrics_pool import PoolMonitor
 
-                monitor = PoolMonitor(
-                    options["processes"], options["metrics_host"], metrics_port, layer=self.channel_layer
-                )
+                try:
+                    monitor = PoolMonitor(
+                        options["processes"], options["metrics_host"], metrics_port, layer=self.channel_layer
+                    )
+                except OSError as exc:
+                    raise CommandError(
+                        f"Cannot serve metrics on {options['metrics_host']}:{metrics_port}: {exc}"
+                    ) from None
             WorkerPool(self.make_worker, options["processes"], monitor=monitor).run()
             return
         worker_process_ready.send(sender=self)
