@@ -2,13 +2,14 @@
 routed with TEST_CHANNEL_ROUTING=tests.worker.metrics_consumers.channel_routing.
 
 metrics.ok        sleep OK_SECONDS (a consumer with a known minimum run time)
-metrics.boom      raise ValueError (a consumer exception)
+metrics.boom      log a warning on the project's own logger `metrics_test_app`, then raise ValueError
 metrics.overflow  send one message to `metrics.full`, which the test keeps full (a dropped send)
 http.request      the test project's Django views (added by runworker); the tests send it invalid messages
 """
 
 from __future__ import annotations
 
+import logging
 import time
 
 from channels_core.channel import Channel
@@ -23,6 +24,7 @@ def ok(message, **kwargs):
 
 
 def boom(message, **kwargs):
+    logging.getLogger("metrics_test_app").warning("about to fail", extra={"step": "boom"})
     raise ValueError("metrics test consumer fails on purpose")
 
 

@@ -157,6 +157,9 @@ def test_single_worker_metrics_health_and_json_logs(private_redis, key_prefix, t
     failures = [e for e in entries if e["message"].startswith("Consumer tests.worker.metrics_consumers.boom failed")]
     assert len(failures) == 2, lines
     assert failures[0]["channel_type"] == "metrics.boom" and "ValueError" in failures[0]["exception"]
+    # The project's own loggers too (through the root logger), with their extra fields.
+    app = [e for e in entries if e["logger"] == "metrics_test_app"]
+    assert len(app) == 2 and app[0]["message"] == "about to fail" and app[0]["step"] == "boom"
 
 
 @pytest.mark.slow

@@ -223,19 +223,33 @@ def _default_threads() -> int:
 def _configure_logging(verbosity: int, log_format: str = "text") -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     if log_format == "json":
-        from channels_core.layers.log_format import JsonFormatter
-
-        formatter: logging.Formatter = JsonFormatter()
-    else:
-        formatter = logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+        _configure_json_logging(level)
+        return
     for name in ("worker", "channels_core"):
         log = logging.getLogger(name)
         if not log.handlers:
             handler = logging.StreamHandler()
-            handler.setFormatter(formatter)
+            handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
             log.addHandler(handler)
-        elif log_format == "json":
-            # Handlers from the project's LOGGING: keep where they write, change only how.
-            for handler in log.handlers:
-                handler.setFormatter(formatter)
+        log.setLevel(level)
+
+
+def _configure_json_logging(level: int) -> None:
+    """`--log-format json`: every line on stderr is one JSON object (channels_core.layers.log_format).
+
+    The root logger gets one JSON handler for the warnings and errors of
+    every other library (Django's, the project's); the worker's own loggers
+    keep the handlers the project's LOGGING gave them (where they write),
+    switched to JSON, and stop propagating so no line is written twice.
+    """
+    from channels_core.layers.log_format import JsonFormatter, setup_logging
+
+    setup_logging(logging.WARNING, "json")
+    for name in ("worker", "channels_core"):
+        log = logging.getLogger(name)
+        if not log.handlers:
+            log.addHandler(logging.StreamHandler())
+        for handler in log.handlers:
+            handler.setFormatter(JsonFormatter())
+        log.propagate = False
         log.setLevel(level)
