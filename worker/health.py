@@ -4,7 +4,7 @@
 
 - `/metrics`: the Prometheus text format (`worker.metrics`);
 - `/healthz`: 200 while the process runs (liveness);
-- `/readyz`: 200 when the worker takes messages, 503 with the reason otherwise:
+- `/readyz`: 200 `ready` when the worker takes messages, 503 `not ready: <reason>` otherwise:
   the layer does not answer a ping, the worker's reads from the layer fail,
   no worker thread has come back to the layer for `STALE_AFTER` seconds (all
   stuck in consumers), or it is shutting down.
@@ -137,7 +137,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif path == "/readyz":
                 problem = self.health.ready()
                 if problem is None:
-                    self._send(200, b"ok\n")
+                    self._send(200, b"ready\n")
                 else:
                     self._send(503, f"not ready: {problem}\n".encode())
             else:

@@ -266,7 +266,7 @@ def test_health_server_answers_each_endpoint(layer):
         assert get(base + "/healthz") == (200, "ok\n")
         assert get(base + "/readyz") == (503, "not ready: the worker loop has not read from the channel layer yet\n")
         state["problem"] = None
-        assert get(base + "/readyz") == (200, "ok\n")
+        assert get(base + "/readyz") == (200, "ready\n")
         status, body = get(base + "/metrics")
         # One from the counter itself, one from the tally, flushed by the scrape.
         assert status == 200 and 'channels_worker_messages_total{channel="t.ok"} 2.0' in body

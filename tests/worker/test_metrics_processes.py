@@ -138,7 +138,7 @@ def test_single_worker_metrics_health_and_json_logs(private_redis, key_prefix, t
         assert sample(got, "channels_worker_receive_errors_total") == 0
         assert sample(got, "process_resident_memory_bytes") > 0
         assert get(port, "/healthz") == (200, "ok\n")
-        assert get(port, "/readyz") == (200, "ok\n")
+        assert get(port, "/readyz") == (200, "ready\n")
 
         private_redis.kill()
         assert wait_for(lambda: get(port, "/readyz")[0] == 503, 15)
@@ -146,7 +146,7 @@ def test_single_worker_metrics_health_and_json_logs(private_redis, key_prefix, t
         assert status == 503 and "the channel layer is unreachable" in body, body
         assert get(port, "/healthz") == (200, "ok\n")  # the process is up: no restart wanted
         private_redis.start()
-        assert wait_for(lambda: get(port, "/readyz") == (200, "ok\n"), 20), get(port, "/readyz")
+        assert wait_for(lambda: get(port, "/readyz") == (200, "ready\n"), 20), get(port, "/readyz")
     finally:
         worker.stop()
     assert worker.returncode == 0, worker.output()
@@ -172,7 +172,7 @@ def test_pool_parent_serves_the_sum_of_its_processes(redis_url, key_prefix, tmp_
         directory = DIR_LINE.search(pool.output()).group(1)
         assert os.path.isdir(directory)
         assert wait_for(lambda: sample(scrape(port), "channels_worker_threads") == 3, 30), pool.output()
-        assert wait_for(lambda: get(port, "/readyz") == (200, "ok\n"), 10), get(port, "/readyz")
+        assert wait_for(lambda: get(port, "/readyz") == (200, "ready\n"), 10), get(port, "/readyz")
 
         sent = 0
 
@@ -202,7 +202,7 @@ def test_pool_parent_serves_the_sum_of_its_processes(redis_url, key_prefix, tmp_
         assert handled() == 60
         send(30)
         assert wait_for(lambda: handled() == 90, 30), handled()
-        assert wait_for(lambda: get(port, "/readyz") == (200, "ok\n"), 10), get(port, "/readyz")
+        assert wait_for(lambda: get(port, "/readyz") == (200, "ready\n"), 10), get(port, "/readyz")
     finally:
         pool.stop()
         layer.flush()
