@@ -34,9 +34,11 @@ LAYER_COMMANDS = [
     "rpush", "lpop", "llen", "lindex", "expire", "del", "unlink", "get", "set",
     # groups, capacity rules, ordering (hexists), statistics and leases (from the scripts)
     "zadd", "zrem", "zrange", "zrangebyscore", "zremrangebyscore", "zcard", "zscore",
-    "hset", "hget", "hdel", "hexists", "hincrby", "hgetall", "hkeys",
-    # flush
-    "scan",
+    "hset", "hget", "hdel", "hexists", "hincrby", "hgetall", "hkeys", "hlen",
+    # scripts read every undeclared key before writing (Redis Cluster migrations)
+    "exists",
+    # flush; the status command and the operations page (the `inspection` extension)
+    "scan", "zcount",
 ]  # fmt: skip
 
 
