@@ -55,6 +55,7 @@ class PendingMessageStore:
     def __init__(self) -> None:
         self._local = threading.local()
         self.dropped = 0
+        self._lock = threading.Lock()
         """Messages dropped because their channel stayed full for `FLUSH_RETRY_SECONDS` (all threads)."""
 
     @property
@@ -74,8 +75,8 @@ class PendingMessageStore:
         """Stop buffering and forget what was buffered."""
         self._local.messages = None
 
-    def flush(self, **kwargs: Any) -> None:
-        """Stop buffering and send what was buffered, in order.
+    def flush(self, **kwargs: Any) -> int:
+        """Stop buffering and send what was buffered, in order; returns how many were dropped.
 
         A full channel is retried for `FLUSH_RETRY_SECONDS`, then the message
         is dropped, logged and counted in `dropped`; any other error is logged.
@@ -83,6 +84,7 @@ class PendingMessageStore:
         """
         messages = getattr(self._local, "messages", None)
         self._local.messages = None
+        dropped = 0
         for sender, message in messages or ():
             full = getattr(sender.channel_layer, "ChannelFull", ChannelFull)
             try:
@@ -96,13 +98,17 @@ class PendingMessageStore:
                 logger.exception("Failed to send a buffered message to %s", sender.name)
                 continue
             if not sent:
-                self.dropped += 1
+                dropped += 1
+                with self._lock:  # several worker threads flush at once
+                    self.dropped += 1
+                    total = self.dropped
                 logger.error(
                     "Dropped a message for %s: the channel stayed full for %ss (%d dropped so far)",
                     sender.name,
                     FLUSH_RETRY_SECONDS,
-                    self.dropped,
+                    total,
                 )
+        return dropped
 
 
 pending_message_store = PendingMessageStore()
