@@ -55,8 +55,8 @@ class PendingMessageStore:
     def __init__(self) -> None:
         self._local = threading.local()
         self.dropped = 0
-        self._lock = threading.Lock()
         """Messages dropped because their channel stayed full for `FLUSH_RETRY_SECONDS` (all threads)."""
+        self._lock = threading.Lock()
 
     @property
     def active(self) -> bool:
