@@ -224,7 +224,7 @@ def measure(name: str, url: str, clients: list, sockets: int, groups: int, scale
 def main() -> int:
     parser = benchmark_parser(__doc__, "1,000 sockets and 100 groups instead of 10,000 and 1,000")
     parser.add_argument("--topology", choices=["one", "cluster", "all"], default="all")
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=20)
     args = parser.parse_args()
     scale = 0.1 if args.quick else 1.0
     sockets, groups = int(10_000 * scale), int(1_000 * scale)
