@@ -227,6 +227,8 @@ class SendQueues:
         self.clock = clock
         self.max_batch = max_batch
         self.batches = supports(layer, "batch")
+        # Asked when the layer failed and nothing is left to retry it with (`_probe`).
+        self.probe: Callable[[], Any] | None = layer.global_statistics if supports(layer, "statistics") else None
         self.ChannelFull: type[BaseException] = getattr(layer, "ChannelFull", None) or _Never
         self.queues: dict[str, _Queue] = {}
         self.calls: deque[Item] = deque()
@@ -314,13 +316,38 @@ class SendQueues:
                 except Exception as exc:
                     item.error = exc
             self._finish(item, done)
+        if self.down_since is not None and not self.queues and now >= self.down_until:
+            self._probe()
         return done
+
+    def _probe(self) -> None:
+        """The layer failed and no message is left to retry it (a request answered 503 and given up).
+
+        Without this, nothing would try the layer again, `stalled_for` would
+        grow forever and every HTTP request would be answered 503 at once
+        (`Sender.unavailable`) long after the layer came back. A read-only
+        question (`global_statistics`) is asked on the down backoff instead;
+        a layer without one is taken as up again (the next message tries it).
+        """
+        if self.probe is None:
+            self._up()
+            return
+        try:
+            self._call(self.probe)
+        except DOWN_ERRORS as exc:
+            self._down(exc)
+        except Exception:
+            self._up()  # it answered, if oddly: reachable
+        else:
+            self._up()
 
     def wait_time(self) -> float | None:
         """Seconds until `step()` has something to do; None when nothing is queued."""
         if self.calls:
             return 0.0
         if not self.queues:
+            if self.down_since is not None:  # nothing to retry the layer with: `_probe` it on the backoff
+                return max(0.0, min(self.down_until - self.clock(), 0.5))
             return None
         now = self.clock()
         wake = max(self.next_expiry, now + 0.001)

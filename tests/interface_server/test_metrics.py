@@ -255,7 +255,7 @@ def test_a_full_channel_is_counted_and_pauses_the_socket(start_server, worker_la
 def test_readyz_follows_redis_and_healthz_the_process(start_server, key_prefix):
     with RedisServer() as private:
         metrics_port = free_port()
-        start_server("--metrics-port", str(metrics_port), env={"TEST_REDIS_URL": private.url})
+        server = start_server("--metrics-port", str(metrics_port), env={"TEST_REDIS_URL": private.url})
         assert get(metrics_port, "/healthz") == (200, "ok\n")
         wait_for(lambda: _assert_status(metrics_port, "/readyz", 200))
 
@@ -266,12 +266,30 @@ def test_readyz_follows_redis_and_healthz_the_process(start_server, key_prefix):
         assert text.startswith("not ready: ") and ("channel layer" in text or "reply reader" in text), text
         assert took < 10, took
         assert get(metrics_port, "/healthz") == (200, "ok\n")  # the process is still up
-        page = scrape(metrics_port)
-        assert page.families  # /metrics keeps answering without Redis
+        assert scrape(metrics_port).value("channels_interface_layer_available") == 1  # nothing was sent yet
+        # A request the sender cannot get into the layer: after 2 s the layer counts as unavailable (503).
+        assert http_request(server.port, timeout=15).status == 503
+
+        def unavailable() -> None:
+            page = scrape(metrics_port)  # /metrics keeps answering without Redis
+            assert page.value("channels_interface_layer_available") == 0
+            assert page.value("channels_interface_events_total", event="unavailable_503") == 1
+            assert page.value("channels_interface_http_responses_total", code="503") == 1
+
+        wait_for(unavailable)
 
         private.start()
+        # Nothing is left to retry the layer with (the request was answered 503): the sender probes it.
         wait_for(lambda: _assert_status(metrics_port, "/readyz", 200), timeout=15)
         assert get(metrics_port, "/readyz") == (200, "ready\n")
+        layer = RedisChannelLayer(hosts=[private.url], prefix=key_prefix, blocking_timeout=1)
+        try:
+            with EchoWorker(layer):
+                assert http_request(server.port, timeout=15).status == 200  # HTTP is served again too
+        finally:
+            layer.flush()
+            layer.close()
+        assert scrape(metrics_port).value("channels_interface_layer_available") == 1
 
         # A Redis that accepts but never answers (SIGSTOP): the probe's question goes unanswered.
         private.process.send_signal(signal.SIGSTOP)
