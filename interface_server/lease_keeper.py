@@ -6,7 +6,7 @@ With a layer that supports `leases` (`channels_core.layers.contract`),
 - renews the server's lease (holder: its reply prefix, `interface.response.X!`,
   so the lease lives on the shard of its replies) every `lease_ttl / 3`
   seconds from its own daemon thread, never the reactor, with info
-  {"kind": "interface-server", "pid", "host", "version" (channels_core's),
+  {"kind": "interface-server", "pid", "host", "version" (channels-core's),
   "started" (unix time), "connections" (open, all types), "load" (open
   connections by type: {"http": n, "websocket": n}), "dropped" (the
   server's non-zero drop counters)}, read by `manage.py channels_status`;
@@ -45,7 +45,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from channels_core import __version__
 from channels_core.layers.contract import supports
 
 from .wire_messages import websocket_disconnect_message
@@ -83,7 +82,7 @@ class LeaseKeeper:
             "kind": "interface-server",
             "pid": os.getpid(),
             "host": socket.gethostname(),
-            "version": __version__,
+            "version": package_version(),
             "started": time.time(),
         }
         self._known: set[str] = set()  # tracked by us (reactor adds, sender thread removes)
@@ -330,6 +329,19 @@ class LeaseKeeper:
                 self.layer.send(channel, message)
         for tracked in (self._known, self._confirmed, self._swept, self._lost):
             tracked.discard(reply_channel)
+
+
+def package_version() -> str | None:
+    """The installed channels-core version (as `interface-server --version` says it); None from a bare source tree.
+
+    From the package metadata: interface_server imports no more of channels_core than its layers.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("channels-core")
+    except PackageNotFoundError:
+        return None
 
 
 def start_lease_keeper(server: Server) -> LeaseKeeper | None:
