@@ -6,8 +6,9 @@ redis-server: messages sent through the Redis layer move every documented
 health endpoints answer, `/readyz` turns 503 while Redis is down and 200
 again after, and every log line is JSON. A pool (`--processes 3`) on the
 shared Redis: the parent's `/metrics` sums its children exactly, before and
-after a child is SIGKILLed and replaced, and the pool removes its metrics
-directory when it stops.
+after a child is SIGKILLed and replaced; its `/readyz` turns 503 while every
+child is frozen (SIGSTOP: no heartbeat) and 200 after; the pool removes its
+metrics directory when it stops.
 
 Consumers: tests/worker/metrics_consumers.py.
 """
@@ -183,6 +184,7 @@ def test_single_worker_metrics_health_and_json_logs(private_redis, key_prefix, t
 def test_pool_parent_serves_the_sum_of_its_processes(redis_url, key_prefix, tmp_path):
     layer = client_layer(redis_url, key_prefix)
     pool = start_worker(redis_url, key_prefix, tmp_path, "--processes", "3", "--threads", "1", name="pool")
+    frozen: set[int] = set()
     try:
         port = metrics_port(pool)
         pool.wait_for("sums its processes' metrics from", timeout=10)  # logged just after the port
@@ -221,7 +223,23 @@ def test_pool_parent_serves_the_sum_of_its_processes(redis_url, key_prefix, tmp_
         send(30)
         assert wait_for(lambda: handled() == 90, 30), handled()
         assert wait_for(lambda: get(port, "/readyz") == (200, "ready\n"), 10), get(port, "/readyz")
+
+        # Every child frozen: their heartbeats stop, the pool is not ready; thawed, it is again.
+        frozen = child_pids(pool.pid)
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        stopped = time.monotonic()
+        assert wait_for(lambda: get(port, "/readyz")[0] == 503, 15)
+        print(f"pool /readyz 503 {time.monotonic() - stopped:.2f}s after every child was frozen")
+        status, body = get(port, "/readyz")
+        assert body.startswith("not ready: no worker process takes messages: ") and body.count("no heartbeat") == 3
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        frozen = set()
+        assert wait_for(lambda: get(port, "/readyz") == (200, "ready\n"), 10), get(port, "/readyz")
     finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
         pool.stop()
         layer.flush()
         layer.close()
