@@ -124,7 +124,8 @@ class HealthServer:
 
 class _Handler(BaseHTTPRequestHandler):
     health: HealthServer
-    protocol_version = "HTTP/1.1"
+    # HTTP/1.0 (the default): one request per connection, so no idle keep-alive connection holds a
+    # thread, and none outlives a fork in a pool child that inherited it.
 
     def do_GET(self) -> None:  # noqa: N802 - the http.server name
         path = self.path.split("?", 1)[0]
