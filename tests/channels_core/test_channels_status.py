@@ -213,3 +213,45 @@ def test_expired_messages_ahead_of_live_ones_are_not_counted(backend, redis_url,
         if backend == "redis":
             layer.flush()
         layer.close()
+
+
+def test_lease_info_of_a_worker_counts_its_threads_messages_and_drops():
+    from channels_core.layers import InMemoryChannelLayer
+    from worker import WorkerGroup
+    from worker.sweeper import Sweeper, SweepingWorker
+
+    layer = InMemoryChannelLayer()
+    group = WorkerGroup(layer, n_threads=3)
+    sweeper = Sweeper(layer, ["http.request"], lease_ttl=5)
+    SweepingWorker(group, sweeper)
+    group.handled, group.workers[0].handled, group.workers[1].handled = 5, 7, 0
+    group.workers[1].in_job = True
+    group.invalid.drop("http.request", "test")
+    sweeper.tick()
+    info = layer.lease_holders()[sweeper.holder]
+    assert info["load"] == {"threads": 3, "handled": 12, "busy": 1}
+    assert info["dropped"] == {"invalid": 1}
+    assert info["version"] == __version__ and time.time() - 5 < info["started"] <= time.time()
+    assert info["kind"] == "worker" and info["channels"] == ["http.request"] and info["pid"] == os.getpid()
+    sweeper.stop()
+    layer.close()
+
+
+def test_lease_info_of_an_interface_server_counts_connections_by_type_and_its_drops():
+    from types import SimpleNamespace
+
+    from interface_server.lease_keeper import LeaseKeeper
+    from interface_server.ws_protocol import WebSocketProtocol
+
+    websocket = WebSocketProtocol.__new__(WebSocketProtocol)  # never connected: only its type counts here
+    server = SimpleNamespace(
+        channel_layer=None,
+        reply_prefix="interface.response.test!",
+        config=SimpleNamespace(lease_ttl=15),
+        connections={websocket, object(), object()},
+        counters={"send_timeouts": 2, "paused": 9, "replies_dropped": 0},
+    )
+    info = LeaseKeeper(server).current_info()
+    assert info["load"] == {"http": 2, "websocket": 1} and info["connections"] == 3
+    assert info["dropped"] == {"send_timeouts": 2}  # drops only, non-zero only
+    assert info["kind"] == "interface-server" and info["version"] == __version__ and info["pid"] == os.getpid()
