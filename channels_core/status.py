@@ -179,8 +179,11 @@ def _number(value: Any) -> float | None:
 # -- text rendering (`manage.py channels_status`) ------------------------------
 
 
-def render_text(status: dict[str, Any], rows: int = 20) -> str:
-    """`status` (from `collect_status`) as readable tables, at most `rows` queues and groups each."""
+def render_text(status: dict[str, Any], rows: int = 20, collected: int | None = None) -> str:
+    """`status` (from `collect_status`) as readable tables, at most `rows` queues and groups each.
+
+    `collected`: the `limit` `status` was collected with; a list that long is counted as "N or more".
+    """
     lines = [f"Channel layer {status['layer']}"]
     lines.append(
         time.strftime("at %Y-%m-%d %H:%M:%S UTC", time.gmtime(status["time"]))
@@ -226,7 +229,8 @@ def render_text(status: dict[str, Any], rows: int = 20) -> str:
             continue
         shown = items[: max(0, rows)]
         more = f", showing {len(shown)}" if len(shown) < len(items) else ""
-        lines.append(f"{title}: {len(items)}{more}")
+        count = f"{len(items)} or more" if collected is not None and len(items) >= collected > 0 else len(items)
+        lines.append(f"{title}: {count}{more}")
         lines += _table(header, [cells(item) for item in shown])
     dropped = status["dropped"]
     lines.append("")

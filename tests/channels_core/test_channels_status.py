@@ -255,3 +255,30 @@ def test_lease_info_of_an_interface_server_counts_connections_by_type_and_its_dr
     assert info["load"] == {"http": 2, "websocket": 1} and info["connections"] == 3
     assert info["dropped"] == {"send_timeouts": 2}  # drops only, non-zero only
     assert info["kind"] == "interface-server" and info["version"] == __version__ and info["pid"] == os.getpid()
+
+
+def test_tables_show_limit_rows_but_count_them_all(redis_url, key_prefix):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from channels_core.asgi import ChannelLayerWrapper, channel_layers
+
+    layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix)
+    channel_layers.set("status-test", ChannelLayerWrapper(layer, "status-test", []))
+    try:
+        for i in range(3):
+            layer.send_many(f"limit.q{i}", [{}] * (i + 1))
+        out = StringIO()
+        call_command("channels_status", "--layer", "status-test", "--limit", "2", stdout=out)
+        text = out.getvalue()
+        assert "Queues with messages waiting (fullest first): 3, showing 2" in text
+        assert "limit.q2" in text and "limit.q1" in text and "limit.q0" not in text
+        assert text.startswith(f"Channel layer status-test: {layer!r}")
+        out = StringIO()
+        call_command("channels_status", "--layer", "status-test", "--json", "--limit", "1", stdout=out)
+        assert [q["channel"] for q in json.loads(out.getvalue())["queues"]] == ["limit.q2"]
+    finally:
+        channel_layers.set("status-test", None)
+        layer.flush()
+        layer.close()

@@ -13,10 +13,11 @@ from django.core.management import BaseCommand, CommandError
 
 from channels_core import DEFAULT_CHANNEL_LAYER
 from channels_core.asgi import InvalidChannelLayerError, channel_layers
-from channels_core.status import collect_status, render_text
+from channels_core.status import DEFAULT_LIMIT, collect_status, render_text
 
 CLEAR_SCREEN = "\033[H\033[2J"
 DEFAULT_WATCH_INTERVAL = 2.0
+TABLE_ROWS = 20
 
 
 class Command(BaseCommand):
@@ -44,12 +45,13 @@ class Command(BaseCommand):
         parser.add_argument(
             "--limit",
             type=int,
-            default=20,
-            help="queues and groups shown at most, the fullest and largest (default 20)",
+            default=None,
+            help=f"queues and groups listed at most, the fullest and largest (default: 20 in the tables, "
+            f"{DEFAULT_LIMIT} with --json); the tables still count up to {DEFAULT_LIMIT}",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["limit"] < 0:
+        if options["limit"] is not None and options["limit"] < 0:
             raise CommandError("--limit must not be negative")
         if options["watch"] is not None and options["watch"] <= 0:
             raise CommandError("--watch takes a positive number of seconds")
@@ -75,11 +77,16 @@ class Command(BaseCommand):
             self.stdout.write("")  # end the line the ^C was echoed on; exit 0
 
     def show(self, layer: Any, options: dict[str, Any], clear: bool = False) -> dict[str, Any]:
-        status = collect_status(layer, options["limit"])
+        limit = options["limit"]
         if options["json"]:
+            status = collect_status(layer, DEFAULT_LIMIT if limit is None else limit)
             self.stdout.write(json.dumps(status, sort_keys=True, default=str))
         else:
-            text = render_text(status, options["limit"])
+            rows = TABLE_ROWS if limit is None else limit
+            # Collect more than is shown, so the titles count them.
+            collected = max(rows, DEFAULT_LIMIT)
+            status = collect_status(layer, collected)
+            text = render_text(status, rows, collected)
             if options["watch"] is not None:
                 text += f"\n\nEvery {options['watch']:g}s; Ctrl-C ends."
             self.stdout.write((CLEAR_SCREEN if clear and self.stdout.isatty() else "") + text)
