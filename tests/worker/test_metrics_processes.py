@@ -33,7 +33,7 @@ from channels_core.test.processes import ChildProcess, child_pids
 from tests.interface_server.harness import ROOT
 from tests.support.waiting import wait_for
 
-from .metrics_consumers import FULL_CHANNEL, OK_SECONDS
+from .metrics_consumers import FULL_CHANNEL, OK_SECONDS, SLOW_SECONDS
 
 CAPACITY = 20
 PORT_LINE = re.compile(r"Serving /metrics, /healthz and /readyz on http://127\.0\.0\.1:(\d+)")
@@ -121,14 +121,22 @@ def test_single_worker_metrics_health_and_json_logs(private_redis, key_prefix, t
         for _ in range(2):
             layer.send("metrics.boom", {})
         layer.send("metrics.overflow", {})  # its send stays full for 2 s, then is dropped
+        layer.send("metrics.slow", {})
+        # Both threads busy at once: the overflow's consumer retries its send for 2 s, the slow one sleeps 1.5 s.
+        assert wait_for(lambda: sample(scrape(port), "channels_worker_consumers_running") == 2, 10)
         layer.send("http.request", {"reply_channel": layer.new_channel("metrics.reply?")})  # no method, no path
+        full_reply = layer.new_channel("metrics.reply?")
+        for i in range(CAPACITY):
+            layer.send(full_reply, {"filler": i})
+        layer.send("http.request", {"reply_channel": full_reply})  # invalid, and its 400 cannot be sent
 
         def settled() -> bool:
             got = scrape(port)
             return (
                 sample(got, "channels_worker_sends_dropped_total", channel="metrics.overflow", source="consumer") == 1
                 and sample(got, "channels_worker_messages_total", channel="metrics.boom") == 2
-                and sample(got, "channels_worker_invalid_messages_total", channel="http.request") == 1
+                and sample(got, "channels_worker_invalid_messages_total", channel="http.request") == 2
+                and sample(got, "channels_worker_messages_total", channel="metrics.slow") == 1
             )
 
         assert wait_for(settled, 20), worker.output()
@@ -142,6 +150,10 @@ def test_single_worker_metrics_health_and_json_logs(private_redis, key_prefix, t
         )
         assert sample(got, "channels_worker_messages_total", channel="metrics.overflow") == 1
         assert sample(got, "channels_worker_messages_total", channel="http.request") == 0
+        assert sample(got, "channels_worker_sends_dropped_total", channel="http.request", source="answer") == 1
+        assert sample(got, "channels_worker_consumer_seconds_sum", channel="metrics.slow") >= SLOW_SECONDS
+        assert sample(got, "channels_worker_consumer_seconds_bucket", channel="metrics.slow", le="1.0") == 0
+        assert sample(got, "channels_worker_consumer_seconds_bucket", channel="metrics.slow", le="2.5") == 1
         # Queue waits from the Redis layer itself: one per message received, the first five at least `waited`.
         assert sample(got, "channels_worker_queue_wait_seconds_count", channel="metrics.ok") == 5
         assert sample(got, "channels_worker_queue_wait_seconds_sum", channel="metrics.ok") >= 5 * waited
