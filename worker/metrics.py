@@ -222,11 +222,11 @@ class WorkerMetrics:
         """Count the consumer sends the last flush dropped.
 
         `flushed` is what `pending_message_store.flush()` returned: the
-        number it dropped, when it returns one. Otherwise the drops are read
-        from the store's process-wide `dropped` total (the increase since the
-        last look, under a lock, so each drop is counted once; with several
-        threads flushing at the same moment a drop may be put on the other
-        thread's channel).
+        number this thread's flush dropped. A store whose `flush()` returns
+        nothing (an older one) is read through its process-wide `dropped`
+        total instead (the increase since the last look, under a lock, so each
+        drop is counted once; with several threads flushing at the same moment
+        a drop may then be put on the other thread's channel).
         """
         if isinstance(flushed, int) and not isinstance(flushed, bool):
             self.dropped(channel, "consumer", flushed)
