@@ -266,8 +266,11 @@ class LeasesExtension(Protocol):
 class InspectionExtension(Protocol):
     """`inspection`: what an operator needs to see (the status command, the admin operations page).
 
-    Read-only and bounded: each call costs a few round trips per server
-    however many sockets are open, and never blocks senders or receivers.
+    Read-only and bounded: it never blocks senders or receivers for more
+    than a few milliseconds at a time. On Redis it SCANs the keys under the
+    layer's prefix (2,000 per step, server-side type filter), so it costs in
+    proportion to them: about 8 steps per server at 10,000 sockets and 1,000
+    groups.
     """
 
     def inspect_queues(self, limit: int = 1000) -> list[dict]:
