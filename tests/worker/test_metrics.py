@@ -407,3 +407,18 @@ def test_a_pool_whose_metrics_port_is_taken_stops_at_once_and_leaves_nothing():
         with pytest.raises(CommandError, match=f"Cannot serve metrics on 127.0.0.1:{port}"):
             call_command("runworker", "--processes", "2", "--metrics-port", str(port))
     assert os.environ.get(MULTIPROC_ENV) == before
+
+
+def test_consumer_drops_from_a_store_whose_flush_returns_no_count():
+    from types import SimpleNamespace
+
+    metrics = WorkerMetrics()
+    store = SimpleNamespace(dropped=5)  # dropped before this worker started: not ours
+    metrics.start_counting_store(store)
+    store.dropped = 7
+    metrics.consumer_sends_dropped("t.a", None, store)
+    metrics.consumer_sends_dropped("t.b", None, store)  # nothing new
+    assert value(metrics, "channels_worker_sends_dropped_total", channel="t.a", source="consumer") == 2
+    assert value(metrics, "channels_worker_sends_dropped_total", channel="t.b", source="consumer") == 0
+    metrics.consumer_sends_dropped("t.b", 3, store)  # a store that returns its count: taken as is
+    assert value(metrics, "channels_worker_sends_dropped_total", channel="t.b", source="consumer") == 3
