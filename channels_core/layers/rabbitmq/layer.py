@@ -1,0 +1,166 @@
+"""The RabbitMQ channel layer: one queue per channel queue, publisher confirms, consumers with manual acks."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+import pika
+
+from .. import names
+from ..base import BaseChannelLayer
+from ..capacity import Rule
+from ..errors import LayerConnectionError
+from ..serialization import UndecodableMessage
+from .declare import Declarer, queue_arguments_for
+from .flush import flush_prefix
+from .publisher import Publisher
+from .queues import queue_name
+from .receiver import Receiver
+from .settings import connection_parameters, resolve_url
+
+logger = logging.getLogger("channels_core.layers.rabbitmq")
+
+_BLOCK_TIMEOUT = 5.0
+_CALL_TIMEOUT = 10.0
+
+
+class RabbitMQChannelLayer(BaseChannelLayer):
+    """ASGI 1.0 channel layer on a RabbitMQ broker (AMQP 0-9-1, through pika).
+
+    `url` defaults to `$RABBITMQ_URL`, then `$CLOUDAMQP_URL`, then the local
+    broker as guest; `amqps://` connects with TLS. `prefix` starts every
+    queue name, so several layers (or test runs) share a broker and `flush`
+    deletes only its own. `queue_expiry` (default: the larger of 600 s and
+    twice `expiry`) is how long a queue nobody uses survives.
+    `prefetch_normal` and `prefetch_single` bound how many deliveries one
+    process holds unacknowledged per normal channel and per `?`/`!` queue
+    (see `.receiver` for why that loses and duplicates nothing).
+
+    Each instance opens two connections, one to send (confirm mode, shared
+    under a lock) and one to receive (driven by its own thread), so any
+    number of threads may call it.
+    """
+
+    extensions = ["flush"]
+
+    def __init__(
+        self,
+        url: str | None = None,
+        prefix: str = "asgi:",
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: Mapping[Rule, int] | None = None,
+        symmetric_encryption_keys: Sequence[str | bytes] | None = None,
+        heartbeat: int | None = 30,
+        connection_name: str | None = None,
+        blocking_timeout: float = _BLOCK_TIMEOUT,
+        queue_expiry: float | None = None,
+        prefetch_normal: int = 1,
+        prefetch_single: int = 100,
+        idle_cancel: float = 30.0,
+    ) -> None:
+        super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
+        if not isinstance(prefix, str):
+            raise TypeError(f"prefix must be a str, not {prefix!r}")
+        self.url = resolve_url(url)
+        self.prefix = prefix
+        self.blocking_timeout = blocking_timeout
+        self.queue_expiry = max(2 * expiry, 600.0) if queue_expiry is None else queue_expiry
+        if self.queue_expiry < 2 * expiry:
+            raise ValueError(f"queue_expiry ({self.queue_expiry}) must be at least twice expiry ({expiry})")
+        name = connection_name or f"channels-core {socket.gethostname()} pid {os.getpid()}"
+        arguments_for = queue_arguments_for(expiry, self.queue_expiry, self.capacity_rules.get, prefix)
+
+        def parameters(role: str) -> pika.ConnectionParameters:
+            return connection_parameters(self.url, heartbeat, f"{name} ({role})")
+
+        self._publisher = Publisher(parameters("send"), Declarer(prefix, self.queue_expiry, arguments_for))
+
+        def prefetch_for(queue: str) -> int:
+            single = queue.endswith("!") or "?" in queue[len(prefix) :]
+            return prefetch_single if single else prefetch_normal
+
+        self._receiver = Receiver(
+            parameters("receive"),
+            Declarer(prefix, self.queue_expiry, arguments_for),
+            prefix,
+            expiry,
+            prefetch_for,
+            idle_cancel,
+        )
+
+    # -- sending ---------------------------------------------------------------
+
+    def send(self, channel: str, message: dict) -> None:
+        """Queue `message` on `channel`; `ChannelFull` when its queue is at capacity (the broker says so)."""
+        names.validate_channel_name(channel)
+        body = self.serializer.dumps(message)
+        headers: dict = {"t": int(time.time() * 1_000_000)}  # pika has no float field: microseconds
+        if names.is_process_channel(channel):
+            headers["c"] = channel  # every channel of the process shares the queue `prefix!`
+        list_name = names.list_name(channel)
+        self._publisher.publish(
+            queue_name(self.prefix, list_name),
+            body,
+            pika.BasicProperties(headers=headers),
+            f"Channel {channel!r} is full (capacity {self.capacity_rules.get(list_name)})",
+        )
+
+    # -- receiving -------------------------------------------------------------
+
+    def receive(self, channels: Iterable[str], block: bool = False) -> tuple[str | None, dict | None]:
+        """`(channel, message)` or `(None, None)`; a blocking receive waits up to `blocking_timeout` seconds."""
+        wanted = names.validate_receive_channels(channels)
+        queues = [queue_name(self.prefix, name) for name in wanted]
+        deadline = time.monotonic() + self.blocking_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            try:
+                wait = max(remaining, _CALL_TIMEOUT) if block else _CALL_TIMEOUT
+                got = self._receiver.take(queues, 1, not block, wait)
+            except LayerConnectionError:
+                if not block or remaining <= 0:
+                    if block:
+                        return None, None
+                    raise
+                time.sleep(min(0.2, max(remaining, 0)))  # the receiver thread is reconnecting with its own backoff
+                continue
+            for channel, body, _sent in got:
+                try:
+                    return channel, self.serializer.loads(body)
+                except UndecodableMessage as exc:
+                    logger.warning("Dropped an undecodable message on %r: %s", channel, exc)
+            if not block or not self._receiver.wait(queues, deadline):
+                return None, None
+
+    # -- flush -------------------------------------------------------------------
+
+    def flush(self) -> int:
+        """Delete every queue under this layer's prefix (whoever declared it); the number deleted."""
+        with self._publisher.lock:
+            deleted = self._publisher.run(lambda channel: flush_prefix(channel, self.prefix, self.queue_expiry))
+            self._publisher.declarer.reset()
+        return deleted
+
+    # -- for operators -------------------------------------------------------------
+
+    @property
+    def lost_in_flight(self) -> int:
+        """Messages taken from the broker whose ack it never confirmed: dropped, never returned (see `.receiver`)."""
+        return self._receiver.lost_in_flight
+
+    def close(self) -> None:
+        self._receiver.close()
+        self._publisher.close()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} prefix={self.prefix!r} expiry={self.expiry} capacity={self.capacity}>"
+
+
+RabbitmqChannelLayer = RabbitMQChannelLayer
+"""The spelling of the third-party `asgi_rabbitmq` package."""

@@ -1,0 +1,100 @@
+"""Sending: one confirm-mode connection per layer, shared by every thread under a lock.
+
+pika's `BlockingConnection` is not thread-safe, so the worker's threads take
+turns; a publish holds the lock for one round trip (the broker's confirm),
+which is what makes `ChannelFull` exact: the broker nacks a publish over the
+queue's `x-max-length` (`reject-publish`), and the sender learns it before
+`send` returns. A publish is `mandatory`: if its queue does not exist (never
+declared on this connection, expired, or flushed), the broker returns it,
+and the publisher declares the queue and publishes once more.
+
+A publish interrupted by a broken connection is not retried: the broker may
+have queued it, and sending it again could deliver it twice. `send` raises
+`LayerConnectionError`; the next call reconnects.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import pika
+import pika.exceptions as pexc
+
+from ..errors import ChannelFull, LayerConnectionError
+from .declare import Declarer
+
+CONNECTION_ERRORS = (pexc.AMQPConnectionError, pexc.AMQPChannelError, pexc.StreamLostError, OSError)
+
+
+class Publisher:
+    """Publishes with confirms; declares queues on demand; reconnects lazily after a failure."""
+
+    def __init__(self, parameters: pika.ConnectionParameters, declarer: Declarer) -> None:
+        self.parameters = parameters
+        self.declarer = declarer
+        self.lock = threading.Lock()
+        self._connection: pika.BlockingConnection | None = None
+        self._channel = None
+
+    def _open(self):
+        if self._channel is not None and self._channel.is_open and self._connection.is_open:
+            return self._channel
+        self._drop()
+        try:
+            self._connection = pika.BlockingConnection(self.parameters)
+            self._channel = self._connection.channel()
+            self._channel.confirm_delivery()
+        except CONNECTION_ERRORS as exc:
+            self._drop()
+            raise LayerConnectionError(f"Cannot connect to RabbitMQ: {exc!r}") from exc
+        self.declarer.reset()
+        return self._channel
+
+    def _drop(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None and connection.is_open:
+            try:
+                connection.close()
+            except Exception:  # noqa: BLE001 - already broken; nothing to save
+                pass
+
+    def publish(self, queue: str, body: bytes, properties: pika.BasicProperties, full_message: str) -> None:
+        """Queue `body` on `queue`; `ChannelFull(full_message)` if the queue is at its length limit."""
+        with self.lock:
+            self.run(lambda channel: self._publish(channel, queue, body, properties, full_message))
+
+    def _publish(self, channel, queue, body, properties, full_message) -> None:
+        if self.declarer.due(queue):
+            self.declarer.declare(channel, queue)
+        try:
+            channel.basic_publish("", queue, body, properties, mandatory=True)
+        except pexc.UnroutableError:
+            # The queue is gone (expired, or flushed by another process): declare it and try again.
+            self.declarer.declare(channel, queue)
+            try:
+                channel.basic_publish("", queue, body, properties, mandatory=True)
+            except pexc.UnroutableError:
+                raise LayerConnectionError(f"RabbitMQ did not route to {queue!r} right after declaring it") from None
+            except pexc.NackError:
+                raise ChannelFull(full_message) from None
+        except pexc.NackError:
+            raise ChannelFull(full_message) from None
+
+    def run(self, work: Callable):
+        """`work(channel)` on the open channel (the caller holds `lock`); trouble is `LayerConnectionError`."""
+        channel = self._open()
+        try:
+            return work(channel)
+        except (ChannelFull, LayerConnectionError):
+            raise
+        except pexc.ChannelClosedByBroker as exc:
+            self._drop()
+            raise LayerConnectionError(f"RabbitMQ closed the channel: {exc!r}") from exc
+        except CONNECTION_ERRORS as exc:
+            self._drop()
+            raise LayerConnectionError(f"Lost the RabbitMQ connection: {exc!r}") from exc
+
+    def close(self) -> None:
+        with self.lock:
+            self._drop()

@@ -1,0 +1,341 @@
+"""Receiving: one consumer connection per layer, driven by its own thread; callers wait on a condition.
+
+pika's `BlockingConnection` is not thread-safe and a blocking receive must
+not hold a lock that senders need, so every AMQP call of the receiving side
+runs on one I/O thread (`rabbitmq-layer-receiver`); the worker's threads hand
+it jobs (`_call`) and sleep on a condition until a delivery for one of their
+channels arrives. Nothing polls: the I/O thread sleeps in `select` until
+the broker sends something or a job wakes it.
+
+**At most once, and nothing lost by a process that stops reading.** Each
+queue a process reads gets one `basic.consume` with manual acks and a
+prefetch limit (`prefetch_normal` for normal channels, where several
+workers compete, so one busy worker cannot hoard what an idle one could
+run; `prefetch_single` for `?` and `!` queues, which have one reader).
+Deliveries wait, unacknowledged, in a local buffer. A message is *taken*
+when a receive pops it: the I/O thread acks it and then makes one
+synchronous call on the same channel (`basic.qos`, the cheapest); the broker
+handles a channel's methods in order, so its reply means the ack is done,
+and only then is the message returned to the caller. Consequences:
+
+- a message held in the buffer but not taken belongs to nobody yet: when
+  the process stops asking for that channel (`idle_cancel` seconds), closes,
+  or dies, the broker puts it back at its place in the queue and another
+  reader gets it: not lost, and not a duplicate, since no caller saw it;
+- a message whose ack cannot be confirmed (the connection breaks between
+  the pop and the reply) is dropped, never returned: the broker may give it
+  to another reader, and the contract prefers a loss to a duplicate. These
+  are counted in `lost_in_flight`;
+- a message is never redelivered after a caller got it.
+
+The price is one round trip per receive that returns messages (a batch
+shares it). Expiry: the broker drops expired messages from queues, but not
+from a consumer's unacknowledged buffer, so a buffered message older than
+`expiry` (by the sender's clock, in header `t`, microseconds) is acked and dropped at pop.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import logging
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import pika
+
+from ..backoff import Backoff
+from ..errors import LayerConnectionError
+from .declare import Declarer
+from .publisher import CONNECTION_ERRORS
+
+logger = logging.getLogger("channels_core.layers.rabbitmq")
+
+
+class Receiver:
+    """The receiving side of one layer instance (see the module docstring)."""
+
+    def __init__(
+        self,
+        parameters: pika.ConnectionParameters,
+        declarer: Declarer,
+        prefix: str,
+        expiry: float,
+        prefetch_for: Callable[[str], int],
+        idle_cancel: float = 30.0,
+    ) -> None:
+        self.parameters = parameters
+        self.declarer = declarer
+        self.prefix = prefix
+        self.expiry = expiry
+        self.prefetch_for = prefetch_for
+        self.idle_cancel = idle_cancel
+        self.lost_in_flight = 0
+        """Messages popped whose ack the broker never confirmed (dropped, never returned to a caller)."""
+        self.reconnects = 0
+        self._cond = threading.Condition()
+        # queue -> deque of (delivery tag, full channel name, body, sent at)
+        self._buffers: dict[str, deque] = {}
+        self._jobs: deque = deque()
+        self._connection: pika.BlockingConnection | None = None
+        self._channel = None
+        self._consumers: dict[str, str] = {}  # queue -> consumer tag
+        self._queue_of: dict[str, str] = {}  # consumer tag -> queue
+        self._wanted: dict[str, float] = {}  # queue -> when a receive last asked for it (monotonic)
+        self._qos = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    # -- called from any thread --------------------------------------------------
+
+    def take(
+        self, queues: Sequence[str], max_messages: int, sync: bool, timeout: float
+    ) -> list[tuple[str, bytes, float]]:
+        """Up to `max_messages` `(channel, body, sent_at)` taken from `queues` (see the module docstring).
+
+        `sync` first makes sure every message the broker could already push
+        to this process has arrived (a non-blocking receive must return a
+        waiting message). Raises `LayerConnectionError` if the broker cannot
+        be reached within `timeout`.
+        """
+        return self._call(lambda: self._take(list(queues), max_messages, sync), timeout)
+
+    def wait(self, queues: Sequence[str], deadline: float) -> bool:
+        """Sleep until one of `queues` has a buffered delivery or `deadline` (monotonic) passes; True if one has."""
+        with self._cond:
+            while not self._closed:
+                if any(self._buffers.get(q) for q in queues):
+                    return True
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return False
+
+    def close(self) -> None:
+        """Stop the I/O thread; the broker puts every buffered, untaken message back in its queue."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(10)
+
+    def _call(self, work: Callable, timeout: float):
+        self._start()
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        with self._cond:
+            if self._closed:
+                raise LayerConnectionError("the layer is closed")
+            self._jobs.append((work, future))
+        self._wake()
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise LayerConnectionError("RabbitMQ did not answer in time") from None
+
+    def _wake(self) -> None:
+        with self._cond:
+            connection = self._connection
+        if connection is not None:
+            try:
+                connection.add_callback_threadsafe(lambda: None)  # returns the I/O thread from select
+            except Exception:  # noqa: BLE001 - a closing connection: the I/O thread is reconnecting anyway
+                pass
+
+    def _start(self) -> None:
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    thread = threading.Thread(target=self._run, name="rabbitmq-layer-receiver", daemon=True)
+                    thread.start()
+                    self._thread = thread
+
+    # -- the I/O thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        backoff = Backoff(0.05, 2.0, jitter=0.2)
+        while not self._closed:
+            try:
+                connection = pika.BlockingConnection(self.parameters)
+                channel = connection.channel()
+                channel.add_on_cancel_callback(self._on_broker_cancel)
+            except CONNECTION_ERRORS as exc:
+                self._fail_jobs(LayerConnectionError(f"Cannot connect to RabbitMQ: {exc!r}"))
+                time.sleep(backoff.next_delay())
+                continue
+            backoff.reset()
+            with self._cond:
+                self._connection, self._channel, self._qos = connection, channel, 0
+            self.declarer.reset()
+            try:
+                self._serve(connection)
+            except CONNECTION_ERRORS as exc:
+                logger.warning("RabbitMQ receive connection lost (%r); reconnecting", exc)
+                self.reconnects += 1
+            finally:
+                self._forget_connection(connection)
+
+    def _serve(self, connection) -> None:
+        # Resume the queues a receive asked for recently (their consumers died with the old connection).
+        now = time.monotonic()
+        self._ensure([q for q, when in self._wanted.items() if now - when < self.idle_cancel])
+        last_housekeeping = now
+        while not self._closed:
+            self._run_jobs()
+            connection.process_data_events(time_limit=1.0)
+            if time.monotonic() - last_housekeeping >= 1.0:
+                self._housekeeping()
+                last_housekeeping = time.monotonic()
+        self._run_jobs()
+
+    def _run_jobs(self) -> None:
+        while True:
+            with self._cond:
+                if not self._jobs:
+                    return
+                work, future = self._jobs.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(work())
+            except CONNECTION_ERRORS as exc:
+                future.set_exception(LayerConnectionError(f"Lost the RabbitMQ connection: {exc!r}"))
+                raise
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+
+    def _fail_jobs(self, error: Exception) -> None:
+        with self._cond:
+            jobs, self._jobs = list(self._jobs), deque()
+        for _, future in jobs:
+            if future.set_running_or_notify_cancel():
+                future.set_exception(error)
+
+    def _forget_connection(self, connection) -> None:
+        # The broker requeues every unacknowledged delivery of a closed connection: drop our copies.
+        with self._cond:
+            self._connection = self._channel = None
+            self._buffers.clear()
+            self._consumers.clear()
+            self._queue_of.clear()
+            closed = self._closed
+        if closed:
+            self._fail_jobs(LayerConnectionError("the layer is closed"))
+        try:
+            if connection.is_open:
+                connection.close()
+        except Exception:  # noqa: BLE001 - it is going away either way
+            pass
+
+    def _ensure(self, queues: list[str]) -> None:
+        """Declare (when due) and consume every queue of `queues` that has no consumer yet."""
+        channel = self._channel
+        for queue in queues:
+            if self.declarer.due(queue):
+                self.declarer.declare(channel, queue)
+            if queue in self._consumers:
+                continue
+            prefetch = self.prefetch_for(queue)
+            if prefetch != self._qos:
+                channel.basic_qos(prefetch_count=prefetch)
+                self._qos = prefetch
+            with self._cond:
+                self._buffers.setdefault(queue, deque())
+            tag = channel.basic_consume(queue, self._on_message, auto_ack=False)
+            self._consumers[queue] = tag
+            self._queue_of[tag] = queue
+
+    def _take(self, queues: list[str], max_messages: int, sync: bool) -> list[tuple[str, bytes, float]]:
+        now = time.monotonic()
+        for queue in queues:
+            self._wanted[queue] = now
+        self._ensure(queues)
+        channel, connection = self._channel, self._connection
+        if sync:
+            # The reply comes after every delivery the broker had for us (see the module docstring).
+            channel.basic_qos(prefetch_count=self._qos)
+            connection.process_data_events(time_limit=0)
+        got, acks = self._pop(queues, max_messages)
+        if not acks:
+            return []
+        try:
+            for tag in acks:
+                channel.basic_ack(tag)
+            if got:
+                channel.basic_qos(prefetch_count=self._qos)  # the broker has handled the acks once this returns
+        except CONNECTION_ERRORS:
+            self.lost_in_flight += len(got)
+            raise
+        return got
+
+    def _pop(self, queues: list[str], max_messages: int):
+        order = list(queues)
+        random.shuffle(order)  # a busy channel must not starve a quiet one
+        got: list[tuple[str, bytes, float]] = []
+        acks: list[int] = []
+        cutoff = time.time() - self.expiry
+        with self._cond:
+            for queue in order:
+                buffer = self._buffers.get(queue)
+                while buffer and len(got) < max_messages:
+                    tag, channel_name, body, sent = buffer.popleft()
+                    acks.append(tag)
+                    if sent >= cutoff:
+                        got.append((channel_name, body, sent))
+                if len(got) >= max_messages:
+                    break
+        return got, acks
+
+    def _on_message(self, channel, method, properties, body: bytes) -> None:
+        queue = self._queue_of.get(method.consumer_tag)
+        if queue is None:
+            return
+        headers = properties.headers or {}
+        name = headers.get("c")
+        if isinstance(name, bytes):
+            name = name.decode("utf8")
+        sent = headers.get("t")
+        sent_at = sent / 1_000_000 if sent else time.time()
+        entry = (method.delivery_tag, name or queue[len(self.prefix) :], body, sent_at)
+        with self._cond:
+            self._buffers.setdefault(queue, deque()).append(entry)
+            self._cond.notify_all()
+
+    def _on_broker_cancel(self, frame) -> None:
+        # The queue was deleted (flush, or x-expires): its messages are gone; consume again when asked.
+        tag = frame.method.consumer_tag
+        queue = self._queue_of.pop(tag, None)
+        if queue is None:
+            return
+        self._consumers.pop(queue, None)
+        self.declarer.forget(queue)
+        with self._cond:
+            stale = self._buffers.pop(queue, None) or ()
+        channel = self._channel
+        for entry in stale:
+            channel.basic_ack(entry[0])  # frees the channel's record; the queue and its messages are gone
+
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        channel = self._channel
+        for queue, when in list(self._wanted.items()):
+            if now - when < self.idle_cancel:
+                if self.declarer.due(queue):
+                    self.declarer.declare(channel, queue)  # keeps x-expires from deleting a queue in use
+                continue
+            del self._wanted[queue]
+            tag = self._consumers.pop(queue, None)
+            if tag is None:
+                continue
+            self._queue_of.pop(tag, None)
+            channel.basic_cancel(tag)
+            with self._cond:
+                held = self._buffers.pop(queue, None) or ()
+            for entry in held:
+                # Never taken: back to its place in the queue for another reader.
+                channel.basic_nack(entry[0], requeue=True)
