@@ -1,0 +1,173 @@
+"""Waking blocked receivers: one named POSIX semaphore per waiting thread, rung by senders.
+
+A thread that has to wait for any of several queues registers its bell (a
+semaphore `/<prefix>.bell.<pid>.<tid>`, file `/dev/shm/sem.<prefix>.bell...`)
+in each queue's waiters directory (`w/<queue>/<bell name>`, an empty file),
+then waits in `sem_timedwait` on that one semaphore: one wait over every
+channel, no polling. A sender, after renaming its message into a queue,
+lists that queue's waiters and posts each bell.
+
+No wake-up is lost: the receiver drains its bell, then looks at its queues,
+then waits; a message renamed in after the look posts the bell, which stays
+posted until the wait. A semaphore used this way is never held, so a process
+killed at any instant leaves nothing that others wait on; a dead waiter's
+registration only costs senders a post until a sender sees its bell
+unanswered (value over `STALE_VALUE`) and its pid gone, and removes it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import posix_ipc
+
+STALE_VALUE = 64
+
+
+class Bells:
+    """The bells of one layer: the waiting side (per thread) and the ringing side (per queue)."""
+
+    def __init__(self, root: str, prefix: str) -> None:
+        self.wdir = os.path.join(root, "w")
+        self.prefix = prefix
+        self._local = threading.local()
+        self._ringing: dict[tuple[str, int], posix_ipc.Semaphore] = {}
+        self._lock = threading.Lock()
+        self._mine: set[str] = set()
+
+    def bell_name(self) -> str:
+        return f"/{self.prefix}.bell.{os.getpid()}.{threading.get_native_id()}"
+
+    # -- waiting -----------------------------------------------------------------
+
+    def _bell(self) -> posix_ipc.Semaphore:
+        bell = getattr(self._local, "bell", None)
+        if bell is None or getattr(self._local, "pid", None) != os.getpid():
+            bell = posix_ipc.Semaphore(self.bell_name(), posix_ipc.O_CREAT, 0o600, 0)
+            self._local.bell, self._local.pid, self._local.registered = bell, os.getpid(), set()
+            with self._lock:
+                self._mine.add(bell.name)
+        return bell
+
+    def prepare(self, queues: list[str]) -> posix_ipc.Semaphore:
+        """Register this thread's bell on `queues` and clear earlier rings; call before looking at them."""
+        bell = self._bell()
+        filename = bell.name.lstrip("/")
+        registered: set[str] = self._local.registered
+        missing = [q for q in queues if q not in registered or not os.path.exists(os.path.join(self.wdir, q, filename))]
+        if missing:
+            if registered and not _bell_exists(bell.name):
+                # flush removed every registration and bell: open a fresh bell under the same name.
+                bell.close()
+                self._local.bell = None
+                bell = self._bell()
+                registered = self._local.registered
+                missing = list(queues)
+            for queue in missing:
+                path = os.path.join(self.wdir, queue)
+                os.makedirs(path, exist_ok=True)
+                open(os.path.join(path, filename), "wb").close()
+                registered.add(queue)
+        while True:
+            try:
+                bell.acquire(0)
+            except posix_ipc.BusyError:
+                return bell
+
+    @staticmethod
+    def wait(bell: posix_ipc.Semaphore, timeout: float) -> None:
+        try:
+            bell.acquire(max(timeout, 0.0))
+        except posix_ipc.BusyError:
+            pass
+
+    # -- ringing -------------------------------------------------------------------
+
+    def ring(self, queue: str) -> None:
+        """Post the bell of every thread registered on `queue`."""
+        path = os.path.join(self.wdir, queue)
+        try:
+            entries = list(os.scandir(path))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            key = (entry.name, entry.inode())
+            bell = self._ringing.get(key)
+            if bell is None:
+                try:
+                    bell = posix_ipc.Semaphore("/" + entry.name)
+                except posix_ipc.ExistentialError:
+                    _unlink(entry.path)  # its bell is gone (flushed): so is the waiter
+                    continue
+                with self._lock:
+                    if len(self._ringing) > 1000:
+                        for old in self._ringing.values():
+                            old.close()
+                        self._ringing.clear()
+                    self._ringing[key] = bell
+            if bell.value > STALE_VALUE and _dead(entry.name):
+                _unlink(entry.path)
+                _unlink_bell("/" + entry.name)
+                continue
+            bell.release()
+
+    # -- closing -------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Remove this process's bells and registrations; wakes any thread still waiting on one."""
+        with self._lock:
+            mine, self._mine = self._mine, set()
+            ringing, self._ringing = self._ringing, {}
+        for bell in ringing.values():
+            bell.close()
+        for name in mine:
+            filename = name.lstrip("/")
+            try:
+                for queue in os.listdir(self.wdir):
+                    _unlink(os.path.join(self.wdir, queue, filename))
+            except FileNotFoundError:
+                pass
+            try:
+                bell = posix_ipc.Semaphore(name)
+                bell.release()
+                bell.close()
+            except posix_ipc.ExistentialError:
+                pass
+            _unlink_bell(name)
+
+
+def _dead(bell_filename: str) -> bool:
+    """Whether the process named in a bell's name (`<prefix>.bell.<pid>.<tid>`) has exited."""
+    try:
+        pid = int(bell_filename.rsplit(".", 2)[-2])
+        os.kill(pid, 0)
+    except (ValueError, IndexError):
+        return False
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _bell_exists(name: str) -> bool:
+    try:
+        posix_ipc.Semaphore(name).close()
+        return True
+    except posix_ipc.ExistentialError:
+        return False
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _unlink_bell(name: str) -> None:
+    try:
+        posix_ipc.unlink_semaphore(name)
+    except posix_ipc.ExistentialError:
+        pass

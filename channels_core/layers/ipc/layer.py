@@ -1,0 +1,276 @@
+"""`IPCChannelLayer`: a channel layer for the processes of one machine, with no broker process.
+
+Design (and why)
+----------------
+Everything lives under `/dev/shm/<prefix>.ipc/` (tmpfs: POSIX shared memory,
+the same file system `shm_open` uses) plus one named POSIX semaphore per
+waiting thread (`/dev/shm/sem.<prefix>.bell.<pid>.<tid>`):
+
+- a queue is a directory and a message one file in it, written aside and
+  `rename()`d in (`.queues`): FIFO by name, expiry and channel in the name,
+  claimed by the reader whose `unlink()` of it succeeds;
+- exact capacity takes an `flock` on the queue directory while counting and
+  renaming; a group's membership file is replaced whole under an `flock`
+  of its lock file (`.groups`);
+- a blocking receive over any number of channels waits on one semaphore,
+  which senders post after renaming a message in (`.doorbell`).
+
+The one lock kind used is `flock`, which the kernel releases when its holder
+dies, however it dies: a SIGKILLed process never leaves others waiting
+("Semaphore appears to be deadlocked" was asgi_ipc's failure, from a
+`posix_ipc.Semaphore` used as a lock, which nothing releases when its holder
+dies). Every change others can see is one `rename()`, which is atomic, so a
+process killed between two steps leaves either the old state or the new one,
+plus at worst an unreferenced file in `t/`. Semaphores are only used
+as bells, never held.
+
+Not chosen: one POSIX message queue per channel. Linux caps a queue at
+`/proc/sys/fs/mqueue/msg_max` messages of `msgsize_max` bytes, 10 and 8,192
+by default (as on the machine this was written on), far below a capacity of
+100 and 1 MiB messages, and raising them needs root. Not chosen either: one
+`mmap` ring buffer per queue with a lock inside it, which needs robust
+futexes that Python cannot reach, or a lock held while copying a 1 MiB
+message (the asgi_ipc design).
+
+Costs: a send is about ten system calls (write a file, open/lock/stat the
+queue, rename, list waiters, post bells); a receive a `stat` per empty queue
+and three calls per message. No process other than the users of the layer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+import posix_ipc
+
+from .. import names
+from ..base import BaseChannelLayer
+from ..capacity import Rule
+from .doorbell import Bells
+from .groups import Groups
+from .queues import Queues, tmpfs_counts_entries
+
+SHM_DIR = "/dev/shm"
+_PREFIX_RE = re.compile(r"[A-Za-z0-9_\-]{1,64}")
+
+
+class IPCChannelLayer(BaseChannelLayer):
+    """ASGI 1.0 channel layer over tmpfs files, `flock` and POSIX semaphores (see the module docstring).
+
+    `CONFIG` keys: `prefix` ("asgi": names every object the layer creates),
+    `expiry` (60 s), `group_expiry` (86,400 s), `capacity` (100),
+    `channel_capacity` (per-channel overrides), `channel_memory` (100 MiB:
+    the bytes of unexpired messages one queue may hold, over which `send`
+    raises `ChannelFull`), `group_memory` (1 MiB: the size of one group's
+    membership map, over which `group_add` raises `ChannelFull`),
+    `blocking_timeout` (5 s: how long a blocking receive waits before
+    returning `(None, None)`).
+    """
+
+    extensions = ["groups", "flush", "batch"]
+
+    def __init__(
+        self,
+        prefix: str = "asgi",
+        expiry: float = 60,
+        group_expiry: float = 86400,
+        capacity: int = 100,
+        channel_capacity: Mapping[Rule, int] | None = None,
+        channel_memory: int = 100 * 1024 * 1024,
+        group_memory: int = 1024 * 1024,
+        blocking_timeout: float = 5,
+        symmetric_encryption_keys=None,
+    ) -> None:
+        super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
+        if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
+            raise ValueError(f"prefix must be 1 to 64 of A-Z a-z 0-9 _ -, not {prefix!r}")
+        if channel_memory < 1024 * 1024 + 1024:
+            raise ValueError(f"channel_memory must hold at least one 1 MiB message, not {channel_memory!r}")
+        if blocking_timeout <= 0:
+            raise ValueError(f"blocking_timeout must be positive, not {blocking_timeout!r}")
+        self.prefix = prefix
+        self.channel_memory = channel_memory
+        self.group_memory = group_memory
+        self.blocking_timeout = blocking_timeout
+        self.root = os.path.join(SHM_DIR, f"{prefix}.ipc")
+        os.makedirs(self.root, exist_ok=True)
+        self._queues = Queues(self.root, tmpfs_counts_entries(self.root))
+        self._queues.ensure()
+        self._bells = Bells(self.root, prefix)
+        self._groups = Groups(self.root, self._queues.tmp_path, group_expiry, group_memory)
+        self._turn = itertools.count()
+        self._closed = False
+
+    # -- sending -------------------------------------------------------------------
+
+    def send(self, channel: str, message: dict) -> None:
+        """Queue `message` on `channel`; raises `ChannelFull` or `MessageTooLarge`, never blocks."""
+        self.send_many(channel, [message])
+
+    def send_many(self, channel: str, messages: Sequence[dict]) -> None:
+        """Queue `messages` on `channel` in order, all or none (`ChannelFull`: none was sent)."""
+        names.validate_channel_name(channel)
+        if channel.endswith("?"):
+            raise TypeError(f"Cannot send to {channel!r}: a '?' channel needs its random part from new_channel()")
+        payloads = [self.serializer.dumps(message) for message in messages]
+        if payloads and not self._put(channel, payloads):
+            raise self.ChannelFull(f"Channel {channel!r} is full")
+
+    def _put(self, channel: str, payloads: list[bytes]) -> bool:
+        queue = names.list_name(channel)
+        items = [(channel, self._queues.write_tmp(payload), len(payload)) for payload in payloads]
+        if not self._queues.put(queue, items, self.expiry, self.get_capacity(channel), self.channel_memory):
+            return False
+        self._bells.ring(queue)
+        return True
+
+    # -- receiving -----------------------------------------------------------------
+
+    def receive(self, channels: Iterable[str], block: bool = False) -> tuple[str | None, dict | None]:
+        """`(channel, message)` from the first of `channels` with one, or `(None, None)`.
+
+        With `block=True` waits up to `blocking_timeout` on one semaphore that
+        a send to any of `channels` posts.
+        """
+        got = self.receive_batch(channels, 1, block)
+        return got[0] if got else (None, None)
+
+    def receive_batch(
+        self, channels: Iterable[str], max_messages: int = 100, block: bool = False, timeout: float | None = None
+    ) -> list[tuple[str, dict]]:
+        """Up to `max_messages` waiting messages of `channels`, maybe none.
+
+        With `block=True` waits for the first one on one semaphore that a send
+        to any of `channels` posts, up to `timeout` (default `blocking_timeout`;
+        0 or less: no wait).
+        """
+        queues = list(dict.fromkeys(names.validate_receive_channels(channels)))
+        got = self._take(queues, max_messages)
+        if got or not block:
+            return got
+        wait = self.blocking_timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
+        while not self._closed and wait > 0:
+            bell = self._bells.prepare(queues)
+            got = self._take(queues, max_messages)
+            if got:
+                return got
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._bells.wait(bell, remaining)
+        return []
+
+    def _take(self, queues: list[str], max_messages: int) -> list[tuple[str, dict]]:
+        # Start at a different queue each call, so one busy channel cannot starve the others.
+        start = next(self._turn) % len(queues)
+        out: list[tuple[str, dict]] = []
+        for queue in queues[start:] + queues[:start]:
+            for entry, data in self._queues.take(queue, max_messages - len(out)):
+                out.append((entry.channel, self.serializer.loads(data)))
+            if len(out) >= max_messages:
+                break
+        return out
+
+    # -- groups --------------------------------------------------------------------
+
+    def group_add(self, group: str, channel: str) -> None:
+        """Add `channel` to `group` for `group_expiry` seconds (again: from now)."""
+        names.validate_group_name(group)
+        names.validate_channel_name(channel)
+        self._groups.change(group, add=[channel])
+
+    def group_discard(self, group: str, channel: str) -> None:
+        """Remove `channel` from `group`; a no-op if it is not a member."""
+        names.validate_group_name(group)
+        names.validate_channel_name(channel)
+        self._groups.change(group, discard=[channel])
+
+    def group_channels(self, group: str) -> list[str]:
+        """The live members of `group`."""
+        names.validate_group_name(group)
+        return list(self._groups.read(group))
+
+    def send_group(self, group: str, message: dict) -> None:
+        """Send to every live member; full members are skipped, never raised.
+
+        A member whose queue holds a message of its own that expired unread is
+        evicted first (nobody reads it) and not sent to.
+        """
+        names.validate_group_name(group)
+        payload = self.serializer.dumps(message)
+        members = self._groups.read(group)
+        if not members:
+            return
+        expired: set[str] = set()
+        for queue in {names.list_name(channel) for channel in members}:
+            if self._queues.length(queue) > 0:
+                self._queues.expire(queue, expired)
+        evicted = expired & members.keys()
+        if evicted:
+            self._groups.change(group, discard=evicted)
+        for channel in members:
+            if channel not in evicted:
+                self._put(channel, [payload])
+
+    # -- flush and close -----------------------------------------------------------
+
+    def flush(self) -> None:
+        """Remove every queue, group, registration and bell of this prefix from /dev/shm."""
+        flush_prefix(self.prefix)
+
+    def close(self) -> None:
+        """Remove this process's bells (waking its blocked receives); the layer is unusable after."""
+        self._closed = True
+        self._bells.close()
+
+    def __repr__(self) -> str:
+        return f"<IPCChannelLayer prefix={self.prefix!r} expiry={self.expiry} capacity={self.capacity}>"
+
+
+def shared_objects(prefix: str) -> list[str]:
+    """The paths under /dev/shm that belong to the layer of `prefix` (its directory and semaphores)."""
+    found = []
+    try:
+        listing = os.listdir(SHM_DIR)
+    except FileNotFoundError:
+        return found
+    for name in listing:
+        if name == f"{prefix}.ipc" or name.startswith((f"{prefix}.ipc.flushing.", f"sem.{prefix}.bell.")):
+            found.append(os.path.join(SHM_DIR, name))
+    return sorted(found)
+
+
+def flush_prefix(prefix: str) -> list[str]:
+    """Remove every shared object of `prefix` from /dev/shm; returns what was there.
+
+    Safe while processes use the layer: they lose what was queued, and
+    recreate their directories and bells at their next call.
+    """
+    if not _PREFIX_RE.fullmatch(prefix):
+        raise ValueError(f"not a layer prefix: {prefix!r}")
+    found = shared_objects(prefix)
+    root = os.path.join(SHM_DIR, f"{prefix}.ipc")
+    # Rename first, then delete: others never see a half-deleted tree under the live name.
+    doomed = f"{root}.flushing.{os.getpid()}.{time.monotonic_ns()}"
+    try:
+        os.rename(root, doomed)
+    except FileNotFoundError:
+        pass
+    else:
+        shutil.rmtree(doomed, ignore_errors=True)
+    for path in found:
+        name = os.path.basename(path)
+        if name.startswith("sem."):
+            try:
+                posix_ipc.unlink_semaphore("/" + name[len("sem.") :])
+            except posix_ipc.ExistentialError:
+                pass
+        elif ".flushing." in name:
+            shutil.rmtree(path, ignore_errors=True)
+    return found
