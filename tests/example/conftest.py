@@ -13,9 +13,10 @@ def example(tmp_path, topology, key_prefix):  # noqa: F811 (the fixture imported
     The key prefix is the test's own and is flushed from every server of the topology afterwards.
     """
     example = Example(tmp_path, topology.redis_url, key_prefix)
+    before = topology.connections_received()
     try:
         example.start_procfile()
-        topology.wait_for_blocked_readers()  # REDIS_URL reached the processes: they read from every server
+        topology.wait_for_connections(before)  # REDIS_URL reached the processes
         yield example
     finally:
         example.stop()

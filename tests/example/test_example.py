@@ -162,6 +162,9 @@ def data_binding_in_two_pages(example, browser) -> None:
 def test_two_pages_in_a_room_see_each_other_and_history_loads(example, browser):
     first = chat_in_two_pages(example, browser)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # A background tab may render no frame to capture (a 30 s timeout, seen under load): the first page's
+    # tab is behind the two opened after it.
+    first.call("Page.bringToFront")
     shot = first.screenshot(ARTIFACTS / "chat.png")
     assert shot.stat().st_size > 5000
     assert first.console_errors() == []

@@ -2,8 +2,8 @@
 
 - `one`: the shared server (`$TEST_REDIS_URL`, default 127.0.0.1:6379 db 0);
 - `two_shards`: client-side sharding over two private `redis-server`s, started
-  for each user and stopped after it (private, so a test can see that the live
-  processes read from both);
+  for each user and stopped after it (private, so a test can see that the
+  processes it started use them);
 - `sentinel`: 1 master, 1 replica and 3 sentinels from
   `tests.support.redis_sentinel.shared_setup()`: one set-up for the whole run,
   shared with the layer conformance suite, stopped at exit;
@@ -46,8 +46,6 @@ class Topology:
     hosts: list[str]
     servers: list[str] = field(default_factory=list)
     """redis:// URLs of the servers holding the data (for Sentinel: the master now; for Cluster: the masters)."""
-    read_from_every_server: bool = True
-    """False for Cluster: a process blocks only on the masters serving the channels it waits for."""
 
     @property
     def redis_url(self) -> str:
@@ -62,26 +60,37 @@ class Topology:
         finally:
             layer.close()
 
-    def wait_for_blocked_readers(self, timeout: float = 10.0) -> None:
-        """Until every server (Cluster: some master) has a client blocked in a read (a worker's BLPOP).
+    def connections_received(self) -> list[int]:
+        """How many connections each server has accepted since it started (this call's own included)."""
+        return [_connections_received(url) for url in self.servers]
 
-        Proves that the processes started for the test listen on each server of the topology (on `one`, the
-        shared server, other users' readers count too, so it proves nothing there).
+    def wait_for_connections(self, before: list[int], timeout: float = 10.0) -> None:
+        """Until some server has accepted a connection since `before` (from `connections_received()`).
+
+        Called after starting processes and before the test process uses the topology itself, it proves the
+        processes reach the topology's servers: processes that ignored their settings would use the shared
+        Redis instead. Some server, not every one: a process connects only to the shards its channels hash
+        to, and with two shards all of them can land on one. (On `one`, the shared server, other users'
+        connections count too, so it proves nothing there.)
         """
         deadline = time.monotonic() + timeout
         while True:
-            idle = [url for url in self.servers if _blocked_clients(url) == 0]
-            if not idle or (not self.read_from_every_server and len(idle) < len(self.servers)):
+            # Each call opens one connection to each server: all but one of the growth since `before` is theirs.
+            grown = [now - then - 1 for now, then in zip(self.connections_received(), before, strict=True)]
+            if any(count > 0 for count in grown):
                 return
             if time.monotonic() > deadline:
-                raise AssertionError(f"on {self.name}, no process is blocked reading from {', '.join(idle)}")
+                raise AssertionError(
+                    f"on {self.name}, no process connected to {', '.join(self.servers)} within {timeout} s"
+                )
+            before = [then + 1 for then in before]  # this poll's own connections
             time.sleep(0.05)
 
 
-def _blocked_clients(url: str) -> int:
+def _connections_received(url: str) -> int:
     client = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
     try:
-        return int(client.info("clients")["blocked_clients"])
+        return int(client.info("stats")["total_connections_received"])
     finally:
         client.close()
 
@@ -106,7 +115,7 @@ def started(name: str) -> Iterator[Topology]:
 
             cluster = shared_cluster()
             masters = [f"redis://127.0.0.1:{master.port}/0" for master in cluster.masters()]
-            yield Topology(name, [cluster.url()], masters, read_from_every_server=False)
+            yield Topology(name, [cluster.url()], masters)
         else:
             raise ValueError(f"unknown topology {name!r}: one of {', '.join(TOPOLOGIES)}")
 
