@@ -1,0 +1,272 @@
+"""What only the IPC layer has to show: processes killed at any instant, separate processes, its settings.
+
+Processes are forked (the layer keeps no threads, so a fork is a clean new
+user of it); each test has a prefix of its own and must leave nothing in /dev/shm.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import multiprocessing
+import os
+import random
+import signal
+import time
+import uuid
+
+import pytest
+
+from channels_core.layers import ChannelFull
+from channels_core.layers.ipc import IPCChannelLayer
+from channels_core.layers.ipc.layer import flush_prefix, shared_objects
+
+FORK = multiprocessing.get_context("fork")
+BIG = 1024 * 1024 - 200  # bytes of payload in a message just under the 1 MiB limit
+
+
+@pytest.fixture
+def prefix():
+    name = f"t{uuid.uuid4().hex[:12]}"
+    yield name
+    flush_prefix(name)
+    assert shared_objects(name) == []
+
+
+def _checked(n: int, size: int) -> dict:
+    data = os.urandom(16) * (size // 16)
+    return {"n": n, "data": data, "sha": hashlib.sha256(data).hexdigest()}
+
+
+def _valid(message: dict) -> bool:
+    return hashlib.sha256(message["data"]).hexdigest() == message["sha"]
+
+
+# -- SIGKILL at any instant ------------------------------------------------------
+
+
+def _writer(prefix: str, seed: int) -> None:
+    """Send, send big, add and drop group members, broadcast: forever, until killed."""
+    layer = IPCChannelLayer(prefix=prefix, capacity=20, group_expiry=30)
+    rng = random.Random(seed)
+    n = 0
+    while True:
+        n += 1
+        action = rng.random()
+        try:
+            if action < 0.5:
+                layer.send("kill.q", _checked(n, 64))
+            elif action < 0.6:
+                layer.send("kill.q", _checked(n, BIG))
+            elif action < 0.7:
+                layer.send_many("kill.q", [_checked(n, 64)] * 3)
+            elif action < 0.8:
+                layer.group_add("kill.g", f"kill.m{rng.randrange(5)}")
+            elif action < 0.9:
+                layer.group_discard("kill.g", f"kill.m{rng.randrange(5)}")
+            else:
+                layer.send_group("kill.g", _checked(n, 64))
+            layer.receive(["kill.q"])
+        except ChannelFull:
+            pass
+
+
+@pytest.mark.slow
+def test_writers_killed_at_random_instants_never_block_or_corrupt_the_others(prefix):
+    layer = IPCChannelLayer(prefix=prefix, capacity=20, group_expiry=30)
+    rng = random.Random(16)
+    received = kills = 0
+    started = time.monotonic()
+    while time.monotonic() - started < 4:
+        writers = [FORK.Process(target=_writer, args=(prefix, rng.random()), daemon=True) for _ in range(2)]
+        for writer in writers:
+            writer.start()
+        time.sleep(rng.uniform(0.005, 0.08))
+        for writer in writers:
+            writer.kill()  # SIGKILL, wherever it is: in a write, holding a queue's or a group's flock
+            writer.join(5)
+            assert writer.exitcode == -signal.SIGKILL
+            kills += 1
+        # Every message there is whole; the survivors keep working at once.
+        while True:
+            channel, message = layer.receive(["kill.q", "kill.m0", "kill.m1", "kill.m2", "kill.m3", "kill.m4"])
+            if channel is None:
+                break
+            assert _valid(message), f"corrupt message {message['n']} on {channel}"
+            received += 1
+        probe = time.monotonic()
+        layer.send("kill.q", {"probe": True})
+        assert layer.receive(["kill.q"]) == ("kill.q", {"probe": True})
+        layer.group_add("kill.g", "kill.probe")
+        assert "kill.probe" in layer.group_channels("kill.g")
+        layer.group_discard("kill.g", "kill.probe")
+        assert time.monotonic() - probe < 1, "a dead writer held something up"
+    assert kills >= 20 and received > 0, (kills, received)
+    # Capacity is still exact: the dead writers' half-written files do not count.
+    for _ in range(20):
+        layer.send("kill.q", {})
+    with pytest.raises(ChannelFull):
+        layer.send("kill.q", {})
+    layer.close()
+
+
+def _hold_lock_then_hang(prefix: str, kind: str) -> None:
+    """Take the queue's (or the group's) flock the way the layer does, then stop inside it."""
+    layer = IPCChannelLayer(prefix=prefix, capacity=5)
+
+    def hang(*args, **kwargs):
+        time.sleep(60)
+
+    if kind == "queue":
+        os.rename = hang  # the rename into the queue happens under its flock
+        layer.send("held.q", {})
+    else:
+        import channels_core.layers.ipc.groups as groups
+
+        groups.os.rename = hang  # the group map is replaced under the group's flock
+        layer.group_add("held.g", "held.m")
+
+
+def _locked(path: str) -> bool:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+@pytest.mark.parametrize("kind", ["queue", "group"])
+def test_a_process_killed_holding_a_lock_blocks_nobody(prefix, kind):
+    layer = IPCChannelLayer(prefix=prefix, capacity=5)
+    layer.send("held.q", {"before": 1})
+    layer.group_add("held.g", "held.q")
+    lock = os.path.join(layer.root, "q", "held.q") if kind == "queue" else os.path.join(layer.root, "gl", "held.g")
+    holder = FORK.Process(target=_hold_lock_then_hang, args=(prefix, kind), daemon=True)
+    holder.start()
+    deadline = time.monotonic() + 10
+    while not _locked(lock):
+        assert time.monotonic() < deadline, "the child never took the lock"
+        time.sleep(0.01)
+    holder.kill()
+    holder.join(5)
+    started = time.monotonic()
+    layer.send("held.q", {"after": 1})
+    layer.group_add("held.g", "held.other")
+    assert time.monotonic() - started < 0.5
+    assert [m for _, m in layer.receive_batch(["held.q"], 10)] == [{"before": 1}, {"after": 1}]
+    assert set(layer.group_channels("held.g")) == {"held.q", "held.other"}
+    layer.close()
+
+
+# -- separate processes ------------------------------------------------------------
+
+
+def _echo(prefix: str, count: int) -> None:
+    """Receive `count` messages over several channels (blocking), echo each one back."""
+    layer = IPCChannelLayer(prefix=prefix, blocking_timeout=30)
+    for _ in range(count):
+        channel, message = layer.receive(["xp.a", "xp.b", "xp.proc!"], block=True)
+        layer.send("xp.back", {"channel": channel, "message": message, "at": time.time()})
+    layer.close()
+
+
+def test_a_blocked_receiver_in_another_process_wakes_on_any_of_its_channels(prefix):
+    layer = IPCChannelLayer(prefix=prefix, blocking_timeout=10)
+    echo = FORK.Process(target=_echo, args=(prefix, 4), daemon=True)
+    echo.start()
+    time.sleep(0.3)  # the echo process is parked in its wait
+    sent = [("xp.b", {"i": 0}), ("xp.proc!s1", {"i": 1}), ("xp.a", {"i": 2, "big": b"x" * BIG})]
+    for channel, message in sent:
+        at = time.time()
+        layer.send(channel, message)
+        back, reply = layer.receive(["xp.back"], block=True)
+        assert back == "xp.back" and (reply["channel"], reply["message"]) == (channel, message)
+        # Woken by the send, not by the end of a 30 s wait, nor by a poll.
+        assert reply["at"] - at < 1
+        time.sleep(0.1)
+    layer.send("xp.a", {"last": True})
+    assert layer.receive(["xp.back"], block=True)[1]["message"] == {"last": True}
+    echo.join(5)
+    assert echo.exitcode == 0
+    layer.close()
+
+
+def _drain(prefix: str, reader: int) -> None:
+    layer = IPCChannelLayer(prefix=prefix, capacity=2000, blocking_timeout=30)
+    while True:
+        got = layer.receive_batch(["xd.work"], 7, block=True, timeout=2)
+        if not got:
+            break
+        layer.send_many("xd.done", [{"n": m["n"], "reader": reader} for _, m in got])
+    layer.close()
+
+
+def test_readers_in_several_processes_share_a_channel_each_message_once(prefix):
+    layer = IPCChannelLayer(prefix=prefix, capacity=2000)
+    readers = [FORK.Process(target=_drain, args=(prefix, i), daemon=True) for i in range(3)]
+    for reader in readers:
+        reader.start()
+    for n in range(600):
+        layer.send("xd.work", {"n": n})
+    done = []
+    while len(done) < 600:
+        got = layer.receive_batch(["xd.done"], 100, block=True, timeout=10)
+        assert got, f"only {len(done)} of 600 came back"
+        done += [m for _, m in got]
+    for reader in readers:
+        reader.join(10)
+    assert sorted(m["n"] for m in done) == list(range(600))
+    assert len({m["reader"] for m in done}) >= 2
+    layer.close()
+
+
+# -- settings and the shared objects --------------------------------------------------
+
+
+def test_channel_memory_refuses_bytes_over_the_limit(prefix):
+    layer = IPCChannelLayer(prefix=prefix, capacity=50, channel_memory=3 * 1024 * 1024)
+    for _ in range(3):
+        layer.send("mem.q", {"data": b"x" * (1024 * 1024 - 100)})
+    with pytest.raises(ChannelFull):
+        layer.send("mem.q", {"data": b"x" * (1024 * 1024 - 100)})
+    layer.send("mem.q", {"small": True})  # a small one still fits
+    layer.receive(["mem.q"])
+    layer.send("mem.q", {"data": b"x" * (1024 * 1024 - 200)})
+    layer.close()
+
+
+def test_group_memory_limits_one_group(prefix):
+    layer = IPCChannelLayer(prefix=prefix, group_memory=1000)
+    for i in range(20):
+        layer.group_add("gm", f"gm.member{i}")
+    with pytest.raises(ChannelFull, match="group_memory"):
+        for i in range(20, 200):
+            layer.group_add("gm", f"gm.member{i}")
+    layer.close()
+
+
+def test_every_shared_object_is_named_with_the_prefix_and_flush_removes_them(prefix):
+    before = set(os.listdir("/dev/shm"))
+    layer = IPCChannelLayer(prefix=prefix, blocking_timeout=0.2)
+    layer.send("obj.q", {})
+    layer.group_add("obj.g", "obj.q")
+    assert layer.receive(["obj.empty"], block=True) == (None, None)  # creates this thread's bell
+    created = set(os.listdir("/dev/shm")) - before
+    assert created and all(name.startswith((f"{prefix}.", f"sem.{prefix}.")) for name in created), created
+    assert any(name.startswith("sem.") for name in created)
+    layer.flush()
+    assert shared_objects(prefix) == []
+    assert set(os.listdir("/dev/shm")) - before == set()
+    # Still usable after a flush: directories and bells come back on use.
+    layer.send("obj.q", {"again": 1})
+    assert layer.receive(["obj.q"], block=True) == ("obj.q", {"again": 1})
+    layer.close()
+
+
+def test_prefix_is_checked():
+    for bad in ("", "a/b", "a.b", "x" * 65):
+        with pytest.raises(ValueError):
+            IPCChannelLayer(prefix=bad)
