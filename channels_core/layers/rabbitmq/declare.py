@@ -35,14 +35,15 @@ class Declarer:
         declared = self._declared.get(queue)
         return declared is None or time.monotonic() - declared > self.queue_expiry / 3
 
-    def declare(self, channel, queue: str) -> None:
-        """Declare `queue` on pika `channel` and register its name for `flush`."""
-        channel.queue_declare(queue, durable=False, arguments=self.arguments_for(queue))
+    def declare(self, channel, queue: str) -> int:
+        """Declare `queue` on pika `channel` and register its name for `flush`; its ready messages."""
+        declared = channel.queue_declare(queue, durable=False, arguments=self.arguments_for(queue))
         registry = registry_name(self.prefix)
         # Every time (declarations are rare): a flush by any process may have deleted the registry.
         channel.queue_declare(registry, durable=False, arguments=registry_arguments(self.queue_expiry))
         channel.basic_publish("", registry, queue.encode("utf8"))
         self._declared[queue] = time.monotonic()
+        return declared.method.message_count
 
 
 def queue_arguments_for(expiry: float, queue_expiry: float, capacity_of: Callable[[str], int], prefix: str):

@@ -45,7 +45,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     number of threads may call it.
     """
 
-    extensions = ["flush"]
+    extensions = ["flush", "batch"]
 
     def __init__(
         self,
@@ -100,43 +100,70 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         """Queue `message` on `channel`; `ChannelFull` when its queue is at capacity (the broker says so)."""
         names.validate_channel_name(channel)
         body = self.serializer.dumps(message)
+        list_name = names.list_name(channel)
+        self._publisher.publish(
+            queue_name(self.prefix, list_name), body, self._properties(channel), self._full_message(channel)
+        )
+
+    def send_many(self, channel: str, messages: Sequence[dict]) -> None:
+        """Send `messages` to `channel` in order, all or none (see `Publisher.publish_many` for the one race)."""
+        names.validate_channel_name(channel)
+        bodies = [self.serializer.dumps(message) for message in messages]
+        if not bodies:
+            return
+        list_name = names.list_name(channel)
+        self._publisher.publish_many(
+            queue_name(self.prefix, list_name),
+            [(body, self._properties(channel)) for body in bodies],
+            self.capacity_rules.get(list_name),
+            self._full_message(channel),
+        )
+
+    @staticmethod
+    def _properties(channel: str) -> pika.BasicProperties:
         headers: dict = {"t": int(time.time() * 1_000_000)}  # pika has no float field: microseconds
         if names.is_process_channel(channel):
             headers["c"] = channel  # every channel of the process shares the queue `prefix!`
-        list_name = names.list_name(channel)
-        self._publisher.publish(
-            queue_name(self.prefix, list_name),
-            body,
-            pika.BasicProperties(headers=headers),
-            f"Channel {channel!r} is full (capacity {self.capacity_rules.get(list_name)})",
-        )
+        return pika.BasicProperties(headers=headers)
+
+    def _full_message(self, channel: str) -> str:
+        return f"Channel {channel!r} is full (capacity {self.capacity_rules.get(names.list_name(channel))})"
 
     # -- receiving -------------------------------------------------------------
 
     def receive(self, channels: Iterable[str], block: bool = False) -> tuple[str | None, dict | None]:
         """`(channel, message)` or `(None, None)`; a blocking receive waits up to `blocking_timeout` seconds."""
+        got = self.receive_batch(channels, 1, block)
+        return got[0] if got else (None, None)
+
+    def receive_batch(
+        self, channels: Iterable[str], max_messages: int = 100, block: bool = False, timeout: float | None = None
+    ) -> list[tuple[str, dict]]:
+        """Up to `max_messages` messages; blocking waits for the first up to `timeout` (default `blocking_timeout`)."""
         wanted = names.validate_receive_channels(channels)
         queues = [queue_name(self.prefix, name) for name in wanted]
-        deadline = time.monotonic() + self.blocking_timeout
+        deadline = time.monotonic() + (self.blocking_timeout if timeout is None else max(0.0, timeout))
+        block = block and deadline > time.monotonic()
         while True:
             remaining = deadline - time.monotonic()
             try:
                 wait = max(remaining, _CALL_TIMEOUT) if block else _CALL_TIMEOUT
-                got = self._receiver.take(queues, 1, not block, wait)
+                got = self._receiver.take(queues, max_messages, not block, wait)
             except LayerConnectionError:
                 if not block or remaining <= 0:
                     if block:
-                        return None, None
+                        return []
                     raise
                 time.sleep(min(0.2, max(remaining, 0)))  # the receiver thread is reconnecting with its own backoff
                 continue
+            messages = []
             for channel, body, _sent in got:
                 try:
-                    return channel, self.serializer.loads(body)
+                    messages.append((channel, self.serializer.loads(body)))
                 except UndecodableMessage as exc:
                     logger.warning("Dropped an undecodable message on %r: %s", channel, exc)
-            if not block or not self._receiver.wait(queues, deadline):
-                return None, None
+            if messages or not block or not self._receiver.wait(queues, deadline):
+                return messages
 
     # -- flush -------------------------------------------------------------------
 

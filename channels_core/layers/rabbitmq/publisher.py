@@ -23,6 +23,7 @@ import pika.exceptions as pexc
 
 from ..errors import ChannelFull, LayerConnectionError
 from .declare import Declarer
+from .pipelined import PipelinedChannel
 
 CONNECTION_ERRORS = (pexc.AMQPConnectionError, pexc.AMQPChannelError, pexc.StreamLostError, OSError)
 
@@ -36,6 +37,7 @@ class Publisher:
         self.lock = threading.Lock()
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
+        self._pipelined: PipelinedChannel | None = None
 
     def _open(self):
         if self._channel is not None and self._channel.is_open and self._connection.is_open:
@@ -45,6 +47,7 @@ class Publisher:
             self._connection = pika.BlockingConnection(self.parameters)
             self._channel = self._connection.channel()
             self._channel.confirm_delivery()
+            self._pipelined = PipelinedChannel(self._connection)
         except CONNECTION_ERRORS as exc:
             self._drop()
             raise LayerConnectionError(f"Cannot connect to RabbitMQ: {exc!r}") from exc
@@ -52,7 +55,7 @@ class Publisher:
         return self._channel
 
     def _drop(self) -> None:
-        connection, self._connection, self._channel = self._connection, None, None
+        connection, self._connection, self._channel, self._pipelined = self._connection, None, None, None
         if connection is not None and connection.is_open:
             try:
                 connection.close()
@@ -80,6 +83,30 @@ class Publisher:
                 raise ChannelFull(full_message) from None
         except pexc.NackError:
             raise ChannelFull(full_message) from None
+
+    def publish_many(
+        self, queue: str, messages: list[tuple[bytes, pika.BasicProperties]], capacity: int, full_message: str
+    ) -> None:
+        """Queue every one of `messages` on `queue`, or none if they do not all fit: `ChannelFull(full_message)`.
+
+        The queue's length is read (declaring it: one round trip) and the
+        batch refused if it would not fit, then every message is published
+        at once and the confirms awaited together. AMQP has no multi-message
+        publish, so if another process fills the queue between the two
+        steps, the broker refuses the batch's tail: `ChannelFull` then says
+        how many were queued. Within one process the lock rules that out.
+        """
+        with self.lock:
+            self.run(lambda channel: self._publish_many(channel, queue, messages, capacity, full_message))
+
+    def _publish_many(self, channel, queue, messages, capacity, full_message) -> None:
+        waiting = self.declarer.declare(channel, queue)
+        if waiting + len(messages) > capacity:
+            raise ChannelFull(f"{full_message}: {waiting} waiting, {len(messages)} more do not fit")
+        refused, unroutable = self._pipelined.publish_all(queue, messages)
+        if refused or unroutable:
+            queued = len(messages) - refused - unroutable
+            raise ChannelFull(f"{full_message}: another sender filled it during this batch; {queued} were queued")
 
     def run(self, work: Callable):
         """`work(channel)` on the open channel (the caller holds `lock`); trouble is `LayerConnectionError`."""

@@ -261,6 +261,8 @@ class Receiver:
             channel.basic_qos(prefetch_count=self._qos)
             connection.process_data_events(time_limit=0)
         got, acks = self._pop(queues, max_messages)
+        if len(got) < max_messages and max_messages > 1:
+            self._top_up(queues, max_messages, got, acks)
         if not acks:
             return []
         try:
@@ -272,6 +274,38 @@ class Receiver:
             self.lost_in_flight += len(got)
             raise
         return got
+
+    def _top_up(self, queues: list[str], max_messages: int, got: list, acks: list[int]) -> None:
+        """Fill a batch from normal queues with `basic.get`: their prefetch (1) keeps the buffer short.
+
+        Once per receive, never in a loop waiting for messages. Only normal
+        channels: they promise no order, and a get there cannot overtake a
+        delivery on its way (the consumer's one delivery is still unacked,
+        so the broker sends it nothing newer). A `?`/`!` queue's deliveries
+        may be in flight, and a get could return a later message first.
+        """
+        channel = self._channel
+        cutoff = time.time() - self.expiry
+        for queue in queues:
+            if self.prefetch_for(queue) >= max_messages or queue.endswith("!") or "?" in queue[len(self.prefix) :]:
+                continue
+            while len(got) < max_messages:
+                method, properties, body = channel.basic_get(queue, auto_ack=False)
+                if method is None:
+                    break
+                name, sent_at = self._describe(queue, properties)
+                acks.append(method.delivery_tag)
+                if sent_at >= cutoff:
+                    got.append((name, body, sent_at))
+
+    def _describe(self, queue: str, properties) -> tuple[str, float]:
+        """The full channel name and the send time (seconds) of a message from `queue`."""
+        headers = properties.headers or {}
+        name = headers.get("c")
+        if isinstance(name, bytes):
+            name = name.decode("utf8")
+        sent = headers.get("t")
+        return name or queue[len(self.prefix) :], sent / 1_000_000 if sent else time.time()
 
     def _pop(self, queues: list[str], max_messages: int):
         order = list(queues)
@@ -295,13 +329,8 @@ class Receiver:
         queue = self._queue_of.get(method.consumer_tag)
         if queue is None:
             return
-        headers = properties.headers or {}
-        name = headers.get("c")
-        if isinstance(name, bytes):
-            name = name.decode("utf8")
-        sent = headers.get("t")
-        sent_at = sent / 1_000_000 if sent else time.time()
-        entry = (method.delivery_tag, name or queue[len(self.prefix) :], body, sent_at)
+        name, sent_at = self._describe(queue, properties)
+        entry = (method.delivery_tag, name, body, sent_at)
         with self._cond:
             self._buffers.setdefault(queue, deque()).append(entry)
             self._cond.notify_all()
