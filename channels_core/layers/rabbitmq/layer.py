@@ -114,7 +114,8 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         list_name = names.list_name(channel)
         self._publisher.publish_many(
             queue_name(self.prefix, list_name),
-            [(body, self._properties(channel)) for body in bodies],
+            bodies,
+            self._properties(channel),
             self.capacity_rules.get(list_name),
             self._full_message(channel),
         )

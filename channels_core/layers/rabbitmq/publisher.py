@@ -85,7 +85,7 @@ class Publisher:
             raise ChannelFull(full_message) from None
 
     def publish_many(
-        self, queue: str, messages: list[tuple[bytes, pika.BasicProperties]], capacity: int, full_message: str
+        self, queue: str, bodies: list[bytes], properties: pika.BasicProperties, capacity: int, full_message: str
     ) -> None:
         """Queue every one of `messages` on `queue`, or none if they do not all fit: `ChannelFull(full_message)`.
 
@@ -97,15 +97,15 @@ class Publisher:
         how many were queued. Within one process the lock rules that out.
         """
         with self.lock:
-            self.run(lambda channel: self._publish_many(channel, queue, messages, capacity, full_message))
+            self.run(lambda channel: self._publish_many(channel, queue, bodies, properties, capacity, full_message))
 
-    def _publish_many(self, channel, queue, messages, capacity, full_message) -> None:
+    def _publish_many(self, channel, queue, bodies, properties, capacity, full_message) -> None:
         waiting = self.declarer.declare(channel, queue)
-        if waiting + len(messages) > capacity:
-            raise ChannelFull(f"{full_message}: {waiting} waiting, {len(messages)} more do not fit")
-        refused, unroutable = self._pipelined.publish_all(queue, messages)
+        if waiting + len(bodies) > capacity:
+            raise ChannelFull(f"{full_message}: {waiting} waiting, {len(bodies)} more do not fit")
+        refused, unroutable = self._pipelined.publish_all(queue, bodies, properties)
         if refused or unroutable:
-            queued = len(messages) - refused - unroutable
+            queued = len(bodies) - refused - unroutable
             raise ChannelFull(f"{full_message}: another sender filled it during this batch; {queued} were queued")
 
     def run(self, work: Callable):
