@@ -75,6 +75,20 @@ class Bells:
             except posix_ipc.BusyError:
                 return bell
 
+    def forget(self, queue: str) -> None:
+        """Drop this thread's registration on `queue` (a used-up single-reader channel), and its directory."""
+        registered = getattr(self._local, "registered", None)
+        bell = getattr(self._local, "bell", None)
+        if not registered or queue not in registered or bell is None:
+            return
+        registered.discard(queue)
+        path = os.path.join(self.wdir, queue)
+        _unlink(os.path.join(path, bell.name.lstrip("/")))
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass  # another waiter is registered, or it is gone already
+
     @staticmethod
     def wait(bell: posix_ipc.Semaphore, timeout: float) -> None:
         try:

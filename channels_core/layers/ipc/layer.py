@@ -41,22 +41,16 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
-import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
-
-import posix_ipc
 
 from .. import names
 from ..base import BaseChannelLayer
 from ..capacity import Rule
+from .cleanup import PREFIX_RE, flush_prefix, root_of, shared_objects, sweep_dead
 from .doorbell import Bells
 from .groups import Groups
 from .queues import Queues, tmpfs_counts_entries
-
-SHM_DIR = "/dev/shm"
-_PREFIX_RE = re.compile(r"[A-Za-z0-9_\-]{1,64}")
 
 
 class IPCChannelLayer(BaseChannelLayer):
@@ -87,7 +81,7 @@ class IPCChannelLayer(BaseChannelLayer):
         symmetric_encryption_keys=None,
     ) -> None:
         super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
-        if not isinstance(prefix, str) or not _PREFIX_RE.fullmatch(prefix):
+        if not isinstance(prefix, str) or not PREFIX_RE.fullmatch(prefix):
             raise ValueError(f"prefix must be 1 to 64 of A-Z a-z 0-9 _ -, not {prefix!r}")
         if channel_memory < 1024 * 1024 + 1024:
             raise ValueError(f"channel_memory must hold at least one 1 MiB message, not {channel_memory!r}")
@@ -97,8 +91,9 @@ class IPCChannelLayer(BaseChannelLayer):
         self.channel_memory = channel_memory
         self.group_memory = group_memory
         self.blocking_timeout = blocking_timeout
-        self.root = os.path.join(SHM_DIR, f"{prefix}.ipc")
+        self.root = root_of(prefix)
         os.makedirs(self.root, exist_ok=True)
+        sweep_dead(prefix)
         self._queues = Queues(self.root, tmpfs_counts_entries(self.root))
         self._queues.ensure()
         self._bells = Bells(self.root, prefix)
@@ -171,8 +166,13 @@ class IPCChannelLayer(BaseChannelLayer):
         start = next(self._turn) % len(queues)
         out: list[tuple[str, dict]] = []
         for queue in queues[start:] + queues[:start]:
-            for entry, data in self._queues.take(queue, max_messages - len(out)):
+            taken = self._queues.take(queue, max_messages - len(out))
+            for entry, data in taken:
                 out.append((entry.channel, self.serializer.loads(data)))
+            if taken and "?" in queue:
+                # A single-reader channel is mostly used once: do not leave its directory behind.
+                self._queues.remove_if_empty(queue)
+                self._bells.forget(queue)
             if len(out) >= max_messages:
                 break
         return out
@@ -233,44 +233,4 @@ class IPCChannelLayer(BaseChannelLayer):
         return f"<IPCChannelLayer prefix={self.prefix!r} expiry={self.expiry} capacity={self.capacity}>"
 
 
-def shared_objects(prefix: str) -> list[str]:
-    """The paths under /dev/shm that belong to the layer of `prefix` (its directory and semaphores)."""
-    found = []
-    try:
-        listing = os.listdir(SHM_DIR)
-    except FileNotFoundError:
-        return found
-    for name in listing:
-        if name == f"{prefix}.ipc" or name.startswith((f"{prefix}.ipc.flushing.", f"sem.{prefix}.bell.")):
-            found.append(os.path.join(SHM_DIR, name))
-    return sorted(found)
-
-
-def flush_prefix(prefix: str) -> list[str]:
-    """Remove every shared object of `prefix` from /dev/shm; returns what was there.
-
-    Safe while processes use the layer: they lose what was queued, and
-    recreate their directories and bells at their next call.
-    """
-    if not _PREFIX_RE.fullmatch(prefix):
-        raise ValueError(f"not a layer prefix: {prefix!r}")
-    found = shared_objects(prefix)
-    root = os.path.join(SHM_DIR, f"{prefix}.ipc")
-    # Rename first, then delete: others never see a half-deleted tree under the live name.
-    doomed = f"{root}.flushing.{os.getpid()}.{time.monotonic_ns()}"
-    try:
-        os.rename(root, doomed)
-    except FileNotFoundError:
-        pass
-    else:
-        shutil.rmtree(doomed, ignore_errors=True)
-    for path in found:
-        name = os.path.basename(path)
-        if name.startswith("sem."):
-            try:
-                posix_ipc.unlink_semaphore("/" + name[len("sem.") :])
-            except posix_ipc.ExistentialError:
-                pass
-        elif ".flushing." in name:
-            shutil.rmtree(path, ignore_errors=True)
-    return found
+__all__ = ["IPCChannelLayer", "flush_prefix", "shared_objects", "sweep_dead"]

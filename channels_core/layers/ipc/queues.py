@@ -114,9 +114,7 @@ class Queues:
         """Messages in `queue` (expired unread ones included until someone removes them)."""
         path = os.path.join(self.qdir, queue)
         try:
-            if self._counts_by_size:
-                return (os.stat(path).st_size - EMPTY_DIR_SIZE) // DIRENT_SIZE
-            return len(os.listdir(path))
+            return self._count(os.stat(path), path)
         except FileNotFoundError:
             return 0
 
@@ -167,14 +165,9 @@ class Queues:
         `capacity` unexpired messages, or more than `memory` bytes of them.
         """
         path = os.path.join(self.qdir, queue)
+        fd = self._lock_queue(path)
         try:
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        except FileNotFoundError:
-            os.makedirs(path, exist_ok=True)
-            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            count = self.length(queue)
+            count = self._count(os.fstat(fd), path)
             size = sum(item[2] for item in items)
             if count + len(items) > capacity or not self._fits_memory(queue, count + len(items) - 1, size, memory):
                 live = self.expire(queue)
@@ -190,11 +183,48 @@ class Queues:
                 try:
                     os.rename(tmp_path, os.path.join(path, f"{sent_ns:020d},{deadline_ms},{size},{unique},{channel}"))
                 except FileNotFoundError:
-                    # flush removed the queue (or tmp/) between our steps: the message goes with it.
+                    # flush removed tmp/ between our steps: the message goes with it.
                     _unlink(tmp_path)
             return True
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _lock_queue(path: str) -> int:
+        """An fd of the queue directory at `path` (created if missing), holding its flock."""
+        for _ in range(100):
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+            except FileNotFoundError:
+                os.makedirs(path, exist_ok=True)
+                continue
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink > 0:
+                return fd
+            os.close(fd)  # removed (emptied '?' queue, or flush) while we waited for the lock: again
+        raise OSError(f"queue directory {path} keeps disappearing")
+
+    def _count(self, st: os.stat_result, path: str) -> int:
+        if self._counts_by_size:
+            return (st.st_size - EMPTY_DIR_SIZE) // DIRENT_SIZE
+        return len(os.listdir(path))
+
+    def remove_if_empty(self, queue: str) -> None:
+        """Remove `queue`'s directory if it holds no message (for used-up single-reader channels)."""
+        path = os.path.join(self.qdir, queue)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        except FileNotFoundError:
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink > 0 and self._count(os.fstat(fd), path) == 0:
+                os.rmdir(path)  # senders take this lock before renaming in, so it is still empty
+        except (FileNotFoundError, OSError):
+            pass
+        finally:
+            os.close(fd)
+        self._pending.pop(queue, None)
 
     def _fits_memory(self, queue: str, count: int, size: int, memory: int) -> bool:
         """Whether `size` more bytes surely fit, without listing the queue when that can be avoided.

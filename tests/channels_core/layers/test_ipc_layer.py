@@ -270,3 +270,34 @@ def test_prefix_is_checked():
     for bad in ("", "a/b", "a.b", "x" * 65):
         with pytest.raises(ValueError):
             IPCChannelLayer(prefix=bad)
+
+
+def _die_waiting(prefix: str) -> None:
+    """Leave a bell, its registration and a half-sent message behind, then die without closing."""
+    layer = IPCChannelLayer(prefix=prefix, blocking_timeout=0.05)
+    layer.receive(["dead.q"], block=True)
+    layer._queues.write_tmp(b"half-sent")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_what_a_dead_process_left_is_swept_and_a_used_single_reader_channel_leaves_nothing(prefix):
+    dead = FORK.Process(target=_die_waiting, args=(prefix,), daemon=True)
+    dead.start()
+    dead.join(5)
+    assert dead.exitcode == -signal.SIGKILL
+    bells = [p for p in shared_objects(prefix) if "/sem." in p]
+    assert len(bells) == 1 and f".bell.{dead.pid}." in bells[0]
+    root = os.path.join("/dev/shm", f"{prefix}.ipc")
+    assert len(os.listdir(os.path.join(root, "t"))) == 1
+    layer = IPCChannelLayer(prefix=prefix)  # a new user sweeps at start
+    assert [p for p in shared_objects(prefix) if "/sem." in p] == []
+    assert os.listdir(os.path.join(root, "t")) == []
+    assert os.listdir(os.path.join(root, "w")) == []
+    # A sender can still ring the queue the dead process waited on.
+    layer.send("dead.q", {"ok": 1})
+    assert layer.receive(["dead.q"]) == ("dead.q", {"ok": 1})
+    reply = layer.new_channel("once?")
+    layer.send(reply, {"n": 1})
+    assert layer.receive([reply]) == (reply, {"n": 1})
+    assert reply not in os.listdir(os.path.join(root, "q"))
+    layer.close()
