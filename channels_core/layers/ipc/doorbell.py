@@ -55,20 +55,23 @@ class Bells:
         bell = self._bell()
         filename = bell.name.lstrip("/")
         registered: set[str] = self._local.registered
-        missing = [q for q in queues if q not in registered or not os.path.exists(os.path.join(self.wdir, q, filename))]
+        # One stat tells whether a flush replaced the registrations since this thread made them.
+        if _inode(self.wdir) != getattr(self._local, "winode", None):
+            registered.clear()
+        missing = [q for q in queues if q not in registered]
         if missing:
-            if registered and not _bell_exists(bell.name):
+            if not registered and not _bell_exists(bell.name):
                 # flush removed every registration and bell: open a fresh bell under the same name.
                 bell.close()
                 self._local.bell = None
                 bell = self._bell()
                 registered = self._local.registered
-                missing = list(queues)
             for queue in missing:
                 path = os.path.join(self.wdir, queue)
                 os.makedirs(path, exist_ok=True)
                 open(os.path.join(path, filename), "wb").close()
                 registered.add(queue)
+            self._local.winode = _inode(self.wdir)
         while True:
             try:
                 bell.acquire(0)
@@ -163,6 +166,13 @@ def _dead(bell_filename: str) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _inode(path: str) -> int | None:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return None
 
 
 def _bell_exists(name: str) -> bool:

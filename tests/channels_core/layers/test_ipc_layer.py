@@ -301,3 +301,29 @@ def test_what_a_dead_process_left_is_swept_and_a_used_single_reader_channel_leav
     assert layer.receive([reply]) == (reply, {"n": 1})
     assert reply not in os.listdir(os.path.join(root, "q"))
     layer.close()
+
+
+def test_a_receiver_that_waited_before_a_flush_is_still_woken_after_it(prefix):
+    import threading
+
+    layer = IPCChannelLayer(prefix=prefix, blocking_timeout=0.1)
+    assert layer.receive(["fw.q"], block=True) == (None, None)  # registered and waited once
+    layer.flush()  # removes its registration and its bell
+    waiting = IPCChannelLayer(prefix=prefix, blocking_timeout=10)
+    got = {}
+    thread = threading.Thread(target=lambda: got.update(r=waiting.receive(["fw.q"], block=True)))
+    thread.start()
+    time.sleep(0.2)
+    started = time.monotonic()
+    layer.send("fw.q", {"after": "flush"})
+    thread.join(5)
+    assert got["r"] == ("fw.q", {"after": "flush"}) and time.monotonic() - started < 1
+    # And this thread, which waited before the flush (so the flush removed its bell), is woken too.
+    timer = threading.Timer(0.2, waiting.send, ("fw.q", {"again": 1}))
+    started = time.monotonic()
+    timer.start()
+    assert layer.receive_batch(["fw.q"], 1, True, 10) == [("fw.q", {"again": 1})]
+    assert time.monotonic() - started < 1.2
+    timer.join()
+    waiting.close()
+    layer.close()
