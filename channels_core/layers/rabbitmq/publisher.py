@@ -80,9 +80,25 @@ class Publisher:
             except pexc.UnroutableError:
                 raise LayerConnectionError(f"RabbitMQ did not route to {queue!r} right after declaring it") from None
             except pexc.NackError:
-                raise ChannelFull(full_message) from None
+                self._refused(channel, queue, full_message)
         except pexc.NackError:
-            raise ChannelFull(full_message) from None
+            self._refused(channel, queue, full_message)
+
+    def _refused(self, channel, queue: str, full_message: str) -> None:
+        """The broker nacked a publish: `ChannelFull` if the queue is at its limit, else a broker in trouble.
+
+        A nack also comes from a broker that is shutting down (seen with
+        `rabbitmqctl stop_app` under traffic): calling that `ChannelFull`
+        would make an interface server answer 503 "busy" for an outage.
+        """
+        capacity = self.declarer.arguments_for(queue)["x-max-length"]
+        try:
+            waiting = channel.queue_declare(queue, passive=True).method.message_count
+        except CONNECTION_ERRORS as exc:
+            raise LayerConnectionError(f"RabbitMQ refused a message to {queue!r} and went away: {exc!r}") from exc
+        if waiting >= capacity:
+            raise ChannelFull(full_message)
+        raise LayerConnectionError(f"RabbitMQ refused a message to {queue!r} with {waiting} of {capacity} waiting")
 
     def publish_many(
         self, queue: str, bodies: list[bytes], properties: pika.BasicProperties, capacity: int, full_message: str
