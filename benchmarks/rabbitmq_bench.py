@@ -1,0 +1,192 @@
+"""Benchmark RabbitMQChannelLayer against raw pika doing the minimum, on the same broker.
+
+    python benchmarks/rabbitmq_bench.py [--url URL] [--messages N] [--pings N]
+
+1. throughput: N 100-byte messages sent then received one at a time
+   (`send` + blocking `receive`), and in batches (`send_many` /
+   `receive_batch` of 1000), against raw pika publishing on a plain channel
+   (no confirms) and consuming with `auto_ack` (the floor: the broker's own
+   cost plus pika's) and against raw pika with publisher confirms and manual
+   acks one at a time (what the layer's guarantees cost at the least);
+2. cross-process latency: a ping-pong against an echo process, one-way =
+   round trip / 2, p50 and p99, layer vs raw pika (publish + consume with
+   `auto_ack`).
+
+Queues live under a prefix unique to the run, deleted at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import statistics
+import time
+import uuid
+
+import pika
+
+from channels_core.layers.rabbitmq import RabbitMQChannelLayer
+
+BODY = b"x" * 100
+
+
+def _raw_throughput(url: str, queue: str, n: int, confirms: bool) -> float:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.queue_declare(queue, arguments={"x-max-length": n + 10})
+    if confirms:
+        channel.confirm_delivery()
+    started = time.perf_counter()
+    for _ in range(n):
+        channel.basic_publish("", queue, BODY)
+    got = 0
+    if confirms:
+        channel.basic_qos(prefetch_count=1)
+    for method, _, _ in channel.consume(queue, auto_ack=not confirms):
+        if confirms:
+            channel.basic_ack(method.delivery_tag)
+        got += 1
+        if got == n:
+            break
+    channel.cancel()
+    elapsed = time.perf_counter() - started
+    channel.queue_delete(queue)
+    connection.close()
+    return n / elapsed
+
+
+def _layer_throughput(layer: RabbitMQChannelLayer, n: int, batch: int) -> float:
+    message = {"b": BODY[:88]}  # about 100 bytes once encoded
+    started = time.perf_counter()
+    if batch == 1:
+        for _ in range(n):
+            layer.send("bench.tp", message)
+        got = 0
+        while got < n:
+            if layer.receive(["bench.tp"], block=True)[0] is not None:
+                got += 1
+    else:
+        for _ in range(n // batch):
+            layer.send_many("bench.tp!", [message] * batch)
+        got = 0
+        while got < n:
+            got += len(layer.receive_batch(["bench.tp!"], batch, block=True))
+    return n / (time.perf_counter() - started)
+
+
+def _layer_echo(url: str, prefix: str, ready) -> None:
+    layer = RabbitMQChannelLayer(url, prefix=prefix, expiry=30)
+    ready.set()
+    while True:
+        channel, message = layer.receive(["bench.ping"], block=True)
+        if channel is None:
+            continue
+        if message.get("stop"):
+            break
+        layer.send(message["reply"], message)
+    layer.close()
+
+
+def _raw_echo(url: str, ping: str, pong: str, ready) -> None:
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.queue_declare(ping)
+    ready.set()
+    for _, _, body in channel.consume(ping, auto_ack=True):
+        if body == b"stop":
+            break
+        channel.basic_publish("", pong, body)
+    connection.close()
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float]:
+    samples = sorted(samples)
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+def _layer_latency(url: str, prefix: str, pings: int) -> list[float]:
+    ready = multiprocessing.Event()
+    echo = multiprocessing.Process(target=_layer_echo, args=(url, prefix, ready))
+    echo.start()
+    ready.wait(30)
+    layer = RabbitMQChannelLayer(url, prefix=prefix, expiry=30)
+    reply = layer.new_channel("bench.pong?")
+    samples = []
+    for i in range(pings + 20):
+        started = time.perf_counter()
+        layer.send("bench.ping", {"reply": reply, "i": i})
+        channel, _ = layer.receive([reply], block=True)
+        assert channel == reply
+        if i >= 20:  # warm-up: consumers created, queues declared
+            samples.append((time.perf_counter() - started) / 2)
+        time.sleep(0.001)
+    layer.send("bench.ping", {"stop": True})
+    echo.join(10)
+    layer.flush()
+    layer.close()
+    return samples
+
+
+def _raw_latency(url: str, prefix: str, pings: int) -> list[float]:
+    ping, pong = prefix + "raw.ping", prefix + "raw.pong"
+    ready = multiprocessing.Event()
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.queue_declare(pong)
+    echo = multiprocessing.Process(target=_raw_echo, args=(url, ping, pong, ready))
+    echo.start()
+    ready.wait(30)
+    samples = []
+    replies = channel.consume(pong, auto_ack=True)
+    for i in range(pings + 20):
+        started = time.perf_counter()
+        channel.basic_publish("", ping, BODY)
+        next(replies)
+        if i >= 20:
+            samples.append((time.perf_counter() - started) / 2)
+        time.sleep(0.001)
+    channel.cancel()
+    channel.basic_publish("", ping, b"stop")
+    echo.join(10)
+    channel.queue_delete(ping)
+    channel.queue_delete(pong)
+    connection.close()
+    return samples
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="amqp://guest:guest@127.0.0.1:5672/%2F")
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--pings", type=int, default=500)
+    args = parser.parse_args()
+    prefix = f"bench{uuid.uuid4().hex[:8]}:"
+    n = args.messages
+
+    raw_floor = _raw_throughput(args.url, prefix + "raw.tp", n, confirms=False)
+    raw_confirmed = _raw_throughput(args.url, prefix + "raw.tpc", n, confirms=True)
+    layer = RabbitMQChannelLayer(args.url, prefix=prefix, expiry=60, capacity=n + 10)
+    try:
+        ours = _layer_throughput(layer, n, 1)
+        ours_batch = _layer_throughput(layer, n, 1000)
+    finally:
+        layer.flush()
+        layer.close()
+    ours_p50, ours_p99 = _percentiles(_layer_latency(args.url, prefix, args.pings))
+    raw_p50, raw_p99 = _percentiles(_raw_latency(args.url, prefix, args.pings))
+
+    print(f"RabbitMQ layer vs raw pika, {n} messages of ~100 bytes, {args.pings} ping-pongs")
+    print(f"{'figure':58} {'ours':>12} {'raw':>12} {'ratio':>7}")
+    rows = [
+        ("throughput, send+receive one at a time (msg/s)", ours, raw_floor),
+        ("  vs raw with confirms and manual acks (msg/s)", ours, raw_confirmed),
+        ("throughput, send_many+receive_batch of 1000 (msg/s)", ours_batch, raw_floor),
+        ("cross-process one-way p50 (ms)", ours_p50 * 1000, raw_p50 * 1000),
+        ("cross-process one-way p99 (ms)", ours_p99 * 1000, raw_p99 * 1000),
+    ]
+    for name, mine, raw in rows:
+        print(f"{name:58} {mine:12.2f} {raw:12.2f} {mine / raw:7.2f}")
+
+
+if __name__ == "__main__":
+    main()
