@@ -20,7 +20,10 @@ from __future__ import annotations
 import os
 import threading
 
-import posix_ipc
+try:
+    import posix_ipc
+except ImportError:  # IPCChannelLayer says what to install; importing the package must not fail
+    posix_ipc = None
 
 STALE_VALUE = 64
 

@@ -48,7 +48,7 @@ from .. import names
 from ..base import BaseChannelLayer
 from ..capacity import Rule
 from .cleanup import PREFIX_RE, flush_prefix, root_of, shared_objects, sweep_dead
-from .doorbell import Bells
+from .doorbell import Bells, posix_ipc
 from .groups import Groups
 from .queues import Queues, tmpfs_counts_entries
 
@@ -80,6 +80,8 @@ class IPCChannelLayer(BaseChannelLayer):
         blocking_timeout: float = 5,
         symmetric_encryption_keys=None,
     ) -> None:
+        if posix_ipc is None:
+            raise ImportError("IPCChannelLayer needs the 'posix_ipc' package: pip install 'channels-core[ipc]'")
         super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
         if not isinstance(prefix, str) or not PREFIX_RE.fullmatch(prefix):
             raise ValueError(f"prefix must be 1 to 64 of A-Z a-z 0-9 _ -, not {prefix!r}")

@@ -327,3 +327,11 @@ def test_a_receiver_that_waited_before_a_flush_is_still_woken_after_it(prefix):
     timer.join()
     waiting.close()
     layer.close()
+
+
+def test_without_posix_ipc_the_layer_says_what_to_install(monkeypatch):
+    import channels_core.layers.ipc.layer as layer_module
+
+    monkeypatch.setattr(layer_module, "posix_ipc", None)
+    with pytest.raises(ImportError, match=r"channels-core\[ipc\]"):
+        IPCChannelLayer(prefix="unused")
