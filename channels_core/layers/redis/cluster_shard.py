@@ -137,20 +137,15 @@ class BucketShard(Shard):
         if isinstance(exc, (rexc.AskError, rexc.TryAgainError)):
             # A reshard moving this slot: not an outage, nothing to log.
             return LayerConnectionError(f"Redis Cluster slot {self.slot} is moving ({exc}); retrying")
-        self.clock_offset_ms = None
-        with self._cond:
-            first = self._down_since is None
-            if first:
-                self._down_since = time.monotonic()
-        if first:
-            self.cluster.bucket_down(self.slot, exc)
+        super().failed(exc)
         return LayerConnectionError(f"Redis Cluster {self.cluster.label}: slot {self.slot} is unreachable: {exc}")
 
-    def succeeded(self) -> None:
-        with self._cond:
-            since, self._down_since = self._down_since, None
-        if since is not None:
-            self.cluster.bucket_up(self.slot)
+    # Outages are logged once per cluster, not once per bucket.
+    def log_down(self, exc: BaseException) -> None:
+        self.cluster.bucket_down(self.slot, exc)
+
+    def log_up(self, down_for: float) -> None:
+        self.cluster.bucket_up(self.slot)
 
     # -- commands follow redirections --------------------------------------------------
 

@@ -180,8 +180,16 @@ class Shard:
             if first:
                 self._down_since = time.monotonic()
         if first:
-            logger.warning("Redis at %s is unreachable (%s); retrying", self.label, exc)
+            self.log_down(exc)
         return LayerConnectionError(f"Redis at {self.label} is unreachable: {exc}")
+
+    def log_down(self, exc: BaseException) -> None:
+        """Say an outage began (once per outage)."""
+        logger.warning("Redis at %s is unreachable (%s); retrying", self.label, exc)
+
+    def log_up(self, down_for: float) -> None:
+        """Say the outage is over, after `down_for` seconds."""
+        logger.warning("Redis at %s is reachable again after %.1fs", self.label, down_for)
 
     def acl_refused(self, exc: BaseException) -> AclRefused:
         """The error for a command the server's ACL refuses (NOPERM): a key outside the prefix, a missing command."""
@@ -233,7 +241,7 @@ class Shard:
         with self._cond:
             since, self._down_since = self._down_since, None
         if since is not None:
-            logger.warning("Redis at %s is reachable again after %.1fs", self.label, time.monotonic() - since)
+            self.log_up(time.monotonic() - since)
 
     # -- commands ----------------------------------------------------------------
 
