@@ -39,6 +39,7 @@ and three calls per message. No process other than the users of the layer.
 
 from __future__ import annotations
 
+import fcntl
 import itertools
 import os
 import time
@@ -51,6 +52,9 @@ from .cleanup import PREFIX_RE, flush_prefix, root_of, shared_objects, sweep_dea
 from .doorbell import Bells, posix_ipc
 from .groups import Groups
 from .queues import Queues, tmpfs_counts_entries
+
+SWEEP_INTERVAL = 60.0
+"""Seconds between sweeps of expired messages in queues nobody reads (see `IPCChannelLayer.sweep`)."""
 
 
 class IPCChannelLayer(BaseChannelLayer):
@@ -102,6 +106,7 @@ class IPCChannelLayer(BaseChannelLayer):
         self._groups = Groups(self.root, self._queues.tmp_path, group_expiry, group_memory)
         self._turn = itertools.count()
         self._closed = False
+        self._next_sweep = time.monotonic() + min(SWEEP_INTERVAL, self.expiry)
 
     # -- sending -------------------------------------------------------------------
 
@@ -119,6 +124,8 @@ class IPCChannelLayer(BaseChannelLayer):
             raise self.ChannelFull(f"Channel {channel!r} is full")
 
     def _put(self, channel: str, payloads: list[bytes]) -> bool:
+        if time.monotonic() >= self._next_sweep:
+            self.sweep()
         queue = names.list_name(channel)
         items = [(channel, self._queues.write_tmp(payload), len(payload)) for payload in payloads]
         if not self._queues.put(queue, items, self.expiry, self.get_capacity(channel), self.channel_memory):
@@ -219,6 +226,43 @@ class IPCChannelLayer(BaseChannelLayer):
         for channel in members:
             if channel not in evicted:
                 self._put(channel, [payload])
+
+    # -- housekeeping --------------------------------------------------------------
+
+    def sweep(self) -> None:
+        """Remove expired messages nobody will read, if no other process did so in the last interval.
+
+        Runs from `send` every `SWEEP_INTERVAL` seconds (or `expiry`, if
+        shorter) per process; one process at a time sweeps (an `flock`
+        taken without waiting), and a sweep newer than the interval, by any
+        process, stands (the lock file's mtime says when).
+        """
+        interval = min(SWEEP_INTERVAL, self.expiry)
+        self._next_sweep = time.monotonic() + interval
+        path = os.path.join(self.root, "sweep")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            return  # flushed: nothing to sweep
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return  # another process is sweeping
+        try:
+            stat = os.fstat(fd)
+            if stat.st_size and time.time() - stat.st_mtime < interval * 0.9:
+                return  # swept recently (an empty file was just created: never swept)
+            os.pwrite(fd, b"1", 0)  # sets the mtime
+            expired = self._queues.sweep()
+            if expired:
+                # Their messages are gone now, so send_group can no longer see them expire: evict here.
+                for group in self._groups.names():
+                    stale = expired & self._groups.read(group).keys()
+                    if stale:
+                        self._groups.change(group, discard=stale)
+        finally:
+            os.close(fd)
 
     # -- flush and close -----------------------------------------------------------
 

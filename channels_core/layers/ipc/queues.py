@@ -259,6 +259,26 @@ class Queues:
 
     # -- receiving ---------------------------------------------------------------
 
+    def sweep(self) -> set[str]:
+        """Remove the expired messages of every queue, and the directories of empty single-reader queues.
+
+        Readers drop an expired message they meet and senders sweep a full
+        queue, but a queue nobody reads or sends to again (the reply channel
+        of a client that left) would keep its files for ever without this.
+        Returns the channels whose messages expired unread (for group eviction).
+        """
+        expired: set[str] = set()
+        try:
+            queues = os.listdir(self.qdir)
+        except FileNotFoundError:
+            return expired
+        for queue in queues:
+            if self.length(queue) > 0:
+                self.expire(queue, expired)
+            if "?" in queue and self.length(queue) == 0:
+                self.remove_if_empty(queue)
+        return expired
+
     def take(self, queue: str, max_messages: int = 1) -> list[tuple[Entry, bytes]]:
         """Claim and read up to `max_messages` of the oldest unexpired messages of `queue`, oldest first.
 

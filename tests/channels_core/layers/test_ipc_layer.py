@@ -335,3 +335,21 @@ def test_without_posix_ipc_the_layer_says_what_to_install(monkeypatch):
     monkeypatch.setattr(layer_module, "posix_ipc", None)
     with pytest.raises(ImportError, match=r"channels-core\[ipc\]"):
         IPCChannelLayer(prefix="unused")
+
+
+def test_expired_messages_nobody_reads_are_swept_and_their_channels_leave_groups(prefix):
+    layer = IPCChannelLayer(prefix=prefix, expiry=0.3)
+    abandoned = layer.new_channel("gone.reply?")
+    layer.group_add("sw.g", abandoned)
+    layer.group_add("sw.g", "sw.alive")
+    layer.send(abandoned, {"never": "read"})
+    layer.send("sw.plain", {"never": "read"})
+    queues = os.path.join(layer.root, "q")
+    assert set(os.listdir(queues)) == {abandoned, "sw.plain"}
+    time.sleep(0.4)
+    layer.send("sw.alive", {"fresh": 1})  # a send past the interval sweeps
+    assert set(os.listdir(queues)) == {"sw.alive", "sw.plain"}
+    assert os.listdir(os.path.join(queues, "sw.plain")) == []
+    assert layer.group_channels("sw.g") == ["sw.alive"]
+    assert layer.receive(["sw.alive"]) == ("sw.alive", {"fresh": 1})
+    layer.close()
