@@ -107,6 +107,8 @@ class Page:
         return out
 
     def screenshot(self, path: str | Path) -> Path:
+        # A background tab renders no frame: the capture would wait until the call's timeout.
+        self.call("Page.bringToFront")
         data = self.call("Page.captureScreenshot", format="png")["data"]
         path = Path(path)
         path.write_bytes(base64.b64decode(data))
