@@ -148,8 +148,10 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         while True:
             remaining = deadline - time.monotonic()
             try:
-                wait = max(remaining, _CALL_TIMEOUT) if block else _CALL_TIMEOUT
-                got = self._receiver.take(queues, max_messages, not block, wait)
+                if block:
+                    got = self._receiver.take_waiting(queues, max_messages, deadline, max(remaining, _CALL_TIMEOUT))
+                else:
+                    got = self._receiver.take(queues, max_messages, True, _CALL_TIMEOUT)
             except LayerConnectionError:
                 if not block or remaining <= 0:
                     if block:
@@ -163,7 +165,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
                     messages.append((channel, self.serializer.loads(body)))
                 except UndecodableMessage as exc:
                     logger.warning("Dropped an undecodable message on %r: %s", channel, exc)
-            if messages or not block or not self._receiver.wait(queues, deadline):
+            if messages or not block or time.monotonic() >= deadline:
                 return messages
 
     # -- flush -------------------------------------------------------------------

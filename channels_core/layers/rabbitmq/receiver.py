@@ -85,6 +85,7 @@ class Receiver:
         self._queue_of: dict[str, str] = {}  # consumer tag -> queue
         self._wanted: dict[str, float] = {}  # queue -> when a receive last asked for it (monotonic)
         self._qos = 0
+        self._waiters: list[_Waiter] = []  # blocked receives, oldest first (changed under _cond)
         self._closed = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -103,23 +104,35 @@ class Receiver:
         """
         return self._call(lambda: self._take(list(queues), max_messages, sync), timeout)
 
-    def wait(self, queues: Sequence[str], deadline: float) -> bool:
-        """Sleep until one of `queues` has a buffered delivery or `deadline` (monotonic) passes; True if one has."""
-        with self._cond:
-            while not self._closed:
-                if any(self._buffers.get(q) for q in queues):
-                    return True
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return False
+    def take_waiting(
+        self, queues: Sequence[str], max_messages: int, deadline: float, timeout: float
+    ) -> list[tuple[str, bytes, float]]:
+        """Like `take`, but waits until `deadline` (monotonic) for the first message; maybe none.
+
+        A waiting caller is served by the I/O thread itself as soon as a
+        delivery arrives (popped, acked and confirmed there), which saves
+        two thread hand-offs per message over waking the caller to ask.
+        """
+        waiter = _Waiter(list(queues), max_messages)
+        got = self._call(lambda: self._take_or_register(waiter), timeout)
+        if got is not None:
+            return got
+        if not waiter.event.wait(max(0.0, deadline - time.monotonic())):
+            with self._cond:
+                if waiter.state == "waiting":
+                    waiter.state = "cancelled"
+                    return []
+            waiter.event.wait()  # claimed: its ack is being confirmed, one round trip (or a lost connection) away
+        return waiter.result
 
     def close(self) -> None:
         """Stop the I/O thread; the broker puts every buffered, untaken message back in its queue."""
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+            waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.event.set()
         self._wake()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(10)
@@ -135,8 +148,11 @@ class Receiver:
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
-            future.cancel()
-            raise LayerConnectionError("RabbitMQ did not answer in time") from None
+            if future.cancel():
+                raise LayerConnectionError("RabbitMQ did not answer in time") from None
+        # Already running: it may have taken messages, so its result must not be dropped; it ends
+        # within a round trip (or with the connection).
+        return future.result()
 
     def _wake(self) -> None:
         with self._cond:
@@ -187,7 +203,9 @@ class Receiver:
         last_housekeeping = now
         while not self._closed:
             self._run_jobs()
+            self._serve_waiters()
             connection.process_data_events(time_limit=1.0)
+            self._serve_waiters()
             if time.monotonic() - last_housekeeping >= 1.0:
                 self._housekeeping()
                 last_housekeeping = time.monotonic()
@@ -308,22 +326,72 @@ class Receiver:
         return name or queue[len(self.prefix) :], sent / 1_000_000 if sent else time.time()
 
     def _pop(self, queues: list[str], max_messages: int):
+        with self._cond:
+            return self._pop_locked(queues, max_messages)
+
+    def _pop_locked(self, queues: list[str], max_messages: int):
+        """Buffered deliveries of `queues` (expired ones only acked): `(got, delivery tags to ack)`."""
         order = list(queues)
         random.shuffle(order)  # a busy channel must not starve a quiet one
         got: list[tuple[str, bytes, float]] = []
         acks: list[int] = []
         cutoff = time.time() - self.expiry
-        with self._cond:
-            for queue in order:
-                buffer = self._buffers.get(queue)
-                while buffer and len(got) < max_messages:
-                    tag, channel_name, body, sent = buffer.popleft()
-                    acks.append(tag)
-                    if sent >= cutoff:
-                        got.append((channel_name, body, sent))
-                if len(got) >= max_messages:
-                    break
+        for queue in order:
+            buffer = self._buffers.get(queue)
+            while buffer and len(got) < max_messages:
+                tag, channel_name, body, sent = buffer.popleft()
+                acks.append(tag)
+                if sent >= cutoff:
+                    got.append((channel_name, body, sent))
+            if len(got) >= max_messages:
+                break
         return got, acks
+
+    def _take_or_register(self, waiter: _Waiter) -> list[tuple[str, bytes, float]] | None:
+        got = self._take(waiter.queues, waiter.max_messages, False)
+        if got:
+            return got
+        with self._cond:
+            self._waiters.append(waiter)
+        return None
+
+    def _serve_waiters(self) -> None:
+        """Hand waiting receives what has arrived for them, acked and confirmed (see `take_waiting`)."""
+        if not self._waiters:
+            return
+        claimed: list[_Waiter] = []
+        acks: list[int] = []
+        now = time.monotonic()
+        with self._cond:
+            waiting = []
+            for waiter in self._waiters:
+                if waiter.state == "cancelled":
+                    continue
+                for queue in waiter.queues:
+                    self._wanted[queue] = now
+                got, tags = self._pop_locked(waiter.queues, waiter.max_messages)
+                acks += tags
+                if got:
+                    waiter.state, waiter.result = "claimed", got
+                    claimed.append(waiter)
+                else:
+                    waiting.append(waiter)
+            self._waiters = waiting
+        if not acks:
+            return
+        try:
+            for tag in acks:
+                self._channel.basic_ack(tag)
+            if claimed:
+                self._channel.basic_qos(prefetch_count=self._qos)  # the broker has handled the acks
+        except CONNECTION_ERRORS:
+            for waiter in claimed:
+                self.lost_in_flight += len(waiter.result)
+                waiter.result = []
+                waiter.event.set()
+            raise
+        for waiter in claimed:
+            waiter.event.set()
 
     def _on_message(self, channel, method, properties, body: bytes) -> None:
         queue = self._queue_of.get(method.consumer_tag)
@@ -368,3 +436,16 @@ class Receiver:
             for entry in held:
                 # Never taken: back to its place in the queue for another reader.
                 channel.basic_nack(entry[0], requeue=True)
+
+
+class _Waiter:
+    """A blocked receive: the I/O thread claims it (under the condition's lock) and fills `result`."""
+
+    __slots__ = ("queues", "max_messages", "state", "result", "event")
+
+    def __init__(self, queues: list[str], max_messages: int) -> None:
+        self.queues = queues
+        self.max_messages = max_messages
+        self.state = "waiting"  # then "claimed" by the I/O thread, or "cancelled" by the caller at its deadline
+        self.result: list[tuple[str, bytes, float]] = []
+        self.event = threading.Event()
