@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 try:
     import posix_ipc
@@ -26,6 +27,7 @@ except ImportError:  # IPCChannelLayer says what to install; importing the packa
     posix_ipc = None
 
 STALE_VALUE = 64
+MTIME_TRUST_NS = 50_000_000  # far above any file system timestamp granularity (tmpfs: a jiffy, 1 to 10 ms)
 
 
 class Bells:
@@ -38,6 +40,7 @@ class Bells:
         self._ringing: dict[tuple[str, int], posix_ipc.Semaphore] = {}
         self._lock = threading.Lock()
         self._mine: set[str] = set()
+        self._waiters: dict[str, tuple[int, list[tuple[str, int, str]]]] = {}
 
     def bell_name(self) -> str:
         return f"/{self.prefix}.bell.{os.getpid()}.{threading.get_native_id()}"
@@ -108,17 +111,35 @@ class Bells:
         """Post the bell of every thread registered on `queue`."""
         path = os.path.join(self.wdir, queue)
         try:
-            entries = list(os.scandir(path))
+            mtime = os.stat(path).st_mtime_ns
         except FileNotFoundError:
             return
-        for entry in entries:
-            key = (entry.name, entry.inode())
+        # The waiters change rarely: list them again only when the directory changed (one stat, not a listing).
+        cached = self._waiters.get(queue)
+        if cached is not None and cached[0] == mtime:
+            entries = cached[1]
+        else:
+            try:
+                entries = [(e.name, e.inode(), e.path) for e in os.scandir(path)]
+            except FileNotFoundError:
+                return
+            if len(self._waiters) > 10_000:
+                self._waiters.clear()
+            # Kept only when listed well after the last change: a change within the same clock tick of
+            # the file system's timestamps would leave the mtime as it was.
+            if time.time_ns() - mtime > MTIME_TRUST_NS:
+                self._waiters[queue] = (mtime, entries)
+            else:
+                self._waiters.pop(queue, None)
+        for name, inode, entry_path in entries:
+            key = (name, inode)
             bell = self._ringing.get(key)
             if bell is None:
                 try:
-                    bell = posix_ipc.Semaphore("/" + entry.name)
+                    bell = posix_ipc.Semaphore("/" + name)
                 except posix_ipc.ExistentialError:
-                    _unlink(entry.path)  # its bell is gone (flushed): so is the waiter
+                    _unlink(entry_path)  # its bell is gone (flushed): so is the waiter
+                    self._waiters.pop(queue, None)
                     continue
                 with self._lock:
                     if len(self._ringing) > 1000:
@@ -126,9 +147,10 @@ class Bells:
                             old.close()
                         self._ringing.clear()
                     self._ringing[key] = bell
-            if bell.value > STALE_VALUE and _dead(entry.name):
-                _unlink(entry.path)
-                _unlink_bell("/" + entry.name)
+            if bell.value > STALE_VALUE and _dead(name):
+                _unlink(entry_path)
+                _unlink_bell("/" + name)
+                self._waiters.pop(queue, None)
                 continue
             bell.release()
 

@@ -165,9 +165,9 @@ class Queues:
         `capacity` unexpired messages, or more than `memory` bytes of them.
         """
         path = os.path.join(self.qdir, queue)
-        fd = self._lock_queue(path)
+        fd, stat = self._lock_queue(path)
         try:
-            count = self._count(os.fstat(fd), path)
+            count = self._count(stat, path)
             size = sum(item[2] for item in items)
             if count + len(items) > capacity or not self._fits_memory(queue, count + len(items) - 1, size, memory):
                 live = self.expire(queue)
@@ -190,8 +190,8 @@ class Queues:
             os.close(fd)
 
     @staticmethod
-    def _lock_queue(path: str) -> int:
-        """An fd of the queue directory at `path` (created if missing), holding its flock."""
+    def _lock_queue(path: str) -> tuple[int, os.stat_result]:
+        """An fd of the queue directory at `path` (created if missing), holding its flock, and its stat."""
         for _ in range(100):
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -199,8 +199,9 @@ class Queues:
                 os.makedirs(path, exist_ok=True)
                 continue
             fcntl.flock(fd, fcntl.LOCK_EX)
-            if os.fstat(fd).st_nlink > 0:
-                return fd
+            stat = os.fstat(fd)
+            if stat.st_nlink > 0:
+                return fd, stat
             os.close(fd)  # removed (emptied '?' queue, or flush) while we waited for the lock: again
         raise OSError(f"queue directory {path} keeps disappearing")
 
@@ -286,8 +287,8 @@ class Queues:
         the same file, only one unlink succeeds, the other drops its copy.
         """
         got: list[tuple[Entry, bytes]] = []
-        if self.length(queue) <= 0:
-            self._pending.pop(queue, None)
+        # Names still listed from last time are tried without a stat (a stale one fails its open).
+        if not self._pending.get(queue) and self.length(queue) <= 0:
             return got
         base = os.path.join(self.qdir, queue)
         for _ in range(2):
