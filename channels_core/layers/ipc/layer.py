@@ -52,6 +52,7 @@ from .cleanup import PREFIX_RE, flush_prefix, root_of, shared_objects, sweep_dea
 from .doorbell import Bells, posix_ipc
 from .groups import Groups
 from .queues import Queues, tmpfs_counts_entries
+from .stats import GLOBAL, Stats
 
 SWEEP_INTERVAL = 60.0
 """Seconds between sweeps of expired messages in queues nobody reads (see `IPCChannelLayer.sweep`)."""
@@ -70,7 +71,7 @@ class IPCChannelLayer(BaseChannelLayer):
     returning `(None, None)`).
     """
 
-    extensions = ["groups", "flush", "batch"]
+    extensions = ["groups", "flush", "batch", "statistics"]
 
     def __init__(
         self,
@@ -104,6 +105,7 @@ class IPCChannelLayer(BaseChannelLayer):
         self._queues.ensure()
         self._bells = Bells(self.root, prefix)
         self._groups = Groups(self.root, self._queues.tmp_path, group_expiry, group_memory)
+        self._stats = Stats(self.root, self._queues.tmp_path)
         self._turn = itertools.count()
         self._closed = False
         self._next_sweep = time.monotonic() + min(SWEEP_INTERVAL, self.expiry)
@@ -129,7 +131,9 @@ class IPCChannelLayer(BaseChannelLayer):
         queue = names.list_name(channel)
         items = [(channel, self._queues.write_tmp(payload), len(payload)) for payload in payloads]
         if not self._queues.put(queue, items, self.expiry, self.get_capacity(channel), self.channel_memory):
+            self._stats.count(queue, full=1)
             return False
+        self._stats.count(queue, messages=len(items))
         self._bells.ring(queue)
         return True
 
@@ -227,6 +231,27 @@ class IPCChannelLayer(BaseChannelLayer):
             if channel not in evicted:
                 self._put(channel, [payload])
 
+    # -- statistics ------------------------------------------------------------------
+
+    def global_statistics(self) -> dict[str, int]:
+        """`messages_count` and `channel_full_count` over every process (others' up to 1 s late)."""
+        messages, full = self._stats.totals(GLOBAL)
+        return {"messages_count": messages, "channel_full_count": full}
+
+    def channel_statistics(self, channel: str) -> dict[str, float]:
+        """The counters of `channel`'s queue plus `messages_pending` and `messages_max_age` (seconds)."""
+        names.validate_channel_name(channel)
+        queue = names.list_name(channel)
+        messages, full = self._stats.totals(queue)
+        now_ns = time.time_ns()
+        live = [e for e in self._queues.entries(queue) if e.deadline_ms > now_ns // 1_000_000]
+        return {
+            "messages_count": messages,
+            "channel_full_count": full,
+            "messages_pending": len(live),
+            "messages_max_age": max(0.0, (now_ns - live[0].sent_ns) / 1e9) if live else 0,
+        }
+
     # -- housekeeping --------------------------------------------------------------
 
     def sweep(self) -> None:
@@ -269,10 +294,12 @@ class IPCChannelLayer(BaseChannelLayer):
     def flush(self) -> None:
         """Remove every queue, group, registration and bell of this prefix from /dev/shm."""
         flush_prefix(self.prefix)
+        self._stats.forget()
 
     def close(self) -> None:
         """Remove this process's bells (waking its blocked receives); the layer is unusable after."""
         self._closed = True
+        self._stats.publish()
         self._bells.close()
 
     def __repr__(self) -> str:

@@ -353,3 +353,28 @@ def test_expired_messages_nobody_reads_are_swept_and_their_channels_leave_groups
     assert layer.group_channels("sw.g") == ["sw.alive"]
     assert layer.receive(["sw.alive"]) == ("sw.alive", {"fresh": 1})
     layer.close()
+
+
+def _send_three(prefix: str) -> None:
+    layer = IPCChannelLayer(prefix=prefix, capacity=3)
+    for _ in range(4):
+        try:
+            layer.send("st.x", {})
+        except ChannelFull:
+            pass
+    layer.close()  # publishes its counts
+
+
+def test_statistics_add_up_the_counts_of_every_process(prefix):
+    layer = IPCChannelLayer(prefix=prefix, capacity=3)
+    layer.send("st.y", {})
+    child = FORK.Process(target=_send_three, args=(prefix,))
+    child.start()
+    child.join(10)
+    assert child.exitcode == 0
+    assert layer.global_statistics() == {"messages_count": 4, "channel_full_count": 1}
+    stats = layer.channel_statistics("st.x")
+    assert (stats["messages_count"], stats["channel_full_count"], stats["messages_pending"]) == (3, 1, 3)
+    layer.flush()
+    assert layer.global_statistics() == {"messages_count": 0, "channel_full_count": 0}
+    layer.close()
