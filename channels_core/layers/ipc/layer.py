@@ -42,6 +42,7 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -71,7 +72,7 @@ class IPCChannelLayer(BaseChannelLayer):
     returning `(None, None)`).
     """
 
-    extensions = ["groups", "flush", "batch", "statistics"]
+    extensions = ["groups", "flush", "batch", "statistics", "inspection", "queue_wait"]
 
     def __init__(
         self,
@@ -108,6 +109,7 @@ class IPCChannelLayer(BaseChannelLayer):
         self._stats = Stats(self.root, self._queues.tmp_path)
         self._turn = itertools.count()
         self._closed = False
+        self._local = threading.local()
         self._next_sweep = time.monotonic() + min(SWEEP_INTERVAL, self.expiry)
 
     # -- sending -------------------------------------------------------------------
@@ -178,17 +180,25 @@ class IPCChannelLayer(BaseChannelLayer):
         # Start at a different queue each call, so one busy channel cannot starve the others.
         start = next(self._turn) % len(queues)
         out: list[tuple[str, dict]] = []
+        waits: list[float] = []
         for queue in queues[start:] + queues[:start]:
             taken = self._queues.take(queue, max_messages - len(out))
+            now_ns = time.time_ns()
             for entry, data in taken:
                 out.append((entry.channel, self.serializer.loads(data)))
+                waits.append(max(0.0, (now_ns - entry.sent_ns) / 1e9))
             if taken and "?" in queue:
                 # A single-reader channel is mostly used once: do not leave its directory behind.
                 self._queues.remove_if_empty(queue)
                 self._bells.forget(queue)
             if len(out) >= max_messages:
                 break
+        self._local.waits = waits
         return out
+
+    def last_queue_waits(self) -> list[float]:
+        """Seconds each message of this thread's last receive waited, from its send (the machine's clock)."""
+        return list(getattr(self._local, "waits", []))
 
     # -- groups --------------------------------------------------------------------
 
@@ -251,6 +261,41 @@ class IPCChannelLayer(BaseChannelLayer):
             "messages_pending": len(live),
             "messages_max_age": max(0.0, (now_ns - live[0].sent_ns) / 1e9) if live else 0,
         }
+
+    # -- inspection (read-only) -------------------------------------------------------
+
+    def inspect_queues(self, limit: int = 1000) -> list[dict]:
+        """The non-empty queues, fullest first, at most `limit` (expired messages do not count).
+
+        Lists every queue directory: costs in proportion to the queues and their messages.
+        """
+        now_ns = time.time_ns()
+        out = []
+        for queue in self._queues.names():
+            if self._queues.length(queue) <= 0:
+                continue
+            live = [e for e in self._queues.entries(queue) if e.deadline_ms > now_ns // 1_000_000]
+            if live:
+                out.append(
+                    {
+                        "channel": queue,
+                        "pending": len(live),
+                        "oldest_age": max(0.0, (now_ns - live[0].sent_ns) / 1e9),
+                        "capacity": self.get_capacity(queue),
+                    }
+                )
+        out.sort(key=lambda row: (-row["pending"], row["channel"]))
+        return out[:limit]
+
+    def inspect_groups(self, limit: int = 1000) -> list[dict]:
+        """The groups with live members, largest first, at most `limit`."""
+        out = []
+        for group in self._groups.names():
+            members = len(self._groups.read(group))
+            if members:
+                out.append({"group": group, "members": members})
+        out.sort(key=lambda row: (-row["members"], row["group"]))
+        return out[:limit]
 
     # -- housekeeping --------------------------------------------------------------
 

@@ -118,6 +118,13 @@ class Queues:
         except FileNotFoundError:
             return 0
 
+    def names(self) -> list[str]:
+        """The queues that have a directory (maybe empty)."""
+        try:
+            return os.listdir(self.qdir)
+        except FileNotFoundError:
+            return []
+
     def entries(self, queue: str) -> list[Entry]:
         try:
             names = os.listdir(os.path.join(self.qdir, queue))
