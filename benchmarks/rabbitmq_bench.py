@@ -12,6 +12,9 @@
    round trip / 2, p50 and p99, layer vs raw pika (publish + consume with
    `auto_ack`).
 
+One at a time and latency also with `confirm_acks=False` (no round trip to
+confirm an ack before returning a message: channels_core/layers/rabbitmq/receiver.py).
+
 Queues live under a prefix unique to the run, deleted at the end.
 """
 
@@ -55,15 +58,15 @@ def _raw_throughput(url: str, queue: str, n: int, confirms: bool) -> float:
     return n / elapsed
 
 
-def _layer_throughput(layer: RabbitMQChannelLayer, n: int, batch: int) -> float:
+def _layer_throughput(layer: RabbitMQChannelLayer, n: int, batch: int, channel: str = "bench.tp") -> float:
     message = {"b": BODY[:88]}  # about 100 bytes once encoded
     started = time.perf_counter()
     if batch == 1:
         for _ in range(n):
-            layer.send("bench.tp", message)
+            layer.send(channel, message)
         got = 0
         while got < n:
-            if layer.receive(["bench.tp"], block=True)[0] is not None:
+            if layer.receive([channel], block=True)[0] is not None:
                 got += 1
     else:
         for _ in range(n // batch):
@@ -74,8 +77,8 @@ def _layer_throughput(layer: RabbitMQChannelLayer, n: int, batch: int) -> float:
     return n / (time.perf_counter() - started)
 
 
-def _layer_echo(url: str, prefix: str, ready) -> None:
-    layer = RabbitMQChannelLayer(url, prefix=prefix, expiry=30)
+def _layer_echo(url: str, prefix: str, ready, confirm_acks: bool) -> None:
+    layer = RabbitMQChannelLayer(url, prefix=prefix, expiry=30, confirm_acks=confirm_acks)
     ready.set()
     while True:
         channel, message = layer.receive(["bench.ping"], block=True)
@@ -104,12 +107,12 @@ def _percentiles(samples: list[float]) -> tuple[float, float]:
     return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
 
 
-def _layer_latency(url: str, prefix: str, pings: int) -> list[float]:
+def _layer_latency(url: str, prefix: str, pings: int, confirm_acks: bool = True) -> list[float]:
     ready = multiprocessing.Event()
-    echo = multiprocessing.Process(target=_layer_echo, args=(url, prefix, ready))
+    echo = multiprocessing.Process(target=_layer_echo, args=(url, prefix, ready, confirm_acks))
     echo.start()
     ready.wait(30)
-    layer = RabbitMQChannelLayer(url, prefix=prefix, expiry=30)
+    layer = RabbitMQChannelLayer(url, prefix=prefix, expiry=30, confirm_acks=confirm_acks)
     reply = layer.new_channel("bench.pong?")
     samples = []
     for i in range(pings + 20):
@@ -172,7 +175,14 @@ def main() -> None:
     finally:
         layer.flush()
         layer.close()
+    fast = RabbitMQChannelLayer(args.url, prefix=prefix, expiry=60, capacity=n + 10, confirm_acks=False)
+    try:
+        ours_fast = _layer_throughput(fast, n, 1, "bench.tpf")
+    finally:
+        fast.flush()
+        fast.close()
     ours_p50, ours_p99 = _percentiles(_layer_latency(args.url, prefix, args.pings))
+    fast_p50, fast_p99 = _percentiles(_layer_latency(args.url, prefix, args.pings, confirm_acks=False))
     raw_p50, raw_p99 = _percentiles(_raw_latency(args.url, prefix, args.pings))
 
     print(f"RabbitMQ layer vs raw pika, {n} messages of ~100 bytes, {args.pings} ping-pongs")
@@ -180,9 +190,12 @@ def main() -> None:
     rows = [
         ("throughput, send+receive one at a time (msg/s)", ours, raw_floor),
         ("  vs raw with confirms and manual acks (msg/s)", ours, raw_confirmed),
+        ("  the same with confirm_acks=False (msg/s)", ours_fast, raw_floor),
         ("throughput, send_many+receive_batch of 1000 (msg/s)", ours_batch, raw_floor),
         ("cross-process one-way p50 (ms)", ours_p50 * 1000, raw_p50 * 1000),
         ("cross-process one-way p99 (ms)", ours_p99 * 1000, raw_p99 * 1000),
+        ("  p50 with confirm_acks=False (ms)", fast_p50 * 1000, raw_p50 * 1000),
+        ("  p99 with confirm_acks=False (ms)", fast_p99 * 1000, raw_p99 * 1000),
     ]
     for name, mine, raw in rows:
         print(f"{name:58} {mine:12.2f} {raw:12.2f} {mine / raw:7.2f}")

@@ -39,6 +39,8 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     `prefetch_normal` and `prefetch_single` bound how many deliveries one
     process holds unacknowledged per normal channel and per `?`/`!` queue
     (see `.receiver` for why that loses and duplicates nothing).
+    `confirm_acks=False` trades one round trip per receive for a duplicate
+    in the rare case a connection breaks as a message is taken (`.receiver`).
 
     Each instance opens two connections, one to send (confirm mode, shared
     under a lock) and one to receive (driven by its own thread), so any
@@ -63,6 +65,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         prefetch_normal: int = 1,
         prefetch_single: int = 100,
         idle_cancel: float = 30.0,
+        confirm_acks: bool = True,
     ) -> None:
         super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
         if not isinstance(prefix, str):
@@ -92,6 +95,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             expiry,
             prefetch_for,
             idle_cancel,
+            confirm_acks,
         )
 
     # -- sending ---------------------------------------------------------------

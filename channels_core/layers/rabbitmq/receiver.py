@@ -29,9 +29,15 @@ and only then is the message returned to the caller. Consequences:
 - a message is never redelivered after a caller got it.
 
 The price is one round trip per receive that returns messages (a batch
-shares it). Expiry: the broker drops expired messages from queues, but not
-from a consumer's unacknowledged buffer, so a buffered message older than
-`expiry` (by the sender's clock, in header `t`, microseconds) is acked and dropped at pop.
+shares it). `confirm_acks=False` saves it and returns a message as soon as
+its ack is written: then a connection that breaks in the instant between
+that write and the broker reading it (a fraction of a millisecond) lets the
+broker give that message to another reader too, a duplicate.
+
+Expiry: the broker drops expired messages from queues, but not from a
+consumer's unacknowledged buffer, so a buffered message older than `expiry`
+(by the sender's clock, in header `t`, microseconds) is acked and dropped
+at pop.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ class Receiver:
         expiry: float,
         prefetch_for: Callable[[str], int],
         idle_cancel: float = 30.0,
+        confirm_acks: bool = True,
     ) -> None:
         self.parameters = parameters
         self.declarer = declarer
@@ -72,6 +79,7 @@ class Receiver:
         self.expiry = expiry
         self.prefetch_for = prefetch_for
         self.idle_cancel = idle_cancel
+        self.confirm_acks = confirm_acks
         self.lost_in_flight = 0
         """Messages popped whose ack the broker never confirmed (dropped, never returned to a caller)."""
         self.reconnects = 0
@@ -286,7 +294,7 @@ class Receiver:
         try:
             for tag in acks:
                 channel.basic_ack(tag)
-            if got:
+            if got and self.confirm_acks:
                 channel.basic_qos(prefetch_count=self._qos)  # the broker has handled the acks once this returns
         except CONNECTION_ERRORS:
             self.lost_in_flight += len(got)
@@ -382,7 +390,7 @@ class Receiver:
         try:
             for tag in acks:
                 self._channel.basic_ack(tag)
-            if claimed:
+            if claimed and self.confirm_acks:
                 self._channel.basic_qos(prefetch_count=self._qos)  # the broker has handled the acks
         except CONNECTION_ERRORS:
             for waiter in claimed:

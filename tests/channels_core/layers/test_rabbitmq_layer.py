@@ -150,3 +150,14 @@ def test_a_process_queue_is_read_by_another_process_in_order(make_layer, key_pre
         if child.poll() is None:
             child.kill()
             child.wait()
+
+
+def test_without_ack_confirmation_messages_still_arrive_once_in_order(make_layer):
+    layer = make_layer(confirm_acks=False)
+    reply = layer.new_channel("nc.reply?")
+    for i in range(20):
+        layer.send(reply, {"i": i})
+        layer.send("nc.work", {"i": i})
+    assert [layer.receive([reply], block=True)[1]["i"] for _ in range(20)] == list(range(20))
+    assert sorted(layer.receive(["nc.work"], block=True)[1]["i"] for _ in range(20)) == list(range(20))
+    assert layer.receive([reply, "nc.work"]) == (None, None)
