@@ -96,6 +96,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             prefetch_for,
             idle_cancel,
             confirm_acks,
+            self._publisher.keepalive,
         )
 
     # -- sending ---------------------------------------------------------------

@@ -16,6 +16,7 @@ have queued it, and sending it again could deliver it twice. `send` raises
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 import pika
@@ -38,10 +39,15 @@ class Publisher:
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
         self._pipelined: PipelinedChannel | None = None
+        self._last_io = 0.0
 
     def _open(self):
         if self._channel is not None and self._channel.is_open and self._connection.is_open:
-            return self._channel
+            if time.monotonic() - self._last_io > 1.0:
+                self._service()  # an idle connection may have been closed by the broker meanwhile
+            if self._channel is not None:
+                self._last_io = time.monotonic()
+                return self._channel
         self._drop()
         try:
             self._connection = pika.BlockingConnection(self.parameters)
@@ -52,7 +58,32 @@ class Publisher:
             self._drop()
             raise LayerConnectionError(f"Cannot connect to RabbitMQ: {exc!r}") from exc
         self.declarer.reset()
+        self._last_io = time.monotonic()
         return self._channel
+
+    def _service(self) -> None:
+        """Let pika read what arrived and send heartbeats; a closed connection is dropped, to reopen."""
+        try:
+            self._connection.process_data_events(time_limit=0)
+        except CONNECTION_ERRORS:
+            self._drop()
+        else:
+            self._last_io = time.monotonic()
+
+    def keepalive(self) -> None:
+        """Service an idle connection's heartbeats (called by the receiving thread every second).
+
+        pika's blocking connection only sends heartbeats while the caller is
+        in one of its methods, so a process that sends nothing for two
+        heartbeat intervals (60 s by default) would have its sending
+        connection closed by the broker and its next `send` fail.
+        """
+        if self.lock.acquire(blocking=False):
+            try:
+                if self._connection is not None and time.monotonic() - self._last_io > 1.0:
+                    self._service()
+            finally:
+                self.lock.release()
 
     def _drop(self) -> None:
         connection, self._connection, self._channel, self._pipelined = self._connection, None, None, None

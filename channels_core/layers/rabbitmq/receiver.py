@@ -72,6 +72,7 @@ class Receiver:
         prefetch_for: Callable[[str], int],
         idle_cancel: float = 30.0,
         confirm_acks: bool = True,
+        keepalive: Callable[[], None] | None = None,
     ) -> None:
         self.parameters = parameters
         self.declarer = declarer
@@ -80,6 +81,7 @@ class Receiver:
         self.prefetch_for = prefetch_for
         self.idle_cancel = idle_cancel
         self.confirm_acks = confirm_acks
+        self.keepalive = keepalive
         self.lost_in_flight = 0
         """Messages popped whose ack the broker never confirmed (dropped, never returned to a caller)."""
         self.reconnects = 0
@@ -216,6 +218,8 @@ class Receiver:
             self._serve_waiters()
             if time.monotonic() - last_housekeeping >= 1.0:
                 self._housekeeping()
+                if self.keepalive is not None:
+                    self.keepalive()
                 last_housekeeping = time.monotonic()
         self._run_jobs()
 

@@ -161,3 +161,15 @@ def test_without_ack_confirmation_messages_still_arrive_once_in_order(make_layer
     assert [layer.receive([reply], block=True)[1]["i"] for _ in range(20)] == list(range(20))
     assert sorted(layer.receive(["nc.work"], block=True)[1]["i"] for _ in range(20)) == list(range(20))
     assert layer.receive([reply, "nc.work"]) == (None, None)
+
+
+def test_a_layer_idle_for_several_heartbeats_still_sends_and_receives(make_layer):
+    # pika's blocking connections send heartbeats only when used: the layer services both of its own.
+    layer = make_layer(heartbeat=1)
+    layer.send("hb.test", {"n": 1})
+    assert layer.receive(["hb.test"], block=True) == ("hb.test", {"n": 1})
+    sending = layer._publisher._connection
+    time.sleep(3.5)  # the broker closes a connection that missed two heartbeats
+    layer.send("hb.test", {"n": 2})
+    assert layer.receive(["hb.test"], block=True) == ("hb.test", {"n": 2})
+    assert layer._receiver.reconnects == 0 and layer._publisher._connection is sending  # kept alive, not reopened
