@@ -1,9 +1,10 @@
 """Group memberships: one small file per group, replaced whole under an `flock`.
 
 `g/<group>` holds a msgpack map {channel: added at (unix seconds)}. Writers
-(`group_add`, `group_discard`, evictions) take an exclusive `flock` on
-`gl/<group>` (a separate file: the data file is replaced, and a lock on a
-replaced inode would exclude nobody), read, change, write the new map into
+(`group_add`, `group_discard`, evictions) take an exclusive `flock` on one of
+64 lock files `gl/<n>` chosen by a hash of the group name (separate files:
+the data file is replaced, and a lock on a replaced inode would exclude
+nobody; 64 so they never pile up), read, change, write the new map into
 `t/` and `rename()` it over the old one. Readers (`send_group`,
 `group_channels`) take no lock: a rename swaps whole files, so they see the
 map before or after a change, never half of one. A writer killed at any
@@ -16,11 +17,14 @@ from __future__ import annotations
 import fcntl
 import os
 import time
+import zlib
 from collections.abc import Iterable
 
 import msgpack
 
 from ..errors import ChannelFull
+
+LOCKS = 64
 
 
 class Groups:
@@ -47,7 +51,7 @@ class Groups:
         """Add and remove members under the group's lock; expired members are dropped on the way."""
         for path in (self.gdir, self.ldir):
             os.makedirs(path, exist_ok=True)
-        fd = os.open(os.path.join(self.ldir, group), os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.lock_path(group), os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             members = self.read(group)
@@ -73,6 +77,10 @@ class Groups:
                 os.unlink(tmp)  # flushed meanwhile
         finally:
             os.close(fd)
+
+    def lock_path(self, group: str) -> str:
+        """The lock file of `group`: one of `LOCKS`, by a hash of its name, so lock files never pile up."""
+        return os.path.join(self.ldir, str(zlib.crc32(group.encode()) % LOCKS))
 
     def names(self) -> list[str]:
         try:

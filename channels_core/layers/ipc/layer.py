@@ -52,6 +52,7 @@ from ..capacity import Rule
 from .cleanup import PREFIX_RE, flush_prefix, root_of, shared_objects, sweep_dead
 from .doorbell import Bells, posix_ipc
 from .groups import Groups
+from .ordering import SharedOrderBook
 from .queues import Queues, tmpfs_counts_entries
 from .stats import GLOBAL, Stats
 
@@ -72,7 +73,7 @@ class IPCChannelLayer(BaseChannelLayer):
     returning `(None, None)`).
     """
 
-    extensions = ["groups", "flush", "batch", "statistics", "inspection", "queue_wait"]
+    extensions = ["groups", "flush", "batch", "statistics", "inspection", "queue_wait", "ordering"]
 
     def __init__(
         self,
@@ -107,6 +108,7 @@ class IPCChannelLayer(BaseChannelLayer):
         self._bells = Bells(self.root, prefix)
         self._groups = Groups(self.root, self._queues.tmp_path, group_expiry, group_memory)
         self._stats = Stats(self.root, self._queues.tmp_path)
+        self._orders = SharedOrderBook(self.root, self._queues.tmp_path, group_expiry)
         self._turn = itertools.count()
         self._closed = False
         self._local = threading.local()
@@ -262,6 +264,30 @@ class IPCChannelLayer(BaseChannelLayer):
             "messages_max_age": max(0.0, (now_ns - live[0].sent_ns) / 1e9) if live else 0,
         }
 
+    # -- per-connection ordering (the `ordering` extension, see .order_book and .ordering) --
+
+    def order_claim(
+        self, reply_channel: str, order: int, channel: str, message: dict, timeout: float, max_parked: int
+    ) -> str:
+        """`run`, `parked` (stored in the layer), `stale`, `stuck` or `dead`."""
+        names.validate_channel_name(reply_channel)
+        payload = self.serializer.dumps({"channel": channel, "content": message})
+        return self._orders.claim(reply_channel, int(order), payload, timeout, max_parked)
+
+    def order_advance(self, reply_channel: str, order: int) -> tuple[str, dict] | None:
+        """Mark `order` done; the parked `(channel, message)` that is now next, taken out, or None."""
+        names.validate_channel_name(reply_channel)
+        payload = self._orders.advance(reply_channel, int(order))
+        if payload is None:
+            return None
+        parked = self.serializer.loads(payload)
+        return parked["channel"], parked["content"]
+
+    def order_forget(self, reply_channel: str) -> None:
+        """Drop the connection's ordering state."""
+        names.validate_channel_name(reply_channel)
+        self._orders.forget(reply_channel)
+
     # -- inspection (read-only) -------------------------------------------------------
 
     def inspect_queues(self, limit: int = 1000) -> list[dict]:
@@ -324,6 +350,7 @@ class IPCChannelLayer(BaseChannelLayer):
             if stat.st_size and time.time() - stat.st_mtime < interval * 0.9:
                 return  # swept recently (an empty file was just created: never swept)
             os.pwrite(fd, b"1", 0)  # sets the mtime
+            self._orders.sweep()
             expired = self._queues.sweep()
             if expired:
                 # Their messages are gone now, so send_group can no longer see them expire: evict here.

@@ -143,7 +143,7 @@ def test_a_process_killed_holding_a_lock_blocks_nobody(prefix, kind):
     layer = IPCChannelLayer(prefix=prefix, capacity=5)
     layer.send("held.q", {"before": 1})
     layer.group_add("held.g", "held.q")
-    lock = os.path.join(layer.root, "q", "held.q") if kind == "queue" else os.path.join(layer.root, "gl", "held.g")
+    lock = os.path.join(layer.root, "q", "held.q") if kind == "queue" else layer._groups.lock_path("held.g")
     holder = FORK.Process(target=_hold_lock_then_hang, args=(prefix, kind), daemon=True)
     holder.start()
     deadline = time.monotonic() + 10
