@@ -22,11 +22,29 @@ from collections.abc import Callable
 import pika
 import pika.exceptions as pexc
 
-from ..errors import ChannelFull, LayerConnectionError
+from ..errors import ChannelFull, LayerConfigurationError, LayerConnectionError
 from .declare import Declarer
 from .pipelined import PipelinedChannel
 
 CONNECTION_ERRORS = (pexc.AMQPConnectionError, pexc.AMQPChannelError, pexc.StreamLostError, OSError)
+
+PRECONDITION_FAILED = 406
+
+
+def broker_refusal(exc: pexc.ChannelClosedByBroker) -> Exception:
+    """The layer error for a channel the broker closed: a settings mismatch is a configuration error.
+
+    RabbitMQ refuses to declare a queue with arguments other than those it
+    was created with (406 PRECONDITION_FAILED, "inequivalent arg"): another
+    process runs with a different `expiry`, `capacity`, `channel_capacity`
+    or `queue_expiry` under the same prefix. Waiting cannot fix that.
+    """
+    if exc.reply_code == PRECONDITION_FAILED:
+        return LayerConfigurationError(
+            f"RabbitMQ refused a queue declaration: {exc.reply_text}. Every process sharing a prefix must use "
+            "the same expiry, capacity, channel_capacity and queue_expiry (flush() or a new prefix to change them)"
+        )
+    return LayerConnectionError(f"RabbitMQ closed the channel: {exc!r}")
 
 
 class Publisher:
@@ -164,7 +182,7 @@ class Publisher:
             raise
         except pexc.ChannelClosedByBroker as exc:
             self._drop()
-            raise LayerConnectionError(f"RabbitMQ closed the channel: {exc!r}") from exc
+            raise broker_refusal(exc) from exc
         except CONNECTION_ERRORS as exc:
             self._drop()
             raise LayerConnectionError(f"Lost the RabbitMQ connection: {exc!r}") from exc

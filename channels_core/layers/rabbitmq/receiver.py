@@ -51,11 +51,12 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 import pika
+import pika.exceptions as pexc
 
 from ..backoff import Backoff
-from ..errors import LayerConnectionError
+from ..errors import LayerConfigurationError, LayerConnectionError
 from .declare import Declarer
-from .publisher import CONNECTION_ERRORS
+from .publisher import CONNECTION_ERRORS, broker_refusal
 
 logger = logging.getLogger("channels_core.layers.rabbitmq")
 
@@ -233,6 +234,14 @@ class Receiver:
                 continue
             try:
                 future.set_result(work())
+            except pexc.ChannelClosedByBroker as exc:
+                error = broker_refusal(exc)
+                if isinstance(error, LayerConfigurationError):
+                    # Not retried after the reconnect: the queue is refused until settings agree.
+                    for queue in [q for q in self._wanted if q not in self._consumers]:
+                        del self._wanted[queue]
+                future.set_exception(error)
+                raise
             except CONNECTION_ERRORS as exc:
                 future.set_exception(LayerConnectionError(f"Lost the RabbitMQ connection: {exc!r}"))
                 raise

@@ -11,6 +11,7 @@ import time
 import pika
 import pytest
 
+from channels_core.layers import LayerConfigurationError
 from channels_core.layers.rabbitmq import RabbitMQChannelLayer, RabbitmqChannelLayer
 from channels_core.layers.rabbitmq.settings import DEFAULT_URL, connection_parameters, resolve_url
 
@@ -173,3 +174,16 @@ def test_a_layer_idle_for_several_heartbeats_still_sends_and_receives(make_layer
     layer.send("hb.test", {"n": 2})
     assert layer.receive(["hb.test"], block=True) == ("hb.test", {"n": 2})
     assert layer._receiver.reconnects == 0 and layer._publisher._connection is sending  # kept alive, not reopened
+
+
+def test_processes_that_disagree_on_settings_get_a_configuration_error_naming_them(make_layer):
+    first = make_layer(capacity=5)
+    first.send("cfg.q", {})
+    other = make_layer(capacity=7)  # same prefix, another capacity: RabbitMQ refuses the queue's new arguments
+    with pytest.raises(LayerConfigurationError, match="x-max-length.*same expiry, capacity"):
+        other.send("cfg.q", {})
+    with pytest.raises(LayerConfigurationError, match="x-max-length"):
+        other.receive(["cfg.q"])
+    other.send("cfg.other", {"still": "works"})  # the layer recovers for everything else
+    assert other.receive(["cfg.other"], block=True) == ("cfg.other", {"still": "works"})
+    assert first.receive(["cfg.q"]) == ("cfg.q", {})
