@@ -52,6 +52,7 @@ from ..capacity import Rule
 from .cleanup import PREFIX_RE, flush_prefix, root_of, shared_objects, sweep_dead
 from .doorbell import Bells, posix_ipc
 from .groups import Groups
+from .leases import SharedLeases
 from .ordering import SharedOrderBook
 from .queues import Queues, tmpfs_counts_entries
 from .stats import GLOBAL, Stats
@@ -73,7 +74,7 @@ class IPCChannelLayer(BaseChannelLayer):
     returning `(None, None)`).
     """
 
-    extensions = ["groups", "flush", "batch", "statistics", "inspection", "queue_wait", "ordering"]
+    extensions = ["groups", "flush", "batch", "statistics", "inspection", "queue_wait", "ordering", "leases"]
 
     def __init__(
         self,
@@ -109,6 +110,8 @@ class IPCChannelLayer(BaseChannelLayer):
         self._groups = Groups(self.root, self._queues.tmp_path, group_expiry, group_memory)
         self._stats = Stats(self.root, self._queues.tmp_path)
         self._orders = SharedOrderBook(self.root, self._queues.tmp_path, group_expiry)
+        self._leases = SharedLeases(self.root, self._queues.tmp_path)
+        self.last_sweep: dict[str, int] = {}
         self._turn = itertools.count()
         self._closed = False
         self._local = threading.local()
@@ -287,6 +290,68 @@ class IPCChannelLayer(BaseChannelLayer):
         """Drop the connection's ordering state."""
         names.validate_channel_name(reply_channel)
         self._orders.forget(reply_channel)
+
+    # -- process liveness (the `leases` extension, see .leases) -------------------------
+
+    def lease_renew(self, holder: str, ttl: float, info: dict | None = None) -> str:
+        """Create or extend `holder`'s lease: `"held"`, `"swept"` or `"lost"` (see the contract)."""
+        names.validate_channel_name(holder)
+        if ttl <= 0:
+            raise ValueError(f"ttl must be positive, not {ttl!r}")
+        info = self.serializer.loads(self.serializer.dumps(info or {}))
+        return self._leases.renew(holder, ttl, info)
+
+    def lease_track(self, holder: str, reply_channel: str, channel: str, message: dict) -> None:
+        """Record that `holder` serves `reply_channel`, and that it ends with `message` on `channel`."""
+        for name in (holder, reply_channel, channel):
+            names.validate_channel_name(name)
+        self._leases.track(holder, reply_channel, (channel, self.serializer.dumps(message)))
+
+    def lease_release(self, holder: str, reply_channel: str, channel: str, message: dict) -> bool:
+        """Forget `reply_channel` and send `message` on `channel` if it was still tracked; True if sent."""
+        for name in (holder, reply_channel, channel):
+            names.validate_channel_name(name)
+        payload = self.serializer.dumps(message)
+        if not self._leases.release(holder, reply_channel):
+            return False
+        self._put_uncapped(channel, payload)
+        return True
+
+    def lease_end(self, holder: str) -> None:
+        """A clean exit: drop `holder`'s lease and whatever it still tracks, sending nothing."""
+        names.validate_channel_name(holder)
+        self._leases.end(holder)
+
+    def lease_connections(self, holder: str) -> list[str]:
+        """The reply channels `holder` tracks now."""
+        names.validate_channel_name(holder)
+        return self._leases.connections(holder)
+
+    def lease_holders(self) -> dict[str, dict]:
+        """The live holders and their `info`."""
+        return self._leases.holders()
+
+    def lease_sweep(self, sweeper: str, ttl: float) -> list[str]:
+        """Send the disconnects of every expired lease if `sweeper` holds the election (see the contract)."""
+        if not isinstance(sweeper, str) or not sweeper:
+            raise TypeError(f"sweeper must be a non-empty str, not {sweeper!r}")
+
+        def send(reply_channel: str, channel: str, payload: bytes) -> None:
+            message = self.serializer.loads(payload)
+            if "order" in message:
+                message["order"] = self._orders.next_order(reply_channel)
+            self._put_uncapped(channel, self.serializer.dumps(message))
+
+        self.last_sweep = self._leases.sweep(sweeper, ttl, send)
+        return sorted(self.last_sweep)
+
+    def _put_uncapped(self, channel: str, payload: bytes) -> None:
+        # Disconnects are bounded by the connections, and one dropped leaves a ghost: capacity does not apply.
+        queue = names.list_name(channel)
+        items = [(channel, self._queues.write_tmp(payload), len(payload))]
+        self._queues.put(queue, items, self.expiry, 1 << 40, 1 << 60)
+        self._stats.count(queue, messages=1)
+        self._bells.ring(queue)
 
     # -- inspection (read-only) -------------------------------------------------------
 

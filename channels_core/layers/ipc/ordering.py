@@ -99,6 +99,16 @@ class SharedOrderBook:
         finally:
             os.close(fd)
 
+    def next_order(self, key: str) -> int:
+        """The order `key` waits for next (0 without state): what a swept disconnect carries."""
+        now = time.time()
+        try:
+            with open(os.path.join(self.odir, key), "rb") as file:
+                state = msgpack.unpackb(file.read(), raw=False, strict_map_key=False)
+        except (FileNotFoundError, ValueError):
+            return 0
+        return state["next"] if state["expires"] > now else 0
+
     def forget(self, key: str) -> None:
         fd = self._locked(key)
         try:
