@@ -70,7 +70,7 @@ def test_deliveries_held_by_a_process_that_stops_reading_go_to_another_reader_on
     second = make_layer()
     first.send_many("held", [{"i": i} for i in range(6)])
     got = [first.receive(["held"], block=True)[1]["i"]]  # its consumer now holds the next one, unread
-    time.sleep(2.2)  # past idle_cancel and the 1 s housekeeping tick: the held delivery goes back
+    time.sleep(3.0)  # past idle_cancel and the 1 s housekeeping tick: the held delivery goes back
     while True:
         channel, message = second.receive(["held"])
         if channel is None:
