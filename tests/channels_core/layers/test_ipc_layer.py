@@ -46,7 +46,7 @@ def _valid(message: dict) -> bool:
 
 
 def _writer(prefix: str, seed: int) -> None:
-    """Send, send big, add and drop group members, broadcast: forever, until killed."""
+    """Send, send big, add and drop group members, broadcast, order, track leases: forever, until killed."""
     layer = IPCChannelLayer(prefix=prefix, capacity=20, group_expiry=30)
     rng = random.Random(seed)
     n = 0
@@ -62,10 +62,18 @@ def _writer(prefix: str, seed: int) -> None:
                 layer.send_many("kill.q", [_checked(n, 64)] * 3)
             elif action < 0.8:
                 layer.group_add("kill.g", f"kill.m{rng.randrange(5)}")
-            elif action < 0.9:
+            elif action < 0.85:
                 layer.group_discard("kill.g", f"kill.m{rng.randrange(5)}")
-            else:
+            elif action < 0.9:
                 layer.send_group("kill.g", _checked(n, 64))
+            elif action < 0.95:
+                reply = f"kill.r!c{rng.randrange(3)}"
+                if layer.order_claim(reply, n % 4, "kill.q", _checked(n, 64), 10, 100) == "run":
+                    layer.order_advance(reply, n % 4)
+            else:
+                layer.lease_renew("kill.h!", 30)
+                layer.lease_track("kill.h!", f"kill.h!c{n}", "kill.m0", _checked(n, 64))
+                layer.lease_release("kill.h!", f"kill.h!c{n - 1}", "kill.m0", _checked(n, 64))
             layer.receive(["kill.q"])
         except ChannelFull:
             pass
@@ -100,6 +108,9 @@ def test_writers_killed_at_random_instants_never_block_or_corrupt_the_others(pre
         layer.group_add("kill.g", "kill.probe")
         assert "kill.probe" in layer.group_channels("kill.g")
         layer.group_discard("kill.g", "kill.probe")
+        assert layer.order_claim("kill.r!probe", 0, "kill.q", {}, 10, 100) == "run"
+        layer.order_forget("kill.r!probe")
+        assert layer.lease_renew("kill.probe!", 30) == "held"
         assert time.monotonic() - probe < 1, "a dead writer held something up"
     assert kills >= 20 and received > 0, (kills, received)
     # Capacity is still exact: the dead writers' half-written files do not count.
