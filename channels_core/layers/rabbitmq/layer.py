@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -47,7 +48,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     number of threads may call it.
     """
 
-    extensions = ["flush", "batch"]
+    extensions = ["flush", "batch", "queue_wait"]
 
     def __init__(
         self,
@@ -82,6 +83,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         def parameters(role: str) -> pika.ConnectionParameters:
             return connection_parameters(self.url, heartbeat, f"{name} ({role})")
 
+        self._waits = threading.local()  # .last: the queue waits of this thread's last receive
         self._publisher = Publisher(parameters("send"), Declarer(prefix, self.queue_expiry, arguments_for))
 
         def prefetch_for(queue: str) -> int:
@@ -165,11 +167,15 @@ class RabbitMQChannelLayer(BaseChannelLayer):
                 time.sleep(min(0.2, max(remaining, 0)))  # the receiver thread is reconnecting with its own backoff
                 continue
             messages = []
-            for channel, body, _sent in got:
+            waits = self._waits.last = []
+            now = time.time()
+            for channel, body, sent in got:
                 try:
                     messages.append((channel, self.serializer.loads(body)))
                 except UndecodableMessage as exc:
                     logger.warning("Dropped an undecodable message on %r: %s", channel, exc)
+                    continue
+                waits.append(max(0.0, now - sent))
             if messages or not block or time.monotonic() >= deadline:
                 return messages
 
@@ -183,6 +189,14 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         return deleted
 
     # -- for operators -------------------------------------------------------------
+
+    def last_queue_waits(self) -> list[float]:
+        """Seconds each message of this thread's last `receive`/`receive_batch` waited, in order.
+
+        From the sender's clock (the time it put in the message) to this
+        process's: machines whose clocks disagree see the difference added.
+        """
+        return list(getattr(self._waits, "last", ()))
 
     @property
     def lost_in_flight(self) -> int:
