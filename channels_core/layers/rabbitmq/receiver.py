@@ -60,6 +60,8 @@ from .publisher import CONNECTION_ERRORS, broker_refusal
 
 logger = logging.getLogger("channels_core.layers.rabbitmq")
 
+_CLAIM_TIMEOUT = 30.0  # seconds; only a broken I/O thread would take this long to finish a claim
+
 
 class Receiver:
     """The receiving side of one layer instance (see the module docstring)."""
@@ -133,7 +135,8 @@ class Receiver:
                 if waiter.state == "waiting":
                     waiter.state = "cancelled"
                     return []
-            waiter.event.wait()  # claimed: its ack is being confirmed, one round trip (or a lost connection) away
+            # Claimed: its ack is being confirmed, one round trip (or a lost connection) away.
+            waiter.event.wait(_CLAIM_TIMEOUT)
         return waiter.result
 
     def close(self) -> None:
@@ -204,6 +207,11 @@ class Receiver:
             except CONNECTION_ERRORS as exc:
                 logger.warning("RabbitMQ receive connection lost (%r); reconnecting", exc)
                 self.reconnects += 1
+            except Exception:
+                # A bug must not leave every receive of the process waiting on a dead thread.
+                logger.exception("RabbitMQ receive thread failed; reconnecting")
+                self.reconnects += 1
+                time.sleep(backoff.next_delay())
             finally:
                 self._forget_connection(connection)
 
