@@ -63,6 +63,12 @@ class Groups:
                 members.pop(channel, None)
             if members == before and not add:
                 return
+            if not members:
+                try:
+                    os.unlink(os.path.join(self.gdir, group))  # an empty group leaves no file behind
+                except FileNotFoundError:
+                    pass
+                return
             data = msgpack.packb(members, use_bin_type=True)
             if len(data) > self.group_memory:
                 raise ChannelFull(

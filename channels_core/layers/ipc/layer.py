@@ -13,7 +13,9 @@ waiting thread (`/dev/shm/sem.<prefix>.bell.<pid>.<tid>`):
   renaming; a group's membership file is replaced whole under an `flock`
   of its lock file (`.groups`);
 - a blocking receive over any number of channels waits on one semaphore,
-  which senders post after renaming a message in (`.doorbell`).
+  which senders post after renaming a message in (`.doorbell`);
+- per-connection ordering (`.ordering`) and leases (`.leases`) are small
+  files changed the same way; statistics are per-process files (`.stats`).
 
 The one lock kind used is `flock`, which the kernel releases when its holder
 dies, however it dies: a SIGKILLed process never leaves others waiting

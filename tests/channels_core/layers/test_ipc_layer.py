@@ -389,3 +389,12 @@ def test_statistics_add_up_the_counts_of_every_process(prefix):
     layer.flush()
     assert layer.global_statistics() == {"messages_count": 0, "channel_full_count": 0}
     layer.close()
+
+
+def test_a_group_emptied_leaves_no_file(prefix):
+    layer = IPCChannelLayer(prefix=prefix)
+    layer.group_add("empty.g", "a")
+    assert os.listdir(os.path.join(layer.root, "g")) == ["empty.g"]
+    layer.group_discard("empty.g", "a")
+    assert os.listdir(os.path.join(layer.root, "g")) == []
+    layer.close()
