@@ -156,7 +156,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             remaining = deadline - time.monotonic()
             try:
                 if block:
-                    got = self._receiver.take_waiting(queues, max_messages, deadline, max(remaining, _CALL_TIMEOUT))
+                    got = self._receiver.take_waiting(queues, max_messages, deadline, max(remaining, 1.0))
                 else:
                     got = self._receiver.take(queues, max_messages, True, _CALL_TIMEOUT)
             except LayerConnectionError:
