@@ -187,3 +187,16 @@ def test_processes_that_disagree_on_settings_get_a_configuration_error_naming_th
     other.send("cfg.other", {"still": "works"})  # the layer recovers for everything else
     assert other.receive(["cfg.other"], block=True) == ("cfg.other", {"still": "works"})
     assert first.receive(["cfg.q"]) == ("cfg.q", {})
+
+
+def test_without_pika_the_package_imports_and_the_layer_says_what_to_install():
+    script = (
+        "import sys; sys.modules['pika'] = None\n"
+        "import channels_core.layers.rabbitmq as package\n"
+        "try:\n"
+        "    package.RabbitMQChannelLayer\n"
+        "except ImportError as exc:\n"
+        "    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
+    assert "pip install 'channels-core[rabbitmq]'" in done.stdout
