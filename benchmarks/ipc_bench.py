@@ -7,7 +7,11 @@
    the three taking turns chunk by chunk so load on the machine hits all alike;
 2. cross-process one-way latency (ping-pong round trip / 2) against an echo
    process parked in a blocking receive: layer `send` + `receive(block=True)`,
-   raw `mq_send` + blocking `mq_receive`.
+   raw `mq_send` + blocking `mq_receive`;
+3. with `--echo`: the WebSocket echo round trip through the whole stack, an
+   interface-server plus one `runworker` per layer serving the test project's
+   /ws/echo/ consumer, 1 client, sequential 100-byte messages, the two stacks
+   taking turns message by message.
 
 Targets from issue 16: IPC throughput at least 2x Redis's; IPC p50 below
 Redis's. Every object the run creates is removed at the end.
@@ -15,9 +19,12 @@ Redis's. Every object the run creates is removed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -31,7 +38,21 @@ from channels_core.layers.ipc import IPCChannelLayer  # noqa: E402
 from channels_core.layers.ipc.layer import flush_prefix  # noqa: E402
 from channels_core.layers.redis import RedisChannelLayer  # noqa: E402
 
+ROOT = Path(__file__).resolve().parents[1]
 ROUND = 10
+IPC_SETTINGS = """
+import os
+
+from tests.project.settings import *  # noqa
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_core.layers.ipc.IPCChannelLayer",
+        "CONFIG": {"prefix": os.environ["BENCH_IPC_PREFIX"]},
+        "ROUTING": "tests.project.routing.channel_routing",
+    },
+}
+"""
 PING, PONG = "bench.ping", "bench.pong"
 MESSAGE = {"text": "x" * 88}  # 100 bytes serialized
 
@@ -152,8 +173,63 @@ def latency(kinds: list[str], redis_url: str, prefixes: dict, samples: int) -> d
     return got
 
 
+@contextlib.contextmanager
+def stack(kind: str, redis_url: str, prefix: str, tmpdir: str):
+    """An interface-server and a runworker of the test project on `kind`'s layer; yields the port."""
+    from channels_core.test.processes import ChildProcess, free_port
+
+    env = dict(os.environ, PYTHONPATH=f"{tmpdir}{os.pathsep}{ROOT}", TEST_DB_PATH=os.path.join(tmpdir, "db.sqlite3"))
+    if kind == "ipc":
+        Path(tmpdir, "ipcbench_settings.py").write_text(IPC_SETTINGS)
+        env.update(DJANGO_SETTINGS_MODULE="ipcbench_settings", BENCH_IPC_PREFIX=prefix)
+    else:
+        env.update(DJANGO_SETTINGS_MODULE="tests.project.settings", TEST_REDIS_URL=redis_url, TEST_LAYER_PREFIX=prefix)
+    port = free_port()
+    server = ChildProcess(
+        [sys.executable, "-m", "interface_server", "tests.project.asgi:channel_layer", "-p", str(port), "-v", "0"],
+        label=f"interface-server-{kind}",
+        cwd=ROOT,
+        env=env,
+    )
+    worker = ChildProcess([sys.executable, "-m", "django", "runworker"], label=f"worker-{kind}", cwd=ROOT, env=env)
+    try:
+        server.wait_for_port(port, timeout=30)
+        worker.wait_for("Listening on channels", 30)
+        yield port
+    finally:
+        for process in (server, worker):
+            process.stop()
+            process.close()
+
+
+def websocket_echo(redis_url: str, prefixes: dict, samples: int) -> dict[str, list[float]]:
+    from websockets.sync.client import connect
+
+    got: dict[str, list[float]] = {"ipc": [], "redis": []}
+    with tempfile.TemporaryDirectory() as tmpdir, contextlib.ExitStack() as stacks:
+        sockets = {}
+        for kind in got:
+            port = stacks.enter_context(
+                stack(kind, redis_url, prefixes[kind] + ("echo:" if kind == "redis" else ""), tmpdir)
+            )
+            sockets[kind] = stacks.enter_context(
+                connect(f"ws://127.0.0.1:{port}/ws/echo/", compression=None, proxy=None, open_timeout=30)
+            )
+        text = "x" * 100
+        for n in range(samples + 20):
+            for kind, ws in sockets.items():
+                start = time.perf_counter()
+                ws.send(text)
+                if ws.recv(timeout=10) != text:
+                    raise RuntimeError(f"{kind}: the echo differs")
+                if n >= 20:
+                    got[kind].append(time.perf_counter() - start)
+    return got
+
+
 def main() -> None:
     parser = benchmark_parser(__doc__, "fewer messages and samples (a smoke run)")
+    parser.add_argument("--echo", action="store_true", help="also the WebSocket echo through the whole stack")
     args = parser.parse_args()
     messages, samples = (2_000, 200) if args.quick else (20_000, 1_000)
     run = uuid.uuid4().hex[:8]
@@ -166,11 +242,13 @@ def main() -> None:
         for transport in transports.values():
             transport.close()
         waits = latency(kinds, args.redis_url, prefixes, samples)
+        echoes = websocket_echo(args.redis_url, prefixes, samples) if args.echo else {}
     finally:
         flush_prefix(prefixes["ipc"])
-        cleanup = RedisChannelLayer(hosts=[args.redis_url], prefix=prefixes["redis"] + ":")
-        cleanup.flush()
-        cleanup.close()
+        for redis_prefix in (prefixes["redis"] + ":", prefixes["redis"] + "echo:"):
+            cleanup = RedisChannelLayer(hosts=[args.redis_url], prefix=redis_prefix)
+            cleanup.flush()
+            cleanup.close()
         RawQueue(prefixes["raw"]).unlink()
     print(f"{time.strftime('%Y-%m-%d %H:%M')} UTC, {messages} messages of 100 bytes, {samples} ping-pongs")
     print(f"{'':8}{'send+receive /s':>18}{'one-way p50':>14}{'p90':>10}{'p99':>10}")
@@ -185,6 +263,9 @@ def main() -> None:
         f"{'met' if p50['ipc'] < p50['redis'] else 'MISSED'}"
     )
     print(f"IPC / raw posix_ipc: throughput {rates['ipc'] / rates['raw']:.2f}, p50 {p50['ipc'] / p50['raw']:.2f}x")
+    for kind, rtts in echoes.items():
+        p = [percentile(rtts, q) * 1e3 for q in (50, 90, 99)]
+        print(f"WebSocket echo via a worker on {kind:5}: p50 {p[0]:.2f} ms, p90 {p[1]:.2f} ms, p99 {p[2]:.2f} ms")
 
 
 if __name__ == "__main__":
