@@ -200,3 +200,57 @@ def test_without_pika_the_package_imports_and_the_layer_says_what_to_install():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True)
     assert "pip install 'channels-core[rabbitmq]'" in done.stdout
+
+
+_POOL_WORKER = """
+import sys, time
+from channels_core.layers.rabbitmq import RabbitMQChannelLayer
+layer = RabbitMQChannelLayer(sys.argv[1], prefix=sys.argv[2], expiry=30, capacity=1000, blocking_timeout=0.5)
+print("ready", flush=True)
+while True:
+    channel, message = layer.receive(["pool.work"], block=True)
+    if channel is None:
+        continue
+    if message.get("stop"):
+        break
+    print(message["i"], flush=True)
+    time.sleep(0.002)
+layer.close()
+"""
+
+
+@pytest.mark.slow
+def test_a_pool_of_processes_with_one_killed_mid_stream_never_duplicates(make_layer, key_prefix):
+    """Three processes read one normal channel; one is SIGKILLed while reading. No message arrives twice,
+    and nothing is lost but what the killed one had taken (at most the one it was printing)."""
+    layer = make_layer(expiry=30, capacity=1000)  # the workers' settings: queue arguments must agree
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _POOL_WORKER, URL, key_prefix], stdout=subprocess.PIPE, text=True, cwd=os.getcwd()
+        )
+        for _ in range(3)
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout.readline().strip() == "ready"
+        total = 600
+        for start in range(0, total, 100):
+            layer.send_many("pool.work", [{"i": i} for i in range(start, start + 100)])
+            if start == 200:
+                time.sleep(0.2)
+                workers[0].kill()  # SIGKILL: holding a prefetched delivery, maybe mid-take
+                workers[0].wait()
+        for _ in range(2):
+            layer.send("pool.work", {"stop": True})
+        outputs = [worker.communicate(timeout=30)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    seen = [int(line) for out in outputs for line in out.split() if line.isdigit()]
+    assert outputs[0].split(), "the killed process was not reading yet: the test proves nothing"
+    assert max(int(i) for i in outputs[1].split() + outputs[2].split()) >= 500  # the others went on
+    assert len(seen) == len(set(seen)), "a message was delivered twice"
+    assert set(seen) <= set(range(total))
+    assert total - len(seen) <= 1, f"lost {total - len(seen)}: only the killed process's last take may be"
