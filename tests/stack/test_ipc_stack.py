@@ -76,6 +76,9 @@ def test_http_and_websocket_echo_through_an_interface_server_and_a_worker_pool(t
             for text in ("one", "two", "three"):
                 ws.send(text)
                 assert ws.recv(timeout=10) == text
+        # Replies were read inside the reactor (event_receiver), without a lost read.
+        assert "Reading replies in a thread" not in server.output()
+        assert "Lost the reply read" not in server.output()
     except Exception:
         for process in processes:
             print(f"--- {process.label}\n{process.output()}")

@@ -81,7 +81,8 @@ def sweep_dead(prefix: str) -> list[str]:
     wdir = os.path.join(root, "w")
     for queue in _listdir(wdir):
         for name in _listdir(os.path.join(wdir, queue)):
-            if name.startswith(f"{prefix}.bell.") and _pid_dead(name[len(f"{prefix}.bell.") :].split(".", 1)[0]):
+            kind = next((k for k in (f"{prefix}.bell.", f"{prefix}.fifo.") if name.startswith(k)), None)
+            if kind and _pid_dead(name[len(kind) :].split(".", 1)[0]):
                 removed += _unlink(os.path.join(wdir, queue, name))
         try:
             os.rmdir(os.path.join(wdir, queue))

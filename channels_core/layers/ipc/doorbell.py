@@ -41,6 +41,7 @@ class Bells:
         self._lock = threading.Lock()
         self._mine: set[str] = set()
         self._waiters: dict[str, tuple[int, list[tuple[str, int, str]]]] = {}
+        self._fifos: dict[tuple[str, int], int] = {}
 
     def bell_name(self) -> str:
         return f"/{self.prefix}.bell.{os.getpid()}.{threading.get_native_id()}"
@@ -133,6 +134,9 @@ class Bells:
                 self._waiters.pop(queue, None)
         for name, inode, entry_path in entries:
             key = (name, inode)
+            if ".fifo." in name:
+                self._ring_fifo(queue, key, entry_path)
+                continue
             bell = self._ringing.get(key)
             if bell is None:
                 try:
@@ -154,6 +158,35 @@ class Bells:
                 continue
             bell.release()
 
+    def _ring_fifo(self, queue: str, key: tuple[str, int], path: str) -> None:
+        """Write a byte into an event receiver's FIFO (see `.events`); a FIFO nobody reads is removed."""
+        with self._lock:
+            fd = self._fifos.get(key)
+        if fd is None:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+            except FileNotFoundError:
+                return
+            except OSError:  # ENXIO: no reader has it open, its process died
+                if _dead(key[0]):
+                    _unlink(path)
+                    self._waiters.pop(queue, None)
+                return
+            with self._lock:
+                if len(self._fifos) > 1000:
+                    for old in self._fifos.values():
+                        os.close(old)
+                    self._fifos.clear()
+                self._fifos[key] = fd
+        try:
+            os.write(fd, b"\0")
+        except BlockingIOError:
+            pass  # full: rung already, many times
+        except OSError:  # EPIPE: its reader closed it
+            with self._lock:
+                self._fifos.pop(key, None)
+            os.close(fd)
+
     # -- closing -------------------------------------------------------------------
 
     def close(self) -> None:
@@ -163,6 +196,10 @@ class Bells:
             ringing, self._ringing = self._ringing, {}
         for bell in ringing.values():
             bell.close()
+        with self._lock:
+            fifos, self._fifos = self._fifos, {}
+        for fd in fifos.values():
+            os.close(fd)
         for name in mine:
             filename = name.lstrip("/")
             try:

@@ -53,6 +53,7 @@ from ..base import BaseChannelLayer
 from ..capacity import Rule
 from .cleanup import PREFIX_RE, flush_prefix, root_of, shared_objects, sweep_dead
 from .doorbell import Bells, posix_ipc
+from .events import IPCEventReceiver
 from .groups import Groups
 from .leases import SharedLeases
 from .ordering import SharedOrderBook
@@ -76,7 +77,17 @@ class IPCChannelLayer(BaseChannelLayer):
     returning `(None, None)`).
     """
 
-    extensions = ["groups", "flush", "batch", "statistics", "inspection", "queue_wait", "ordering", "leases"]
+    extensions = [
+        "groups",
+        "flush",
+        "batch",
+        "statistics",
+        "inspection",
+        "queue_wait",
+        "ordering",
+        "leases",
+        "event_receiver",
+    ]
 
     def __init__(
         self,
@@ -206,6 +217,11 @@ class IPCChannelLayer(BaseChannelLayer):
     def last_queue_waits(self) -> list[float]:
         """Seconds each message of this thread's last receive waited, from its send (the machine's clock)."""
         return list(getattr(self._local, "waits", []))
+
+    def event_receiver(self, channels: Iterable[str], max_messages: int = 100) -> IPCEventReceiver:
+        """A receiver an event loop drives: watch its `fileno()` (a FIFO senders write to), call `read()`."""
+        queues = list(dict.fromkeys(names.validate_receive_channels(channels)))
+        return IPCEventReceiver(self, queues, max_messages)
 
     # -- groups --------------------------------------------------------------------
 

@@ -398,3 +398,47 @@ def test_a_group_emptied_leaves_no_file(prefix):
     layer.group_discard("empty.g", "a")
     assert os.listdir(os.path.join(layer.root, "g")) == []
     layer.close()
+
+
+def _send_later(prefix: str, channel: str, delay: float) -> None:
+    time.sleep(delay)
+    layer = IPCChannelLayer(prefix=prefix)
+    layer.send(channel, {"from": "another process"})
+    layer.close()
+
+
+def test_event_receiver_fileno_becomes_readable_when_another_process_sends(prefix):
+    import select
+
+    layer = IPCChannelLayer(prefix=prefix)
+    layer.send("ev!a", {"waiting": 1})
+    receiver = layer.event_receiver(["ev!"], 2)
+    receiver.start()
+    assert select.select([receiver.fileno()], [], [], 1)[0]  # rung once at start: the waiting message
+    assert receiver.read() == [("ev!a", {"waiting": 1})]
+    assert not select.select([receiver.fileno()], [], [], 0.2)[0]
+    assert receiver.read() == []
+    sender = FORK.Process(target=_send_later, args=(prefix, "ev!b", 0.2))
+    sender.start()
+    started = time.monotonic()
+    assert select.select([receiver.fileno()], [], [], 5)[0]
+    assert time.monotonic() - started < 2
+    assert receiver.read() == [("ev!b", {"from": "another process"})]
+    sender.join(5)
+    # More than max_messages waiting: read() rings itself for the rest.
+    layer.send_many("ev!c", [{"i": i} for i in range(3)])
+    assert select.select([receiver.fileno()], [], [], 1)[0]
+    assert [m["i"] for _, m in receiver.read()] == [0, 1]
+    assert select.select([receiver.fileno()], [], [], 1)[0]
+    assert [m["i"] for _, m in receiver.read()] == [2]
+    # A flush removes its registration: read() says so, and a new start() works.
+    layer.flush()
+    with pytest.raises(Exception, match="flushed"):
+        receiver.read()
+    receiver.start()
+    layer.send("ev!d", {})
+    assert select.select([receiver.fileno()], [], [], 1)[0]
+    assert receiver.read() == [("ev!d", {})]
+    receiver.close()
+    assert os.listdir(os.path.join(layer.root, "w", "ev!")) == []
+    layer.close()
