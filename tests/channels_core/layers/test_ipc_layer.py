@@ -111,7 +111,7 @@ def test_writers_killed_at_random_instants_never_block_or_corrupt_the_others(pre
         assert layer.order_claim("kill.r!probe", 0, "kill.q", {}, 10, 100) == "run"
         layer.order_forget("kill.r!probe")
         assert layer.lease_renew("kill.probe!", 30) == "held"
-        assert time.monotonic() - probe < 1, "a dead writer held something up"
+        assert time.monotonic() - probe < 5, "a dead writer held something up"
     assert kills >= 20 and received > 0, (kills, received)
     # Capacity is still exact: the dead writers' half-written files do not count.
     for _ in range(20):
@@ -166,7 +166,7 @@ def test_a_process_killed_holding_a_lock_blocks_nobody(prefix, kind):
     started = time.monotonic()
     layer.send("held.q", {"after": 1})
     layer.group_add("held.g", "held.other")
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 5  # the child would have held the lock for 60 s
     assert [m for _, m in layer.receive_batch(["held.q"], 10)] == [{"before": 1}, {"after": 1}]
     assert set(layer.group_channels("held.g")) == {"held.q", "held.other"}
     layer.close()
@@ -196,7 +196,7 @@ def test_a_blocked_receiver_in_another_process_wakes_on_any_of_its_channels(pref
         back, reply = layer.receive(["xp.back"], block=True)
         assert back == "xp.back" and (reply["channel"], reply["message"]) == (channel, message)
         # Woken by the send, not by the end of a 30 s wait, nor by a poll.
-        assert reply["at"] - at < 1
+        assert reply["at"] - at < 5
         time.sleep(0.1)
     layer.send("xp.a", {"last": True})
     assert layer.receive(["xp.back"], block=True)[1]["message"] == {"last": True}
@@ -328,13 +328,13 @@ def test_a_receiver_that_waited_before_a_flush_is_still_woken_after_it(prefix):
     started = time.monotonic()
     layer.send("fw.q", {"after": "flush"})
     thread.join(5)
-    assert got["r"] == ("fw.q", {"after": "flush"}) and time.monotonic() - started < 1
+    assert got["r"] == ("fw.q", {"after": "flush"}) and time.monotonic() - started < 5
     # And this thread, which waited before the flush (so the flush removed its bell), is woken too.
     timer = threading.Timer(0.2, waiting.send, ("fw.q", {"again": 1}))
     started = time.monotonic()
     timer.start()
     assert layer.receive_batch(["fw.q"], 1, True, 10) == [("fw.q", {"again": 1})]
-    assert time.monotonic() - started < 1.2
+    assert time.monotonic() - started < 5
     timer.join()
     waiting.close()
     layer.close()
