@@ -195,7 +195,7 @@ def test_a_blocked_receiver_in_another_process_wakes_on_any_of_its_channels(pref
         layer.send(channel, message)
         back, reply = layer.receive(["xp.back"], block=True)
         assert back == "xp.back" and (reply["channel"], reply["message"]) == (channel, message)
-        # Woken by the send, not by the end of a 30 s wait, nor by a poll.
+        # Woken by the send, not by the end of its 30 s wait.
         assert reply["at"] - at < 5
         time.sleep(0.1)
     layer.send("xp.a", {"last": True})
