@@ -25,7 +25,7 @@ def work(message, **kwargs):
 
     from channels_core.channel import Channel
 
-    time.sleep(0.01)  # so one process cannot take every message before the other runs
+    time.sleep(0.02)  # so one process cannot take every message before the other runs
     Channel(message.content["reply"]).send({"n": message.content["n"], "pid": os.getpid()})
 
 
