@@ -32,3 +32,16 @@ def private_redis():
 @pytest.fixture
 def second_private_redis():
     yield from private_server()
+
+
+# Tests that share one outside resource run on one xdist worker, one after the other
+# (`python3 -m pytest -n 2 --dist loadgroup`, the README's command): the RabbitMQ restart test
+# stops the machine's broker, which the other RabbitMQ tests use.
+_SERIAL_GROUPS = {"rabbitmq": "rabbitmq"}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for needle, group in _SERIAL_GROUPS.items():
+            if needle in item.nodeid:
+                item.add_marker(pytest.mark.xdist_group(group))
