@@ -1,10 +1,12 @@
-"""Settings of the example: SQLite and the in-memory layer by default; Redis and a database from the environment.
+"""Settings of the example: SQLite and the in-memory layer by default; a layer and a database from the environment.
 
-- `REDIS_URL` set: the Redis channel layer (what the Procfile's processes share);
-  unset: the in-memory layer, for `manage.py runserver` alone. Several URLs separated by
-  spaces are client-side shards (`redis://r1:6379/0 redis://r2:6379/0`); one URL may also
-  be `redis+sentinel://s1:26379,s2:26379/mymaster/0` (Redis Sentinel) or
-  `redis+cluster://n1:7000,n2:7001/` (Redis Cluster: some or all of its nodes).
+- `CHANNEL_LAYER_URL` (else `REDIS_URL`, Heroku's name) selects the channel layer the Procfile's
+  processes share: `redis://` (also `rediss://`, `unix://`, `redis+sentinel://s1:26379,s2:26379/mymaster/0`,
+  `redis+cluster://n1:7000,n2:7001/`; several Redis URLs separated by spaces are client-side shards),
+  `amqp://user:password@host:5672/vhost` or `amqps://` (RabbitMQ), `ipc://example` (one machine, no
+  server: the name prefixes its files in /dev/shm; `ipc:///` alone uses `example`). Neither set: the
+  in-memory layer, for `manage.py runserver` alone. `CHANNELS_PREFIX` sets the layer's prefix (default
+  `example:`); for IPC the URL's name is the prefix, and `ipc:///` takes `CHANNELS_PREFIX`, else `example`.
 - `DATABASE_URL` (`sqlite:///path` or `postgres://user:password@host:port/name`); default `example/db.sqlite3`.
 - `DJANGO_DEBUG=0` turns DEBUG off; `DJANGO_SECRET_KEY`, `DJANGO_ALLOWED_HOSTS` (comma-separated).
 """
@@ -12,6 +14,8 @@
 import os
 from pathlib import Path
 from urllib.parse import unquote, urlparse
+
+from channels_core.layers.layer_url import kind_of, settings_from_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "example-only-secret-key-change-me-in-production-0123456789")
@@ -79,16 +83,16 @@ DATABASES = {
     else {"ENGINE": "django.db.backends.sqlite3", "NAME": BASE_DIR / "db.sqlite3"}
 }
 
-if os.environ.get("REDIS_URL"):
+CHANNEL_LAYER_URL = os.environ.get("CHANNEL_LAYER_URL") or os.environ.get("REDIS_URL")
+if CHANNEL_LAYER_URL:
+    # A layer's prefix, unless the URL names one (ipc://NAME); IPC prefixes are file names: no colon.
+    _ipc = kind_of(CHANNEL_LAYER_URL) == "ipc"
     CHANNEL_LAYERS = {
-        "default": {
-            "BACKEND": "channels_core.layers.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": os.environ["REDIS_URL"].split(),
-                "prefix": os.environ.get("CHANNELS_PREFIX", "example:"),
-            },
-            "ROUTING": "example.routing.channel_routing",
-        }
+        "default": settings_from_url(
+            CHANNEL_LAYER_URL,
+            routing="example.routing.channel_routing",
+            prefix=os.environ.get("CHANNELS_PREFIX", "example" if _ipc else "example:"),
+        )
     }
 else:
     CHANNEL_LAYERS = {

@@ -1,4 +1,4 @@
-"""The example project run as users run it: the Procfile's processes over Redis, or runserver alone."""
+"""The example project run as users run it: the Procfile's processes over a shared layer, or runserver alone."""
 
 from __future__ import annotations
 
@@ -39,9 +39,10 @@ class Process(ChildProcess):
 
 
 class Example:
-    """The example with its own SQLite file and Redis key prefix."""
+    """The example with its own SQLite file and layer prefix."""
 
-    def __init__(self, tmp_path: Path, redis_url: str | None, prefix: str) -> None:
+    def __init__(self, tmp_path: Path, redis_url: str | None, prefix: str, layer_url: str | None = None) -> None:
+        """`layer_url`, when given, is the example's `$CHANNEL_LAYER_URL` (amqp://, ipc://NAME) instead of Redis."""
         self.tmp_path = tmp_path
         self.port = free_port()
         self.env = dict(os.environ, PORT=str(self.port), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}")
@@ -49,8 +50,12 @@ class Example:
         self.env.pop("DJANGO_SETTINGS_MODULE", None)
         self.env.pop("TZ", None)
         self.env["PYTHONPATH"] = str(ROOT)
+        self.env.pop("CHANNEL_LAYER_URL", None)  # it would win over REDIS_URL
         if redis_url:
             self.env.update(REDIS_URL=redis_url, CHANNELS_PREFIX=prefix)
+        if layer_url:
+            self.env.pop("REDIS_URL", None)
+            self.env.update(CHANNEL_LAYER_URL=layer_url, CHANNELS_PREFIX=prefix)
         self.processes: dict[str, Process] = {}
 
     def manage(self, *args: str) -> subprocess.CompletedProcess:
