@@ -23,6 +23,7 @@ from django.test import override_settings
 from websockets.exceptions import ConnectionClosed
 
 from channels_core.test import ChannelLiveServerTestCase
+from tests.apps.topology_settings import url_layer
 from tests.interface_server.ws_support import ws_connect
 from tests.project.app.models import IntegerValue, LiveBlog, Post, Room
 from tests.support import topologies
@@ -200,6 +201,40 @@ class PortedApps(LiveBlogChecks, MultichatChecks, DataBindingChecks, LiveServerC
             super().setUpClass()
         # Before this process's own layer connects (the first flush): the live processes use the topology.
         running.wait_for_connections(before)
+
+
+class PortedAppsOnURL(LiveBlogChecks, MultichatChecks, DataBindingChecks, LiveServerChecks, ChannelLiveServerTestCase):
+    """`PortedApps` on a layer other than Redis, selected by a URL (`tests.apps.topology_settings.url_layer`).
+
+    A subclass gives `url(prefix)` and `remove(prefix)`: the layer's objects under the class's own prefix are
+    removed after the live processes stop.
+    """
+
+    __test__ = False
+
+    @classmethod
+    def url(cls, prefix: str) -> str:
+        raise NotImplementedError
+
+    @classmethod
+    def remove(cls, prefix: str) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    def setUpClass(cls) -> None:
+        cls.layer_prefix = f"t{uuid.uuid4().hex[:12]}"
+        url = cls.url(cls.layer_prefix)
+        # Class cleanups run after tearDownClass, so after the live processes have stopped.
+        cls.addClassCleanup(cls.remove, cls.layer_prefix)
+        layers = {**settings.CHANNEL_LAYERS, "default": url_layer(url, cls.layer_prefix)}
+        cls.enterClassContext(override_settings(CHANNEL_LAYERS=layers))
+        live_env = {
+            "DJANGO_SETTINGS_MODULE": "tests.apps.topology_settings",
+            "TEST_LAYER_URL": url,
+            "TEST_LAYER_PREFIX": cls.layer_prefix,
+        }
+        with environ(live_env):
+            super().setUpClass()
 
 
 class PortedAppsOnOne(PortedApps):
