@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from .groups import EVICT_EXCHANGE
 from .queues import queue_arguments, registry_arguments, registry_name
 
 
@@ -50,6 +51,6 @@ def queue_arguments_for(expiry: float, queue_expiry: float, capacity_of: Callabl
     """A `Declarer.arguments_for` from the layer's settings (`capacity_of` takes the channel queue name)."""
 
     def arguments_for(queue: str) -> dict:
-        return queue_arguments(expiry, capacity_of(queue[len(prefix) :]), queue_expiry)
+        return queue_arguments(expiry, capacity_of(queue[len(prefix) :]), queue_expiry, prefix + EVICT_EXCHANGE)
 
     return arguments_for

@@ -18,6 +18,7 @@ from ..errors import LayerConnectionError
 from ..serialization import UndecodableMessage
 from .declare import Declarer, queue_arguments_for
 from .flush import flush_prefix
+from .groups import NOT_FOUND, GroupBroker, flush_groups, wait_for_lock
 from .publisher import Publisher
 from .queues import queue_name
 from .receiver import Receiver
@@ -48,7 +49,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     number of threads may call it.
     """
 
-    extensions = ["flush", "batch", "queue_wait"]
+    extensions = ["groups", "flush", "batch", "queue_wait"]
 
     def __init__(
         self,
@@ -85,6 +86,8 @@ class RabbitMQChannelLayer(BaseChannelLayer):
 
         self._waits = threading.local()  # .last: the queue waits of this thread's last receive
         self._publisher = Publisher(parameters("send"), Declarer(prefix, self.queue_expiry, arguments_for))
+        self._groups = GroupBroker(prefix, group_expiry)
+        self._publisher.on_reset.append(self._groups.reset)
 
         def prefetch_for(queue: str) -> int:
             single = queue.endswith("!") or "?" in queue[len(prefix) :]
@@ -179,13 +182,101 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             if messages or not block or time.monotonic() >= deadline:
                 return messages
 
+    # -- groups (see `.groups` for how the broker does the fan-out) ---------------
+
+    def group_add(self, group: str, channel: str) -> None:
+        """Add `channel` to `group` for `group_expiry` seconds (adding it again renews that)."""
+        names.validate_group_name(group)
+        names.validate_channel_name(channel)
+        real = queue_name(self.prefix, names.list_name(channel))
+        publisher = self._publisher
+
+        def add(amqp) -> int:
+            if publisher.declarer.due(real):
+                publisher.declarer.declare(amqp, real)  # dead-letters to a missing queue would be dropped
+            return self._groups.add(amqp, publisher.connection, group, channel, real)
+
+        with publisher.lock:
+            records = self._run_groups(add)
+            if self._groups.should_prune(group, records):
+                # Records pile up as members are added again: list the group now and then, which prunes them.
+                publisher.run(lambda _amqp: self._members(group))
+
+    def group_discard(self, group: str, channel: str) -> None:
+        """Remove `channel` from `group` (deletes its member queue); a no-op if it is not a member."""
+        names.validate_group_name(group)
+        names.validate_channel_name(channel)
+        with self._publisher.lock:
+            self._publisher.run(lambda amqp: self._groups.discard(amqp, group, channel))
+
+    def group_channels(self, group: str) -> list[str]:
+        """The live members of `group` (exact: each is checked against the broker)."""
+        names.validate_group_name(group)
+
+        def attempt():
+            with self._publisher.lock:
+                self._evict_if_due()
+                return self._publisher.run(lambda _amqp: self._members(group))
+
+        return wait_for_lock(attempt)
+
+    def send_group(self, group: str, message: dict) -> None:
+        """One publish; the broker copies it to every member. A full member is skipped, never raises."""
+        names.validate_group_name(group)
+        body = self.serializer.dumps(message)
+        sent = int(time.time() * 1_000_000)
+        publisher = self._publisher
+
+        with publisher.lock:
+            self._evict_if_due()
+            self._run_groups(lambda amqp: self._groups.send(amqp, publisher.connection, group, body, sent))
+
+    def _run_groups(self, work):
+        """`publisher.run(work)`, once more after a 404: another process's flush deleted what was declared."""
+        missing = object()
+
+        def attempt(amqp):
+            try:
+                return work(amqp)
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != NOT_FOUND:
+                    raise
+                return missing
+
+        got = self._publisher.run(attempt)
+        if got is missing:
+            self._groups.reset()
+            self._publisher.declarer.reset()
+            got = self._publisher.run(work)
+        return got
+
+    def _evict_if_due(self) -> None:
+        if self._groups.evict_due():
+            self._run_groups(lambda amqp: self._groups.evict(amqp, self._publisher.connection))
+
+    def _members(self, group: str) -> list[str] | None:
+        publisher = self._publisher
+        side = publisher.extra_channel("records")
+        try:
+            return self._groups.members(side, lambda: publisher.extra_channel("probe"), group)
+        finally:
+            if not side.is_open:
+                publisher.extra_channel("records")
+
     # -- flush -------------------------------------------------------------------
 
     def flush(self) -> int:
-        """Delete every queue under this layer's prefix (whoever declared it); the number deleted."""
+        """Delete every queue under this layer's prefix (whoever declared it) and its groups; the number deleted."""
+
+        def flush(amqp) -> int:
+            return flush_groups(amqp, self.prefix, self.group_expiry) + flush_prefix(
+                amqp, self.prefix, self.queue_expiry
+            )
+
         with self._publisher.lock:
-            deleted = self._publisher.run(lambda channel: flush_prefix(channel, self.prefix, self.queue_expiry))
+            deleted = self._publisher.run(flush)
             self._publisher.declarer.reset()
+            self._groups.reset()
         return deleted
 
     # -- for operators -------------------------------------------------------------

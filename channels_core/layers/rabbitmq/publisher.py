@@ -57,7 +57,10 @@ class Publisher:
         self._connection: pika.BlockingConnection | None = None
         self._channel = None
         self._pipelined: PipelinedChannel | None = None
+        self._extra: dict[str, object] = {}  # name -> an extra channel of this connection (groups)
         self._last_io = 0.0
+        self.on_reset: list[Callable[[], None]] = []
+        """Called when a new connection opens: what callers declared on the old one is unknown now."""
 
     def _open(self):
         if self._channel is not None and self._channel.is_open and self._connection.is_open:
@@ -76,8 +79,22 @@ class Publisher:
             self._drop()
             raise LayerConnectionError(f"Cannot connect to RabbitMQ: {exc!r}") from exc
         self.declarer.reset()
+        for reset in self.on_reset:
+            reset()
         self._last_io = time.monotonic()
         return self._channel
+
+    @property
+    def connection(self):
+        """The open connection (the caller holds `lock`, inside `run`)."""
+        return self._connection
+
+    def extra_channel(self, name: str):
+        """A plain channel `name` of the open connection, opened again if the broker closed it (hold `lock`)."""
+        channel = self._extra.get(name)
+        if channel is None or not channel.is_open:
+            channel = self._extra[name] = self._connection.channel()
+        return channel
 
     def _service(self) -> None:
         """Let pika read what arrived and send heartbeats; a closed connection is dropped, to reopen."""
@@ -105,6 +122,7 @@ class Publisher:
 
     def _drop(self) -> None:
         connection, self._connection, self._channel, self._pipelined = self._connection, None, None, None
+        self._extra.clear()
         if connection is not None and connection.is_open:
             try:
                 connection.close()

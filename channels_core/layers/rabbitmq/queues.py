@@ -40,14 +40,22 @@ def registry_name(prefix: str) -> str:
     return prefix + REGISTRY
 
 
-def queue_arguments(expiry: float, capacity: int, queue_expiry: float) -> dict:
-    """The `x-` arguments of a channel queue (every declarer must pass the same, or the broker refuses)."""
-    return {
+def queue_arguments(expiry: float, capacity: int, queue_expiry: float, dead_letter_exchange: str = "") -> dict:
+    """The `x-` arguments of a channel queue (every declarer must pass the same, or the broker refuses).
+
+    `dead_letter_exchange` receives what expires in the queue (or is
+    rejected by a receiver because it expired in its buffer): the layer's
+    `#evict` exchange, which keeps only group copies (`.groups`).
+    """
+    arguments = {
         "x-message-ttl": int(expiry * 1000),
         "x-max-length": int(capacity),
         "x-overflow": "reject-publish",
         "x-expires": int(queue_expiry * 1000),
     }
+    if dead_letter_exchange:
+        arguments["x-dead-letter-exchange"] = dead_letter_exchange
+    return arguments
 
 
 def registry_arguments(queue_expiry: float) -> dict:

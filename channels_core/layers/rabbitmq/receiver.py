@@ -56,6 +56,7 @@ import pika.exceptions as pexc
 from ..backoff import Backoff
 from ..errors import LayerConfigurationError, LayerConnectionError
 from .declare import Declarer
+from .groups import channel_of_member
 from .publisher import CONNECTION_ERRORS, broker_refusal
 
 logger = logging.getLogger("channels_core.layers.rabbitmq")
@@ -313,8 +314,7 @@ class Receiver:
         if not acks:
             return []
         try:
-            for tag in acks:
-                channel.basic_ack(tag)
+            _settle(channel, acks)
             if got and self.confirm_acks:
                 channel.basic_qos(prefetch_count=self._qos)  # the broker has handled the acks once this returns
         except CONNECTION_ERRORS:
@@ -341,14 +341,23 @@ class Receiver:
                 if method is None:
                     break
                 name, sent_at = self._describe(queue, properties)
-                acks.append(method.delivery_tag)
                 if sent_at >= cutoff:
+                    acks.append(method.delivery_tag)
                     got.append((name, body, sent_at))
+                else:
+                    acks.append(-method.delivery_tag)
 
     def _describe(self, queue: str, properties) -> tuple[str, float]:
         """The full channel name and the send time (seconds) of a message from `queue`."""
         headers = properties.headers or {}
         name = headers.get("c")
+        if name is None and queue.endswith("!"):
+            # A group copy: dead-lettered from its member queue, whose name holds the channel (`.groups`).
+            member = headers.get("x-first-death-queue")
+            if isinstance(member, bytes):
+                member = member.decode("utf8")
+            if isinstance(member, str):
+                name = channel_of_member(self.prefix, member)
         if isinstance(name, bytes):
             name = name.decode("utf8")
         sent = headers.get("t")
@@ -359,7 +368,7 @@ class Receiver:
             return self._pop_locked(queues, max_messages)
 
     def _pop_locked(self, queues: list[str], max_messages: int):
-        """Buffered deliveries of `queues` (expired ones only acked): `(got, delivery tags to ack)`."""
+        """Buffered deliveries of `queues`: `(got, delivery tags to ack)`, negated for expired ones (to reject)."""
         order = list(queues)
         random.shuffle(order)  # a busy channel must not starve a quiet one
         got: list[tuple[str, bytes, float]] = []
@@ -369,9 +378,11 @@ class Receiver:
             buffer = self._buffers.get(queue)
             while buffer and len(got) < max_messages:
                 tag, channel_name, body, sent = buffer.popleft()
-                acks.append(tag)
                 if sent >= cutoff:
+                    acks.append(tag)
                     got.append((channel_name, body, sent))
+                else:
+                    acks.append(-tag)  # rejected: a group copy goes on to the eviction queue (`.groups`)
             if len(got) >= max_messages:
                 break
         return got, acks
@@ -409,8 +420,7 @@ class Receiver:
         if not acks:
             return
         try:
-            for tag in acks:
-                self._channel.basic_ack(tag)
+            _settle(self._channel, acks)
             if claimed and self.confirm_acks:
                 self._channel.basic_qos(prefetch_count=self._qos)  # the broker has handled the acks
         except CONNECTION_ERRORS:
@@ -440,6 +450,8 @@ class Receiver:
             return
         self._consumers.pop(queue, None)
         self.declarer.forget(queue)
+        # Not wanted until a receive asks again: housekeeping must not re-create a queue a flush just deleted.
+        self._wanted.pop(queue, None)
         with self._cond:
             stale = self._buffers.pop(queue, None) or ()
         channel = self._channel
@@ -465,6 +477,15 @@ class Receiver:
             for entry in held:
                 # Never taken: back to its place in the queue for another reader.
                 channel.basic_nack(entry[0], requeue=True)
+
+
+def _settle(channel, tags: list[int]) -> None:
+    """Ack each positive delivery tag; reject (no requeue: dead-letter) each negated one, which expired."""
+    for tag in tags:
+        if tag > 0:
+            channel.basic_ack(tag)
+        else:
+            channel.basic_nack(-tag, requeue=False)
 
 
 class _Waiter:

@@ -254,3 +254,54 @@ def test_a_pool_of_processes_with_one_killed_mid_stream_never_duplicates(make_la
     assert len(seen) == len(set(seen)), "a message was delivered twice"
     assert set(seen) <= set(range(total))
     assert total - len(seen) <= 1, f"lost {total - len(seen)}: only the killed process's last take may be"
+
+
+def test_a_group_of_1000_members_gets_one_copy_each_from_one_send(make_layer):
+    """800 sockets of 4 processes (`!` queues) and 200 normal channels: one publish, 1,000 deliveries."""
+    layer = make_layer()
+    members = [f"big{p}!s{i}" for p in range(4) for i in range(200)] + [f"big.plain{i}" for i in range(200)]
+    for member in members:
+        layer.group_add("big", member)
+    assert sorted(layer.group_channels("big")) == sorted(members)
+    layer.send_group("big", {"hello": "all"})
+    got = []
+    queues = [f"big{p}!" for p in range(4)] + [f"big.plain{i}" for i in range(200)]
+    while len(got) < 1000:
+        batch = layer.receive_batch(queues, 1000, block=True, timeout=2)
+        if not batch:
+            break
+        got += batch
+    assert layer.receive_batch(queues, 1000, block=True, timeout=0.2) == []
+    assert sorted(channel for channel, _ in got) == sorted(members)
+    assert all(message == {"hello": "all"} for _, message in got)
+
+
+def test_a_full_member_is_skipped_and_the_others_get_theirs(make_layer):
+    layer = make_layer(capacity=2)
+    for member in ("gf.full", "gf.free", "gfp!a"):
+        layer.group_add("gf", member)
+    layer.send("gf.full", {"filler": 1})
+    layer.send("gf.full", {"filler": 2})
+    layer.send_group("gf", {"g": 1})  # no ChannelFull: the broker drops gf.full's copy
+    assert layer.receive(["gf.free"]) == ("gf.free", {"g": 1})
+    assert layer.receive(["gfp!"]) == ("gfp!a", {"g": 1})
+    assert [layer.receive(["gf.full"])[1] for _ in range(3)] == [{"filler": 1}, {"filler": 2}, None]
+
+
+def test_group_channels_of_two_layers_at_once_both_see_every_member(make_layer):
+    """Listing takes each record off the queue for a moment: the group's lock keeps readers from racing."""
+    first, second = make_layer(), make_layer()
+    for i in range(100):
+        first.group_add("gl", f"gl.c{i}")
+        first.group_add("gl", f"gl.c{i}")  # duplicates are pruned by the listings
+    results = []
+    threads = [
+        threading.Thread(target=lambda layer=layer: results.append(layer.group_channels("gl")))
+        for layer in (first, second, first, second)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert len(results) == 4
+    assert all(sorted(r) == sorted(f"gl.c{i}" for i in range(100)) for r in results)
