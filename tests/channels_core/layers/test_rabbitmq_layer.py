@@ -202,6 +202,23 @@ def test_without_pika_the_package_imports_and_the_layer_says_what_to_install():
     assert "pip install 'channels-core[rabbitmq]'" in done.stdout
 
 
+def test_channels_core_layers_names_the_layer_without_importing_pika():
+    script = (
+        "import sys\n"
+        "import channels_core.layers as layers\n"
+        "from channels_core.layers import *\n"
+        "assert 'pika' not in sys.modules, 'imported at import time'\n"
+        "cls = layers.RabbitMQChannelLayer\n"
+        "from channels_core.layers import RabbitmqChannelLayer\n"
+        "from channels_core.layers.rabbitmq.layer import RabbitMQChannelLayer\n"
+        "assert cls is RabbitmqChannelLayer is RabbitMQChannelLayer\n"
+        "assert 'pika' in sys.modules\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
 _POOL_WORKER = """
 import sys, time
 from channels_core.layers.rabbitmq import RabbitMQChannelLayer
