@@ -37,8 +37,7 @@ IPC_SCHEMES = frozenset({"ipc"})
 
 BACKENDS = {
     "redis": "channels_core.layers.RedisChannelLayer",
-    # The subpackage path: it names the layer without importing pika until the backend is built.
-    "amqp": "channels_core.layers.rabbitmq.RabbitMQChannelLayer",
+    "amqp": "channels_core.layers.RabbitMQChannelLayer",  # imports pika only when the backend is built
     "ipc": "channels_core.layers.IPCChannelLayer",
 }
 

@@ -15,6 +15,7 @@ import uuid
 import pytest
 
 from channels_core.layers.ipc.cleanup import flush_prefix, shared_objects
+from channels_core.layers.layer_url import from_url
 
 from .harness import EXAMPLE, Example
 from .test_example import chat_in_two_pages, data_binding_in_two_pages, live_blog_update
@@ -34,7 +35,7 @@ def example_layer(monkeypatch, **environ: str) -> dict:
 def test_channel_layer_url_selects_the_layer_and_wins_over_redis_url(monkeypatch):
     amqp = example_layer(monkeypatch, CHANNEL_LAYER_URL=RABBITMQ_URL, REDIS_URL="redis://127.0.0.1:6379/0")
     assert (amqp["BACKEND"], amqp["CONFIG"]) == (
-        "channels_core.layers.rabbitmq.RabbitMQChannelLayer",
+        "channels_core.layers.RabbitMQChannelLayer",
         {"url": RABBITMQ_URL, "prefix": "example:"},
     )
     assert amqp["ROUTING"] == "example.routing.channel_routing"
@@ -76,6 +77,20 @@ def example_on_ipc(tmp_path):
     assert shared_objects(prefix) == []
 
 
+@pytest.fixture
+def example_on_rabbitmq(tmp_path, key_prefix):
+    example = Example(tmp_path, None, key_prefix, layer_url=RABBITMQ_URL)
+    try:
+        yield started(example, "channels_core.layers.rabbitmq.layer.RabbitMQChannelLayer")
+    finally:
+        example.stop()
+        layer = from_url(RABBITMQ_URL, prefix=key_prefix)
+        try:
+            layer.flush()
+        finally:
+            layer.close()
+
+
 def pages_on(example: Example, browser) -> None:
     first = chat_in_two_pages(example, browser)
     live_blog_update(example, browser)
@@ -85,3 +100,7 @@ def pages_on(example: Example, browser) -> None:
 
 def test_chat_live_blog_and_data_binding_on_ipc(example_on_ipc, browser):
     pages_on(example_on_ipc, browser)
+
+
+def test_chat_live_blog_and_data_binding_on_rabbitmq(example_on_rabbitmq, browser):
+    pages_on(example_on_rabbitmq, browser)

@@ -39,7 +39,7 @@ class Served:
     """The worker's side: the same layer as the server's."""
 
 
-@pytest.fixture(scope="module", params=["ipc"])
+@pytest.fixture(scope="module", params=["ipc", "rabbitmq"])
 def served(request):
     name = request.param
     prefix = f"t{uuid.uuid4().hex[:12]}"

@@ -28,7 +28,7 @@ from .test_worker_stack import echo
 RABBITMQ_URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
-@pytest.fixture(params=["ipc"])
+@pytest.fixture(params=["ipc", "rabbitmq"])
 def stack(request, redis_url, tmp_path):
     name = request.param
     prefix = f"t{uuid.uuid4().hex[:12]}"

@@ -37,7 +37,7 @@ def test_several_redis_urls_are_client_side_shards():
 def test_amqp_urls_select_the_rabbitmq_layer(url):
     entry = settings_from_url(url, routing="app.routing.routes", capacity=50)
     assert entry == {
-        "BACKEND": "channels_core.layers.rabbitmq.RabbitMQChannelLayer",
+        "BACKEND": "channels_core.layers.RabbitMQChannelLayer",
         "CONFIG": {"url": url, "capacity": 50},
         "ROUTING": "app.routing.routes",
     }
@@ -111,7 +111,7 @@ def test_from_url_builds_the_ipc_layer_under_the_urls_prefix():
 
 
 def test_from_url_builds_the_rabbitmq_layer(key_prefix):
-    from channels_core.layers.rabbitmq import RabbitMQChannelLayer
+    from channels_core.layers import RabbitMQChannelLayer
 
     layer = from_url("amqp://guest:guest@127.0.0.1:5672/%2F", prefix=key_prefix)
     try:
