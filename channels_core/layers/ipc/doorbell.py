@@ -1,7 +1,10 @@
-"""Waking blocked receivers: one named POSIX semaphore per waiting thread, rung by senders.
+"""Waking blocked receivers: named POSIX semaphores registered on queues, rung by senders.
 
-A thread that has to wait for any of several queues registers its bell (a
-semaphore `/<prefix>.bell.<pid>.<tid>`, file `/dev/shm/sem.<prefix>.bell...`)
+A bell is shared by the threads of one process that wait on the same set of
+queues and take turns with it (`/<prefix>.bell.<pid>.s<n>`; see
+`IPCChannelLayer.receive_batch`), or a thread's own for a set with a
+single-reader channel (`/<prefix>.bell.<pid>.<tid>`). A thread that has to
+wait for any of several queues registers the bell (file `/dev/shm/sem.<prefix>.bell...`)
 in each queue's waiters directory (`w/<queue>/<bell name>`, an empty file),
 then waits in `sem_timedwait` on that one semaphore: one wait over every
 channel, no polling. A sender, after renaming its message into a queue,
@@ -17,6 +20,7 @@ unanswered (value over `STALE_VALUE`) and its pid gone, and removes it.
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
@@ -27,7 +31,19 @@ except ImportError:  # IPCChannelLayer says what to install; importing the packa
     posix_ipc = None
 
 STALE_VALUE = 64
+_slots = itertools.count()
 MTIME_TRUST_NS = 50_000_000  # far above any file system timestamp granularity (tmpfs: a jiffy, 1 to 10 ms)
+
+
+class Slot:
+    """A bell and the queues it is registered on (a thread's own, or one shared by taking turns)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.bell: posix_ipc.Semaphore | None = None
+        self.pid = os.getpid()
+        self.registered: set[str] = set()
+        self.winode: int | None = None
 
 
 class Bells:
@@ -48,52 +64,74 @@ class Bells:
 
     # -- waiting -----------------------------------------------------------------
 
-    def _bell(self) -> posix_ipc.Semaphore:
-        bell = getattr(self._local, "bell", None)
-        if bell is None or getattr(self._local, "pid", None) != os.getpid():
-            bell = posix_ipc.Semaphore(self.bell_name(), posix_ipc.O_CREAT, 0o600, 0)
-            self._local.bell, self._local.pid, self._local.registered = bell, os.getpid(), set()
-            with self._lock:
-                self._mine.add(bell.name)
-        return bell
+    def shared_slot(self) -> Slot:
+        """A bell that the threads of this process waiting on one set of queues take turns with.
 
-    def prepare(self, queues: list[str]) -> posix_ipc.Semaphore:
-        """Register this thread's bell on `queues` and clear earlier rings; call before looking at them."""
-        bell = self._bell()
+        Its count then says what arrived since the last thread drained it, whichever thread that was
+        (see `IPCChannelLayer.receive_batch`); a thread's own bell counts sends made while it was busy.
+        """
+        return Slot(f"/{self.prefix}.bell.{os.getpid()}.s{next(_slots)}")
+
+    def _slot(self, slot: Slot | None) -> Slot:
+        if slot is not None:
+            return slot
+        mine = getattr(self._local, "slot", None)
+        if mine is None or mine.pid != os.getpid():
+            mine = self._local.slot = Slot(self.bell_name())
+        return mine
+
+    def _bell(self, slot: Slot) -> posix_ipc.Semaphore:
+        if slot.bell is None or slot.pid != os.getpid():
+            slot.bell = posix_ipc.Semaphore(slot.name, posix_ipc.O_CREAT, 0o600, 0)
+            slot.pid, slot.registered = os.getpid(), set()
+            with self._lock:
+                self._mine.add(slot.bell.name)
+        return slot.bell
+
+    def prepare(self, queues: list[str], slot: Slot | None = None) -> tuple[posix_ipc.Semaphore, int]:
+        """Register a bell on `queues` and clear earlier rings; call before looking at them.
+
+        The bell is this thread's, or `slot`'s. Returns it and how many rings were cleared (0: nothing was
+        sent to a registered queue since the last clearing).
+        """
+        slot = self._slot(slot)
+        bell = self._bell(slot)
         filename = bell.name.lstrip("/")
-        registered: set[str] = self._local.registered
-        # One stat tells whether a flush replaced the registrations since this thread made them.
-        if _inode(self.wdir) != getattr(self._local, "winode", None):
+        registered: set[str] = slot.registered
+        rung = 0
+        # One stat tells whether a flush replaced the registrations since they were made.
+        if _inode(self.wdir) != slot.winode:
             registered.clear()
         missing = [q for q in queues if q not in registered]
         if missing:
+            rung = 1  # new registrations: what was sent before them rang nothing, so look
             if not registered and not _bell_exists(bell.name):
                 # flush removed every registration and bell: open a fresh bell under the same name.
                 bell.close()
-                self._local.bell = None
-                bell = self._bell()
-                registered = self._local.registered
+                slot.bell = None
+                bell = self._bell(slot)
+                registered = slot.registered
             for queue in missing:
                 path = os.path.join(self.wdir, queue)
                 os.makedirs(path, exist_ok=True)
                 open(os.path.join(path, filename), "wb").close()
                 registered.add(queue)
-            self._local.winode = _inode(self.wdir)
+            slot.winode = _inode(self.wdir)
         while True:
             try:
                 bell.acquire(0)
+                rung += 1
             except posix_ipc.BusyError:
-                return bell
+                return bell, rung
 
     def forget(self, queue: str) -> None:
         """Drop this thread's registration on `queue` (a used-up single-reader channel), and its directory."""
-        registered = getattr(self._local, "registered", None)
-        bell = getattr(self._local, "bell", None)
-        if not registered or queue not in registered or bell is None:
+        slot = getattr(self._local, "slot", None)
+        if slot is None or queue not in slot.registered or slot.bell is None:
             return
-        registered.discard(queue)
+        slot.registered.discard(queue)
         path = os.path.join(self.wdir, queue)
-        _unlink(os.path.join(path, bell.name.lstrip("/")))
+        _unlink(os.path.join(path, slot.bell.name.lstrip("/")))
         try:
             os.rmdir(path)
         except OSError:

@@ -442,3 +442,71 @@ def test_event_receiver_fileno_becomes_readable_when_another_process_sends(prefi
     receiver.close()
     assert os.listdir(os.path.join(layer.root, "w", "ev!")) == []
     layer.close()
+
+
+# -- threads of one process waiting on the same channels -----------------------------
+
+
+def test_a_send_wakes_one_of_the_threads_waiting_on_the_same_channels(prefix):
+    """Threads take turns on one bell: a send wakes one thread, not all (a runworker's threads)."""
+    import threading
+
+    layer = IPCChannelLayer(prefix=prefix, blocking_timeout=10)
+    looks = []
+    take = layer._take
+    layer._take = lambda queues, max_messages: looks.append(1) or take(queues, max_messages)
+    got = []
+    threads = [
+        threading.Thread(target=lambda: got.append(layer.receive(["tw.a", "tw.b"], block=True))) for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)  # every thread is parked: one on the bell, three behind it
+    looks.clear()
+    layer.send("tw.b", {"n": 0})
+    for _ in range(100):
+        if got:
+            break
+        time.sleep(0.01)
+    time.sleep(0.2)  # time for any other woken thread to look (and find nothing)
+    assert got == [("tw.b", {"n": 0})]
+    # The woken thread looks once; the next one to hold the turn once more (it took one of one asked).
+    # A bell per thread made every thread look: four looks or more.
+    assert len(looks) <= 2, looks
+    for n in range(1, 4):
+        layer.send("tw.a", {"n": n})
+    for thread in threads:
+        thread.join(5)
+    assert sorted(message["n"] for _, message in got) == [0, 1, 2, 3]
+    layer.close()
+
+
+def test_threads_taking_turns_receive_every_message_once_and_at_once(prefix):
+    import threading
+
+    layer = IPCChannelLayer(prefix=prefix, capacity=1000, blocking_timeout=10)
+    got, late = [], []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            for _, message in layer.receive_batch(["tt.a", "tt.b"], 2, block=True, timeout=3):
+                late.append(time.time() - message["at"])
+                got.append(message["n"])
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for n in range(300):
+        layer.send("tt.a" if n % 3 else "tt.b", {"n": n, "at": time.time()})
+        if n % 10 == 0:
+            time.sleep(0.005)  # bursts and pauses: turns change hands while messages arrive
+    deadline = time.monotonic() + 10
+    while len(got) < 300 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    stop.set()
+    layer.close()  # wakes the waiting thread; the others see the layer closed
+    for thread in threads:
+        thread.join(5)
+    assert sorted(got) == list(range(300))
+    assert max(late) < 2  # woken by the sends: a missed bell would wait out the 3 s timeout
