@@ -43,3 +43,12 @@ def benchmark_parser(doc: str, quick_help: str) -> argparse.ArgumentParser:
     )
     parser.add_argument("--quick", action="store_true", help=quick_help)
     return parser
+
+
+def columns(rows: list[list[str]]) -> list[str]:
+    """`rows` of cells as aligned lines: the first column left-aligned, the others right-aligned."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True)))
+        for row in rows
+    ]

@@ -1,37 +1,49 @@
-"""Benchmark RedisChannelLayer against raw redis-py doing the minimum, on the same server.
+"""Benchmark the channel layers side by side, each against its broker's raw floor, in one run.
 
-    python benchmarks/layer_bench.py [--redis-url URL] [--quick]
+    python benchmarks/layer_bench.py [--layers redis,ipc,rabbitmq,inmemory] [--quick] [--echo]
+        [--redis-url URL] [--amqp-url URL] [--no-detail]
 
-Measures, in one run, each figure for our layer and for the cheapest raw
-redis-py equivalent, then prints their ratio (ours / raw) and the target:
+1. Side by side, every layer chosen (default: all four) and the raw floor of
+   each broker, measured in the same run and taking turns chunk by chunk so
+   load on the machine hits all alike (see layer_kinds.py for the transports):
+   - send+receive throughput: `send` then blocking `receive` of ~100-byte
+     messages in rounds of 10 (a POSIX message queue holds 10 by default);
+     raw floors: redis-py RPUSH + BLPOP, posix_ipc mq_send + mq_receive,
+     pika basic_publish + a consumer with auto_ack;
+   - cross-process send->receive latency (ping-pong round trip / 2) against
+     an echo process parked in its blocking receive, p50 and p99, against the
+     same raw pairs (the in-memory layer is one process's: throughput only);
+   - with `--echo`: the WebSocket echo round trip through an interface-server
+     and a runworker of the test project on each shared layer, 1 client,
+     sequential 100-byte messages, the stacks taking turns message by message;
+   then the ratios (layer / its raw floor; IPC and RabbitMQ / Redis) and the
+   targets of issue 16.
+2. Redis detail (when Redis is chosen, unless `--no-detail`): `send` vs
+   RPUSH, `receive` vs RPOP, batches of 1000 vs pipelined RPUSH / LPOP count,
+   and a group send to 1,000 members over 10 process channels, checking that
+   every member got it, against the median time of one `layer.send`.
 
-1. send throughput: sequential `layer.send` vs `RPUSH`, 100-byte messages;
-2. receive throughput: `layer.receive` (block=True and block=False) vs `RPOP`;
-3. batches: `send_many` / `receive_batch` of 1000 vs pipelined `RPUSH` / `LPOP key count`;
-4. cross-process one-way latency (ping-pong round trip / 2): layer send +
-   blocking receive vs `LPUSH` + `BLPOP`, against an echo process;
-5. a group send to 1,000 members over 10 process channels, checking that every
-   member got it, against the median time of one `layer.send`.
-
-Every key lives under a prefix unique to the run, deleted at start and end.
+Everything lives under a prefix unique to the run, removed at start and end
+(Redis keys, RabbitMQ queues, /dev/shm files and POSIX message queues).
 Exits 0 unless something crashes; a missed target is marked MISSED.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import functools
-import multiprocessing
 import os
 import statistics
+import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import layer_kinds
 import redis
-from common import benchmark_parser, millis, percentile
+from common import benchmark_parser, columns, millis, percentile
+from layer_kinds import KINDS, RAW, SHARED, Brokers
 from report import Row, Target, mark, print_table, print_verdict
 
 from channels_core.layers.redis import RedisChannelLayer
@@ -39,17 +51,12 @@ from channels_core.layers.redis import RedisChannelLayer
 TP_CHANNEL = "bench.tp"
 BATCH_CHANNEL = "bench.batch"
 SINGLE_CHANNEL = "bench.single"
-PING, PONG = "bench.ping", "bench.pong"
 GROUP = "benchgroup"
 GROUP_PREFIXES, GROUP_LOCALS = 10, 100
 MESSAGE_SIZE = 100
 BATCH_SIZE = 1000
-BLOCK_TIMEOUT = 5  # seconds, like the layer's default blocking_timeout
-LATENCY_WARMUP = 20
-LATENCY_SPACING = 0.001  # seconds between ping-pongs, so the echo side is parked in its blocking read
 CHUNKS = 10  # turns ours and raw take in a throughput comparison
 SINGLES_PER_ROUND = 10  # single sends (and PINGs) timed beside each group send
-ECHO_MAX_IDLE = 12  # empty blocking reads before an orphaned echo process gives up
 
 
 @dataclass(frozen=True)
@@ -58,10 +65,11 @@ class Sizes:
     batches: int
     latency_samples: int
     group_rounds: int
+    echo_samples: int
 
 
-FULL = Sizes(messages=20_000, batches=20, latency_samples=1000, group_rounds=50)
-QUICK = Sizes(messages=2_000, batches=2, latency_samples=100, group_rounds=5)
+FULL = Sizes(messages=20_000, batches=20, latency_samples=1000, group_rounds=50, echo_samples=1000)
+QUICK = Sizes(messages=2_000, batches=2, latency_samples=100, group_rounds=5, echo_samples=200)
 
 
 @dataclass
@@ -167,7 +175,7 @@ def check_count(label: str, got: int, wanted: int) -> None:
 def compare(measure: str, ours: float, raw: float, fmt: Callable[[float], str], target: Target | None) -> Row:
     ratio = ours / raw
     row = Row(measure, fmt(ours), fmt(raw), f"{ratio:.2f}", str(target or "-"), target.met(ratio) if target else None)
-    print(f"  {measure}: ours {row.ours}, raw {row.baseline}, ratio {row.ratio}{mark(row)}", flush=True)
+    print(f"  {measure}: {row.ours} vs {row.baseline}, ratio {row.ratio}{mark(row)}", flush=True)
     return row
 
 
@@ -179,7 +187,7 @@ def micros(value: float) -> str:
     return f"{value * 1e6:,.0f} us"
 
 
-# -- 1 and 2: sequential send and receive ---------------------------------------------------
+# -- Redis detail 1: sequential send and receive ---------------------------------------------------
 
 
 def bench_sequential(ctx: Context) -> list[Row]:
@@ -210,7 +218,7 @@ def bench_sequential(ctx: Context) -> list[Row]:
     ]
 
 
-# -- 3: batches --------------------------------------------------------------------------------
+# -- Redis detail 2: batches --------------------------------------------------------------------------------
 
 
 def bench_batches(ctx: Context) -> list[Row]:
@@ -249,122 +257,7 @@ def bench_batches(ctx: Context) -> list[Row]:
     ]
 
 
-# -- 4: cross-process latency --------------------------------------------------------------------
-
-
-class LayerTransport:
-    """Ping-pong over our layer: a message dict carrying a sequence number."""
-
-    def __init__(self, url: str, prefix: str) -> None:
-        self.layer = make_layer(url, prefix)
-
-    def send(self, channel: str, seq: int) -> None:
-        self.layer.send(channel, {"seq": seq})
-
-    def recv(self, channel: str) -> int | None:
-        _, message = self.layer.receive([channel], block=True)
-        return None if message is None else message["seq"]
-
-    def close(self) -> None:
-        self.layer.close()
-
-
-class RawTransport:
-    """Ping-pong over raw redis-py: LPUSH the sequence number, BLPOP it."""
-
-    def __init__(self, url: str, prefix: str) -> None:
-        self.client = redis.Redis.from_url(url)
-        self.prefix = raw_prefix(prefix)
-
-    def send(self, channel: str, seq: int) -> None:
-        self.client.lpush(self.prefix + channel, seq)
-
-    def recv(self, channel: str) -> int | None:
-        got = self.client.blpop([self.prefix + channel], timeout=BLOCK_TIMEOUT)
-        return None if got is None else int(got[1])
-
-    def close(self) -> None:
-        self.client.close()
-
-
-TRANSPORTS = {"ours": LayerTransport, "raw": RawTransport}
-
-
-def echo(kind: str, url: str, prefix: str) -> None:
-    """The echo process: send every ping back as a pong until a negative one (or long silence)."""
-    transport = TRANSPORTS[kind](url, prefix)
-    idle = 0
-    try:
-        while idle < ECHO_MAX_IDLE:
-            seq = transport.recv(PING)
-            if seq is None:
-                idle += 1
-                continue
-            if seq < 0:
-                break
-            idle = 0
-            transport.send(PONG, seq)
-    finally:
-        transport.close()
-
-
-def round_trip(transport: LayerTransport | RawTransport, seq: int) -> float:
-    start = time.perf_counter()
-    transport.send(PING, seq)
-    got = transport.recv(PONG)
-    took = time.perf_counter() - start
-    if got != seq:
-        raise RuntimeError(f"ping {seq} came back as {got!r}")
-    return took
-
-
-def wait_for_echo(transport: LayerTransport | RawTransport) -> None:
-    """The first ping waits in the queue until the echo process has started."""
-    transport.send(PING, 0)
-    for _ in range(ECHO_MAX_IDLE):
-        got = transport.recv(PONG)
-        if got == 0:
-            return
-    raise RuntimeError("the echo process never answered")
-
-
-@contextlib.contextmanager
-def echo_partner(kind: str, ctx: Context) -> Iterator[LayerTransport | RawTransport]:
-    """A transport of `kind` whose pings an echo process (spawned here) answers, warmed up."""
-    process = multiprocessing.get_context("spawn").Process(target=echo, args=(kind, ctx.url, ctx.prefix), daemon=True)
-    process.start()
-    transport = TRANSPORTS[kind](ctx.url, ctx.prefix)
-    try:
-        wait_for_echo(transport)
-        for seq in range(1, LATENCY_WARMUP + 1):
-            round_trip(transport, seq)
-        yield transport
-    finally:
-        transport.send(PING, -1)
-        transport.close()
-        process.join(10)
-        if process.is_alive():
-            process.terminate()
-
-
-def bench_latency(ctx: Context) -> list[Row]:
-    """Ping-pongs with an echo process, ours and raw taking turns; one-way = round trip / 2."""
-    print(f"Cross-process one-way latency (ping-pong / 2, {ctx.sizes.latency_samples} samples)", flush=True)
-    samples: dict[str, list[float]] = {kind: [] for kind in TRANSPORTS}
-    with contextlib.ExitStack() as stack:
-        partners = {kind: stack.enter_context(echo_partner(kind, ctx)) for kind in TRANSPORTS}
-        for seq in range(LATENCY_WARMUP + 1, LATENCY_WARMUP + 1 + ctx.sizes.latency_samples):
-            for kind, transport in partners.items():
-                time.sleep(LATENCY_SPACING)
-                samples[kind].append(round_trip(transport, seq) / 2)
-    ours, raw = samples["ours"], samples["raw"]
-    return [
-        compare("latency p50 (vs LPUSH+BLPOP)", percentile(ours, 50), percentile(raw, 50), micros, Target(1.5, False)),
-        compare("latency p99 (vs LPUSH+BLPOP)", percentile(ours, 99), percentile(raw, 99), micros, None),
-    ]
-
-
-# -- 5: group send ----------------------------------------------------------------------------------
+# -- Redis detail 3: group send ----------------------------------------------------------------------------------
 
 
 def bench_group(ctx: Context) -> list[Row]:
@@ -411,12 +304,108 @@ def bench_group(ctx: Context) -> list[Row]:
     return [single, cost, delivery]
 
 
+# -- 1: the layers side by side ------------------------------------------------------------------------
+
+
+def micros_or_dash(samples: list[float] | None, pct: int) -> str:
+    return "-" if not samples else micros(percentile(samples, pct))
+
+
+def side_by_side(kinds: list[str], brokers: Brokers, sizes: Sizes, echo: bool) -> list[Row]:
+    """Throughput and latency of every layer in `kinds` and of its broker's raw floor; the targets' rows."""
+    shared = [k for k in kinds if k in SHARED]
+    names = kinds + [f"raw-{k}" for k in shared]
+    print(f"Layers side by side: {', '.join(kinds)}; raw floors: {', '.join(RAW[k] for k in shared)}", flush=True)
+    transports = {name: layer_kinds.transport(name, brokers) for name in names}
+    try:
+        rates = layer_kinds.throughput(transports, sizes.messages)
+    finally:
+        for each in transports.values():
+            each.close()
+    print(f"  throughput: {', '.join(f'{n} {per_second(r)}' for n, r in rates.items())}", flush=True)
+    lat = layer_kinds.latency([n for n in names if n != "inmemory"], brokers, sizes.latency_samples)
+    echoes = layer_kinds.websocket_echo(shared, brokers, sizes.echo_samples) if echo and shared else {}
+    print_side_by_side(kinds, rates, lat, echoes)
+    return targets(kinds, rates, lat, echoes)
+
+
+def print_side_by_side(kinds: list[str], rates: dict, lat: dict, echoes: dict) -> None:
+    p50 = {name: percentile(samples, 50) for name, samples in lat.items()}
+    header = ["layer", "send+receive/s", "raw floor/s", "ratio", "one-way p50", "p99", "raw p50", "raw p99", "ratio"]
+    if echoes:
+        header += ["WS echo p50", "p99"]
+    rows = [header]
+    for kind in kinds:
+        raw = f"raw-{kind}"
+        row = [kind, f"{rates[kind]:,.0f}"]
+        row += [f"{rates[raw]:,.0f}", f"{rates[kind] / rates[raw]:.2f}"] if raw in rates else ["-", "-"]
+        row += [micros_or_dash(lat.get(kind), 50), micros_or_dash(lat.get(kind), 99)]
+        row += [micros_or_dash(lat.get(raw), 50), micros_or_dash(lat.get(raw), 99)]
+        row += [f"{p50[kind] / p50[raw]:.2f}"] if raw in p50 and kind in p50 else ["-"]
+        if echoes:
+            row += [millis(percentile(echoes[kind], q)) if kind in echoes else "-" for q in (50, 99)]
+        rows.append(row)
+    lines = columns(rows)
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} CPUs")
+    print(lines[0])
+    print("-" * len(lines[0]))
+    print("\n".join(lines[1:]), flush=True)
+    if echoes:
+        print("(WS echo: round trip through an interface-server and one runworker of the test project)")
+
+
+def targets(kinds: list[str], rates: dict, lat: dict, echoes: dict) -> list[Row]:
+    """The targets (issue 16 and the Redis layer's own) as rows: figure, baseline, ratio, target."""
+    p50 = {name: percentile(samples, 50) for name, samples in lat.items()}
+    rows = []
+
+    def ratio(measure: str, ours: float, base: float, fmt: Callable[[float], str], target: Target | None) -> None:
+        rows.append(compare(measure, ours, base, fmt, target))
+
+    if "redis" in kinds:
+        ratio("redis p50 (vs LPUSH+BLPOP)", p50["redis"], p50["raw-redis"], micros, Target(1.5))
+    if "ipc" in kinds:
+        ratio("ipc throughput (vs raw posix_ipc)", rates["ipc"], rates["raw-ipc"], per_second, None)
+        ratio("ipc p50 (vs raw posix_ipc)", p50["ipc"], p50["raw-ipc"], micros, None)
+    if {"ipc", "redis"} <= set(kinds):
+        ratio("ipc throughput (vs redis layer)", rates["ipc"], rates["redis"], per_second, Target(2, at_least=True))
+        ratio("ipc p50 (vs redis layer)", p50["ipc"], p50["redis"], micros, Target(0.999))
+    if "rabbitmq" in kinds:
+        floor = Target(0.5, at_least=True)
+        ratio("rabbitmq throughput (vs raw pika)", rates["rabbitmq"], rates["raw-rabbitmq"], per_second, floor)
+        ratio("rabbitmq p50 (vs raw pika)", p50["rabbitmq"], p50["raw-rabbitmq"], micros, Target(2))
+    if "redis" in echoes:
+        for kind in echoes:
+            if kind != "redis":
+                wanted = Target(0.999) if kind == "ipc" else None
+                ours, base = percentile(echoes[kind], 50), percentile(echoes["redis"], 50)
+                ratio(f"{kind} WS echo p50 (vs redis stack)", ours, base, millis, wanted)
+    return rows
+
+
 # -- main -------------------------------------------------------------------------------------------
 
 
 def parse_args() -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "a 10x smaller run")
-    return parser.parse_args()
+    parser.add_argument(
+        "--layers",
+        default=",".join(KINDS),
+        help=f"comma-separated layers to measure, of {', '.join(KINDS)} (default: all)",
+    )
+    parser.add_argument(
+        "--amqp-url",
+        default=layer_kinds.default_amqp_url(),
+        help="RabbitMQ broker (default: $RABBITMQ_URL, $CLOUDAMQP_URL or amqp://guest:guest@127.0.0.1:5672/%%2F)",
+    )
+    parser.add_argument("--echo", action="store_true", help="also the WebSocket echo through a full stack per layer")
+    parser.add_argument("--no-detail", action="store_true", help="skip the Redis detail (part 2)")
+    args = parser.parse_args()
+    args.layers = [k.strip() for k in args.layers.split(",") if k.strip()]
+    unknown = sorted(set(args.layers) - set(KINDS))
+    if unknown or not args.layers:
+        parser.error(f"--layers: unknown {', '.join(unknown) or 'none given'}; choose from {', '.join(KINDS)}")
+    return args
 
 
 def warm_up(ctx: Context) -> None:
@@ -428,27 +417,39 @@ def warm_up(ctx: Context) -> None:
     ctx.client.ping()
 
 
-def main() -> int:
-    args = parse_args()
-    prefix = f"bench{os.getpid()}:"
-    layer = make_layer(args.redis_url, prefix)
-    client = redis.Redis.from_url(args.redis_url)
+def redis_detail(url: str, prefix: str, sizes: Sizes) -> list[Row]:
+    layer = make_layer(url, prefix)
+    client = redis.Redis.from_url(url)
     message = sized_message(layer, MESSAGE_SIZE)
-    ctx = Context(args.redis_url, prefix, QUICK if args.quick else FULL, layer, client, message, b"x" * MESSAGE_SIZE)
+    ctx = Context(url, prefix, sizes, layer, client, message, b"x" * MESSAGE_SIZE)
     print(
-        f"Redis {client.info('server')['redis_version']} at {args.redis_url}, key prefix {prefix!r}, "
-        f"{'quick' if args.quick else 'full'} run, {len(layer.serializer.dumps(message))}-byte messages\n",
+        f"\nRedis detail: Redis {client.info('server')['redis_version']} at {url}, key prefix {prefix!r},"
+        f" {len(layer.serializer.dumps(message))}-byte messages",
         flush=True,
     )
     cleanup(ctx)
     try:
         warm_up(ctx)
-        rows = bench_sequential(ctx) + bench_batches(ctx) + bench_latency(ctx) + bench_group(ctx)
+        return bench_sequential(ctx) + bench_batches(ctx) + bench_group(ctx)
     finally:
         cleanup(ctx)
         layer.close()
         client.close()
-    print_table(rows, "raw floor")
+
+
+def main() -> int:
+    args = parse_args()
+    sizes = QUICK if args.quick else FULL
+    brokers = Brokers(args.redis_url, args.amqp_url, f"bench{os.getpid()}")
+    print(f"{'quick' if args.quick else 'full'} run, prefix {brokers.prefix!r}, Python {sys.version.split()[0]}\n")
+    layer_kinds.cleanup(args.layers, brokers)
+    try:
+        rows = side_by_side(args.layers, brokers, sizes, args.echo)
+    finally:
+        layer_kinds.cleanup(args.layers, brokers)
+    if "redis" in args.layers and not args.no_detail:
+        rows += redis_detail(args.redis_url, f"bench{os.getpid()}d:", sizes)
+    print_table(rows, "baseline")
     print_verdict(rows)
     return 0
 
