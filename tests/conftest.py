@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from tests.support import alone
 from tests.support.redis_server import private_server
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -35,8 +36,8 @@ def second_private_redis():
 
 
 # Tests that share one outside resource run on one xdist worker, one after the other
-# (`python3 -m pytest -n 2 --dist loadgroup`, the README's command): the RabbitMQ restart test
-# stops the machine's broker, which the other RabbitMQ tests use.
+# (`python3 -m pytest -n 2 --dist loadgroup`, the README's command): the RabbitMQ tests share
+# the machine's broker (and the restart test, marked `alone` too, stops it).
 _SERIAL_GROUPS = {"rabbitmq": "rabbitmq"}
 
 
@@ -45,3 +46,15 @@ def pytest_collection_modifyitems(config, items):
         for needle, group in _SERIAL_GROUPS.items():
             if needle in item.nodeid:
                 item.add_marker(pytest.mark.xdist_group(group))
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)
+def pytest_runtest_protocol(item, nextitem):
+    """Under xdist, an `alone` test waits until no other test runs, and none starts until it ends."""
+    workerinput = getattr(item.config, "workerinput", None)
+    if workerinput is None:
+        yield
+        return
+    directory = alone.lock_dir(workerinput["testrunuid"])
+    with alone.held(directory, exclusive=item.get_closest_marker(alone.MARKER) is not None):
+        yield

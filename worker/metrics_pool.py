@@ -20,6 +20,7 @@ children serve nothing:
 from __future__ import annotations
 
 import contextlib
+import glob
 import logging
 import mmap
 import os
@@ -41,6 +42,7 @@ BEAT_STALE = 5.0
 """A child whose last write is older than this is frozen (or gone)."""
 
 _RECORD = 256
+_DB_HEADER = 8  # prometheus_client's value files start with 4 bytes of used length and 4 of padding
 _HEADER = struct.Struct("<dII")  # time.time(), threads, threads running a consumer
 
 
@@ -145,7 +147,7 @@ class PoolMonitor:
         from .metrics import exposition
 
         registry = CollectorRegistry()
-        MultiProcessCollector(registry, path=self.directory)
+        registry.register(_WrittenFilesCollector(self.directory, MultiProcessCollector.merge))
         registry.register(_PoolStateCollector(self))
         return exposition(registry)
 
@@ -209,6 +211,29 @@ class PoolMonitor:
                 problem, threads, running = f"health check failed: {type(exc).__name__}: {exc}", [], 0
             self.board.write(slot, problem, 0 if getattr(worker, "termed", False) else len(threads), running)
             self._beat_stop.wait(BEAT_INTERVAL)
+
+
+class _WrittenFilesCollector:
+    """prometheus_client's multiprocess merge over the children's files, minus the ones still empty.
+
+    A child creates its file before it sizes it, so a scrape at that instant finds 0 bytes, and
+    `MultiProcessCollector` fails the whole scrape on it ("unpack_from requires a buffer of at least
+    4 bytes"). A file that has no header yet holds no sample: leaving it out loses nothing.
+    """
+
+    def __init__(self, directory: str, merge: Any) -> None:
+        self.directory = directory
+        self.merge = merge
+
+    def collect(self) -> list[Any]:
+        files = []
+        for path in glob.glob(os.path.join(self.directory, "*.db")):
+            try:
+                if os.path.getsize(path) >= _DB_HEADER:
+                    files.append(path)
+            except OSError:  # the child's file was removed as it exited
+                continue
+        return self.merge(files, accumulate=True)
 
 
 class _PoolStateCollector:

@@ -327,6 +327,7 @@ def test_a_3_s_redis_outage_under_load_closes_no_socket(start_server, persistent
     server = start_server("--http-timeout", "20", env={"TEST_REDIS_URL": private_redis.url})
     outage: dict[str, float] = {}
     duplicates: list[str] = []
+    unechoed: list[str] = []
     http_results: list[tuple[float, int | None]] = []
     stop_http = threading.Event()
 
@@ -346,12 +347,18 @@ def test_a_3_s_redis_outage_under_load_closes_no_socket(start_server, persistent
             while not stop.is_set():
                 i += 1
                 await ws.send(f"m{i}")
-                got = await asyncio.wait_for(ws.recv(), 30)
-                while got == f"m{i - 1}":
-                    # A send cut by the kill may have reached Redis and be retried: at most a duplicate.
-                    duplicates.append(got)
-                    got = await asyncio.wait_for(ws.recv(), 30)
-                assert got == f"m{i}"
+                try:
+                    got = await asyncio.wait_for(ws.recv(), 15)
+                    while got != f"m{i}":
+                        # A send cut by the kill may have reached Redis and be retried: a duplicate, or
+                        # the late echo of a frame counted as unechoed.
+                        assert int(got[1:]) < i, got
+                        duplicates.append(got)
+                        got = await asyncio.wait_for(ws.recv(), 15)
+                except TimeoutError:
+                    # The one loss the layer allows: a read whose reply was on the wire when Redis died.
+                    unechoed.append(f"m{i}")
+                    continue
                 echoes.append(time.monotonic())
                 await asyncio.sleep(0.2)
             return ws.close_code
@@ -391,9 +398,10 @@ def test_a_3_s_redis_outage_under_load_closes_no_socket(start_server, persistent
         f"\nRedis 3 s outage: {len(failures)} of 100 sockets closed by the server ({failures[:5]}),"
         f" WebSocket echoes back {back_in:.2f} s and HTTP 200 back {http_back_in:.2f} s after Redis;"
         f" HTTP: {failed_http} of {len(http_results)} requests failed (503 while Redis was away);"
-        f" {len(duplicates)} duplicate echoes"
+        f" {len(duplicates)} duplicate or late echoes; {len(unechoed)} frames never echoed"
     )
-    assert failures == [], failures
+    assert failures == [], (failures, server.output()[-4000:])
+    assert len(unechoed) <= 2, (unechoed, server.output()[-4000:])
     assert server.process.poll() is None
     assert back_in < 2.0 and http_back_in < 2.0
     output = server.output()

@@ -41,6 +41,7 @@ def test_no_memory_growth_over_2000_websockets(start_server, worker_layer):
     print(f"2000 WebSockets in {elapsed:.1f}s; RSS {before} -> {after} kB")
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_idle_server_uses_no_cpu(start_server, worker_layer):
     """No polling: an idle server with an idle open WebSocket burns (almost) no CPU."""

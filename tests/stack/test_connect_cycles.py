@@ -49,6 +49,7 @@ def settle(client: redis.Redis, prefix: str, target: int, timeout: float = 20.0)
         time.sleep(0.2)
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 def test_10000_connect_disconnect_cycles_leave_rss_and_redis_flat(stack, redis_url, key_prefix):

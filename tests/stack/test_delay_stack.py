@@ -43,6 +43,7 @@ def collect(layer, channel: str, count: int, timeout: float) -> list[tuple[float
     return got
 
 
+@pytest.mark.alone
 @pytest.mark.timeout(120)
 def test_messages_arrive_within_50_ms_of_their_due_time(stack, layer):
     delay = start_delay(stack)

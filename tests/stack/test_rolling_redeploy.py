@@ -54,6 +54,7 @@ class Broadcaster(threading.Thread):
         self.join(5)
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_rolling_redeploy_of_every_worker_under_1000_websockets(fault_stack, redis_url, key_prefix):  # noqa: F811
     server = fault_stack.start_server()
@@ -119,6 +120,7 @@ OVERLOAD_INTERVAL = 0.25  # 800 frames/s offered; two one-thread workers take ab
 OVERLOAD_SECONDS = 5.0
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_a_redeploy_above_what_the_workers_can_process_makes_sockets_wait_not_close(
     fault_stack,  # noqa: F811

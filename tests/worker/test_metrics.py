@@ -322,6 +322,18 @@ def test_pool_readiness_from_the_heartbeat_board(monkeypatch):
     assert os.environ.get(MULTIPROC_ENV) == before
 
 
+def test_a_child_file_not_yet_sized_does_not_fail_the_scrape():
+    """A child creates its value file before it sizes it: a scrape at that instant found 0 bytes (500)."""
+    monitor = PoolMonitor(1, layer=None)
+    try:
+        with open(os.path.join(monitor.directory, "counter_4242.db"), "wb"):
+            pass
+        body = monitor.metrics()[1].decode()
+        assert "channels_worker_threads 0.0" in body
+    finally:
+        monitor.pool_stopped()
+
+
 def test_heartbeat_board_round_trips_and_clears():
     board = HeartbeatBoard(3)
     board.write(2, "é" * 300)  # longer than a record: cut, never spilling into the next slot

@@ -20,6 +20,7 @@ def _rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
 
 
+@pytest.mark.alone
 @pytest.mark.slow
 def test_senders_and_receivers_survive_a_broker_restart_and_count_what_was_in_flight(key_prefix):
     if shutil.which("rabbitmqctl") is None or os.geteuid() != 0:

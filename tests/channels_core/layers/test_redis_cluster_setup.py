@@ -18,6 +18,7 @@ from redis.exceptions import AskError
 
 from channels_core.test.processes import alive
 from tests.support.redis_cluster import SLOTS, ClusterSetup, NodeInfo, shared_setup
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -89,6 +90,8 @@ def test_failover_rejoin_reshard_and_slot_migration_then_nothing_left():
 
             # -- the old master comes back as a replica of the promoted one -----------------------
             cluster.restart(victim)
+            # It rejoins as a master whose slots are gone and turns replica once told: wait for that turn.
+            assert wait_for(lambda: any(r.node_id == victim.node_id for r in cluster.replicas()), 30, 0.1)
             back = next(r for r in cluster.replicas() if r.node_id == victim.node_id)
             assert back.master_id == promoted.node_id
 
