@@ -5,6 +5,8 @@ ChannelLiveServerTestCase (a real interface server and a real worker serve the
 test project, sharing the test database), and one subclass per topology of
 `tests.support.topologies` runs them all on it: the shared Redis, two
 client-side shards, Sentinel, Cluster. Each under a private key prefix, flushed after.
+`PortedAppsOnURL` gathers the same checks on a layer chosen by URL: its subclasses
+are in `test_ported_apps_ipc.py` and `test_ported_apps_rabbitmq.py`.
 """
 
 from __future__ import annotations
