@@ -157,35 +157,61 @@ def _raw_latency(url: str, prefix: str, pings: int) -> list[float]:
     return samples
 
 
+def _median(values: list[float]) -> float:
+    return statistics.median(values)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", default="amqp://guest:guest@127.0.0.1:5672/%2F")
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--pings", type=int, default=500)
+    parser.add_argument("--rounds", type=int, default=3, help="raw and layer alternate this many times")
     args = parser.parse_args()
     prefix = f"bench{uuid.uuid4().hex[:8]}:"
     n = args.messages
+    # Raw and layer runs alternate, round after round, so a machine whose load changes during the run
+    # (CI, other processes) weighs on both sides alike; each figure is the median of its rounds.
+    results: dict[str, list[float]] = {}
+    latency: dict[str, list[float]] = {"raw": [], "ours": [], "fast": []}
 
-    raw_floor = _raw_throughput(args.url, prefix + "raw.tp", n, confirms=False)
-    raw_confirmed = _raw_throughput(args.url, prefix + "raw.tpc", n, confirms=True)
-    layer = RabbitMQChannelLayer(args.url, prefix=prefix, expiry=60, capacity=n + 10)
-    try:
-        ours = _layer_throughput(layer, n, 1)
-        ours_batch = _layer_throughput(layer, n, 1000)
-    finally:
-        layer.flush()
-        layer.close()
-    fast = RabbitMQChannelLayer(args.url, prefix=prefix, expiry=60, capacity=n + 10, confirm_acks=False)
-    try:
-        ours_fast = _layer_throughput(fast, n, 1, "bench.tpf")
-    finally:
-        fast.flush()
-        fast.close()
-    ours_p50, ours_p99 = _percentiles(_layer_latency(args.url, prefix, args.pings))
-    fast_p50, fast_p99 = _percentiles(_layer_latency(args.url, prefix, args.pings, confirm_acks=False))
-    raw_p50, raw_p99 = _percentiles(_raw_latency(args.url, prefix, args.pings))
+    def add(name: str, value: float) -> None:
+        results.setdefault(name, []).append(value)
 
-    print(f"RabbitMQ layer vs raw pika, {n} messages of ~100 bytes, {args.pings} ping-pongs")
+    for r in range(args.rounds):
+        add("raw_floor", _raw_throughput(args.url, f"{prefix}raw.tp{r}", n, confirms=False))
+        layer = RabbitMQChannelLayer(args.url, prefix=prefix, expiry=60, capacity=n + 10)
+        try:
+            add("ours", _layer_throughput(layer, n, 1))
+            add("ours_batch", _layer_throughput(layer, n, 1000))
+        finally:
+            layer.flush()
+            layer.close()
+        add("raw_confirmed", _raw_throughput(args.url, f"{prefix}raw.tpc{r}", n, confirms=True))
+        fast = RabbitMQChannelLayer(args.url, prefix=prefix, expiry=60, capacity=n + 10, confirm_acks=False)
+        try:
+            add("ours_fast", _layer_throughput(fast, n, 1, "bench.tpf"))
+        finally:
+            fast.flush()
+            fast.close()
+        latency["raw"] += _raw_latency(args.url, prefix, args.pings)
+        latency["ours"] += _layer_latency(args.url, prefix, args.pings)
+        latency["fast"] += _layer_latency(args.url, prefix, args.pings, confirm_acks=False)
+
+    raw_floor, raw_confirmed = _median(results["raw_floor"]), _median(results["raw_confirmed"])
+    ours, ours_batch, ours_fast = (
+        _median(results["ours"]),
+        _median(results["ours_batch"]),
+        _median(results["ours_fast"]),
+    )
+    ours_p50, ours_p99 = _percentiles(latency["ours"])
+    fast_p50, fast_p99 = _percentiles(latency["fast"])
+    raw_p50, raw_p99 = _percentiles(latency["raw"])
+
+    print(
+        f"RabbitMQ layer vs raw pika, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: "
+        f"{args.rounds} alternating rounds of {n} messages of ~100 bytes and {args.pings} ping-pongs"
+    )
     print(f"{'figure':58} {'ours':>12} {'raw':>12} {'ratio':>7}")
     rows = [
         ("throughput, send+receive one at a time (msg/s)", ours, raw_floor),

@@ -103,6 +103,11 @@ class Receiver:
         self._closed = False
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        # Who drives the connection: the I/O thread, or a blocked receive "leading" (see `_lead`).
+        self._io_lock = threading.Lock()
+        self._io_owner: str | int | None = None  # "io", a leader's thread id, or None (changed under _io_lock)
+        self._leaders_wanted = 0  # receives waiting to lead (changed under _cond)
+        self._leader_failure: BaseException | None = None  # what broke while a leader drove: reconnect
 
     # -- called from any thread --------------------------------------------------
 
@@ -131,6 +136,7 @@ class Receiver:
         got = self._call(lambda: self._take_or_register(waiter), timeout)
         if got is not None:
             return got
+        self._lead(waiter, deadline)
         if not waiter.event.wait(max(0.0, deadline - time.monotonic())):
             with self._cond:
                 if waiter.state == "waiting":
@@ -139,6 +145,65 @@ class Receiver:
             # Claimed: its ack is being confirmed, one round trip (or a lost connection) away.
             waiter.event.wait(_CLAIM_TIMEOUT)
         return waiter.result
+
+    def _lead(self, waiter: _Waiter, deadline: float) -> None:
+        """Drive the connection from this (blocked) thread until `waiter` is served: no thread hand-off.
+
+        The I/O thread would otherwise read the delivery, then wake this
+        thread: one hand-off on the path of every message, the largest part
+        of the layer's latency over raw pika. The I/O thread yields the
+        connection while someone leads (`_yield_to_leaders`) and takes it
+        back after; other threads' jobs and waiters are served by whoever
+        drives. If another thread already leads, this one waits for its
+        event as before (the leader serves it too). Anything that breaks
+        while leading is handed to the I/O thread, which reconnects.
+        """
+        with self._cond:
+            if self._io_owner not in (None, "io") or self._closed:
+                return
+            self._leaders_wanted += 1
+        try:
+            self._wake()
+            if not self._io_lock.acquire(timeout=max(0.0, min(0.2, deadline - time.monotonic()))):
+                return
+            try:
+                self._io_owner = threading.get_ident()
+                connection = self._connection
+                while waiter.state == "waiting" and not self._closed and connection is not None:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or self._connection is not connection or not connection.is_open:
+                        break
+                    self._run_jobs()
+                    self._serve_waiters()
+                    if waiter.state != "waiting":
+                        break
+                    connection.process_data_events(time_limit=min(remaining, 1.0))
+                    self._serve_waiters()
+            except BaseException as exc:  # noqa: BLE001 - the I/O thread raises it again and reconnects
+                self._leader_failure = exc
+            finally:
+                self._io_owner = None
+                self._io_lock.release()
+        finally:
+            with self._cond:
+                self._leaders_wanted -= 1
+                self._cond.notify_all()
+            if self._leader_failure is not None:
+                self._wake()
+
+    def _yield_to_leaders(self) -> None:
+        """Called by the I/O thread holding `_io_lock`: let waiting receives lead, then take it back."""
+        self._io_owner = None
+        self._io_lock.release()
+        try:
+            with self._cond:
+                self._cond.wait_for(lambda: not self._leaders_wanted or self._closed, timeout=1.0)
+        finally:
+            self._io_lock.acquire()
+            self._io_owner = "io"
+        failure, self._leader_failure = self._leader_failure, None
+        if failure is not None:
+            raise failure
 
     def close(self) -> None:
         """Stop the I/O thread; the broker puts every buffered, untaken message back in its queue."""
@@ -217,15 +282,27 @@ class Receiver:
                 self._forget_connection(connection)
 
     def _serve(self, connection) -> None:
+        self._io_lock.acquire()
+        self._io_owner = "io"
+        try:
+            self._serve_locked(connection)
+        finally:
+            self._io_owner = None
+            self._io_lock.release()
+
+    def _serve_locked(self, connection) -> None:
         # Resume the queues a receive asked for recently (their consumers died with the old connection).
         now = time.monotonic()
         self._ensure([q for q, when in self._wanted.items() if now - when < self.idle_cancel])
         last_housekeeping = now
         while not self._closed:
+            if self._leaders_wanted or self._leader_failure is not None:
+                self._yield_to_leaders()
             self._run_jobs()
             self._serve_waiters()
-            connection.process_data_events(time_limit=1.0)
-            self._serve_waiters()
+            if not self._leaders_wanted:
+                connection.process_data_events(time_limit=1.0)
+                self._serve_waiters()
             if time.monotonic() - last_housekeeping >= 1.0:
                 self._housekeeping()
                 if self.keepalive is not None:
@@ -308,9 +385,12 @@ class Receiver:
             # The reply comes after every delivery the broker had for us (see the module docstring).
             channel.basic_qos(prefetch_count=self._qos)
             connection.process_data_events(time_limit=0)
+        with self._cond:
+            # A queue whose consumer holds a delivery now has nothing on its way to us (prefetch 1).
+            settled = set(queues) if sync else {queue for queue in queues if self._buffers.get(queue)}
         got, acks = self._pop(queues, max_messages)
         if len(got) < max_messages and max_messages > 1:
-            self._top_up(queues, max_messages, got, acks)
+            self._top_up([queue for queue in queues if queue in settled], max_messages, got, acks)
         if not acks:
             return []
         try:
@@ -326,10 +406,13 @@ class Receiver:
         """Fill a batch from normal queues with `basic.get`: their prefetch (1) keeps the buffer short.
 
         Once per receive, never in a loop waiting for messages. Only normal
-        channels: they promise no order, and a get there cannot overtake a
-        delivery on its way (the consumer's one delivery is still unacked,
-        so the broker sends it nothing newer). A `?`/`!` queue's deliveries
-        may be in flight, and a get could return a later message first.
+        queues with nothing on its way to the consumer (`queues` holds only
+        those: the consumer held a delivery, still unacked, so the broker
+        sends it nothing newer; or a synchronous call just flushed every
+        delivery in flight), so a get never overtakes an older message and
+        the channel stays FIFO for a single reader. A `?`/`!` queue's
+        deliveries (prefetch > 1) may be in flight, and a get could return a
+        later message first.
         """
         channel = self._channel
         cutoff = time.time() - self.expiry

@@ -322,3 +322,24 @@ def test_group_channels_of_two_layers_at_once_both_see_every_member(make_layer):
         thread.join(30)
     assert len(results) == 4
     assert all(sorted(r) == sorted(f"gl.c{i}" for i in range(100)) for r in results)
+
+
+def test_a_single_reader_of_a_normal_channel_gets_it_in_order_while_it_is_being_sent(make_layer):
+    """Batches top up with `basic.get` only where no delivery can be on its way: a get must not overtake it."""
+    sender, reader = make_layer(capacity=1000), make_layer(capacity=1000)
+
+    def send() -> None:
+        for i in range(300):
+            sender.send("fifo.plain", {"i": i})
+            if i % 10 == 9:
+                time.sleep(0.005)  # bursts: the reader often waits, its consumer free, as a burst comes in
+
+    thread = threading.Thread(target=send)
+    thread.start()
+    got: list[int] = []
+    deadline = time.monotonic() + 20
+    while len(got) < 300 and time.monotonic() < deadline:
+        batch = reader.receive_batch(["fifo.plain", "fifo.other"], 50, block=True, timeout=1)
+        got += [message["i"] for _, message in batch]
+    thread.join(10)
+    assert got == list(range(300))
