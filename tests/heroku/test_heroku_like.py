@@ -1,0 +1,293 @@
+"""What Heroku does with this repository, as closely as one machine allows, then the chat in Chromium.
+
+The steps, in the platform's order:
+
+1. the slug's source: the files git tracks (`git push heroku main` sends commits; untracked files such as a
+   local db.sqlite3 or a .venv never reach the build);
+2. the build: the Python that `.python-version` names, a fresh environment in the app's `.heroku/python`
+   (where the buildpack puts Python), the buildpack's install step (`pip install -r requirements.txt` with
+   the flags of heroku-buildpack-python's lib/pip.sh, except `--no-cache-dir`: pip's cache keeps this test
+   fast), then its collectstatic step unless a config var disables it;
+3. config vars: app.json's `env` (its values, a generated secret for `"generator": "secret"`) and the
+   add-ons' URLs: REDIS_URL (heroku-redis) and DATABASE_URL (heroku-postgresql), here the local Redis and
+   a PostgreSQL database created for this test and dropped after;
+4. the release phase: the Procfile's `release` line, which must exit 0 before any dyno starts;
+5. the dynos: the Procfile's `web` and `worker` lines through `sh -c` with PORT and the config vars and
+   none of this test process's environment; the browser reaches the app by an `*.herokuapp.com` name
+   (Chromium's resolver maps it to 127.0.0.1), so the Host and Origin checks see what they would see there;
+6. dyno shutdown: SIGTERM to every process, SIGKILL after 30 s (both must exit long before).
+
+Not reproduced: the router's TLS (https/wss) and its X-Forwarded-* headers, Heroku Redis's TLS, the
+buildpack's own pip/setuptools upgrade (the venv's bundled pip installs), the build cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from channels_core.test.processes import ChildProcess, free_port
+from tests.example.test_example import log_has, open_room, say
+from tests.support import browser as browser_support
+
+ROOT = Path(__file__).resolve().parents[2]
+POSTGRES = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
+REDIS_URL = "redis://127.0.0.1:6379/0"
+DYNO_STOP_GRACE = 30.0  # Heroku sends SIGKILL this long after SIGTERM
+START_TIMEOUT = 40.0
+
+pytestmark = pytest.mark.slow
+
+
+def procfile(app: Path) -> dict[str, str]:
+    """The Procfile's process types and commands, read as Heroku reads them (`type: command`)."""
+    entries = {}
+    for line in (app / "Procfile").read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_-]+):\s*(.+)$", line)
+        if match:
+            entries[match.group(1)] = match.group(2)
+    return entries
+
+
+def copy_slug_source(app: Path) -> list[str]:
+    """Copy the files git tracks into `app` (their working-tree contents); returns their paths."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    paths = [p for p in listed.decode().split("\0") if p and (ROOT / p).is_file()]
+    for path in paths:
+        target = app / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / path, target)
+    return paths
+
+
+def config_vars(app: Path) -> dict[str, str]:
+    """The config vars app.json gives a new app: each `value`, a random secret for `"generator": "secret"`."""
+    spec = json.loads((app / "app.json").read_text())
+    out = {}
+    for name, var in spec["env"].items():
+        if var.get("generator") == "secret":
+            out[name] = secrets.token_hex(32)  # Heroku generates a 64-character hex secret
+        elif "value" in var:
+            out[name] = var["value"]
+        else:
+            assert var.get("required") is False, f"{name} is required and has no value: the Button would ask for it"
+    return out
+
+
+def psql(*args: str) -> str:
+    return subprocess.run(
+        ["psql", *POSTGRES, "-v", "ON_ERROR_STOP=1", "-tAc", *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """A database of this test's own (the heroku-postgresql add-on's), dropped afterwards; yields its name."""
+    name = f"heroku_like_{uuid.uuid4().hex[:10]}"
+    subprocess.run(["createdb", *POSTGRES, name], check=True, capture_output=True)
+    try:
+        yield name
+    finally:
+        subprocess.run(["dropdb", *POSTGRES, "--if-exists", "--force", name], check=True, capture_output=True)
+
+
+def build(app: Path, log_dir: Path, config: dict[str, str]) -> tuple[Path, dict[str, float]]:
+    """The buildpack's steps in `app`; returns the Python environment and each step's seconds."""
+    times = {}
+    version = (app / ".python-version").read_text().strip()
+    assert re.fullmatch(r"3\.\d+(\.\d+)?", version), f".python-version: {version!r} is not a form the buildpack reads"
+    interpreter = shutil.which(f"python{'.'.join(version.split('.')[:2])}")
+    assert interpreter, f"no python{version} on this machine to build with"
+    python_home = app / ".heroku" / "python"
+    started = time.monotonic()
+    # cwd=app: a pyenv shim picks its version from the app's .python-version, as the buildpack does.
+    subprocess.run([interpreter, "-m", "venv", str(python_home)], cwd=app, check=True, capture_output=True)
+    built = subprocess.run(
+        [str(python_home / "bin" / "python"), "-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert built == version or built.startswith(version + "."), (built, version)
+    times["venv"] = time.monotonic() - started
+
+    # The build sees the app's config vars; PATH has the app's Python first, as on Heroku.
+    env = {
+        "HOME": os.environ.get("HOME", "/root"),
+        "LANG": "C.UTF-8",
+        "PATH": f"{python_home / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        **config,
+    }
+    started = time.monotonic()
+    install = subprocess.run(
+        # heroku-buildpack-python lib/pip.sh's command, but with pip's cache (it passes --no-cache-dir).
+        ["pip", "install", "-r", "requirements.txt"]
+        + ["--disable-pip-version-check", "--exists-action=w", "--no-input", "--progress-bar", "off"],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    (log_dir / "pip-install.log").write_text(install.stdout + install.stderr)
+    assert install.returncode == 0, install.stdout[-3000:] + install.stderr[-3000:]
+    times["pip install"] = time.monotonic() - started
+
+    # bin/steps/collectstatic: the first manage.py within depth 3, when Django is installed, unless disabled.
+    if not config.get("DISABLE_COLLECTSTATIC"):
+        manage = sorted(app.glob("**/manage.py"), key=lambda p: len(p.relative_to(app).parts))[0]
+        collect = subprocess.run(
+            ["python", str(manage.relative_to(app)), "collectstatic", "--noinput", "--traceback"],
+            cwd=app,
+            env={**env, "PYTHONPATH": "."},
+            capture_output=True,
+            text=True,
+        )
+        assert collect.returncode == 0, collect.stdout + collect.stderr  # the build fails here on Heroku
+    return python_home, times
+
+
+class Dyno(ChildProcess):
+    """One Procfile line run as a dyno runs it: `sh -c`, from the app's root, in its own process group."""
+
+    def __init__(self, name: str, command: str, app: Path, env: dict[str, str], log_dir: Path) -> None:
+        super().__init__(
+            ["sh", "-c", command], label=name, cwd=app, env=env, log=log_dir / f"{name}.log", own_group=True
+        )
+
+
+class HerokuURL:
+    """What `open_room` needs: the app's URL, here an *.herokuapp.com name the browser maps to 127.0.0.1."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.url = f"http://{host}:{port}"
+
+
+def flush_prefix(prefix: str) -> int:
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+        if keys:
+            client.delete(*keys)
+        return len(keys)
+    finally:
+        client.close()
+
+
+def test_build_release_and_dynos_as_heroku_runs_them(tmp_path, postgres_database, key_prefix, monkeypatch):
+    """app.json's config vars, the buildpack's install, `release` on PostgreSQL, `web` + `worker`, Chromium."""
+    timings: dict[str, float] = {}
+    started = time.monotonic()
+    app, logs = tmp_path / "app", tmp_path / "logs"
+    app.mkdir()
+    logs.mkdir()
+    tracked = copy_slug_source(app)
+    for needed in ("app.json", ".python-version", "requirements.txt", "Procfile"):
+        assert needed in tracked, f"{needed} is not tracked by git: a push would not send it"
+
+    spec = json.loads((app / "app.json").read_text())
+    assert spec["buildpacks"] == [{"url": "heroku/python"}]
+    assert {a if isinstance(a, str) else a["plan"] for a in spec["addons"]} >= {"heroku-redis", "heroku-postgresql"}
+    assert {kind: f["quantity"] for kind, f in spec["formation"].items()} == {"web": 1, "worker": 1}
+    processes = procfile(app)
+    assert set(spec["formation"]) | {"release"} == set(processes), processes
+
+    config = config_vars(app)
+    assert config.get("DJANGO_DEBUG") == "0", "DEBUG must be off on Heroku"
+    # The add-ons' config vars. Heroku Postgres's URL carries a password: trust auth here ignores it.
+    config["DATABASE_URL"] = f"postgres://postgres:unused@127.0.0.1:5432/{postgres_database}"
+    config["REDIS_URL"] = REDIS_URL
+    config["CHANNELS_PREFIX"] = key_prefix  # this test's own keys, flushed afterwards
+
+    python_home, build_times = build(app, logs, config)
+    timings.update(build_times)
+    dyno_env = {
+        "HOME": str(app),
+        "LANG": "C.UTF-8",
+        "PATH": f"{python_home / 'bin'}:/usr/local/bin:/usr/bin:/bin",
+        "PYTHONUNBUFFERED": "true",
+        **config,
+    }
+
+    step = time.monotonic()
+    release = subprocess.run(
+        ["sh", "-c", processes["release"]],
+        cwd=app,
+        env={**dyno_env, "DYNO": "release.1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    (logs / "release.log").write_text(release.stdout + release.stderr)
+    assert release.returncode == 0, release.stdout + release.stderr
+    timings["release"] = time.monotonic() - step
+    # The release migrated PostgreSQL (not a SQLite file in the slug).
+    assert int(psql("SELECT count(*) FROM django_migrations", "-d", postgres_database)) > 0
+    assert int(psql("SELECT count(*) FROM chat_message", "-d", postgres_database)) == 0
+    assert not list(app.glob("**/*.sqlite3")), "the release wrote a SQLite file"
+
+    port = free_port()
+    host = f"heroku-like-{uuid.uuid4().hex[:8]}.herokuapp.com"
+    dynos: dict[str, Dyno] = {}
+    try:
+        step = time.monotonic()
+        dynos["web"] = Dyno("web.1", processes["web"], app, {**dyno_env, "PORT": str(port), "DYNO": "web.1"}, logs)
+        # A worker dyno gets a PORT too; it must not need it.
+        dynos["worker"] = Dyno(
+            "worker.1", processes["worker"], app, {**dyno_env, "PORT": str(free_port()), "DYNO": "worker.1"}, logs
+        )
+        for dyno in dynos.values():
+            dyno.wait_for("Listening on", START_TIMEOUT)
+        dynos["web"].wait_for_port(port)
+        timings["dynos up"] = time.monotonic() - step
+
+        step = time.monotonic()
+        # Chromium resolves the app's herokuapp.com name to this machine: Host and Origin are that name.
+        flags = [*browser_support.FLAGS, f"--host-resolver-rules=MAP {host} 127.0.0.1", "--no-proxy-server"]
+        monkeypatch.setattr(browser_support, "FLAGS", flags)
+        target = HerokuURL(host, port)
+        with browser_support.Browser() as browser:
+            first, second = open_room(browser, target, "heroku"), open_room(browser, target, "heroku")
+            say(first, "ada", "sent through web.1 and worker.1")
+            log_has(second, "ada: sent through web.1 and worker.1")
+            say(second, "bob", "received on PostgreSQL")
+            log_has(first, "bob: received on PostgreSQL")
+            first.goto(f"{target.url}/chat/heroku/")  # a reload: the history comes from the database
+            first.wait_for("document.getElementById('status').textContent === 'open'")
+            log_has(first, "ada: sent through web.1 and worker.1")
+            log_has(first, "bob: received on PostgreSQL")
+            assert first.console_errors() == [] and second.console_errors() == []
+        timings["browser"] = time.monotonic() - step
+        stored = psql("SELECT author || ': ' || text FROM chat_message ORDER BY id", "-d", postgres_database)
+        assert stored.splitlines() == ["ada: sent through web.1 and worker.1", "bob: received on PostgreSQL"]
+
+        # `heroku ps:stop` / a restart: SIGTERM to every process of the dyno, SIGKILL 30 s later.
+        step = time.monotonic()
+        for dyno in dynos.values():
+            dyno.send_signal(signal.SIGTERM)
+        for dyno in dynos.values():
+            dyno.wait_or_kill(DYNO_STOP_GRACE)
+            assert not dyno.killed, f"{dyno.label} ignored SIGTERM for {DYNO_STOP_GRACE:g}s:\n{dyno.output()}"
+        timings["dyno stop"] = time.monotonic() - step
+        for dyno in dynos.values():
+            assert "Traceback" not in dyno.output(), dyno.output()
+    finally:
+        for dyno in dynos.values():
+            dyno.close()
+        flush_prefix(key_prefix)
+        shutil.rmtree(app, ignore_errors=True)  # the slug and its .heroku/python
+    assert flush_prefix(key_prefix) == 0
+    timings["total"] = time.monotonic() - started
+    print("heroku-like timings (s): " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
