@@ -91,8 +91,9 @@ class Bells:
     def prepare(self, queues: list[str], slot: Slot | None = None) -> tuple[posix_ipc.Semaphore, int]:
         """Register a bell on `queues` and clear earlier rings; call before looking at them.
 
-        The bell is this thread's, or `slot`'s. Returns it and how many rings were cleared (0: nothing was
-        sent to a registered queue since the last clearing).
+        The bell is this thread's, or `slot`'s. Returns it and how many rings were cleared: one per message
+        sent to a registered queue since the last clearing, or -1 if registrations were (re)made, as what was
+        sent before them rang nothing.
         """
         slot = self._slot(slot)
         bell = self._bell(slot)
@@ -104,7 +105,7 @@ class Bells:
             registered.clear()
         missing = [q for q in queues if q not in registered]
         if missing:
-            rung = 1  # new registrations: what was sent before them rang nothing, so look
+            rung = -1  # new registrations: what was sent before them rang nothing, so look
             if not registered and not _bell_exists(bell.name):
                 # flush removed every registration and bell: open a fresh bell under the same name.
                 bell.close()
@@ -120,7 +121,7 @@ class Bells:
         while True:
             try:
                 bell.acquire(0)
-                rung += 1
+                rung += rung >= 0
             except posix_ipc.BusyError:
                 return bell, rung
 
@@ -138,16 +139,22 @@ class Bells:
             pass  # another waiter is registered, or it is gone already
 
     @staticmethod
-    def wait(bell: posix_ipc.Semaphore, timeout: float) -> None:
+    def wait(bell: posix_ipc.Semaphore, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for one ring; whether it came."""
         try:
             bell.acquire(max(timeout, 0.0))
+            return True
         except posix_ipc.BusyError:
-            pass
+            return False
 
     # -- ringing -------------------------------------------------------------------
 
-    def ring(self, queue: str) -> None:
-        """Post the bell of every thread registered on `queue`."""
+    def ring(self, queue: str, messages: int = 1) -> None:
+        """Post every bell registered on `queue` once per message sent (FIFOs get one byte).
+
+        A ring per message lets threads taking turns on a shared bell count what may still wait
+        (`IPCChannelLayer.receive_batch`).
+        """
         path = os.path.join(self.wdir, queue)
         try:
             mtime = os.stat(path).st_mtime_ns
@@ -194,7 +201,8 @@ class Bells:
                 _unlink_bell("/" + name)
                 self._waiters.pop(queue, None)
                 continue
-            bell.release()
+            for _ in range(messages):
+                bell.release()
 
     def _ring_fifo(self, queue: str, key: tuple[str, int], path: str) -> None:
         """Write a byte into an event receiver's FIFO (see `.events`); a FIFO nobody reads is removed."""

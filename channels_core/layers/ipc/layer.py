@@ -68,12 +68,34 @@ MAX_TURNS = 64
 
 
 class _Turn:
-    """The threads of one process waiting on one set of channels: one at a time, on one shared bell."""
+    """The threads of one process waiting on one set of channels: one at a time, on one shared bell.
+
+    `unseen` bounds the messages that may wait in the channels, so that a thread taking the turn looks
+    only when one may (None: unknown, look). Every message renamed into a queue posts the bell once,
+    after the rename. A look that got fewer than it asked for saw every queue after the bell was last
+    cleared: 0 then, and each ring cleared or waited for since adds one. A look that got as many as it
+    asked for takes those off. If it took a message whose ring had not come yet, that ring comes later
+    and makes the next thread look: the count may run high (a look for nothing) but a waiting message
+    always has a ring that is counted or still to come.
+    """
 
     def __init__(self, slot: Slot) -> None:
         self.lock = threading.Lock()
         self.slot = slot
-        self.clean = False  # True: every message there was when the bell was last cleared has been seen
+        self.unseen: int | None = None
+
+    def count(self, rung: int) -> None:
+        """Rings cleared or waited for (-1: registrations made, what came before them is unknown)."""
+        if rung < 0:
+            self.unseen = None
+        elif self.unseen is not None:
+            self.unseen += rung
+
+    def took(self, got: int, asked: int) -> None:
+        if got < asked:
+            self.unseen = 0
+        elif self.unseen is not None:
+            self.unseen = max(self.unseen - got, 0)
 
 
 class IPCChannelLayer(BaseChannelLayer):
@@ -169,7 +191,7 @@ class IPCChannelLayer(BaseChannelLayer):
             self._stats.count(queue, full=1)
             return False
         self._stats.count(queue, messages=len(items))
-        self._bells.ring(queue)
+        self._bells.ring(queue, len(items))
         return True
 
     # -- receiving -----------------------------------------------------------------
@@ -193,9 +215,14 @@ class IPCChannelLayer(BaseChannelLayer):
         0 or less: no wait).
         """
         queues = list(dict.fromkeys(names.validate_receive_channels(channels)))
-        got = self._take(queues, max_messages)
-        if got or not block:
-            return got
+        waits = block and (timeout is None or timeout > 0)
+        turn = self._turn_for(queues) if waits else None
+        if turn is None:
+            # A blocking receive that takes turns looks when the turn's count says a message may wait;
+            # looking first here as well would list every queue again after each message handled.
+            got = self._take(queues, max_messages)
+            if got or not block:
+                return got
         wait = self.blocking_timeout if timeout is None else timeout
         deadline = time.monotonic() + wait
         # The threads of this process that wait on one set of channels take turns: one waits on the set's
@@ -203,9 +230,8 @@ class IPCChannelLayer(BaseChannelLayer):
         # on the same queues and a send posted them all: every thread of a `runworker --threads N` woke,
         # fought over the GIL and listed the queues, and one took the message; and the next thread to wait
         # listed them all again, as its own bell counted every send made while it was busy. With one bell
-        # the next thread only looks if the bell rang since the last look (measured: 0.3 ms off a WebSocket
+        # the next thread only looks if a message may wait (`_Turn.unseen`; measured: 0.3 ms off a WebSocket
         # echo at N = 4). Sets with a single-reader channel are one thread's: those keep a bell per thread.
-        turn = self._turn_for(queues)
         while not self._closed:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -223,18 +249,22 @@ class IPCChannelLayer(BaseChannelLayer):
                 if self._closed:
                     break  # close() woke the thread that held the turn: no new bell after close
                 bell, rung = self._bells.prepare(queues, turn.slot)
-                if rung or not turn.clean:
+                turn.count(rung)
+                if turn.unseen != 0:
                     got = self._take(queues, max_messages)
-                    # Fewer than asked: every queue was looked at after the bell was cleared, so anything
-                    # sent since rings it. Until it rings the next thread need not look.
-                    turn.clean = len(got) < max_messages
+                    turn.took(len(got), max_messages)
                     if got:
                         return got
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._bells.wait(bell, remaining)
-                turn.clean = False  # rung (or timed out): the next step looks
+                if self._bells.wait(bell, remaining):
+                    turn.count(1)
+                    # Look at once, still holding the turn: the bell is cleared by whoever waits next.
+                    got = self._take(queues, max_messages)
+                    turn.took(len(got), max_messages)
+                    if got:
+                        return got
             finally:
                 turn.lock.release()
         return []
