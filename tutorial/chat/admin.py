@@ -1,0 +1,6 @@
+from django.contrib import admin
+
+from .models import Message, Room
+
+admin.site.register(Room)
+admin.site.register(Message)
