@@ -1,12 +1,16 @@
 """End-to-end benchmark: the Django test project through interface-server + runworker, against gunicorn.
 
     python benchmarks/e2e_bench.py [--quick] [--redis-url URL] [--rounds N] [--only http|echo|broadcast]
+        [--layer redis|ipc|rabbitmq|URL] [--amqp-url URL]
 
 Starts, in one run, with a fresh migrated SQLite copy and a key prefix of its own:
 
   side (a)  `python -m interface_server tests.project.asgi:channel_layer` + 2 separate
             `python -m django runworker` processes over Redis (the project's settings,
-            i.e. the default layer configuration);
+            i.e. the default layer configuration), or with `--layer` over the IPC or
+            RabbitMQ layer (a settings module that picks the layer by URL, as the
+            example app's `$CHANNEL_LAYER_URL` does; layer_kinds.py) with the layer's
+            default configuration;
   side (b)  `gunicorn -w 2 -k sync` serving the same project through
             benchmarks/e2e_wsgi.py (skipped, with a message, when gunicorn is not importable);
 
@@ -34,9 +38,13 @@ and measures:
    (labelled "sent by the benchmark process, not a consumer"), to separate the fan-out
    from the request that triggers it. Counts messages lost, duplicated or unexpected.
 
+The raw Redis pair of part 2 is Redis whichever layer is measured (the echo's target
+applies to the Redis layer only); `layer_bench.py --echo` puts the layers' echoes side by
+side, each against its own broker's floor.
+
 --quick shrinks everything. Every process started here is stopped at the end (also on
 Ctrl-C or an exception; they die with this process if it is killed), and every Redis
-key under the run's prefix is deleted. Exits 0 unless something crashes; a missed
+key, RabbitMQ queue and /dev/shm file under the run's prefix is deleted. Exits 0 unless something crashes; a missed
 target is marked MISSED.
 """
 
@@ -57,6 +65,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import layer_kinds
 import redis
 from common import benchmark_parser, millis, percentile, ws_connect
 from harness import (
@@ -76,6 +85,7 @@ from harness import (
     stop_on_signals,
 )
 
+from channels_core.layers.layer_url import kind_of
 from channels_core.test.processes import child_pids, cpu_seconds
 
 SETTINGS = "tests.project.settings"
@@ -254,7 +264,7 @@ def bench_http(run: Run, ours: Ours, gunicorn: Gunicorn | None) -> None:
     for side in sides:
         print(f"  warm-up {side.name} ({sizes.http_warmup} s)", flush=True)
         run_wrk(side.port, sizes.http_warmup, WRK_THREADS, HTTP_CONNECTIONS, echo=False)
-    redis_server = redis_pid(run.client)
+    redis_server = redis_pid(run.client) if run.args.layer == "redis" else None
     results: dict[str, list[dict]] = {side.name: [] for side in sides}
     for rnd in range(sizes.http_rounds):
         order = sides if rnd % 2 == 0 else list(reversed(sides))
@@ -271,7 +281,7 @@ def bench_http(run: Run, ours: Ours, gunicorn: Gunicorn | None) -> None:
     for side in sides:
         print_cpu(side.name, results[side.name])
     if redis_server is None:
-        print("  (Redis is not a local process here: its CPU is not accounted)")
+        print(f"  (the {run.args.layer} layer's broker, if any, is not accounted: its CPU is not in these figures)")
 
     def mean(name: str, key: str) -> float:
         return statistics.fmean(r[key] for r in results[name])
@@ -327,8 +337,10 @@ async def bench_echo(run: Run, ours: Ours) -> None:
         " baseline used for the target: the raw pair's ROUND TRIP, as the echo crosses Redis twice"
         " (websocket.receive to a worker, the reply back to the server)"
     )
-    run.compare("WS echo RTT p50 (vs raw pair RTT p50)", p50, percentile(raw_rtt, 50), millis, Target(4))
-    run.compare("WS echo RTT p99 (vs raw pair RTT p99)", p99, percentile(raw_rtt, 99), millis, None)
+    on = "" if run.args.layer == "redis" else f" on {run.args.layer}"
+    target = Target(4) if run.args.layer == "redis" else None  # the pair is Redis's floor, not another broker's
+    run.compare(f"WS echo RTT p50{on} (vs raw Redis pair RTT p50)", p50, percentile(raw_rtt, 50), millis, target)
+    run.compare(f"WS echo RTT p99{on} (vs raw Redis pair RTT p99)", p99, percentile(raw_rtt, 99), millis, None)
     run.figure("raw pair one way A->B p50 (info)", millis(percentile(one_way, 50)))
 
 
@@ -353,6 +365,8 @@ class Round:
 
 def make_layer(run: Run):
     """A layer built from the project's own settings (so: the same prefix and the default configuration)."""
+    if run.args.layer != "redis":
+        return layer_kinds.make_layer(run.args.layer, run.args.brokers, options={})
     os.environ.update({k: v for k, v in run.env.items() if k.startswith("TEST_")})
     spec = importlib.util.find_spec(SETTINGS)
     settings = importlib.util.module_from_spec(spec)
@@ -602,12 +616,33 @@ def parse_args() -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "a smaller, shorter run")
     parser.add_argument("--rounds", type=int, help="HTTP rounds per side (default 2, 1 with --quick)")
     parser.add_argument(
+        "--layer",
+        default="redis",
+        help="the layer the stack runs on: redis (default), ipc, rabbitmq, or a layer URL (redis://, amqp://, ipc://)",
+    )
+    parser.add_argument(
+        "--amqp-url",
+        default=layer_kinds.default_amqp_url(),
+        help="RabbitMQ broker for --layer rabbitmq (default: $RABBITMQ_URL, $CLOUDAMQP_URL or the local guest one)",
+    )
+    parser.add_argument(
         "--only",
         action="append",
         choices=["http", "echo", "broadcast"],
         help="run only this part (repeatable; default: all three)",
     )
-    return parser.parse_args()
+    args = parser.parse_args()
+    if args.layer not in layer_kinds.SHARED:
+        try:
+            kind = kind_of(args.layer)
+        except ValueError as exc:
+            parser.error(f"--layer: {exc}")
+        if kind == "redis":
+            args.redis_url = args.layer
+        elif kind == "amqp":
+            args.amqp_url = args.layer
+        args.layer = "rabbitmq" if kind == "amqp" else kind  # ipc://NAME: the run's own prefix, removed after
+    return args
 
 
 def main() -> int:
@@ -620,7 +655,8 @@ def main() -> int:
     if args.rounds:
         sizes = Sizes(**{**sizes.__dict__, "http_rounds": args.rounds})
     limit = raise_fd_limit(sizes.sockets + 500, "the broadcast test")
-    prefix = f"e2ebench{os.getpid()}:"
+    brokers = args.brokers = layer_kinds.Brokers(args.redis_url, args.amqp_url, f"e2ebench{os.getpid()}")
+    prefix = brokers.layer_prefix("redis")  # the raw pair's keys (and the Redis layer's)
     tmp = tempfile.mkdtemp(prefix="e2e-bench-")
     pythonpath = os.pathsep.join([str(ROOT), str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     env = dict(
@@ -630,6 +666,9 @@ def main() -> int:
         TEST_REDIS_URL=args.redis_url,
         TEST_LAYER_PREFIX=prefix,
     )
+    if args.layer != "redis":
+        env = layer_kinds.stack_env(args.layer, brokers, tmp, suffix="")
+        env["TEST_REDIS_URL"] = args.redis_url
     client = redis.Redis.from_url(args.redis_url)
     run = Run(args, sizes, prefix, client, env=env)
     import django
@@ -637,7 +676,7 @@ def main() -> int:
 
     print(f"{load_average()} before the run")
     print(
-        f"Redis {client.info('server')['redis_version']} at {args.redis_url}, key prefix {prefix!r},"
+        f"Layer: {args.layer}; Redis {client.info('server')['redis_version']} at {args.redis_url}, prefix {prefix!r},"
         f" {'quick' if args.quick else 'full'} run; {os.cpu_count()} CPUs; open-files limit {limit};"
         f" Python {sys.version.split()[0]}, Django {django.__version__}, websockets {websockets.__version__}",
         flush=True,
@@ -649,6 +688,8 @@ def main() -> int:
 
     def teardown() -> None:
         client.close()
+        if args.layer != "redis":
+            layer_kinds.cleanup([args.layer], brokers)
         shutil.rmtree(tmp, ignore_errors=True)
 
     return execute(run, work, "gunicorn / raw Redis", teardown)

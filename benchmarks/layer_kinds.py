@@ -53,9 +53,9 @@ def default_amqp_url() -> str:
     return os.environ.get("RABBITMQ_URL") or os.environ.get("CLOUDAMQP_URL") or "amqp://guest:guest@127.0.0.1:5672/%2F"
 
 
-def make_layer(kind: str, brokers: Brokers, suffix: str = ""):
-    """A layer of `kind` under the run's prefix, with room for a whole benchmark round."""
-    options = {"capacity": 100_000, "expiry": 60}
+def make_layer(kind: str, brokers: Brokers, suffix: str = "", options: dict | None = None):
+    """A layer of `kind` under the run's prefix, by default with room for a whole benchmark round."""
+    options = {"capacity": 100_000, "expiry": 60} if options is None else options
     if kind == "inmemory":
         from channels_core.layers import InMemoryChannelLayer
 
