@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import os
 
-from channels_core.layers.layer_url import from_url
-
+from .rabbitmq_cleanup import remove_prefix
 from .test_ported_apps import PortedAppsOnURL
 
 URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
@@ -22,11 +21,7 @@ class PortedAppsOnRabbitMQ(PortedAppsOnURL):
 
     @classmethod
     def remove(cls, prefix: str) -> None:
-        layer = from_url(URL, prefix=prefix)
-        try:
-            layer.flush()
-        finally:
-            layer.close()
+        remove_prefix(URL, prefix)
 
     def test_the_live_processes_share_the_rabbitmq_layer(self):
         from channels_core.asgi import channel_layers

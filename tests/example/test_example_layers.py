@@ -15,7 +15,7 @@ import uuid
 import pytest
 
 from channels_core.layers.ipc.cleanup import flush_prefix, shared_objects
-from channels_core.layers.layer_url import from_url
+from tests.apps.rabbitmq_cleanup import remove_prefix
 
 from .harness import EXAMPLE, Example
 from .test_example import chat_in_two_pages, data_binding_in_two_pages, live_blog_update
@@ -84,11 +84,7 @@ def example_on_rabbitmq(tmp_path, key_prefix):
         yield started(example, "channels_core.layers.rabbitmq.layer.RabbitMQChannelLayer")
     finally:
         example.stop()
-        layer = from_url(RABBITMQ_URL, prefix=key_prefix)
-        try:
-            layer.flush()
-        finally:
-            layer.close()
+        remove_prefix(RABBITMQ_URL, key_prefix)
 
 
 def pages_on(example: Example, browser) -> None:

@@ -23,6 +23,7 @@ import pytest
 
 from channels_core.layers.ipc.cleanup import flush_prefix, shared_objects
 from channels_core.layers.layer_url import from_url
+from tests.apps.rabbitmq_cleanup import remove_prefix
 
 from .harness import EchoWorker, ServerProcess, http_request
 from .ws_support import Worker, connect_in_background, receive, send_retry, ws_connect
@@ -56,6 +57,8 @@ def served(request):
         layer.close()
         if name == "ipc":
             flush_prefix(prefix)  # what the server process left (its bells), once it has stopped
+        else:
+            remove_prefix(url, prefix)  # and what the registry missed, if anything
     if name == "ipc":
         assert shared_objects(prefix) == []
 

@@ -19,7 +19,7 @@ import pytest
 from websockets.exceptions import InvalidStatus
 
 from channels_core.layers.ipc.cleanup import flush_prefix, shared_objects
-from channels_core.layers.layer_url import from_url
+from tests.apps.rabbitmq_cleanup import remove_prefix
 from tests.interface_server.ws_support import close_code, wait_closed, ws_connect
 
 from .harness import Stack
@@ -43,11 +43,7 @@ def stack(request, redis_url, tmp_path):
         if name == "ipc":
             flush_prefix(prefix)
         else:
-            layer = from_url(url, prefix=prefix)
-            try:
-                layer.flush()
-            finally:
-                layer.close()
+            remove_prefix(url, prefix)
     if name == "ipc":
         assert shared_objects(prefix) == []
 
