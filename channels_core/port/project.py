@@ -132,6 +132,7 @@ def port_tree(root: Path, display_root: str) -> Result:
                 result.changes.append(FileChange(path, text, new))
         if path.name == "manage.py":
             result.notes.extend(_shadow_notes(path.parent, root, display_root))
+    result.notes.sort(key=lambda note: (note.path, note.line))
     return result
 
 

@@ -7,6 +7,7 @@ Only string literals in those two places change, so a channel named
 from __future__ import annotations
 
 import ast
+import re
 
 from . import table
 from .edits import Edit, Note, Source, replace_string_value
@@ -116,7 +117,7 @@ def _before_staticfiles(path: str, source: Source, apps: ast.List | ast.Tuple, n
     static_line = source.line_span(staticfiles.lineno)
     text = source.text
     alone = all(
-        text[start:end].strip().rstrip(",").strip() == source.segment(node)
+        re.fullmatch(r"\s*" + re.escape(source.segment(node)) + r"\s*,?\s*(#.*)?\n?", text[start:end])
         for (start, end), node in ((ours_line, ours), (static_line, staticfiles))
     )
     if not alone or ours.lineno == staticfiles.lineno:
