@@ -37,7 +37,8 @@ Names (under the layer's prefix; `#` cannot occur in channel or group names):
   reader takes the group's lock, an exclusive queue `#lock:<group>` (one
   connection at a time may hold it; the broker frees it if the holder
   dies), gets every record unacknowledged, keeps the channels whose member
-  queue exists (a passive declare on a probe channel), acks the records of
+  queue exists (binding it again on a probe channel: a passive declare would
+  renew its `x-expires`), acks the records of
   gone members and older duplicates and requeues the rest. That is exact:
   a member queue exists exactly as long as the membership.
 - `flush` finds the record queues through `#gregistry` (record-queue names,
@@ -50,8 +51,10 @@ import time
 
 import pika
 import pika.exceptions as pexc
+from pika.spec import Queue
 
 from ..errors import LayerConnectionError
+from .pipelined import send_nowait
 
 GROUPS_EXCHANGE = "#groups"
 EVICT_EXCHANGE = "#evict"
@@ -123,13 +126,15 @@ class GroupBroker:
         self._connection_seen = None
         self._ensured = 0.0
         self._registered: dict[str, float] = {}  # record queue -> when this connection put it in #gregistry
-        self._prune_at: dict[str, int] = {}  # group -> record count that triggers a prune
+        self._adds: dict[str, int] = {}  # group -> this process's adds since its last listing
+        self._prune_at: dict[str, int] = {}  # group -> adds that trigger a listing (which prunes)
         self._last_evict = 0.0
 
     def reset(self) -> None:
         """Forget what was declared (a new connection, or a flush)."""
         self._connection_seen = None
         self._registered.clear()
+        self._adds.clear()
         self._prune_at.clear()
 
     def ensure(self, channel, connection) -> None:
@@ -145,28 +150,32 @@ class GroupBroker:
         self._connection_seen = connection
         self._ensured = time.monotonic()
 
-    def add(self, channel, connection, group: str, member_of: str, real_queue: str) -> int:
-        """Declare (or renew) the membership and record it; the group's record count (for pruning)."""
+    def add(self, channel, connection, group: str, member_of: str, real_queue: str) -> None:
+        """Declare (or renew) the membership and record it: three round trips (the bind is not waited for)."""
         self.ensure(channel, connection)
         queue = member_queue(self.prefix, group, member_of)
-        channel.queue_declare(queue, durable=False, arguments=member_arguments(real_queue, self.group_expiry))
-        channel.queue_bind(queue, self.exchange, routing_key=group)
         record = record_queue(self.prefix, group)
-        count = channel.queue_declare(record, durable=False, arguments=record_arguments(self.group_expiry))
-        channel.basic_publish("", record, member_of.encode("utf8"))
+        arguments = member_arguments(real_queue, self.group_expiry)
+        # Declared with a reply: RabbitMQ renews a queue's `x-expires` only on a declare it answers.
+        channel.queue_declare(queue, durable=False, arguments=arguments)
+        send_nowait(channel, [Queue.Bind(queue=queue, exchange=self.exchange, routing_key=group, nowait=True)])
+        channel.queue_declare(record, durable=False, arguments=record_arguments(self.group_expiry))
         now = time.monotonic()
         if now - self._registered.get(record, -1e18) > self.group_expiry / 3:
             registry = self.prefix + GROUP_REGISTRY
             channel.queue_declare(registry, durable=False, arguments=record_arguments(self.group_expiry))
             channel.basic_publish("", registry, record.encode("utf8"))
             self._registered[record] = now
-        return count.method.message_count + 1
+        channel.basic_publish("", record, member_of.encode("utf8"))  # confirmed: everything above is done
+        self._adds[group] = self._adds.get(group, 0) + 1
 
-    def should_prune(self, group: str, records: int) -> bool:
-        return records > self._prune_at.get(group, _PRUNE_FLOOR)
+    def should_prune(self, group: str) -> bool:
+        """True when this process added to `group` often enough since its last listing that records pile up."""
+        return self._adds.get(group, 0) > self._prune_at.get(group, _PRUNE_FLOOR)
 
     def pruned(self, group: str, live: int) -> None:
-        self._prune_at[group] = 2 * live + _PRUNE_FLOOR
+        self._adds[group] = 0
+        self._prune_at[group] = live + _PRUNE_FLOOR
 
     def discard(self, channel, group: str, member_of: str) -> None:
         channel.queue_delete(member_queue(self.prefix, group, member_of))  # idempotent in RabbitMQ
@@ -196,8 +205,12 @@ class GroupBroker:
             channel.queue_delete(queue)
         return len(members)
 
-    def members(self, side, probe_of, group: str) -> list[str] | None:
+    def members(self, side, probe_of, group: str, probe: bool = True) -> list[str] | None:
         """The live members of `group`, pruning its records; None if another process holds the lock.
+
+        With `probe=False` (the pruning `group_add` does now and then) only
+        duplicate records go and nothing is checked: the names recorded,
+        live or not, at one get per record instead of a get and a probe.
 
         `side` is a channel of its own (its unacknowledged records go back
         to the queue if it closes); `probe_of()` gives a channel for passive
@@ -224,7 +237,7 @@ class GroupBroker:
             latest: dict[str, int] = {}
             for tag, name in records:
                 latest[name] = tag  # later records are newer: keep the last of each name
-            live = [name for name in latest if self._exists(probe_of, member_queue(self.prefix, group, name))]
+            live = [name for name in latest if not probe or self._is_member(probe_of, group, name)]
             keep = {latest[name] for name in live}
             for tag, _ in records:
                 if tag in keep:
@@ -237,6 +250,21 @@ class GroupBroker:
         finally:
             if side.is_open:
                 side.queue_delete(lock)
+
+    def _is_member(self, probe_of, group: str, channel: str) -> bool:
+        """True if `channel`'s member queue exists, checked by binding it again (idempotent).
+
+        Not a passive declare: RabbitMQ renews a queue's `x-expires` on every
+        declare, so listing a group would keep its members alive for ever.
+        """
+        probe = probe_of()
+        try:
+            probe.queue_bind(member_queue(self.prefix, group, channel), self.exchange, routing_key=group)
+        except pexc.ChannelClosedByBroker as exc:
+            if exc.reply_code == NOT_FOUND:
+                return False
+            raise
+        return True
 
     @staticmethod
     def _exists(probe_of, queue: str) -> bool:
@@ -286,13 +314,11 @@ def flush_groups(channel, prefix: str, group_expiry: float) -> int:
             if method is None:
                 break
             members.add(body.decode("utf8", "replace"))
-        for member in sorted(members):
-            channel.queue_delete(member_queue(prefix, group, member))
-            deleted += 1
-        channel.queue_delete(record)
-        deleted += 1
+        deletes = [Queue.Delete(queue=member_queue(prefix, group, member), nowait=True) for member in sorted(members)]
+        send_nowait(channel, deletes + [Queue.Delete(queue=record, nowait=True)])
+        deleted += len(deletes) + 1
     for queue in (registry, prefix + EVICTED_QUEUE):
-        channel.queue_delete(queue)
+        channel.queue_delete(queue)  # synchronous: the deletes sent without waiting are done too
     channel.exchange_delete(prefix + GROUPS_EXCHANGE)
     channel.exchange_delete(prefix + EVICT_EXCHANGE)
     return deleted

@@ -191,16 +191,16 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         real = queue_name(self.prefix, names.list_name(channel))
         publisher = self._publisher
 
-        def add(amqp) -> int:
+        def add(amqp) -> None:
             if publisher.declarer.due(real):
                 publisher.declarer.declare(amqp, real)  # dead-letters to a missing queue would be dropped
             return self._groups.add(amqp, publisher.connection, group, channel, real)
 
         with publisher.lock:
-            records = self._run_groups(add)
-            if self._groups.should_prune(group, records):
+            self._run_groups(add)
+            if self._groups.should_prune(group):
                 # Records pile up as members are added again: list the group now and then, which prunes them.
-                publisher.run(lambda _amqp: self._members(group))
+                publisher.run(lambda _amqp: self._members(group, probe=False))
 
     def group_discard(self, group: str, channel: str) -> None:
         """Remove `channel` from `group` (deletes its member queue); a no-op if it is not a member."""
@@ -254,11 +254,11 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         if self._groups.evict_due():
             self._run_groups(lambda amqp: self._groups.evict(amqp, self._publisher.connection))
 
-    def _members(self, group: str) -> list[str] | None:
+    def _members(self, group: str, probe: bool = True) -> list[str] | None:
         publisher = self._publisher
         side = publisher.extra_channel("records")
         try:
-            return self._groups.members(side, lambda: publisher.extra_channel("probe"), group)
+            return self._groups.members(side, lambda: publisher.extra_channel("probe"), group, probe)
         finally:
             if not side.is_open:
                 publisher.extra_channel("records")

@@ -88,3 +88,17 @@ class PipelinedChannel:
         if self._acked_up_to < last:
             raise pexc.StreamLostError("the connection closed before every publish was confirmed")
         return sum(1 for tag in self._nacked if first <= tag <= last), self._returned
+
+
+def send_nowait(channel, methods) -> None:
+    """Send AMQP `methods` (each with `nowait=True`: the broker sends no reply) on pika `channel`, in order.
+
+    Private like the rest of this module (`BlockingChannel._impl`, `Channel._send_method`).
+    The broker handles a channel's methods in order, so the reply to the
+    next synchronous call on `channel` (a confirm, a declare) means these are
+    done; if one fails, the broker closes the channel and that call raises.
+    One round trip for several declarations where pika's blocking API makes one each.
+    """
+    impl = channel._impl  # private: see the module docstring
+    for method in methods:
+        impl._send_method(method)

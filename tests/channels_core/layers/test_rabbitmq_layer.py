@@ -343,3 +343,17 @@ def test_a_single_reader_of_a_normal_channel_gets_it_in_order_while_it_is_being_
         got += [message["i"] for _, message in batch]
     thread.join(10)
     assert got == list(range(300))
+
+
+def test_adding_a_member_again_renews_its_membership_and_listing_does_not(make_layer):
+    layer = make_layer(group_expiry=1)
+    layer.group_add("renew", "renew.kept")
+    layer.group_add("renew", "renew.lapsed")
+    time.sleep(0.6)
+    layer.group_add("renew", "renew.kept")
+    assert sorted(layer.group_channels("renew")) == ["renew.kept", "renew.lapsed"]  # listing renews nothing
+    time.sleep(0.6)  # 1.2 s after the first add: only the renewed membership is left
+    layer.send_group("renew", {"v": 1})
+    assert layer.receive(["renew.kept"]) == ("renew.kept", {"v": 1})
+    assert layer.receive(["renew.lapsed"]) == (None, None)
+    assert layer.group_channels("renew") == ["renew.kept"]
