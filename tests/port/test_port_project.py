@@ -30,7 +30,7 @@ EXPECTED_CHANGES = {
     ("Procfile", "web: daphne mysite.asgi:channel_layer --port $PORT --bind 0.0.0.0 -v2 --websocket_timeout 3600"),
     ("start.sh", "exec daphne -b 127.0.0.1 -p 8000 mysite.asgi:channel_layer"),
     ("chat/consumers.py", "from channels import Channel"),
-    ("chat/consumers.py", "from channels.auth import channel_session_user_from_http, channel_session_user"),
+    ("chat/consumers.py", "from channels.auth import channel_session_user, channel_session_user_from_http"),
     ("chat/models.py", "from channels import Group"),
     ("chat/routing.py", "from channels.routing import route"),
     ("liveblog/consumers.py", "from channels import Group"),

@@ -1,7 +1,7 @@
 import json
 
 from channels import Channel
-from channels.auth import channel_session_user_from_http, channel_session_user
+from channels.auth import channel_session_user, channel_session_user_from_http
 
 from .exceptions import ClientError
 from .models import Room

@@ -13,7 +13,7 @@ class Room(models.Model):
 
     @property
     def websocket_group(self):
-        return Group("room-%s" % self.id)
+        return Group(f"room-{self.id}")
 
     def send_message(self, message, user):
         self.websocket_group.send(

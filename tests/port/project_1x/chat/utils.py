@@ -21,7 +21,7 @@ def get_room_or_error(room_id, user):
     try:
         room = Room.objects.get(pk=room_id)
     except Room.DoesNotExist:
-        raise ClientError("ROOM_INVALID")
+        raise ClientError("ROOM_INVALID") from None
     if room.staff_only and not user.is_staff:
         raise ClientError("ROOM_ACCESS_DENIED")
     return room

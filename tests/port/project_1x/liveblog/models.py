@@ -19,7 +19,7 @@ class Liveblog(models.Model):
     @property
     def group_name(self):
         # The Group name stays a plain string: the port must not touch it.
-        return "liveblog-%s" % self.slug
+        return f"liveblog-{self.slug}"
 
 
 class Post(models.Model):
@@ -28,6 +28,6 @@ class Post(models.Model):
     body = models.TextField()
 
     def save(self, *args, **kwargs):
-        result = super(Post, self).save(*args, **kwargs)
+        result = super().save(*args, **kwargs)
         Group(self.liveblog.group_name).send({"text": json.dumps({"id": self.id, "html": self.body})})
         return result

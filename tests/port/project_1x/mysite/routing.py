@@ -1,8 +1,8 @@
 from channels import include, route
 from channels.routing import route_class
+from values.consumers import Demultiplexer
 
 from mysite import consumers
-from values.consumers import Demultiplexer
 
 channel_routing = [
     route("websocket.connect", consumers.ws_connect, path=r"^/echo/$"),

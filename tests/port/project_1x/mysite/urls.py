@@ -1,7 +1,6 @@
+from chat.views import index as chat_index
 from django.contrib import admin
 from django.urls import path
-
-from chat.views import index as chat_index
 from liveblog.views import index as liveblog_index
 from values.views import index as values_index
 
