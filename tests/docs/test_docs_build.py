@@ -1,0 +1,92 @@
+"""The documentation site builds with `mkdocs build --strict`: no broken link, no page left out of the nav.
+
+mkdocs comes with the `docs` extra (`pip install -e ".[docs]"`); CI installs it. Links to a missing
+anchor are only INFO lines for mkdocs (mkdocs.yml says why); this test fails on them too, except the
+two GitHub-style anchors of failure-behaviour.md, which work when GitHub renders the page.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.docs.tutorial_steps import tool_env
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# failure-behaviour.md's own table of contents, written for GitHub's anchors.
+GITHUB_ANCHORS = {"#runworker---threads-default", "#origins---allowed-origins"}
+
+
+def test_mkdocs_build_strict(tmp_path: Path):
+    done = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml")]
+        + ["--site-dir", str(tmp_path / "site")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = done.stdout + done.stderr
+    assert "No module named mkdocs" not in output, 'mkdocs is missing: pip install -e ".[docs]"'
+    assert done.returncode == 0, output
+    assert "WARNING" not in output, output
+    missing_anchors = [
+        line
+        for line in output.splitlines()
+        if "there is no such anchor" in line and not any(f"'{anchor}'" in line for anchor in GITHUB_ANCHORS)
+    ]
+    assert not missing_anchors, "\n".join(missing_anchors)
+    # Every page of docs/ is built (none left out of the nav: omitted_files is a warning).
+    for page in (ROOT / "docs").rglob("*.md"):
+        relative = page.relative_to(ROOT / "docs").with_suffix("")
+        built = tmp_path / "site" / (relative.parent if relative.name == "index" else relative) / "index.html"
+        assert built.exists(), page
+    assert re.search(
+        r"interface-server mysite\.asgi:channel_layer", (tmp_path / "site/tutorial/index.html").read_text()
+    )
+
+
+def _setting_names_read_by_the_code() -> set[str]:
+    names = set()
+    for package in ("channels_core", "routing", "worker", "interface_server"):
+        for path in (ROOT / package).rglob("*.py"):
+            names |= set(re.findall(r"(?:getattr\(settings, |_setting\()\"([A-Z_]+)\"", path.read_text()))
+    return names
+
+
+def test_settings_reference_lists_every_setting_the_code_reads():
+    """docs/reference/settings.md names every `getattr(settings, "X", default)` of the packages.
+
+    (`channels_core/ordering.py` reads its two settings through `_setting("X", default)`.)
+    """
+    names = _setting_names_read_by_the_code()
+    assert {"CHANNEL_LAYERS", "CHANNEL_SESSION_ENGINE", "CHANNELS_ORDERING_TIMEOUT"} <= names  # the scan works
+    page = (ROOT / "docs/reference/settings.md").read_text()
+    assert not {name for name in names if f"`{name}`" not in page}
+
+
+def _long_options(help_text: str) -> set[str]:
+    return set(re.findall(r"(?<![\w-])(--[a-z][a-z0-9-]+)", help_text)) - {"--help"}
+
+
+def test_cli_reference_lists_every_option():
+    """docs/reference/cli.md names every long option of `interface-server --help` and `runworker --help`."""
+    page = (ROOT / "docs/reference/cli.md").read_text()
+    server_help = subprocess.run(
+        [sys.executable, "-m", "interface_server", "--help"], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout
+    worker_help = subprocess.run(
+        [sys.executable, "manage.py", "runworker", "--help"],
+        cwd=ROOT / "tutorial",
+        env=tool_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    for help_text in (server_help, worker_help):
+        options = _long_options(help_text)
+        assert "--metrics-port" in options  # the scan works
+        assert not {option for option in options if f"`{option}" not in page}
