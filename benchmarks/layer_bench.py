@@ -316,12 +316,7 @@ def side_by_side(kinds: list[str], brokers: Brokers, sizes: Sizes, echo: bool) -
     shared = [k for k in kinds if k in SHARED]
     names = kinds + [f"raw-{k}" for k in shared]
     print(f"Layers side by side: {', '.join(kinds)}; raw floors: {', '.join(RAW[k] for k in shared)}", flush=True)
-    transports = {name: layer_kinds.transport(name, brokers) for name in names}
-    try:
-        rates = layer_kinds.throughput(transports, sizes.messages)
-    finally:
-        for each in transports.values():
-            each.close()
+    rates = layer_kinds.throughput(names, brokers, sizes.messages)
     print(f"  throughput: {', '.join(f'{n} {per_second(r)}' for n, r in rates.items())}", flush=True)
     lat = layer_kinds.latency([n for n in names if n != "inmemory"], brokers, sizes.latency_samples)
     echoes = layer_kinds.websocket_echo(shared, brokers, sizes.echo_samples) if echo and shared else {}

@@ -222,22 +222,30 @@ def cleanup(kinds: list[str], brokers: Brokers) -> None:
 # -- measurements ------------------------------------------------------------------------------
 
 
-def throughput(transports: dict, messages: int) -> dict[str, float]:
-    """Messages per second of `send` then blocking `recv`, in rounds of `ROUND`, the transports taking turns."""
-    spent = dict.fromkeys(transports, 0.0)
-    for _ in range(max(messages // ROUND // 10, 1)):
-        for name, each in transports.items():
-            start = time.perf_counter()
-            for _ in range(10):
-                for i in range(ROUND):
-                    each.send(TP_CHANNEL, i)
-                for i in range(ROUND):
-                    got = each.recv(TP_CHANNEL)
-                    if got != i:
-                        raise RuntimeError(f"{name}: message {i} came back as {got!r}")
-            spent[name] += time.perf_counter() - start
-    done = max(messages // ROUND // 10, 1) * ROUND * 10
-    return {name: done / took for name, took in spent.items()}
+def send_receive(name: str, each, rounds: int) -> float:
+    """Seconds `each` takes to send then receive `rounds` rounds of `ROUND` messages."""
+    start = time.perf_counter()
+    for _ in range(rounds):
+        for i in range(ROUND):
+            each.send(TP_CHANNEL, i)
+        for i in range(ROUND):
+            got = each.recv(TP_CHANNEL)
+            if got != i:
+                raise RuntimeError(f"{name}: message {i} came back as {got!r}")
+    return time.perf_counter() - start
+
+
+def pings(name: str, each, count: int, spacing: float) -> list[float]:
+    """`count` one-way times (ping-pong round trip / 2) against the echo process of `each`'s broker."""
+    got = []
+    for n in range(1, count + 1):
+        time.sleep(spacing)  # the echo side is parked in its blocking receive
+        start = time.perf_counter()
+        each.send(PING, n)
+        if each.recv(PONG) != n:
+            raise RuntimeError(f"{name}: ping {n} lost")
+        got.append((time.perf_counter() - start) / 2)
+    return got
 
 
 def echo(name: str, brokers: Brokers) -> None:
@@ -258,42 +266,101 @@ def echo(name: str, brokers: Brokers) -> None:
         each.close()
 
 
-def latency(names: list[str], brokers: Brokers, samples: int, spacing: float = 0.001) -> dict[str, list[float]]:
-    """One-way send->receive seconds (ping-pong round trip / 2) against an echo process, taking turns."""
-    spawn = multiprocessing.get_context("spawn")
-    partners, processes = {}, []
+def bench_process(name: str, brokers: Brokers, conn) -> None:
+    """A process measuring one transport on request (so no client's threads slow another's calls).
+
+    Requests on `conn`: `("rounds", n)` -> seconds of `send_receive`; `("echo", None)` -> starts an
+    echo process and answers once it echoes; `("pings", (n, spacing))` -> one-way times; `("stop", None)`.
+    """
+    each = transport(name, brokers)
+    partner = None
     try:
-        for name in names:
-            process = spawn.Process(target=echo, args=(name, brokers), daemon=True)
-            process.start()
-            processes.append(process)
-            partners[name] = transport(name, brokers)
-            partners[name].send(PING, 0)
-            for _ in range(ECHO_IDLE):  # the first ping waits in the queue while the echo process starts
-                if partners[name].recv(PONG) == 0:
-                    break
-            else:
-                raise RuntimeError(f"{name}: the echo process never answered")
-        got: dict[str, list[float]] = {name: [] for name in names}
-        for n in range(1, samples + WARMUP + 1):
-            for name, each in partners.items():
-                time.sleep(spacing)  # the echo side is parked in its blocking receive
-                start = time.perf_counter()
-                each.send(PING, n)
-                if each.recv(PONG) != n:
-                    raise RuntimeError(f"{name}: ping {n} lost")
-                if n > WARMUP:
-                    got[name].append((time.perf_counter() - start) / 2)
-        return got
+        while True:
+            request, arg = conn.recv()
+            if request == "stop":
+                break
+            if request == "rounds":
+                conn.send(send_receive(name, each, arg))
+            elif request == "echo":
+                process = multiprocessing.get_context("spawn").Process(target=echo, args=(name, brokers), daemon=True)
+                process.start()
+                partner = process
+                each.send(PING, 0)  # waits in the queue while the echo process starts
+                answered = any(each.recv(PONG) == 0 for _ in range(ECHO_IDLE))
+                if answered:
+                    pings(name, each, WARMUP, 0.001)  # warm-up, not counted
+                conn.send(answered)
+            elif request == "pings":
+                conn.send(pings(name, each, *arg))
     finally:
-        for each in partners.values():
+        if partner is not None:
             with contextlib.suppress(Exception):
                 each.send(PING, -1)
-                each.close()
+            partner.join(10)
+            if partner.is_alive():
+                partner.terminate()
+        each.close()
+
+
+@contextlib.contextmanager
+def bench_processes(names: list[str], brokers: Brokers) -> Iterator[dict]:
+    """One `bench_process` per transport name; yields name -> its end of the pipe."""
+    spawn = multiprocessing.get_context("spawn")
+    conns, processes = {}, []
+    try:
+        for name in names:
+            mine, theirs = spawn.Pipe()
+            # Not a daemon, as it starts the echo process; it ends when this end of its pipe closes.
+            process = spawn.Process(target=bench_process, args=(name, brokers, theirs))
+            process.start()
+            processes.append(process)
+            conns[name] = mine
+        yield conns
+    finally:
+        for conn in conns.values():
+            with contextlib.suppress(Exception):
+                conn.send(("stop", None))
         for process in processes:
-            process.join(10)
+            process.join(15)
             if process.is_alive():
                 process.terminate()
+
+
+def ask(conns: dict, request: str, arg) -> dict:
+    """Send `request` to every bench process in turn, each waiting for the one before; their answers."""
+    answers = {}
+    for name, conn in conns.items():
+        conn.send((request, arg))
+        if not conn.poll(120):
+            raise RuntimeError(f"{name}: no answer to {request!r} in 120 s")
+        answers[name] = conn.recv()
+    return answers
+
+
+def throughput(names: list[str], brokers: Brokers, messages: int) -> dict[str, float]:
+    """Messages per second of `send` then blocking `recv`, in rounds of `ROUND`, each transport in its own
+    process, taking turns chunk by chunk so load on the machine hits all alike."""
+    chunks = max(messages // ROUND // 10, 1)
+    spent = dict.fromkeys(names, 0.0)
+    with bench_processes(names, brokers) as conns:
+        ask(conns, "rounds", 1)  # connections opened, queues declared
+        for _ in range(chunks):
+            for name, seconds in ask(conns, "rounds", 10).items():
+                spent[name] += seconds
+    return {name: chunks * 10 * ROUND / took for name, took in spent.items()}
+
+
+def latency(names: list[str], brokers: Brokers, samples: int, spacing: float = 0.001) -> dict[str, list[float]]:
+    """One-way send->receive seconds (ping-pong round trip / 2) against an echo process, taking turns."""
+    got: dict[str, list[float]] = {name: [] for name in names}
+    with bench_processes(names, brokers) as conns:
+        for name, answered in ask(conns, "echo", None).items():
+            if not answered:
+                raise RuntimeError(f"{name}: the echo process never answered")
+        for _ in range(max(samples // 10, 1)):
+            for name, times in ask(conns, "pings", (10, spacing)).items():
+                got[name] += times
+    return got
 
 
 # -- a full stack on a layer -----------------------------------------------------------------------

@@ -217,9 +217,10 @@ class IPCChannelLayer(BaseChannelLayer):
         queues = list(dict.fromkeys(names.validate_receive_channels(channels)))
         waits = block and (timeout is None or timeout > 0)
         turn = self._turn_for(queues) if waits else None
-        if turn is None:
-            # A blocking receive that takes turns looks when the turn's count says a message may wait;
-            # looking first here as well would list every queue again after each message handled.
+        if turn is None or turn.unseen != 0:
+            # Read without the turn's lock, the count only decides whether to look now: a receive that
+            # takes turns skips the look when none may wait (else it listed every queue again after each
+            # message handled), and the turn looks again under its lock anyway.
             got = self._take(queues, max_messages)
             if got or not block:
                 return got
