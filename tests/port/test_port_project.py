@@ -3,13 +3,15 @@
 `project_1x/` is that project as a 1.x user had it (liveblog, multichat and
 databinding apps, asgi_redis settings, routing.py, a Procfile running daphne).
 The test copies it, ports it with the command a user would type, then runs
-`manage.py check` on the result and serves a WebSocket echo with the ported
-Procfile's own `web` and `worker` lines over Redis.
+`manage.py check` on the result and serves a WebSocket echo (through a Group)
+and a data binding create with the ported Procfile's own `web` and `worker`
+lines over Redis.
 """
 
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import re
 import shutil
@@ -146,6 +148,14 @@ def test_port_a_1x_project_then_check_and_serve_it(tmp_path, redis_url, key_pref
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "System check identified no issues" in checked.stdout
+    # The example apps ship no migrations (as channels-examples' databinding did not at first).
+    subprocess.run(
+        [sys.executable, "manage.py", "migrate", "--run-syncdb", "-v", "0"],
+        cwd=project,
+        env=env,
+        check=True,
+        timeout=60,
+    )
 
     # The ported Procfile, run as a Procfile runner would: each line in a shell, with PORT set.
     procfile = dict(line.split(": ", 1) for line in after["Procfile"].splitlines())
@@ -160,6 +170,16 @@ def test_port_a_1x_project_then_check_and_serve_it(tmp_path, redis_url, key_pref
         try:
             ws.send("hello from 1.x")
             assert ws.recv(timeout=10) == "hello from 1.x"
+        finally:
+            ws.close()
+        # The databinding app: a row created through the ported Demultiplexer and Binding comes back to the group.
+        ws = ws_connect(f"ws://127.0.0.1:{env['PORT']}/binding/")
+        try:
+            create = {"action": "create", "data": {"name": "ported", "value": 7}}
+            ws.send(json.dumps({"stream": "intval", "payload": create}))
+            frame = json.loads(ws.recv(timeout=10))
+            assert frame["stream"] == "intval"
+            assert (frame["payload"]["action"], frame["payload"]["data"]) == ("create", {"name": "ported", "value": 7})
         finally:
             ws.close()
     finally:

@@ -411,3 +411,16 @@ def test_check_and_diff_change_nothing_and_a_second_run_finds_nothing(tmp_path):
         [sys.executable, "-m", "channels_core.port", str(tmp_path / "nope")], capture_output=True, text=True
     )
     assert gone.returncode == 2 and "no such file" in gone.stderr
+
+
+def test_a_routing_module_next_to_manage_py_is_reported(tmp_path):
+    from channels_core.port import port_tree
+
+    (tmp_path / "manage.py").write_text("")
+    (tmp_path / "routing.py").write_text("from channels import route\n")
+    result = port_tree(tmp_path, "proj")
+    assert [c.new for c in result.changes] == ["from channels_core import route\n"]
+    assert [str(n) for n in result.notes] == [
+        "proj/routing.py:1: this 'routing' next to manage.py hides channels-core's 'routing' package "
+        "(check channels_core.E006): rename it or move it into your project package"
+    ]
