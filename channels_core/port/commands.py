@@ -30,9 +30,14 @@ def rewrite_commands(path: str, text: str, kind: str) -> tuple[list[Edit], list[
     for lineno, line in enumerate(text.splitlines(keepends=True), start=1):
         if not line.lstrip().startswith("#"):
             body = _PREFIX.match(line).end() if kind != "shell" else 0  # type: ignore[union-attr]
-            for match in _JSON_FORM.finditer(line):  # CMD ["daphne", ...]
+            for match in _JSON_FORM.finditer(line):  # CMD ["daphne", ...]: the flags are quoted words
                 start = offset + match.start() + len(match.group(1))
                 edits.append(Edit(start, start + len('"daphne"'), f'"{table.SERVER[1]}"'))
+                for flag in re.finditer(r'"(--[\w-]+)(=[^"]*)?"', line):
+                    if flag.group(1) in table.SERVER_FLAGS:
+                        edits.append(
+                            Edit(offset + flag.start(1), offset + flag.end(1), table.SERVER_FLAGS[flag.group(1)])
+                        )
             _line(path, lineno, line, body, offset, edits, notes)
         offset += len(line)
     return edits, notes

@@ -307,9 +307,14 @@ def test_shell_scripts_change_daphne_only_where_it_is_run():
 
 def test_dockerfile_compose_and_systemd_forms():
     docker, _ = port(
-        'RUN pip install daphne\nCMD ["daphne", "-b", "0.0.0.0", "app.asgi:channel_layer"]\n', "Dockerfile"
+        'RUN pip install daphne\nCMD ["daphne", "-b", "0.0.0.0", "--websocket_timeout", "60", '
+        '"app.asgi:channel_layer"]\n',
+        "Dockerfile",
     )
-    assert docker == 'RUN pip install daphne\nCMD ["interface-server", "-b", "0.0.0.0", "app.asgi:channel_layer"]\n'
+    assert docker == (
+        'RUN pip install daphne\nCMD ["interface-server", "-b", "0.0.0.0", "--websocket-timeout", "60", '
+        '"app.asgi:channel_layer"]\n'
+    )
     compose, _ = port(
         "services:\n  web:\n    command: daphne -b 0.0.0.0 app.asgi:channel_layer\n", "docker-compose.yml"
     )
