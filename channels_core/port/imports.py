@@ -2,7 +2,8 @@
 
 `from channels.X import a, b` keeps its layout and comments (only `channels.X`
 is replaced); when its names now live in different modules the statement is
-split, one `from ... import` per module, in the order the names came.
+split, one `from ... import` per module, in the order the modules first
+appear (a parenthesized one stays parenthesized, each name keeping its comment).
 `import channels.X [as y]` changes its module name; without `as`, the
 `channels.X.attr` references in the file follow. Relative imports are left alone.
 """
@@ -66,15 +67,42 @@ def _from_import(path: str, source: Source, node: ast.ImportFrom, edits: list[Ed
             return
         edits.append(Edit(match.start(1), match.end(1), next(iter(groups))))
         return
-    # Split: one statement per new module. Comments inside the old statement's parentheses are dropped.
+    # Split: one statement per new module, in the order the modules first appear.
     line_start = source.offset(node.lineno, 0)
     indent = source.text[line_start:start]
     joiner = "\n" + indent if not indent.strip() else "; "
-    statements = [
-        f"from {home} import {', '.join(_alias_text(a.name, a.asname) for a in aliases)}"
-        for home, aliases in groups.items()
-    ]
+    if node.end_lineno == node.lineno or joiner == "; ":
+        statements = [
+            f"from {home} import {', '.join(_alias_text(a.name, a.asname) for a in aliases)}"
+            for home, aliases in groups.items()
+        ]
+    else:
+        statements = _parenthesized(source, node, groups, indent)
     edits.append(Edit(start, end, joiner.join(statements)))
+
+
+def _comment_after(source: Source, lineno: int, col: int) -> str:
+    """The `# comment` that ends line `lineno` after byte column `col`, with its leading blanks, or ""."""
+    line_end = source.line_span(lineno)[1]
+    rest = source.text[source.offset(lineno, col) : line_end].rstrip("\n")
+    match = re.search(r"\s*#.*$", rest)
+    return match.group() if match else ""
+
+
+def _parenthesized(source: Source, node: ast.ImportFrom, groups: dict[str, list[ast.alias]], indent: str) -> list[str]:
+    """A multi-line import split in the same layout: one name per line, each keeping its line's comment."""
+    first_line = source.text[source.offset(node.lineno, 0) : source.line_span(node.lineno)[1]]
+    opening = re.search(r"\(\s*(#.*)?$", first_line.rstrip("\n"))
+    opening_comment = "  " + opening.group(1) if opening and opening.group(1) else ""
+    statements = []
+    for number, (home, aliases) in enumerate(groups.items()):
+        lines = [f"from {home} import ({opening_comment if number == 0 else ''}"]
+        for alias in aliases:
+            comment = _comment_after(source, alias.end_lineno, alias.end_col_offset)  # type: ignore[arg-type]
+            lines.append(f"{indent}    {_alias_text(alias.name, alias.asname)},{comment.lstrip(',')}")
+        lines.append(f"{indent})")
+        statements.append("\n".join(lines))
+    return statements
 
 
 def _import(path: str, source: Source, node: ast.Import, edits: list[Edit], notes: list[Note]) -> bool:

@@ -429,3 +429,26 @@ def test_a_routing_module_next_to_manage_py_is_reported(tmp_path):
         "proj/routing.py:1: this 'routing' next to manage.py hides channels-core's 'routing' package "
         "(check channels_core.E006): rename it or move it into your project package"
     ]
+
+
+def test_a_multi_line_split_keeps_the_layout_and_each_names_comment():
+    new, _ = port(
+        """\
+        from channels.management.commands import (  # commands
+            runworker,  # the worker
+            rundelay,
+            runserver
+        )
+        """
+    )
+    assert new == textwrap.dedent(
+        """\
+        from channels_core.management.commands import (  # commands
+            runworker,  # the worker
+            runserver,
+        )
+        from channels_core.delay.management.commands import (
+            rundelay,
+        )
+        """
+    )
