@@ -12,7 +12,11 @@ the message is stored, and the room's page shows it with the bridge's script.
 from __future__ import annotations
 
 import json
+import os
+import shlex
+import shutil
 import sqlite3
+import subprocess
 import urllib.request
 from pathlib import Path
 
@@ -47,7 +51,7 @@ def test_the_pages_blocks_are_the_finished_project():
     """Every file the page says to write is tutorial/'s; every edit it makes is in tutorial/'s settings."""
     steps = tutorial_steps.steps()
     actions = {step.action for step in steps}
-    assert {"run", "write", "append", "replace-line", "replace-assignment", "serve"} <= actions
+    assert {"install", "run", "write", "append", "replace-line", "replace-assignment", "serve"} <= actions
     for step in steps:
         if step.action == "write":
             assert (tutorial_steps.FINISHED / step.path).read_text() == step.body, step.path
@@ -120,13 +124,17 @@ def test_runserver(project: Path):
 
 def test_interface_server_and_runworker_over_redis(project: Path, redis_url: str, key_prefix: str):
     """Step 7: the `interface-server` and `runworker` blocks, run as written, over Redis under this test's prefix."""
+    _run_over_redis(project, tutorial_steps.tool_env(), redis_url, key_prefix, "redis-room")
+
+
+def _run_over_redis(project: Path, env: dict[str, str], redis_url: str, key_prefix: str, room: str) -> None:
     blocks = server_block, worker_block = _serve_command("interface-server"), _serve_command("runworker")
     assert "export REDIS_URL=redis://127.0.0.1:6379/0" in server_block
     assert "export REDIS_URL=redis://127.0.0.1:6379/0" in worker_block
     assert "interface-server mysite.asgi:channel_layer --port 8000" in server_block
     assert "python manage.py runworker" in worker_block
     port = free_port()
-    env = dict(tutorial_steps.tool_env(), CHANNELS_PREFIX=key_prefix)
+    env = dict(env, CHANNELS_PREFIX=key_prefix)
     layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix)
     # The blocks' Redis is 127.0.0.1:6379/0, the suite's unless TEST_REDIS_URL names another.
     server_block, worker_block = (block.replace("redis://127.0.0.1:6379/0", redis_url) for block in blocks)
@@ -136,7 +144,7 @@ def test_interface_server_and_runworker_over_redis(project: Path, redis_url: str
         worker = _start("runworker", worker_block, project, env)
         server.wait_for_port(port, timeout=TIMEOUT)
         worker.wait_until(lambda: _serves_index(port), "serve the index", TIMEOUT)
-        _chat_exchange(port, project, "redis-room", "hello over redis")
+        _chat_exchange(port, project, room, f"hello over redis in {room}")
         # Both processes really were on Redis, under this test's prefix.
         assert any(key.startswith(key_prefix.encode()) for key in layer_keys(redis_url, key_prefix))
     finally:
@@ -146,6 +154,31 @@ def test_interface_server_and_runworker_over_redis(project: Path, redis_url: str
         layer.flush()
         layer.close()
         assert not layer_keys(redis_url, key_prefix)
+
+
+@pytest.mark.slow
+def test_from_a_fresh_clone_in_a_new_virtualenv(tmp_path: Path, redis_url: str, key_prefix: str):
+    """The whole page as a newcomer runs it: step 1's install block (the venv in a temporary directory
+    instead of the clone's `.venv`), then every step with that venv's tools, then over Redis."""
+    (install,) = [step for step in tutorial_steps.steps() if step.action == "install"]
+    assert install.body == 'python3 -m venv .venv\nsource .venv/bin/activate\npip install -e ".[speedups]"\n'
+    venv = tmp_path / "venv"
+    script = "set -e\n" + install.body.replace(".venv", shlex.quote(str(venv))).replace("pip install", "pip install -q")
+    env = {key: value for key, value in os.environ.items() if key not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    done = subprocess.run(["bash", "-c", script], cwd=tutorial_steps.ROOT, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    python = venv / "bin" / "python"
+    assert (venv / "bin" / "interface-server").exists() and (venv / "bin" / "django-admin").exists()
+    tool_env = tutorial_steps.tool_env(str(python))
+    tool_env.pop("PYTHONPATH", None)
+    work = tmp_path / "work"
+    work.mkdir()
+    try:
+        project = tutorial_steps.replay(work, tool_env)
+        assert _files(project) == _files(tutorial_steps.FINISHED)
+        _run_over_redis(project, tool_env, redis_url, key_prefix, "fresh-room")
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)  # about 100 MB; pytest keeps the last runs' tmp_path
 
 
 def layer_keys(redis_url: str, prefix: str) -> list[bytes]:

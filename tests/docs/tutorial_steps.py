@@ -8,6 +8,7 @@ Each step is an HTML comment (invisible on the site) right before a fenced block
     <!-- tutorial: replace-line FILE TEXT -->               the block replaces the line TEXT
     <!-- tutorial: replace-assignment FILE NAME -->         the block replaces `NAME = [...]` / `NAME = {...}`
     <!-- tutorial: serve LABEL -->                          a long-running command (the test starts it itself)
+    <!-- tutorial: install -->                              the install from the clone (only the slow test runs it)
 
 `python3 -m tests.docs.tutorial_steps DIR` replays the steps in DIR (the `run` steps call the real
 `django-admin` and `manage.py`), which is how tutorial/ was made: replay in a temporary directory,
@@ -108,7 +109,7 @@ def replay(directory: Path, env: dict[str, str] | None = None) -> Path:
             new_cwd = Path(marker.read_text().strip())
             marker.unlink()
             cwd = new_cwd
-        elif step.action != "serve":
+        elif step.action not in ("serve", "install"):
             apply(step, cwd)
     return cwd
 
