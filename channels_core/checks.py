@@ -8,6 +8,8 @@ from django.conf import settings
 from django.core import checks
 from django.utils.module_loading import import_string
 
+from .port.table import BACKENDS as _PORTED_BACKENDS  # Channels 1.x backends and their homes: one table
+
 
 @checks.register("channels")
 def check_channel_layers(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
@@ -162,15 +164,10 @@ def check_shadowed_packages(app_configs: Any = None, **kwargs: Any) -> list[chec
     return errors
 
 
-# Channels 1.x backends and what replaces each here.
-_PORTED_BACKENDS = {
-    "asgi_redis.RedisChannelLayer": "channels_core.layers.RedisChannelLayer",
-    "asgi_redis.RedisSentinelChannelLayer": "channels_core.layers.RedisSentinelChannelLayer",
-    "asgiref.inmemory.ChannelLayer": "channels_core.layers.InMemoryChannelLayer",
-}
 _OUR_LAYERS = (
     "RedisChannelLayer (one Redis, client-side shards, redis+sentinel:// or redis+cluster:// URLs), "
-    "RedisSentinelChannelLayer, RedisClusterChannelLayer, InMemoryChannelLayer"
+    "RedisSentinelChannelLayer, RedisClusterChannelLayer, RabbitMQChannelLayer, IPCChannelLayer, "
+    "InMemoryChannelLayer"
 )
 
 

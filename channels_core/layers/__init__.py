@@ -7,6 +7,7 @@ from .base import BaseChannelLayer
 from .errors import ChannelFull, LayerConfigurationError, LayerConnectionError, MessageTooLarge
 from .inmemory import InMemoryChannelLayer
 from .ipc import IPCChannelLayer
+from .layer_url import from_url, settings_from_url
 from .redis import RedisChannelLayer, RedisClusterChannelLayer, RedisSentinelChannelLayer
 
 _LAZY = {"RabbitMQChannelLayer": ".rabbitmq", "RabbitmqChannelLayer": ".rabbitmq"}
@@ -36,4 +37,6 @@ __all__ = [
     "RedisChannelLayer",
     "RedisClusterChannelLayer",
     "RedisSentinelChannelLayer",
+    "from_url",
+    "settings_from_url",
 ]

@@ -7,6 +7,8 @@
   server: the name prefixes its files in /dev/shm; `ipc:///` alone uses `example`). Neither set: the
   in-memory layer, for `manage.py runserver` alone. `CHANNELS_PREFIX` sets the layer's prefix (default
   `example:`); for IPC the URL's name is the prefix, and `ipc:///` takes `CHANNELS_PREFIX`, else `example`.
+- `REDIS_SSL_CERT_REQS` (`none`, `optional`, `required`) for rediss:// URLs that do not say
+  (Heroku Key-Value Store: `none`).
 - `DATABASE_URL` (`sqlite:///path` or `postgres://user:password@host:port/name`); default `example/db.sqlite3`.
 - `DJANGO_DEBUG=0` turns DEBUG off; `DJANGO_SECRET_KEY`, `DJANGO_ALLOWED_HOSTS` (comma-separated).
 """
@@ -84,6 +86,16 @@ DATABASES = {
 }
 
 CHANNEL_LAYER_URL = os.environ.get("CHANNEL_LAYER_URL") or os.environ.get("REDIS_URL")
+# Heroku Key-Value Store (the heroku-redis add-on) gives a rediss:// REDIS_URL with a self-signed
+# certificate, and Heroku says not to verify it: REDIS_SSL_CERT_REQS=none (app.json sets it) adds
+# ssl_cert_reqs to each rediss:// URL that does not name it.
+if CHANNEL_LAYER_URL and os.environ.get("REDIS_SSL_CERT_REQS"):
+    CHANNEL_LAYER_URL = " ".join(
+        url + ("&" if "?" in url else "?") + "ssl_cert_reqs=" + os.environ["REDIS_SSL_CERT_REQS"]
+        if url.startswith("rediss://") and "ssl_cert_reqs=" not in url
+        else url
+        for url in CHANNEL_LAYER_URL.split()
+    )
 if CHANNEL_LAYER_URL:
     # A layer's prefix, unless the URL names one (ipc://NAME); IPC prefixes are file names: no colon.
     _ipc = kind_of(CHANNEL_LAYER_URL) == "ipc"
@@ -103,6 +115,9 @@ else:
     }
 
 STATIC_URL = "/static/"
+# Where `manage.py collectstatic` copies the static files: Heroku's Python buildpack runs it on every build
+# and fails the build without STATIC_ROOT. The example serves its files itself (urls.py), not from here.
+STATIC_ROOT = BASE_DIR / "staticfiles"
 # Aware datetimes stored in UTC, and UTC for everything shown: Django also sets the process's TZ to
 # TIME_ZONE, so the worker's and runserver's log lines are in UTC, not in Django's default America/Chicago.
 USE_TZ = True
