@@ -90,3 +90,18 @@ def test_cli_reference_lists_every_option():
         options = _long_options(help_text)
         assert "--metrics-port" in options  # the scan works
         assert not {option for option in options if f"`{option}" not in page}
+
+
+def test_import_table_page_names_only_homes_that_import():
+    """Every new home in docs/reference/import-table.md imports (as tests/test_import_table.py checks the README's)."""
+    from tests.test_import_table import new_names, resolve
+
+    rows = []
+    for line in (ROOT / "docs/reference/import-table.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 2 and new_names(cells[1]):
+            rows.append(cells)
+    assert len(rows) >= 20, rows
+    for old, new in rows:
+        for ref in new_names(new):
+            assert resolve(ref) is not None, (old, ref)
