@@ -105,3 +105,10 @@ def test_import_table_page_names_only_homes_that_import():
     for old, new in rows:
         for ref in new_names(new):
             assert resolve(ref) is not None, (old, ref)
+
+
+def test_deploying_page_shows_the_repositorys_procfile():
+    """docs/topics/deploying.md quotes the Procfile: the quote is the file."""
+    page = (ROOT / "docs/topics/deploying.md").read_text()
+    quoted = page.split("The repository's `Procfile` deploys the example project:\n\n```\n", 1)[1].split("```", 1)[0]
+    assert quoted == (ROOT / "Procfile").read_text()
