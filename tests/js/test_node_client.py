@@ -67,11 +67,13 @@ def test_package_version_is_the_python_packages():
     assert json.loads((JS / "package.json").read_text())["version"] == config["metadata"]["version"]
 
 
-def test_declarations_and_package_resolution():
+def test_declarations_package_resolution_and_reconnection_logic():
     """js/index.d.ts declares every public method, field and option of the built classes, and no others;
-    `import`, `require` and `/script` resolve by the package's name to the built files."""
-    output = run_node([node(), "--test", "js/test/types.test.mjs", "js/test/package.test.mjs"])
-    assert "# fail 0" in output and "# pass 7" in output, output
+    `import`, `require` and `/script` resolve by the package's name to the built files; the reconnection
+    logic against scripted WebSockets (each way a connection fails, the retry limit, the growing wait)."""
+    files = ["js/test/types.test.mjs", "js/test/package.test.mjs", "js/test/socket.test.mjs"]
+    output = run_node([node(), "--test", *files])
+    assert "# fail 0" in output and "# pass 12" in output, output
 
 
 class _Control(BaseHTTPRequestHandler):
