@@ -116,7 +116,6 @@ def test_runserver(project: Path):
     assert command == "python manage.py runserver"
     port = free_port()
     env = tutorial_steps.tool_env()
-    env.pop("REDIS_URL", None)
     with _start("runserver", f"{command} 127.0.0.1:{port} --noreload", project, env) as server:
         server.wait_until(lambda: _serves_index(port), "serve the index", TIMEOUT)
         _chat_exchange(port, project, "runserver-room", "hello from runserver")

@@ -89,8 +89,10 @@ def tool_env(python: str = sys.executable) -> dict[str, str]:
     """The environment of a shell whose `python` is this interpreter (as in an active virtualenv)."""
     bin_dir = Path(python).parent
     env = dict(os.environ)
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    env.pop("TZ", None)
+    # As in a fresh shell: not this process's settings module or the TZ its Django set, and no layer
+    # settings the tutorial's settings.py would read before the page says to set them.
+    for name in ("DJANGO_SETTINGS_MODULE", "TZ", "REDIS_URL", "CHANNELS_PREFIX"):
+        env.pop(name, None)
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     return env
 
