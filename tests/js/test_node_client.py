@@ -47,6 +47,8 @@ def node_flags(binary: str) -> list[str]:
 
 
 def run_node(args: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> str:
+    """Run node from the repository root; its output, or an assertion error with it. Test runs ask for the
+    TAP reporter, whose "# pass N" lines the tests read (Node 23 and later default to another one)."""
     result = subprocess.run(
         args, cwd=ROOT, env=dict(os.environ, **(env or {})), capture_output=True, text=True, timeout=timeout
     )
@@ -72,7 +74,7 @@ def test_declarations_package_resolution_and_reconnection_logic():
     `import`, `require` and `/script` resolve by the package's name to the built files; the reconnection
     logic against scripted WebSockets (each way a connection fails, the retry limit, the growing wait)."""
     files = ["js/test/types.test.mjs", "js/test/package.test.mjs", "js/test/socket.test.mjs"]
-    output = run_node([node(), "--test", *files])
+    output = run_node([node(), "--test", "--test-reporter=tap", *files])
     assert "# fail 0" in output and "# pass 12" in output, output
 
 
@@ -122,7 +124,7 @@ def test_node_client_against_the_interface_server(control_stack):
     stack, control_url = control_stack
     binary = node()
     output = run_node(
-        [binary, *node_flags(binary), "--test", "js/test/interface-server.test.mjs"],
+        [binary, *node_flags(binary), "--test", "--test-reporter=tap", "js/test/interface-server.test.mjs"],
         env={"BRIDGE_TEST_WS": stack.ws_url, "BRIDGE_TEST_CONTROL": control_url},
     )
     assert "# fail 0" in output, output
