@@ -79,9 +79,8 @@ def test_declarations_package_resolution_and_reconnection_logic():
 
 
 class _Control(BaseHTTPRequestHandler):
-    """POST /stop and /start: the Node test stops the interface-server and starts it again on its port."""
-
-    stack: Stack
+    """POST /stop and /start: the Node test stops the interface-server and starts it again on its port
+    (the server's `stack` attribute is the Stack)."""
 
     def do_POST(self) -> None:  # noqa: N802 (http.server's name)
         stack = self.server.stack  # type: ignore[attr-defined]
@@ -114,7 +113,8 @@ def control_stack(redis_url, key_prefix, tmp_path) -> Iterator[tuple[Stack, str]
         thread.start()
         yield stack, f"http://127.0.0.1:{control.server_address[1]}"
     finally:
-        control.shutdown() if thread.is_alive() else None
+        if thread.is_alive():
+            control.shutdown()
         control.server_close()
         stack.stop()
 
