@@ -62,6 +62,9 @@ from .publisher import CONNECTION_ERRORS, broker_refusal
 logger = logging.getLogger("channels_core.layers.rabbitmq")
 
 _CLAIM_TIMEOUT = 30.0  # seconds; only a broken I/O thread would take this long to finish a claim
+_GRACE = 0.05
+"""Seconds the I/O thread leaves the connection to callers after one used it: a worker's next receive
+usually comes sooner, and finds the connection free to drive itself, with no thread hand-off."""
 
 
 class Receiver:
@@ -108,6 +111,7 @@ class Receiver:
         self._io_owner: str | int | None = None  # "io", a leader's thread id, or None (changed under _io_lock)
         self._leaders_wanted = 0  # receives waiting to lead (changed under _cond)
         self._leader_failure: BaseException | None = None  # what broke while a leader drove: reconnect
+        self._released_at = 0.0  # when a caller last released `_io_lock` (monotonic)
 
     # -- called from any thread --------------------------------------------------
 
@@ -133,10 +137,12 @@ class Receiver:
         two thread hand-offs per message over waking the caller to ask.
         """
         waiter = _Waiter(list(queues), max_messages)
-        got = self._call(lambda: self._take_or_register(waiter), timeout)
-        if got is not None:
-            return got
-        self._lead(waiter, deadline)
+        self._start()
+        if not self._lead(waiter, deadline, registered=False):
+            got = self._call(lambda: self._take_or_register(waiter), timeout)
+            if got is not None:
+                return got
+            self._lead(waiter, deadline, registered=True)
         if not waiter.event.wait(max(0.0, deadline - time.monotonic())):
             with self._cond:
                 if waiter.state == "waiting":
@@ -146,7 +152,7 @@ class Receiver:
             waiter.event.wait(_CLAIM_TIMEOUT)
         return waiter.result
 
-    def _lead(self, waiter: _Waiter, deadline: float) -> None:
+    def _lead(self, waiter: _Waiter, deadline: float, registered: bool) -> bool:
         """Drive the connection from this (blocked) thread until `waiter` is served: no thread hand-off.
 
         The I/O thread would otherwise read the delivery, then wake this
@@ -159,16 +165,29 @@ class Receiver:
         while leading is handed to the I/O thread, which reconnects.
         """
         with self._cond:
-            if self._io_owner not in (None, "io") or self._closed:
-                return
+            if self._io_owner not in (None, "io") or self._closed or self._connection is None:
+                return False
             self._leaders_wanted += 1
         try:
-            self._wake()
-            if not self._io_lock.acquire(timeout=max(0.0, min(0.2, deadline - time.monotonic()))):
-                return
+            if not self._io_lock.acquire(blocking=False):
+                if not registered:
+                    return False  # the I/O thread drives: register through it (`_call`), then ask again
+                self._wake()
+                if not self._io_lock.acquire(timeout=max(0.0, min(0.2, deadline - time.monotonic()))):
+                    return False
             try:
                 self._io_owner = threading.get_ident()
                 connection = self._connection
+                if connection is None or not connection.is_open or self._leader_failure is not None:
+                    return registered
+                if not registered:
+                    self._run_jobs()
+                    got = self._take_or_register(waiter)
+                    registered = True
+                    if got is not None:
+                        waiter.state, waiter.result = "claimed", got
+                        waiter.event.set()
+                        return True
                 while waiter.state == "waiting" and not self._closed and connection is not None:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or self._connection is not connection or not connection.is_open:
@@ -181,23 +200,31 @@ class Receiver:
                     self._serve_waiters()
             except BaseException as exc:  # noqa: BLE001 - the I/O thread raises it again and reconnects
                 self._leader_failure = exc
+                if not registered:
+                    return False  # never registered: `_call` registers it once the I/O thread has reconnected
             finally:
-                self._io_owner = None
-                self._io_lock.release()
+                self._release_io()
         finally:
             with self._cond:
                 self._leaders_wanted -= 1
                 self._cond.notify_all()
             if self._leader_failure is not None:
                 self._wake()
+        return True
 
     def _yield_to_leaders(self) -> None:
-        """Called by the I/O thread holding `_io_lock`: let waiting receives lead, then take it back."""
+        """Called by the I/O thread holding `_io_lock`: let callers drive, then take it back when they are done."""
         self._io_owner = None
         self._io_lock.release()
+        give_up_at = time.monotonic() + 1.0  # housekeeping and heartbeats still need the I/O thread now and then
         try:
             with self._cond:
-                self._cond.wait_for(lambda: not self._leaders_wanted or self._closed, timeout=1.0)
+                while not self._closed and self._leader_failure is None:
+                    now = time.monotonic()
+                    idle = now - self._released_at
+                    if (not self._leaders_wanted and idle >= _GRACE) or now >= give_up_at:
+                        break
+                    self._cond.wait(max(0.001, min(give_up_at - now, _GRACE - idle if idle < _GRACE else 1.0)))
         finally:
             self._io_lock.acquire()
             self._io_owner = "io"
@@ -224,7 +251,8 @@ class Receiver:
             if self._closed:
                 raise LayerConnectionError("the layer is closed")
             self._jobs.append((work, future))
-        self._wake()
+        if not self._drive_jobs():
+            self._wake()
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError:
@@ -233,6 +261,35 @@ class Receiver:
         # Already running: it may have taken messages, so its result must not be dropped; it ends
         # within a round trip (or with the connection).
         return future.result()
+
+    def _drive_jobs(self) -> bool:
+        """Run the queued jobs in this thread if the connection is free (no hand-off); False if it is not."""
+        if self._connection is None or not self._io_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._connection is None or not self._connection.is_open or self._leader_failure is not None:
+                return False
+            self._io_owner = threading.get_ident()
+            try:
+                self._run_jobs()
+                self._serve_waiters()
+            except BaseException as exc:  # noqa: BLE001 - the I/O thread raises it again and reconnects
+                self._leader_failure = exc
+            return True
+        finally:
+            self._release_io()
+
+    def _release_io(self) -> None:
+        """A caller is done with the connection: the I/O thread takes it back after `_GRACE` if nobody does."""
+        self._io_owner = None
+        self._released_at = time.monotonic()
+        self._io_lock.release()
+        with self._cond:
+            self._cond.notify_all()
+        if self._jobs:
+            # Queued while we held it (their _wake reached nobody): run them, or make sure someone does.
+            if not self._drive_jobs():
+                self._wake()
 
     def _wake(self) -> None:
         with self._cond:
@@ -296,7 +353,11 @@ class Receiver:
         self._ensure([q for q, when in self._wanted.items() if now - when < self.idle_cancel])
         last_housekeeping = now
         while not self._closed:
-            if self._leaders_wanted or self._leader_failure is not None:
+            if (
+                self._leaders_wanted
+                or self._leader_failure is not None
+                or time.monotonic() - self._released_at < _GRACE
+            ):
                 self._yield_to_leaders()
             self._run_jobs()
             self._serve_waiters()
