@@ -4,8 +4,8 @@
 
 The IPC and Redis part of `layer_bench.py` (same measurements, same code in
 layer_kinds.py): send+receive throughput in rounds of 10, cross-process
-one-way latency against an echo process, and with `--echo` the WebSocket echo
-through an interface-server and a runworker on each layer, taking turns; then
+one-way latency against an echo process, and with `--echo` the WebSocket echo and HTTP req/s
+through the test project served on each layer, taking turns; then
 the targets of issue 16: IPC throughput at least 2x Redis's, IPC p50 (one way
 and WebSocket echo) below Redis's. Every object the run creates is removed.
 """

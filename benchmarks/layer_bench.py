@@ -13,9 +13,11 @@
    - cross-process send->receive latency (ping-pong round trip / 2) against
      an echo process parked in its blocking receive, p50 and p99, against the
      same raw pairs (the in-memory layer is one process's: throughput only);
-   - with `--echo`: the WebSocket echo round trip through an interface-server
-     and a runworker of the test project on each shared layer, 1 client,
-     sequential 100-byte messages, the stacks taking turns message by message;
+   - with `--echo`: the test project served on each shared layer (an
+     interface-server and 2 runworkers --prefetch 4, as e2e_bench.py): the
+     WebSocket echo round trip, 1 client, sequential 100-byte messages, the
+     stacks taking turns message by message; then HTTP GET / req/s with
+     `wrk -t2 -c50` (when wrk is installed), two runs per stack in turns;
    then the ratios (layer / its raw floor; IPC and RabbitMQ / Redis) and the
    targets of issue 16.
 2. Redis detail (when Redis is chosen, unless `--no-detail`): `send` vs
@@ -66,10 +68,11 @@ class Sizes:
     latency_samples: int
     group_rounds: int
     echo_samples: int
+    http_seconds: int
 
 
-FULL = Sizes(messages=20_000, batches=20, latency_samples=1000, group_rounds=50, echo_samples=1000)
-QUICK = Sizes(messages=2_000, batches=2, latency_samples=100, group_rounds=5, echo_samples=200)
+FULL = Sizes(messages=20_000, batches=20, latency_samples=1000, group_rounds=50, echo_samples=1000, http_seconds=5)
+QUICK = Sizes(messages=2_000, batches=2, latency_samples=100, group_rounds=5, echo_samples=200, http_seconds=2)
 
 
 @dataclass
@@ -319,16 +322,21 @@ def side_by_side(kinds: list[str], brokers: Brokers, sizes: Sizes, echo: bool) -
     rates = layer_kinds.throughput(names, brokers, sizes.messages)
     print(f"  throughput: {', '.join(f'{n} {per_second(r)}' for n, r in rates.items())}", flush=True)
     lat = layer_kinds.latency([n for n in names if n != "inmemory"], brokers, sizes.latency_samples)
-    echoes = layer_kinds.websocket_echo(shared, brokers, sizes.echo_samples) if echo and shared else {}
-    print_side_by_side(kinds, rates, lat, echoes)
+    stacks = None
+    if echo and shared:
+        stacks = layer_kinds.through_stacks(shared, brokers, sizes.echo_samples, sizes.http_seconds)
+    echoes, http = (stacks.echo, stacks.http) if stacks else ({}, {})
+    print_side_by_side(kinds, rates, lat, echoes, http)
     return targets(kinds, rates, lat, echoes)
 
 
-def print_side_by_side(kinds: list[str], rates: dict, lat: dict, echoes: dict) -> None:
+def print_side_by_side(kinds: list[str], rates: dict, lat: dict, echoes: dict, http: dict) -> None:
     p50 = {name: percentile(samples, 50) for name, samples in lat.items()}
     header = ["layer", "send+receive/s", "raw floor/s", "ratio", "one-way p50", "p99", "raw p50", "raw p99", "ratio"]
     if echoes:
         header += ["WS echo p50", "p99"]
+    if http:
+        header += ["HTTP req/s"]
     rows = [header]
     for kind in kinds:
         raw = f"raw-{kind}"
@@ -339,6 +347,8 @@ def print_side_by_side(kinds: list[str], rates: dict, lat: dict, echoes: dict) -
         row += [f"{p50[kind] / p50[raw]:.2f}"] if raw in p50 and kind in p50 else ["-"]
         if echoes:
             row += [millis(percentile(echoes[kind], q)) if kind in echoes else "-" for q in (50, 99)]
+        if http:
+            row += [f"{statistics.fmean(http[kind]):,.0f}" if kind in http else "-"]
         rows.append(row)
     lines = columns(rows)
     print(f"\n{time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} CPUs")
@@ -346,7 +356,10 @@ def print_side_by_side(kinds: list[str], rates: dict, lat: dict, echoes: dict) -
     print("-" * len(lines[0]))
     print("\n".join(lines[1:]), flush=True)
     if echoes:
-        print("(WS echo: round trip through an interface-server and one runworker of the test project)")
+        workers = f"{layer_kinds.STACK_WORKERS} runworkers {' '.join(layer_kinds.STACK_WORKER_ARGS)}"
+        print(f"(WS echo: round trip through an interface-server and {workers} of the test project)")
+    if http:
+        print(f"(HTTP: GET / with wrk -t2 -c{layer_kinds.WRK_CONNECTIONS}, mean of 2 runs per layer, taking turns)")
 
 
 def targets(kinds: list[str], rates: dict, lat: dict, echoes: dict) -> list[Row]:

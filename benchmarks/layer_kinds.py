@@ -426,18 +426,36 @@ def stack(kind: str, brokers: Brokers, tmpdir: str, workers: int = 1, worker_arg
             child.close()
 
 
-def websocket_echo(kinds: list[str], brokers: Brokers, samples: int) -> dict[str, list[float]]:
-    """WebSocket echo round trips through an interface-server and a runworker per layer, taking turns."""
+STACK_WORKERS = 2
+STACK_WORKER_ARGS = ("--prefetch", "4")  # as e2e_bench.py: a fast view, up to 4 waiting requests per read
+WRK_CONNECTIONS = 50
+
+
+@dataclass
+class StackFigures:
+    echo: dict[str, list[float]]  # layer -> WebSocket echo round trips (seconds)
+    http: dict[str, list[float]]  # layer -> requests per second of each wrk run (empty without wrk)
+
+
+def through_stacks(kinds: list[str], brokers: Brokers, samples: int, http_seconds: int) -> StackFigures:
+    """The test project served on each layer (an interface-server, `STACK_WORKERS` runworkers), taking turns.
+
+    WebSocket echo round trips, 1 client, sequential 100-byte messages, the stacks taking turns message
+    by message; then `GET /` with `wrk -t2 -c50` for `http_seconds`, twice per stack in alternating order
+    (skipped when wrk is not installed).
+    """
+    import shutil
     import tempfile
 
+    from harness import http_get, run_wrk
     from websockets.sync.client import connect
 
-    got: dict[str, list[float]] = {kind: [] for kind in kinds}
+    figures = StackFigures({kind: [] for kind in kinds}, {})
     with tempfile.TemporaryDirectory() as tmpdir, contextlib.ExitStack() as stacks:
-        sockets = {}
+        ports, sockets = {}, {}
         for kind in kinds:
-            port = stacks.enter_context(stack(kind, brokers, tmpdir))
-            url = f"ws://127.0.0.1:{port}/ws/echo/"
+            ports[kind] = stacks.enter_context(stack(kind, brokers, tmpdir, STACK_WORKERS, STACK_WORKER_ARGS))
+            url = f"ws://127.0.0.1:{ports[kind]}/ws/echo/"
             sockets[kind] = stacks.enter_context(connect(url, compression=None, proxy=None, open_timeout=30))
         text = "x" * 100
         for n in range(samples + WARMUP):
@@ -447,5 +465,18 @@ def websocket_echo(kinds: list[str], brokers: Brokers, samples: int) -> dict[str
                 if ws.recv(timeout=10) != text:
                     raise RuntimeError(f"{kind}: the echo differs")
                 if n >= WARMUP:
-                    got[kind].append(time.perf_counter() - start)
-    return got
+                    figures.echo[kind].append(time.perf_counter() - start)
+        if not shutil.which("wrk") or http_seconds <= 0:
+            return figures
+        for kind in kinds:
+            if http_get(ports[kind])[:2] != (200, b"OK"):
+                raise RuntimeError(f"{kind}: GET / did not answer 200 OK")
+            run_wrk(ports[kind], 1, 2, WRK_CONNECTIONS, echo=False)  # warm-up
+            figures.http[kind] = []
+        for turn in range(2):
+            for kind in kinds if turn == 0 else kinds[::-1]:
+                result = run_wrk(ports[kind], http_seconds, 2, WRK_CONNECTIONS, echo=False)
+                if result["bad"]:
+                    raise RuntimeError(f"{kind}: {result['bad']} errors or non-2xx answers to GET /")
+                figures.http[kind].append(result["rate"])
+    return figures
