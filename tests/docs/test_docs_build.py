@@ -7,9 +7,11 @@ two GitHub-style anchors of failure-behaviour.md, which work when GitHub renders
 
 from __future__ import annotations
 
+import ast
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 from tests.docs.tutorial_steps import tool_env
@@ -112,3 +114,17 @@ def test_deploying_page_shows_the_repositorys_procfile():
     page = (ROOT / "docs/topics/deploying.md").read_text()
     quoted = page.split("The repository's `Procfile` deploys the example project:\n\n```\n", 1)[1].split("```", 1)[0]
     assert quoted == (ROOT / "Procfile").read_text()
+
+
+def test_every_python_block_of_the_docs_parses():
+    """A ```python block of any page is Python (a typo in an example fails here, not in a reader's editor)."""
+    blocks = 0
+    for page in sorted((ROOT / "docs").rglob("*.md")):
+        for match in re.finditer(r"^([ \t]*)```python\n(.*?)^[ \t]*```", page.read_text(), re.S | re.M):
+            blocks += 1
+            source = textwrap.dedent(match.group(2))
+            try:
+                ast.parse(source)
+            except SyntaxError as exc:
+                raise AssertionError(f"{page.relative_to(ROOT)}: {exc}\n{source}") from None
+    assert blocks >= 30
