@@ -127,4 +127,4 @@ def test_every_python_block_of_the_docs_parses():
                 ast.parse(source)
             except SyntaxError as exc:
                 raise AssertionError(f"{page.relative_to(ROOT)}: {exc}\n{source}") from None
-    assert blocks >= 30
+    assert blocks >= 20  # the scan finds the blocks (30 on 2026-12-07)
