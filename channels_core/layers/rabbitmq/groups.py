@@ -63,6 +63,8 @@ GROUP_REGISTRY = "#gregistry"
 MEMBER = "#m:"
 RECORD = "#r:"
 LOCK = "#lock:"
+ORDER_STATE = "#o:"
+"""A connection's ordering state queue (`.ordering`), registered in `#gregistry` so that `flush` finds it."""
 GROUP_HEADER = "gm"
 """Set on every group copy: the header the `#evict` exchange matches."""
 
@@ -297,6 +299,7 @@ def flush_groups(channel, prefix: str, group_expiry: float) -> int:
     registry = prefix + GROUP_REGISTRY
     channel.queue_declare(registry, durable=False, arguments=record_arguments(group_expiry))
     records: set[str] = set()
+    others: set[str] = set()
     while True:
         method, _, body = channel.basic_get(registry, auto_ack=True)
         if method is None:
@@ -304,6 +307,8 @@ def flush_groups(channel, prefix: str, group_expiry: float) -> int:
         name = body.decode("utf8", "replace")
         if name.startswith(prefix + RECORD):
             records.add(name)
+        elif name.startswith(prefix + ORDER_STATE):
+            others.add(name)  # a connection's ordering state (`.ordering`)
     deleted = 0
     for record in sorted(records):
         group = record[len(prefix + RECORD) :]
@@ -317,6 +322,8 @@ def flush_groups(channel, prefix: str, group_expiry: float) -> int:
         deletes = [Queue.Delete(queue=member_queue(prefix, group, member), nowait=True) for member in sorted(members)]
         send_nowait(channel, deletes + [Queue.Delete(queue=record, nowait=True)])
         deleted += len(deletes) + 1
+    send_nowait(channel, [Queue.Delete(queue=name, nowait=True) for name in sorted(others)])
+    deleted += len(others)
     for queue in (registry, prefix + EVICTED_QUEUE):
         channel.queue_delete(queue)  # synchronous: the deletes sent without waiting are done too
     channel.exchange_delete(prefix + GROUPS_EXCHANGE)

@@ -19,6 +19,7 @@ from ..serialization import UndecodableMessage
 from .declare import Declarer, queue_arguments_for
 from .flush import flush_prefix
 from .groups import NOT_FOUND, GroupBroker, flush_groups, wait_for_lock
+from .ordering import BUSY, OrderStates
 from .publisher import Publisher
 from .queues import queue_name
 from .receiver import Receiver
@@ -49,7 +50,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     number of threads may call it.
     """
 
-    extensions = ["groups", "flush", "batch", "queue_wait"]
+    extensions = ["groups", "flush", "batch", "ordering", "queue_wait"]
 
     def __init__(
         self,
@@ -87,6 +88,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         self._waits = threading.local()  # .last: the queue waits of this thread's last receive
         self._publisher = Publisher(parameters("send"), Declarer(prefix, self.queue_expiry, arguments_for))
         self._groups = GroupBroker(prefix, group_expiry)
+        self._orders = OrderStates(prefix, group_expiry)
         self._publisher.on_reset.append(self._groups.reset)
 
         def prefetch_for(queue: str) -> int:
@@ -262,6 +264,44 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         finally:
             if not side.is_open:
                 publisher.extra_channel("records")
+
+    # -- per-connection ordering (the `ordering` extension, see .ordering) ----------
+
+    def order_claim(
+        self, reply_channel: str, order: int, channel: str, message: dict, timeout: float, max_parked: int
+    ) -> str:
+        """`run`, `parked`, `stale`, `stuck` or `dead` (`.order_book`); five round trips under a lock."""
+        names.validate_channel_name(reply_channel)
+        payload = self.serializer.dumps({"channel": channel, "content": message})
+        return self._ordered(reply_channel, OrderStates.claim_step(int(order), payload, timeout, max_parked))
+
+    def order_advance(self, reply_channel: str, order: int) -> tuple[str, dict] | None:
+        """Mark `order` done; the parked `(channel, message)` that is now next, taken out, or None."""
+        names.validate_channel_name(reply_channel)
+        payload = self._ordered(reply_channel, OrderStates.advance_step(int(order)))
+        if payload is None:
+            return None
+        parked = self.serializer.loads(payload)
+        return parked["channel"], parked["content"]
+
+    def order_forget(self, reply_channel: str) -> None:
+        """Drop the connection's ordering state."""
+        names.validate_channel_name(reply_channel)
+        self._ordered(reply_channel, OrderStates.forget_step)
+
+    def _ordered(self, reply_channel: str, step):
+        publisher = self._publisher
+
+        def attempt():
+            with publisher.lock:
+                got = publisher.run(
+                    lambda _amqp: self._orders.locked(
+                        publisher.extra_channel("order", confirm=True), reply_channel, step
+                    )
+                )
+            return None if got is BUSY else (got,)
+
+        return wait_for_lock(attempt)[0]
 
     # -- flush -------------------------------------------------------------------
 

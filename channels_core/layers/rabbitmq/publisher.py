@@ -89,11 +89,14 @@ class Publisher:
         """The open connection (the caller holds `lock`, inside `run`)."""
         return self._connection
 
-    def extra_channel(self, name: str):
-        """A plain channel `name` of the open connection, opened again if the broker closed it (hold `lock`)."""
+    def extra_channel(self, name: str, confirm: bool = False):
+        """A channel `name` of the open connection (in confirm mode if `confirm`), opened again if the broker
+        closed it (hold `lock`)."""
         channel = self._extra.get(name)
         if channel is None or not channel.is_open:
             channel = self._extra[name] = self._connection.channel()
+            if confirm:
+                channel.confirm_delivery()
         return channel
 
     def _service(self) -> None:

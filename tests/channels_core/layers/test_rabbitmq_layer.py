@@ -357,3 +357,33 @@ def test_adding_a_member_again_renews_its_membership_and_listing_does_not(make_l
     assert layer.receive(["renew.kept"]) == ("renew.kept", {"v": 1})
     assert layer.receive(["renew.lapsed"]) == (None, None)
     assert layer.group_channels("renew") == ["renew.kept"]
+
+
+def test_ordering_across_two_connections_runs_every_message_once_in_order(make_layer):
+    """Two layers (two AMQP connections, as two worker processes) race: the state queue's lock is the broker's."""
+    layers = [make_layer(), make_layer()]
+    reply = "ordx.reply!c"
+    ran: list[int] = []
+    lock = threading.Lock()
+
+    def handle(order: int) -> None:
+        layer = layers[order % 2]
+        if layer.order_claim(reply, order, "c", {"order": order}, 10, 1000) != "run":
+            return
+        current = order
+        while True:
+            with lock:
+                ran.append(current)
+            released = layer.order_advance(reply, current)
+            if released is None:
+                return
+            current = released[1]["order"]
+
+    threads = [threading.Thread(target=handle, args=(n,)) for n in reversed(range(30))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert ran == list(range(30))
+    layers[1].order_forget(reply)
+    assert layers[0].order_claim(reply, 0, "c", {}, 10, 10) == "run"  # forgotten: starts again from 0
