@@ -2,27 +2,32 @@
 
 The steps, in the platform's order:
 
-1. the slug's source: the files git tracks (`git push heroku main` sends commits; untracked files such as a
-   local db.sqlite3 or a .venv never reach the build);
+1. the slug's source: the checkout's last commit (`git push heroku main` sends commits: uncommitted edits,
+   untracked files such as a local db.sqlite3 or a .venv never reach the build);
 2. the build: the Python that `.python-version` names, a fresh environment in the app's `.heroku/python`
    (where the buildpack puts Python), the buildpack's install step (`pip install -r requirements.txt` with
    the flags of heroku-buildpack-python's lib/pip.sh, except `--no-cache-dir`: pip's cache keeps this test
    fast), then its collectstatic step unless a config var disables it;
 3. config vars: app.json's `env` (its values, a generated secret for `"generator": "secret"`) and the
-   add-ons' URLs: REDIS_URL (heroku-redis) and DATABASE_URL (heroku-postgresql), here the local Redis and
-   a PostgreSQL database created for this test and dropped after;
+   add-ons' URLs: REDIS_URL (heroku-redis: Heroku Key-Value Store, TLS only with a self-signed certificate,
+   here a private TLS-only redis-server whose CA the dynos do not trust) and DATABASE_URL
+   (heroku-postgresql: a PostgreSQL database created for this test and dropped after);
 4. the release phase: the Procfile's `release` line, which must exit 0 before any dyno starts;
 5. the dynos: the Procfile's `web` and `worker` lines through `sh -c` with PORT and the config vars and
    none of this test process's environment; the browser reaches the app by an `*.herokuapp.com` name
    (Chromium's resolver maps it to 127.0.0.1), so the Host and Origin checks see what they would see there;
-6. dyno shutdown: SIGTERM to every process, SIGKILL after 30 s (both must exit long before).
+6. the router: it ends TLS and forwards plain HTTP with X-Forwarded-Proto/-Port/-For; a form POST from the
+   https page (the admin's login) must pass Django's CSRF Origin check, as `heroku run` made the superuser;
+7. dyno shutdown: SIGTERM to every process, SIGKILL after 30 s (both must exit long before).
 
-Not reproduced: the router's TLS (https/wss) and its X-Forwarded-* headers, Heroku Redis's TLS, the
-buildpack's own pip/setuptools upgrade (the venv's bundled pip installs), the build cache.
+Not reproduced: the router's TLS itself (the browser speaks http/ws to the dyno), the buildpack's own
+pip/setuptools upgrade (the venv's bundled pip installs), the build cache.
 """
 
 from __future__ import annotations
 
+import http.cookiejar
+import io
 import json
 import os
 import re
@@ -30,21 +35,24 @@ import secrets
 import shutil
 import signal
 import subprocess
+import tarfile
 import time
+import urllib.error
+import urllib.parse
+import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from channels_core.test.processes import ChildProcess, free_port
 from tests.example.test_example import log_has, open_room, say
+from tests.security.tls import TLSRedisServer, make_ca
 from tests.support import browser as browser_support
 
 ROOT = Path(__file__).resolve().parents[2]
 POSTGRES = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
-REDIS_URL = "redis://127.0.0.1:6379/0"
 DYNO_STOP_GRACE = 30.0  # Heroku sends SIGKILL this long after SIGTERM
 START_TIMEOUT = 40.0
 
@@ -62,14 +70,14 @@ def procfile(app: Path) -> dict[str, str]:
 
 
 def copy_slug_source(app: Path) -> list[str]:
-    """Copy the files git tracks into `app` (their working-tree contents); returns their paths."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    paths = [p for p in listed.decode().split("\0") if p and (ROOT / p).is_file()]
-    for path in paths:
-        target = app / path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(ROOT / path, target)
-    return paths
+    """Extract the checkout's last commit into `app` (what `git push heroku main` sends); returns its files.
+
+    Committed contents, not the working tree: uncommitted edits and new files are not deployed either.
+    """
+    archive = subprocess.run(["git", "archive", "--format=tar", "HEAD"], cwd=ROOT, capture_output=True, check=True)
+    with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+        tar.extractall(app, filter="data")
+        return [member.name for member in tar.getmembers() if member.isfile()]
 
 
 def config_vars(app: Path) -> dict[str, str]:
@@ -101,6 +109,17 @@ def postgres_database() -> Iterator[str]:
         yield name
     finally:
         subprocess.run(["dropdb", *POSTGRES, "--if-exists", "--force", name], check=True, capture_output=True)
+
+
+@pytest.fixture
+def key_value_store(tmp_path) -> Iterator[TLSRedisServer]:
+    """The heroku-redis add-on: a redis-server of this test's own speaking only TLS, its CA unknown to the dynos."""
+    server = TLSRedisServer(make_ca(tmp_path / "kvs-ca"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.cleanup()
 
 
 def build(app: Path, log_dir: Path, config: dict[str, str]) -> tuple[Path, dict[str, float]]:
@@ -147,9 +166,11 @@ def build(app: Path, log_dir: Path, config: dict[str, str]) -> tuple[Path, dict[
 
     # bin/steps/collectstatic: the first manage.py within depth 3, when Django is installed, unless disabled.
     if not config.get("DISABLE_COLLECTSTATIC"):
-        manage = sorted(app.glob("**/manage.py"), key=lambda p: len(p.relative_to(app).parts))[0]
+        # `find . -maxdepth 3 -name manage.py -printf '%d\t%P\n' | sort -nk1 | head -1`: by depth, then by path.
+        found = [p.relative_to(app) for p in app.glob("**/manage.py") if len(p.relative_to(app).parts) <= 3]
+        manage = min(found, key=lambda p: (len(p.parts), str(p)))
         collect = subprocess.run(
-            ["python", str(manage.relative_to(app)), "collectstatic", "--noinput", "--traceback"],
+            ["python", str(manage), "collectstatic", "--noinput", "--traceback"],
             cwd=app,
             env={**env, "PYTHONPATH": "."},
             capture_output=True,
@@ -175,18 +196,31 @@ class HerokuURL:
         self.url = f"http://{host}:{port}"
 
 
-def flush_prefix(prefix: str) -> int:
-    client = redis.Redis.from_url(REDIS_URL)
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs) -> None:
+        return None  # the test reads the 302 itself
+
+
+def admin_login_through_the_router(port: int, host: str, username: str, password: str) -> tuple[int, str]:
+    """GET then POST /admin/login/ as Heroku's router forwards an https browser's requests: status, Location."""
+    router = {"Host": host, "X-Forwarded-Proto": "https", "X-Forwarded-Port": "443", "X-Forwarded-For": "203.0.113.7"}
+    jar = http.cookiejar.CookieJar()
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar), _NoRedirect)
+    url = f"http://127.0.0.1:{port}/admin/login/"
+    with opener.open(urllib.request.Request(url, headers=router), timeout=10) as response:
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', response.read().decode()).group(1)
+    form = {"csrfmiddlewaretoken": token, "username": username, "password": password, "next": "/admin/"}
+    browser_headers = {"Origin": f"https://{host}", "Referer": f"https://{host}/admin/login/"}
+    data = urllib.parse.urlencode(form).encode()
+    request = urllib.request.Request(url, data=data, headers={**router, **browser_headers})
     try:
-        keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-        if keys:
-            client.delete(*keys)
-        return len(keys)
-    finally:
-        client.close()
+        with opener.open(request, timeout=10) as response:
+            return response.status, response.headers.get("Location", "")
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Location", "")
 
 
-def test_build_release_and_dynos_as_heroku_runs_them(tmp_path, postgres_database, key_prefix, monkeypatch):
+def test_build_release_and_dynos_as_heroku_runs_them(tmp_path, postgres_database, key_value_store, monkeypatch):
     """app.json's config vars, the buildpack's install, `release` on PostgreSQL, `web` + `worker`, Chromium."""
     timings: dict[str, float] = {}
     started = time.monotonic()
@@ -195,7 +229,7 @@ def test_build_release_and_dynos_as_heroku_runs_them(tmp_path, postgres_database
     logs.mkdir()
     tracked = copy_slug_source(app)
     for needed in ("app.json", ".python-version", "requirements.txt", "Procfile"):
-        assert needed in tracked, f"{needed} is not tracked by git: a push would not send it"
+        assert needed in tracked, f"{needed} is not committed: a push would not send it"
 
     spec = json.loads((app / "app.json").read_text())
     assert spec["buildpacks"] == [{"url": "heroku/python"}]
@@ -208,8 +242,7 @@ def test_build_release_and_dynos_as_heroku_runs_them(tmp_path, postgres_database
     assert config.get("DJANGO_DEBUG") == "0", "DEBUG must be off on Heroku"
     # The add-ons' config vars. Heroku Postgres's URL carries a password: trust auth here ignores it.
     config["DATABASE_URL"] = f"postgres://postgres:unused@127.0.0.1:5432/{postgres_database}"
-    config["REDIS_URL"] = REDIS_URL
-    config["CHANNELS_PREFIX"] = key_prefix  # this test's own keys, flushed afterwards
+    config["REDIS_URL"] = f"rediss://127.0.0.1:{key_value_store.port}"  # Heroku's form: rediss://, no query
 
     python_home, build_times = build(app, logs, config)
     timings.update(build_times)
@@ -272,6 +305,26 @@ def test_build_release_and_dynos_as_heroku_runs_them(tmp_path, postgres_database
         timings["browser"] = time.monotonic() - step
         stored = psql("SELECT author || ': ' || text FROM chat_message ORDER BY id", "-d", postgres_database)
         assert stored.splitlines() == ["ada: sent through web.1 and worker.1", "bob: received on PostgreSQL"]
+        client = key_value_store.client()
+        try:
+            assert client.keys(f"{config['CHANNELS_PREFIX']}*"), "the dynos' layer wrote nothing to the add-on's Redis"
+        finally:
+            client.close()
+
+        # `heroku run python example/manage.py createsuperuser`, then the login form from the https page.
+        step = time.monotonic()
+        password = secrets.token_urlsafe(12)
+        one_off = subprocess.run(
+            ["sh", "-c", "python example/manage.py createsuperuser --noinput --username admin --email a@example.com"],
+            cwd=app,
+            env={**dyno_env, "DYNO": "run.1", "DJANGO_SUPERUSER_PASSWORD": password},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert one_off.returncode == 0, one_off.stdout + one_off.stderr
+        assert admin_login_through_the_router(port, host, "admin", password) == (302, "/admin/")
+        timings["admin login"] = time.monotonic() - step
 
         # `heroku ps:stop` / a restart: SIGTERM to every process of the dyno, SIGKILL 30 s later.
         step = time.monotonic()
@@ -286,8 +339,6 @@ def test_build_release_and_dynos_as_heroku_runs_them(tmp_path, postgres_database
     finally:
         for dyno in dynos.values():
             dyno.close()
-        flush_prefix(key_prefix)
         shutil.rmtree(app, ignore_errors=True)  # the slug and its .heroku/python
-    assert flush_prefix(key_prefix) == 0
     timings["total"] = time.monotonic() - started
     print("heroku-like timings (s): " + ", ".join(f"{name} {seconds:.1f}" for name, seconds in timings.items()))
