@@ -1,6 +1,9 @@
 """Benchmark RabbitMQChannelLayer against raw pika doing the minimum, on the same broker.
 
-    python benchmarks/rabbitmq_bench.py [--url URL] [--messages N] [--pings N]
+    python benchmarks/rabbitmq_bench.py [--url URL] [--messages N] [--pings N] [--rounds N]
+
+Raw and layer runs alternate for `--rounds` rounds (default 3), so load
+that changes during the run weighs on both sides; the output is dated.
 
 1. throughput: N 100-byte messages sent then received one at a time
    (`send` + blocking `receive`), and in batches (`send_many` /
