@@ -6,9 +6,9 @@ import uuid
 
 import pytest
 
-from channels_core.layers import IPCChannelLayer, RedisChannelLayer
+from channels_core.layers import IPCChannelLayer, RedisChannelLayer, from_url, settings_from_url
 from channels_core.layers.ipc.cleanup import shared_objects
-from channels_core.layers.layer_url import config_from_url, from_url, kind_of, settings_from_url
+from channels_core.layers.layer_url import config_from_url, kind_of
 
 
 @pytest.mark.parametrize(
