@@ -52,7 +52,11 @@ from tests.security.tls import TLSRedisServer, make_ca
 from tests.support import browser as browser_support
 
 ROOT = Path(__file__).resolve().parents[2]
-POSTGRES = ["-h", "127.0.0.1", "-p", "5432", "-U", "postgres"]
+# The PostgreSQL server the database is created on: libpq's PGHOST, PGPORT, PGUSER, PGPASSWORD, else
+# 127.0.0.1:5432 as postgres (trust auth, as on this project's CI machine).
+PG_HOST, PG_PORT = os.environ.get("PGHOST", "127.0.0.1"), os.environ.get("PGPORT", "5432")
+PG_USER = os.environ.get("PGUSER", "postgres")
+POSTGRES = ["-h", PG_HOST, "-p", PG_PORT, "-U", PG_USER]
 DYNO_STOP_GRACE = 30.0  # Heroku sends SIGKILL this long after SIGTERM
 START_TIMEOUT = 40.0
 
@@ -240,8 +244,9 @@ def test_build_release_and_dynos_as_heroku_runs_them(tmp_path, postgres_database
 
     config = config_vars(app)
     assert config.get("DJANGO_DEBUG") == "0", "DEBUG must be off on Heroku"
-    # The add-ons' config vars. Heroku Postgres's URL carries a password: trust auth here ignores it.
-    config["DATABASE_URL"] = f"postgres://postgres:unused@127.0.0.1:5432/{postgres_database}"
+    # The add-ons' config vars. Heroku Postgres's URL carries a password (trust auth ignores this one).
+    db_password = urllib.parse.quote(os.environ.get("PGPASSWORD", "unused"), safe="")
+    config["DATABASE_URL"] = f"postgres://{PG_USER}:{db_password}@{PG_HOST}:{PG_PORT}/{postgres_database}"
     config["REDIS_URL"] = f"rediss://127.0.0.1:{key_value_store.port}"  # Heroku's form: rediss://, no query
 
     python_home, build_times = build(app, logs, config)
