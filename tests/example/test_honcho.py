@@ -1,5 +1,5 @@
-"""The README's local Procfile recipe, run with honcho itself: both processes stay up, serve a page and
-a chat round trip on the port the README names, and honcho stops all of them on Ctrl-C."""
+"""The docs' local Procfile recipe (docs/topics/deploying.md), run with honcho itself: both processes stay up,
+serve a page and a chat round trip on the port the docs name, and honcho stops all of them on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ STAYS_UP = 5.0  # honcho used to stop everything two seconds after start, when `
 
 
 def readme_command() -> str:
-    """The honcho command of the shell block in the README's "Deploying (Procfile)" section, without its comment."""
-    section = (ROOT / "README.md").read_text().split("## Deploying (Procfile)", 1)[1].split("\n## ", 1)[0]
+    """The honcho command of the shell block of docs/topics/deploying.md, "Locally, with honcho", minus its comment."""
+    page = (ROOT / "docs" / "topics" / "deploying.md").read_text()
+    section = page.split("### Locally, with honcho", 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
     blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
     commands = [line.split(" #", 1)[0].strip() for block in blocks for line in block.splitlines() if " start" in line]
     assert len(commands) == 1 and "honcho" in commands[0], commands

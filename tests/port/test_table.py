@@ -1,4 +1,5 @@
-"""The porting tool's table says what README.md's import table says, and every new home it names imports."""
+"""The porting tool's table says what the docs' import table (docs/reference/import-table.md) says, and every new home
+it names imports."""
 
 from __future__ import annotations
 
