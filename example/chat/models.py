@@ -8,9 +8,14 @@ from channels_core import Group
 class Room(models.Model):
     slug = models.SlugField(unique=True)
 
+    @staticmethod
+    def group_name_for(slug: str) -> str:
+        """The group of room `slug`'s open sockets."""
+        return f"chat-{slug}"
+
     @property
     def group_name(self) -> str:
-        return f"chat-{self.slug}"
+        return self.group_name_for(self.slug)
 
     def __str__(self) -> str:
         return self.slug
@@ -28,6 +33,7 @@ class Message(models.Model):
         ordering = ["created", "id"]
 
     def as_dict(self) -> dict:
+        # `created` in UTC, ISO 8601: each page shows it in its reader's time zone (Intl.DateTimeFormat).
         return {"author": self.author, "text": self.text, "created": self.created.isoformat()}
 
 
@@ -43,7 +49,13 @@ class Post(models.Model):
 
     def save(self, *args, **kwargs):
         super().save(*args, **kwargs)
-        Group("liveblog").send({"text": json.dumps({"id": self.id, "title": self.title, "body": self.body})})
+        Group("liveblog").send(
+            {
+                "text": json.dumps(
+                    {"id": self.id, "title": self.title, "body": self.body, "created": self.created.isoformat()}
+                )
+            }
+        )
 
     def __str__(self) -> str:
         return self.title

@@ -1,15 +1,18 @@
 from django.shortcuts import redirect, render
 from django.utils.text import slugify
 
+from .consumers import member_count
 from .models import Message, Post, Room, Value
 
 
 def index(request):
+    """The room list, with how many are in each room now (the page's socket keeps the counts live)."""
     if request.method == "POST":
         slug = slugify(request.POST.get("room", ""))[:50]
         if slug:
             return redirect("room", room=slug)
-    return render(request, "chat/index.html", {"rooms": Room.objects.order_by("slug")})
+    rooms = [{"slug": room.slug, "members": member_count(room.slug)} for room in Room.objects.order_by("slug")[:200]]
+    return render(request, "chat/index.html", {"rooms": rooms})
 
 
 def room(request, room):
