@@ -207,7 +207,8 @@ class Receiver:
         finally:
             with self._cond:
                 self._leaders_wanted -= 1
-                self._cond.notify_all()
+                if self._leader_failure is not None:
+                    self._cond.notify_all()
             if self._leader_failure is not None:
                 self._wake()
         return True
@@ -224,7 +225,9 @@ class Receiver:
                     idle = now - self._released_at
                     if (not self._leaders_wanted and idle >= _GRACE) or now >= give_up_at:
                         break
-                    self._cond.wait(max(0.001, min(give_up_at - now, _GRACE - idle if idle < _GRACE else 1.0)))
+                    # Timed, not notified: a caller releasing the connection must not wake this thread (it would
+                    # compete for the GIL on the message's path); it looks again within _GRACE.
+                    self._cond.wait(max(0.001, min(give_up_at - now, _GRACE - idle if idle < _GRACE else _GRACE)))
         finally:
             self._io_lock.acquire()
             self._io_owner = "io"
@@ -284,8 +287,9 @@ class Receiver:
         self._io_owner = None
         self._released_at = time.monotonic()
         self._io_lock.release()
-        with self._cond:
-            self._cond.notify_all()
+        if self._leader_failure is not None:
+            with self._cond:
+                self._cond.notify_all()  # the I/O thread reconnects at once (otherwise its timed wait is enough)
         if self._jobs:
             # Queued while we held it (their _wake reached nobody): run them, or make sure someone does.
             if not self._drive_jobs():
