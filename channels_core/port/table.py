@@ -1,6 +1,6 @@
 """The one table of what Channels 1.x names became here.
 
-README.md's "Migrating from Channels 1.x" table documents these rows;
+docs/reference/import-table.md's table documents these rows;
 `tests/port/test_table.py` checks that the two say the same thing and that
 every new home imports. The porting tool (`python -m channels_core.port`)
 and the `manage.py check` hints read this module and nothing else.

@@ -95,7 +95,7 @@ def test_cli_reference_lists_every_option():
 
 
 def test_import_table_page_names_only_homes_that_import():
-    """Every new home in docs/reference/import-table.md imports (as tests/test_import_table.py checks the README's)."""
+    """Every new home in docs/reference/import-table.md imports (as tests/test_import_table.py checks, row by row)."""
     from tests.test_import_table import new_names, resolve
 
     rows = []

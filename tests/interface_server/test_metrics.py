@@ -1,6 +1,6 @@
 """`--metrics-port`: /metrics after real traffic, /healthz, /readyz, and `--log-format json`, on the real process.
 
-Every metric the README documents is read here after traffic that must move
+Every metric docs/operations.md documents is read here after traffic that must move
 it, with the exact amount where the traffic fixes it.
 """
 

@@ -1,6 +1,6 @@
 """`symmetric_encryption_keys` rotation under live traffic, on the real Redis.
 
-The procedure (README): 1. give every process `[old, new]` (still
+The procedure (docs/failure-behaviour.md): 1. give every process `[old, new]` (still
 encrypting with old; new is only accepted); 2. once all run it, switch to
 `[new, old]` (new encrypts, old still accepted); 3. after the longest
 message expiry, drop old. Here, receivers on `[new, old]` read while

@@ -1,7 +1,7 @@
 """A wrong Redis address or database, as `manage.py check`, `runworker` and `interface-server` report it.
 
 Each runs as a real process on the example project (whose settings read
-`REDIS_URL`, as the README's deployment recipe does) or on a settings module
+`REDIS_URL`, as docs/topics/deploying.md's recipe does) or on a settings module
 of the test's own, and must say the problem once, name the setting the value
 came from, and give a hint that is right.
 """

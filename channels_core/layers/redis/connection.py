@@ -195,7 +195,7 @@ class Shard:
         """The error for a command the server's ACL refuses (NOPERM): a key outside the prefix, a missing command."""
         return AclRefused(
             f"Redis at {self.label} refuses a key or command of the layer to this user ({exc}): its ACL needs "
-            "the keys under the layer's prefix (~PREFIX*) and the commands in the README's ACL recipe"
+            "the keys under the layer's prefix (~PREFIX*) and the commands in docs/failure-behaviour.md's ACL recipe"
         )
 
     def refused(self, exc: BaseException) -> LayerConfigurationError:

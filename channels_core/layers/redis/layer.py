@@ -43,7 +43,7 @@ class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
     """ASGI 1.0 channel layer on one or more Redis servers.
 
     The constructor takes asgi_redis 1.x's options (same names, same order)
-    plus a few of its own; see the README for every option and its default.
+    plus a few of its own; see docs/reference/settings.md for every option and its default.
 
     `group_index` (with several shards or on Redis Cluster): keep an index
     of which shards hold members of each group, so a group send runs only

@@ -6,7 +6,7 @@ at a time and read them back with a blocking receive, and a "group" thread
 sends numbered group messages to members spread over every master and reads
 them back. Each thread counts what it sent, what came back (and twice), what
 the layer refused (LayerConnectionError: the caller knows) and any other
-exception. Figures are printed; the README's figures are those.
+exception. Figures are printed; docs/scaling-out.md's figures are those.
 
 - failover: SIGKILL of a master with a replica; the time from the kill to the
   first round trip on a channel of the dead master's buckets, and the

@@ -29,7 +29,7 @@ from tests.support.redis_sentinel import DOWN_AFTER_MS, MASTER_NAME, SERVER_ARGS
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[3]
-# Generous bounds for a busy 2-core CI machine; the README's figures are the printed ones.
+# Generous bounds for a busy 2-core CI machine; docs/scaling-out.md's figures are the printed ones.
 RECOVERY_BOUND = 15.0
 WINDOW = 10  # requests in flight at once
 LOST_BOUND = 3 * WINDOW
