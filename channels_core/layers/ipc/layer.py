@@ -261,6 +261,8 @@ class IPCChannelLayer(BaseChannelLayer):
                     break
                 if self._bells.wait(bell, remaining):
                     turn.count(1)
+                    if self._closed:
+                        break  # close() rang: take nothing more
                     # Look at once, still holding the turn: the bell is cleared by whoever waits next.
                     got = self._take(queues, max_messages)
                     turn.took(len(got), max_messages)
