@@ -1,7 +1,7 @@
 """Removing what dead processes left behind, and everything of a prefix (`flush`, `manage.py ipc_cleanup`).
 
 A process killed mid-send leaves a file in `t/`; a process that never called
-`close()` leaves its bells (`sem.<prefix>.bell.<pid>.<tid>`) and their
+`close()` leaves its bells (`sem.<prefix>.bell.<pid>.<tid>` or `.<pid>.s<n>`) and their
 registrations in `w/`. None of them blocks anyone; they only take room, and
 every one of them carries its pid in its name, so `sweep_dead` can remove
 those of pids that no longer exist. A layer sweeps once when it starts.

@@ -3,8 +3,10 @@
 Design (and why)
 ----------------
 Everything lives under `/dev/shm/<prefix>.ipc/` (tmpfs: POSIX shared memory,
-the same file system `shm_open` uses) plus one named POSIX semaphore per
-waiting thread (`/dev/shm/sem.<prefix>.bell.<pid>.<tid>`):
+the same file system `shm_open` uses) plus named POSIX semaphores, the bells:
+one per process and set of channels its threads wait on, taken in turns
+(`/dev/shm/sem.<prefix>.bell.<pid>.s<n>`), and one per thread reading a
+single-reader channel (`/dev/shm/sem.<prefix>.bell.<pid>.<tid>`):
 
 - a queue is a directory and a message one file in it, written aside and
   `rename()`d in (`.queues`): FIFO by name, expiry and channel in the name,
