@@ -345,6 +345,7 @@ class Receiver:
     def _serve(self, connection) -> None:
         self._io_lock.acquire()
         self._io_owner = "io"
+        self._leader_failure = None  # from the connection before this one (driven as it was being dropped)
         try:
             self._serve_locked(connection)
         finally:
