@@ -46,8 +46,9 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     in the rare case a connection breaks as a message is taken (`.receiver`).
 
     Each instance opens two connections, one to send (confirm mode, shared
-    under a lock) and one to receive (driven by its own thread), so any
-    number of threads may call it.
+    under a lock) and one to receive (driven by the receiving caller or a
+    background thread, see `.receiver`), so any number of threads may call
+    it. Groups and ordering: `.groups`, `.ordering`.
     """
 
     extensions = ["groups", "flush", "batch", "ordering", "queue_wait"]

@@ -1,11 +1,17 @@
-"""Receiving: one consumer connection per layer, driven by its own thread; callers wait on a condition.
+"""Receiving: one consumer connection per layer, driven by one thread at a time under `_io_lock`.
 
-pika's `BlockingConnection` is not thread-safe and a blocking receive must
-not hold a lock that senders need, so every AMQP call of the receiving side
-runs on one I/O thread (`rabbitmq-layer-receiver`); the worker's threads hand
-it jobs (`_call`) and sleep on a condition until a delivery for one of their
-channels arrives. Nothing polls: the I/O thread sleeps in `select` until
-the broker sends something or a job wakes it.
+pika's `BlockingConnection` is not thread-safe, and a blocking receive must
+not hold a lock that senders need (they have their own connection), so the
+receiving connection is driven by whoever holds `_io_lock`: a caller that
+finds it free runs its work itself (`_drive_jobs`), and a blocked receive
+drives it until its message arrives (`_lead`), so a worker's receive loop
+has no thread hand-off on a message's path. The I/O thread
+(`rabbitmq-layer-receiver`) drives it the rest of the time: it leaves it to
+callers for `_GRACE` after each use and while one waits to lead, and takes
+it back for heartbeats, reconnection, renewing queues in use and cancelling
+idle consumers. A caller that finds it busy hands its job over (`_call`)
+and sleeps on a condition until served. Nothing polls: whoever drives
+sleeps in `select` until the broker sends something or a job wakes it.
 
 **At most once, and nothing lost by a process that stops reading.** Each
 queue a process reads gets one `basic.consume` with manual acks and a
