@@ -153,21 +153,28 @@ class GroupBroker:
         self._ensured = time.monotonic()
 
     def add(self, channel, connection, group: str, member_of: str, real_queue: str) -> None:
-        """Declare (or renew) the membership and record it: three round trips (the bind is not waited for)."""
+        """Declare (or renew) the membership and record it: two round trips, three every `group_expiry` / 3."""
         self.ensure(channel, connection)
         queue = member_queue(self.prefix, group, member_of)
         record = record_queue(self.prefix, group)
         arguments = member_arguments(real_queue, self.group_expiry)
         # Declared with a reply: RabbitMQ renews a queue's `x-expires` only on a declare it answers.
         channel.queue_declare(queue, durable=False, arguments=arguments)
-        send_nowait(channel, [Queue.Bind(queue=queue, exchange=self.exchange, routing_key=group, nowait=True)])
-        channel.queue_declare(record, durable=False, arguments=record_arguments(self.group_expiry))
+        bind = Queue.Bind(queue=queue, exchange=self.exchange, routing_key=group, nowait=True)
         now = time.monotonic()
         if now - self._registered.get(record, -1e18) > self.group_expiry / 3:
+            # Renew the record queue (a declare with a reply) and list it for flush, now and then.
+            send_nowait(channel, [bind])
+            channel.queue_declare(record, durable=False, arguments=record_arguments(self.group_expiry))
             registry = self.prefix + GROUP_REGISTRY
             channel.queue_declare(registry, durable=False, arguments=record_arguments(self.group_expiry))
             channel.basic_publish("", registry, record.encode("utf8"))
             self._registered[record] = now
+        else:
+            # In between, a declare without a reply only re-creates it if it is gone.
+            send_nowait(
+                channel, [bind, Queue.Declare(queue=record, arguments=record_arguments(self.group_expiry), nowait=True)]
+            )
         channel.basic_publish("", record, member_of.encode("utf8"))  # confirmed: everything above is done
         self._adds[group] = self._adds.get(group, 0) + 1
 
