@@ -1,8 +1,9 @@
 """Chat rooms, the room list's live counts and the live blog: function consumers, as a Channels 1.x app writes them.
 
 A room's members are its group's members in the channel layer (`Group.channel_layer_members()`): each
-socket joins on connect and leaves on disconnect, and a socket whose interface server died without saying
-so drops out when the layer expires it (`group_expiry`). Whenever a room's membership changes, the new
+socket joins on connect and leaves on disconnect; a socket whose interface server died without saying so
+stays counted until the layer drops it (evicted once a message to it expires unread, and every
+membership ends `group_expiry` after it was added). Whenever a room's membership changes, the new
 count goes to the "rooms" group, which every open room list (/) is in.
 """
 
