@@ -53,6 +53,7 @@ def flush_prefix(prefix: str) -> list[str]:
     except FileNotFoundError:
         pass
     else:
+        _ring_fifos(os.path.join(doomed, "w"), prefix)
         shutil.rmtree(doomed, ignore_errors=True)
     for path in found:
         name = os.path.basename(path)
@@ -61,6 +62,29 @@ def flush_prefix(prefix: str) -> list[str]:
         elif ".flushing." in name:
             shutil.rmtree(path, ignore_errors=True)
     return found
+
+
+def _ring_fifos(wdir: str, prefix: str) -> None:
+    """Write a byte into every event receiver's FIFO under `wdir` (a flushed tree, renamed away).
+
+    An event loop sleeps on its FIFO until a byte arrives; a flush that only unlinked it would leave
+    that loop asleep for good, since no sender can find the FIFO any more. Woken, the receiver sees
+    its registration gone and raises `LayerConnectionError`, and its owner registers anew.
+    """
+    for queue in _listdir(wdir):
+        for name in _listdir(os.path.join(wdir, queue)):
+            if not name.startswith(f"{prefix}.fifo."):
+                continue
+            try:
+                fd = os.open(os.path.join(wdir, queue, name), os.O_WRONLY | os.O_NONBLOCK)
+            except OSError:  # no reader left (ENXIO), or gone meanwhile
+                continue
+            try:
+                os.write(fd, b"\0")
+            except OSError:  # full: it has been rung already
+                pass
+            finally:
+                os.close(fd)
 
 
 def sweep_dead(prefix: str) -> list[str]:

@@ -444,6 +444,38 @@ def test_event_receiver_fileno_becomes_readable_when_another_process_sends(prefi
     layer.close()
 
 
+def _flush_then_send(prefix: str, channel: str) -> None:
+    time.sleep(0.2)
+    layer = IPCChannelLayer(prefix=prefix)
+    layer.flush()
+    layer.send(channel, {"after": "flush"})
+    layer.close()
+
+
+def test_a_flush_by_another_process_wakes_an_event_receiver_which_registers_anew(prefix):
+    """An interface server's reactor sleeps on its FIFO: a flush elsewhere must wake it, not strand it."""
+    import select
+
+    layer = IPCChannelLayer(prefix=prefix)
+    receiver = layer.event_receiver(["srv!"], 10)
+    receiver.start()
+    assert select.select([receiver.fileno()], [], [], 1)[0]
+    assert receiver.read() == []
+    flusher = FORK.Process(target=_flush_then_send, args=(prefix, "srv!x"))
+    flusher.start()
+    assert select.select([receiver.fileno()], [], [], 5)[0], "the flush left the receiver asleep"
+    flusher.join(5)
+    with pytest.raises(Exception, match="flushed"):
+        receiver.read()
+    receiver.start()  # what the reply reader does on LayerConnectionError
+    layer.send("srv!y", {"after": "restart"})
+    assert select.select([receiver.fileno()], [], [], 1)[0]
+    # What the flusher sent after its flush waited in the queue: nothing sent after a flush is lost.
+    assert receiver.read() == [("srv!x", {"after": "flush"}), ("srv!y", {"after": "restart"})]
+    receiver.close()
+    layer.close()
+
+
 # -- threads of one process waiting on the same channels -----------------------------
 
 
