@@ -492,28 +492,7 @@ class LayerConformance:
     @needs("ordering")
     def test_ordering_claims_from_many_threads_release_every_message_once_in_order(self, layer):
         """Workers racing claim/advance: each message runs exactly once, in order."""
-        reply = "order.reply!race"
-        ran: list[int] = []
-        lock = threading.Lock()
-
-        def handle(order):
-            if layer.order_claim(reply, order, "c", {"order": order}, 10, 1000) != "run":
-                return
-            current = order
-            while True:
-                with lock:
-                    ran.append(current)
-                released = layer.order_advance(reply, current)
-                if released is None:
-                    return
-                current = released[1]["order"]
-
-        threads = [threading.Thread(target=handle, args=(n,)) for n in reversed(range(60))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
-        assert ran == list(range(60))
+        assert race_ordered_claims([layer], "order.reply!race", 60, 10) == list(range(60))
 
     @needs("batch")
     def test_receive_batch_timeout_bounds_the_wait_to_the_millisecond(self, layer):
@@ -761,3 +740,30 @@ class LayerConformance:
         rest = layer.receive_batch(["qwbp!"], 10)  # what the first read kept for this process
         assert len(rest) == 2
         assert [round(w, 1) >= 0.3 for w in layer.last_queue_waits()] == [True, True]
+
+
+def race_ordered_claims(layers: list, reply: str, count: int, timeout: float) -> list[int]:
+    """One thread per order number, started last-first, each claiming through `layers[order % len]` and
+    advancing while released messages follow: the orders in the sequence they ran."""
+    ran: list[int] = []
+    lock = threading.Lock()
+
+    def handle(order: int) -> None:
+        layer = layers[order % len(layers)]
+        if layer.order_claim(reply, order, "c", {"order": order}, 10, 1000) != "run":
+            return
+        current = order
+        while True:
+            with lock:
+                ran.append(current)
+            released = layer.order_advance(reply, current)
+            if released is None:
+                return
+            current = released[1]["order"]
+
+    threads = [threading.Thread(target=handle, args=(n,)) for n in reversed(range(count))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout)
+    return ran

@@ -15,6 +15,8 @@ from channels_core.layers import LayerConfigurationError
 from channels_core.layers.rabbitmq import RabbitMQChannelLayer, RabbitmqChannelLayer
 from channels_core.layers.rabbitmq.settings import DEFAULT_URL, connection_parameters, resolve_url
 
+from .conformance import race_ordered_claims
+
 URL = os.environ.get("RABBITMQ_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 
 
@@ -363,27 +365,6 @@ def test_ordering_across_two_connections_runs_every_message_once_in_order(make_l
     """Two layers (two AMQP connections, as two worker processes) race: the state queue's lock is the broker's."""
     layers = [make_layer(), make_layer()]
     reply = "ordx.reply!c"
-    ran: list[int] = []
-    lock = threading.Lock()
-
-    def handle(order: int) -> None:
-        layer = layers[order % 2]
-        if layer.order_claim(reply, order, "c", {"order": order}, 10, 1000) != "run":
-            return
-        current = order
-        while True:
-            with lock:
-                ran.append(current)
-            released = layer.order_advance(reply, current)
-            if released is None:
-                return
-            current = released[1]["order"]
-
-    threads = [threading.Thread(target=handle, args=(n,)) for n in reversed(range(30))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(30)
-    assert ran == list(range(30))
+    assert race_ordered_claims(layers, reply, 30, 30) == list(range(30))
     layers[1].order_forget(reply)
     assert layers[0].order_claim(reply, 0, "c", {}, 10, 10) == "run"  # forgotten: starts again from 0
