@@ -3,8 +3,6 @@ test process share /dev/shm under the class's prefix, and leave nothing there.""
 
 from __future__ import annotations
 
-from django.test import TransactionTestCase
-
 from channels_core.layers.ipc.cleanup import flush_prefix, shared_objects
 
 from .test_ported_apps import PortedAppsOnURL
@@ -16,12 +14,6 @@ class PortedAppsOnIPC(PortedAppsOnURL):
     @classmethod
     def url(cls, prefix: str) -> str:
         return f"ipc://{prefix}"
-
-    def __call__(self, result=None):
-        # Without ChannelLiveServerTestCase's flush around each test: a flush from this process removes the
-        # interface server's reply FIFO and nothing wakes it to register anew, so it never reads a reply again
-        # (the IPC layer's bug, /work/notes/request_matrix.md item 1). Each test here uses its own groups.
-        return TransactionTestCase.__call__(self, result)
 
     @classmethod
     def remove(cls, prefix: str) -> None:

@@ -4,9 +4,8 @@ The other files of this directory run the server on Redis (every behaviour);
 here one server per layer (module scope, so two starts in all) serves an HTTP
 round trip, WebSocket echo and close codes, a group broadcast and concurrent
 clients, with the test playing the worker on the same layer. The layer is not
-flushed between tests (an IPC flush from another process leaves the server's
-reply reader deaf: /work/notes/request_matrix.md): each test tells its own
-messages apart by reply channel. Node ids carry the layer name, so the
+flushed between tests: each test tells its own messages apart by reply channel
+(and consumes what it causes). Node ids carry the layer name, so the
 RabbitMQ ones join the "rabbitmq" xdist group (tests/conftest.py).
 """
 
