@@ -13,6 +13,7 @@ import pytest
 
 from channels_core.layers import LayerConfigurationError
 from channels_core.layers.rabbitmq import RabbitMQChannelLayer, RabbitmqChannelLayer
+from channels_core.layers.rabbitmq.flush import flush_prefix
 from channels_core.layers.rabbitmq.settings import DEFAULT_URL, connection_parameters, resolve_url
 
 from .conformance import race_ordered_claims
@@ -368,3 +369,33 @@ def test_ordering_across_two_connections_runs_every_message_once_in_order(make_l
     assert race_ordered_claims(layers, reply, 30, 30) == list(range(30))
     layers[1].order_forget(reply)
     assert layers[0].order_claim(reply, 0, "c", {}, 10, 10) == "run"  # forgotten: starts again from 0
+
+
+def test_a_queue_declared_by_another_process_during_a_flush_is_flushed_too(make_layer, key_prefix):
+    """A declare registering meanwhile used to be lost with the registry: its queue outlived every flush."""
+    other = make_layer()
+    other.send("flushed.before", {"n": 0})
+    connection = pika.BlockingConnection(connection_parameters(URL, heartbeat=None, connection_name="flush test"))
+    channel = connection.channel()
+
+    class DeclaresDuringTheFirstDelete:
+        """The real channel; its first queue delete lets the other layer declare (and register) a new queue."""
+
+        def __init__(self) -> None:
+            self.interleaved = False
+
+        def __getattr__(self, name):
+            return getattr(channel, name)
+
+        def queue_delete(self, queue, **kwargs):
+            if not self.interleaved:
+                self.interleaved = True
+                other.send("declared.during.flush", {"n": 1})
+            return channel.queue_delete(queue, **kwargs)
+
+    try:
+        flush_prefix(DeclaresDuringTheFirstDelete(), key_prefix, 600)
+        with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
+            channel.queue_declare(key_prefix + "declared.during.flush", passive=True)
+    finally:
+        connection.close()
