@@ -96,7 +96,17 @@ if CHANNEL_LAYER_URL and os.environ.get("REDIS_SSL_CERT_REQS"):
         else url
         for url in CHANNEL_LAYER_URL.split()
     )
-if CHANNEL_LAYER_URL:
+if CHANNEL_LAYER_URL and not os.environ.get("CHANNEL_LAYER_URL"):
+    # REDIS_URL names Redis whatever it holds, so a mistyped one ("redis//host:6379") reaches the Redis
+    # layer, whose `manage.py check` message says how to write it, instead of failing this import.
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_core.layers.RedisChannelLayer",
+            "ROUTING": "example.routing.channel_routing",
+            "CONFIG": {"hosts": CHANNEL_LAYER_URL.split(), "prefix": os.environ.get("CHANNELS_PREFIX", "example:")},
+        }
+    }
+elif CHANNEL_LAYER_URL:
     # A layer's prefix, unless the URL names one (ipc://NAME); IPC prefixes are file names: no colon.
     _ipc = kind_of(CHANNEL_LAYER_URL) == "ipc"
     CHANNEL_LAYERS = {
