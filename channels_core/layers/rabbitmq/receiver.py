@@ -273,33 +273,55 @@ class Receiver:
 
     def _drive_jobs(self) -> bool:
         """Run the queued jobs in this thread if the connection is free (no hand-off); False if it is not."""
+        if not self._take_io():
+            return False
+        self._run_held()
+        return True
+
+    def _take_io(self) -> bool:
+        """Take the connection for this thread if it is free and usable (open, no failure to handle)."""
         if self._connection is None or not self._io_lock.acquire(blocking=False):
             return False
-        try:
-            if self._connection is None or not self._connection.is_open or self._leader_failure is not None:
-                return False
-            self._io_owner = threading.get_ident()
+        if self._connection is None or not self._connection.is_open or self._leader_failure is not None:
+            self._io_lock.release()
+            return False
+        self._io_owner = threading.get_ident()
+        return True
+
+    def _run_held(self) -> None:
+        """Run the jobs and serve the waiters on the connection this thread holds, then release it.
+
+        A loop, not a recursion through `_release_io`: while the broker is away jobs keep coming and
+        the connection keeps being unusable, and the recursion this replaced (release, take it back,
+        find it closed, release...) ran out of stack during a broker restart.
+        """
+        while True:
             try:
                 self._run_jobs()
                 self._serve_waiters()
             except BaseException as exc:  # noqa: BLE001 - the I/O thread raises it again and reconnects
                 self._leader_failure = exc
-            return True
-        finally:
-            self._release_io()
+            self._give_back_io()
+            if not self._jobs:
+                return
+            # Queued while we held it (their _wake reached nobody): run them, or make sure someone does.
+            if not self._take_io():
+                self._wake()
+                return
 
     def _release_io(self) -> None:
         """A caller is done with the connection: the I/O thread takes it back after `_GRACE` if nobody does."""
+        self._give_back_io()
+        if self._jobs and not self._drive_jobs():
+            self._wake()
+
+    def _give_back_io(self) -> None:
         self._io_owner = None
         self._released_at = time.monotonic()
         self._io_lock.release()
         if self._leader_failure is not None:
             with self._cond:
                 self._cond.notify_all()  # the I/O thread reconnects at once (otherwise its timed wait is enough)
-        if self._jobs:
-            # Queued while we held it (their _wake reached nobody): run them, or make sure someone does.
-            if not self._drive_jobs():
-                self._wake()
 
     def _wake(self) -> None:
         with self._cond:

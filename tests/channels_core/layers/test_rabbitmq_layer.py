@@ -399,3 +399,28 @@ def test_a_queue_declared_by_another_process_during_a_flush_is_flushed_too(make_
             channel.queue_declare(key_prefix + "declared.during.flush", passive=True)
     finally:
         connection.close()
+
+
+def test_jobs_queued_while_the_connection_is_down_wait_for_it_without_recursing(make_layer):
+    """During a broker restart a caller found the connection closed with jobs queued and recursed
+    (release, take it back, find it closed, release...) until RecursionError reached the sender."""
+    receiver = make_layer()._receiver
+
+    class Closed:
+        is_open = False
+
+        def add_callback_threadsafe(self, callback):
+            pass
+
+    real = receiver._connection
+    receiver._connection = Closed()
+    receiver._jobs.append((lambda channel: None, None))
+    try:
+        assert receiver._drive_jobs() is False
+        assert not receiver._io_lock.locked()
+        receiver._io_lock.acquire()
+        receiver._release_io()  # jobs still queued, connection still down: hands them on, no recursion
+        assert not receiver._io_lock.locked()
+    finally:
+        receiver._jobs.clear()
+        receiver._connection = real
