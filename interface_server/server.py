@@ -248,18 +248,41 @@ class Server:
         logger.info("Shutting down: %d connections open", len(self.connections))
         stopped = [defer.maybeDeferred(port.stopListening) for port in self.listening_ports]
         self.listening_ports = []
-        for connection in list(self.connections):
-            try:
-                connection.begin_shutdown()
-            except Exception:
-                # One connection failing to close must not stop the others from closing gracefully.
-                logger.exception("Failed to begin closing %r; aborting it", connection)
-                try:
-                    connection.abort()
-                except Exception:
-                    logger.exception("Failed to abort %r", connection)
         done = defer.Deferred()
         deadline = reactor.seconds() + self.config.shutdown_grace
+
+        def close_all() -> None:
+            for connection in list(self.connections):
+                try:
+                    connection.begin_shutdown()
+                except Exception:
+                    # One connection failing to close must not stop the others from closing gracefully.
+                    logger.exception("Failed to begin closing %r; aborting it", connection)
+                    try:
+                        connection.abort()
+                    except Exception:
+                        logger.exception("Failed to abort %r", connection)
+            check()
+
+        # The application hears of each WebSocket's end before its client does: the disconnects leave
+        # first (the sender thread sends them), and the 1001 close frames follow once they are sent, or
+        # after ANNOUNCE_WAIT if the layer is slow. A client reconnecting at once to another server then
+        # finds its old connection's disconnect already queued ahead of its new connect.
+        for connection in list(self.connections):
+            announce = getattr(connection, "announce_shutdown", None)
+            if announce is not None:
+                try:
+                    announce()
+                except Exception:
+                    logger.exception("Failed to send the disconnect of %r", connection)
+        self.sender.flush()
+        told_by = reactor.seconds() + ANNOUNCE_WAIT
+
+        def wait_told() -> None:
+            if self.sender.drained() or reactor.seconds() >= told_by:
+                close_all()
+            else:
+                reactor.callLater(0.01, wait_told)
 
         def check() -> None:
             if not self.connections or reactor.seconds() >= deadline:
@@ -281,12 +304,15 @@ class Server:
             else:
                 reactor.callLater(0.05, drain, until)
 
-        check()
+        wait_told()
         return defer.gatherResults(stopped + [done], consumeErrors=True)
 
     def stop(self) -> None:
         reactor.callFromThread(reactor.stop)
 
+
+ANNOUNCE_WAIT = 1.0
+"""At shutdown, how long (at most) the close frames wait for the disconnects to be sent first."""
 
 DISCONNECT_DRAIN = 10.0
 """At shutdown, how long (at most, and at most the grace period) queued disconnects get to be sent."""

@@ -324,6 +324,10 @@ class WebSocketProtocol(WebSocketServerProtocol):
 
     # -- server shutdown -----------------------------------------------------------------
 
+    def announce_shutdown(self) -> None:
+        """Send the application this connection's disconnect (1001), ahead of the close frame."""
+        self._send_disconnect(CLOSE_GOING_AWAY)
+
     def begin_shutdown(self) -> None:
         """Tell the application first, then close with 1001 (going away)."""
         self._send_disconnect(CLOSE_GOING_AWAY)
