@@ -100,7 +100,8 @@ def test_only_pages_with_a_socket_show_its_state(runserver):
     example, _ = runserver
     status, home = example.get("/")
     assert status == 200 and "Chat rooms" in home
-    assert 'id="status"' not in home and "connecting" not in home  # the home page opens no socket
+    # The home page's socket only feeds the room counts: no state in the top bar (a banner if it drops)
+    assert 'id="status"' not in home and "connecting" not in home
     for path in ("/chat/lobby/", "/liveblog/", "/values/"):
         assert '<span id="status">connecting</span>' in example.get(path)[1], path
 
