@@ -67,6 +67,19 @@ class BaseChannelLayer:
         names.validate_channel_name(name)
         return name
 
+    # -- the `ordering` extension's parked messages, as every backend stores them ----------
+
+    def _park(self, channel: str, message: dict) -> bytes:
+        """A message held back by `order_claim`, with the channel it came on, as the layer stores it."""
+        return self.serializer.dumps({"channel": channel, "content": message})
+
+    def _unpark(self, payload: bytes | None) -> tuple[str, dict] | None:
+        """`(channel, message)` of a payload from `_park`, or None for none."""
+        if not payload:
+            return None
+        parked = self.serializer.loads(payload)
+        return parked["channel"], parked["content"]
+
     def get_capacity(self, channel: str) -> int:
         """The capacity of the queue `channel` is sent into."""
         return self.capacity_rules.get(names.list_name(channel))

@@ -206,15 +206,11 @@ class InMemoryChannelLayer(BaseChannelLayer):
         self, reply_channel: str, order: int, channel: str, message: dict, timeout: float, max_parked: int
     ) -> str:
         names.validate_channel_name(reply_channel)
-        payload = self.serializer.dumps({"channel": channel, "content": message})
+        payload = self._park(channel, message)
         return self._orders.claim(reply_channel, int(order), payload, timeout, max_parked)
 
     def order_advance(self, reply_channel: str, order: int) -> tuple[str, dict] | None:
-        payload = self._orders.advance(reply_channel, int(order))
-        if payload is None:
-            return None
-        parked = self.serializer.loads(payload)
-        return parked["channel"], parked["content"]
+        return self._unpark(self._orders.advance(reply_channel, int(order)))
 
     def order_forget(self, reply_channel: str) -> None:
         self._orders.forget(reply_channel)

@@ -390,17 +390,13 @@ class IPCChannelLayer(BaseChannelLayer):
     ) -> str:
         """`run`, `parked` (stored in the layer), `stale`, `stuck` or `dead`."""
         names.validate_channel_name(reply_channel)
-        payload = self.serializer.dumps({"channel": channel, "content": message})
+        payload = self._park(channel, message)
         return self._orders.claim(reply_channel, int(order), payload, timeout, max_parked)
 
     def order_advance(self, reply_channel: str, order: int) -> tuple[str, dict] | None:
         """Mark `order` done; the parked `(channel, message)` that is now next, taken out, or None."""
         names.validate_channel_name(reply_channel)
-        payload = self._orders.advance(reply_channel, int(order))
-        if payload is None:
-            return None
-        parked = self.serializer.loads(payload)
-        return parked["channel"], parked["content"]
+        return self._unpark(self._orders.advance(reply_channel, int(order)))
 
     def order_forget(self, reply_channel: str) -> None:
         """Drop the connection's ordering state."""

@@ -273,17 +273,13 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     ) -> str:
         """`run`, `parked`, `stale`, `stuck` or `dead` (`.order_book`); five round trips under a lock."""
         names.validate_channel_name(reply_channel)
-        payload = self.serializer.dumps({"channel": channel, "content": message})
+        payload = self._park(channel, message)
         return self._ordered(reply_channel, OrderStates.claim_step(int(order), payload, timeout, max_parked))
 
     def order_advance(self, reply_channel: str, order: int) -> tuple[str, dict] | None:
         """Mark `order` done; the parked `(channel, message)` that is now next, taken out, or None."""
         names.validate_channel_name(reply_channel)
-        payload = self._ordered(reply_channel, OrderStates.advance_step(int(order)))
-        if payload is None:
-            return None
-        parked = self.serializer.loads(payload)
-        return parked["channel"], parked["content"]
+        return self._unpark(self._ordered(reply_channel, OrderStates.advance_step(int(order))))
 
     def order_forget(self, reply_channel: str) -> None:
         """Drop the connection's ordering state."""

@@ -309,7 +309,7 @@ class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
     ) -> str:
         """Is `order` the one this connection waits for? `run`, `parked` (stored), `stale`, `stuck` or `dead`."""
         shard, keys = self._order_place(reply_channel)
-        payload = self.serializer.dumps({"channel": channel, "content": message})
+        payload = self._park(channel, message)
         reply = shard.evalsha(
             ORDER_CLAIM, keys, (int(order), payload, int(timeout * 1000), max_parked, self._group_ttl)
         )
@@ -318,11 +318,7 @@ class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
     def order_advance(self, reply_channel: str, order: int) -> tuple[str, dict] | None:
         """Mark `order` done; the parked message that is now next, `(channel, message)`, taken out, or None."""
         shard, keys = self._order_place(reply_channel)
-        payload = shard.evalsha(ORDER_ADVANCE, keys, (int(order), self._group_ttl))
-        if not payload:
-            return None
-        parked = self.serializer.loads(payload)
-        return parked["channel"], parked["content"]
+        return self._unpark(shard.evalsha(ORDER_ADVANCE, keys, (int(order), self._group_ttl)))
 
     def order_forget(self, reply_channel: str) -> None:
         """Drop a connection's ordering state (after its disconnect)."""
