@@ -11,6 +11,7 @@ import hashlib
 import multiprocessing
 import os
 import random
+import re
 import signal
 import time
 import uuid
@@ -259,18 +260,32 @@ def test_group_memory_limits_one_group(prefix):
     layer.close()
 
 
+_OTHER_TESTS_OBJECT = re.compile(r"^(sem\.)?t[0-9a-f]{12}\.")
+
+
+def _new_shm_objects(before: set[str], prefix: str) -> set[str]:
+    """Objects in /dev/shm since ``before``, leaving out those of other tests' layers.
+
+    The suite runs on several xdist workers, so another test's layer (named with
+    its own ``t<12 hex>`` prefix) may create objects meanwhile; anything else
+    that appears is ours.
+    """
+    new = set(os.listdir("/dev/shm")) - before
+    return {name for name in new if prefix in name or not _OTHER_TESTS_OBJECT.match(name)}
+
+
 def test_every_shared_object_is_named_with_the_prefix_and_flush_removes_them(prefix):
     before = set(os.listdir("/dev/shm"))
     layer = IPCChannelLayer(prefix=prefix, blocking_timeout=0.2)
     layer.send("obj.q", {})
     layer.group_add("obj.g", "obj.q")
     assert layer.receive(["obj.empty"], block=True) == (None, None)  # creates this thread's bell
-    created = set(os.listdir("/dev/shm")) - before
+    created = _new_shm_objects(before, prefix)
     assert created and all(name.startswith((f"{prefix}.", f"sem.{prefix}.")) for name in created), created
     assert any(name.startswith("sem.") for name in created)
     layer.flush()
     assert shared_objects(prefix) == []
-    assert set(os.listdir("/dev/shm")) - before == set()
+    assert _new_shm_objects(before, prefix) == set()
     # Still usable after a flush: directories and bells come back on use.
     layer.send("obj.q", {"again": 1})
     assert layer.receive(["obj.q"], block=True) == ("obj.q", {"again": 1})
