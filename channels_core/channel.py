@@ -55,8 +55,22 @@ class Channel(_Destination):
 class Group(_Destination):
     """A group of channels: add, discard, and send to all (buffered inside a consumer)."""
 
-    def add(self, channel: Channel | str) -> None:
-        self.channel_layer.group_add(self.name, channel.name if isinstance(channel, Channel) else channel)
+    def add(self, channel: Channel | str, since: Any = None) -> None:
+        """Add `channel`; with `since` (a history `Position`, `"EPOCH:OFFSET"` or `"latest"`) also resume.
+
+        With `since` the layer, in the same atomic step as the join, queues
+        for `channel` every message of the group's history after `since`,
+        then a status frame (`recovered: false` when that history is gone);
+        see docs/topics/history.md. Raises `HistoryNotSupported` when the
+        layer or the group keeps no history, rather than join without it.
+        """
+        name = channel.name if isinstance(channel, Channel) else channel
+        if since is None:
+            self.channel_layer.group_add(self.name, name)
+            return
+        from .history import join_with_history
+
+        join_with_history(self.channel_layer, self.name, name, since)
 
     def discard(self, channel: Channel | str) -> None:
         self.channel_layer.group_discard(self.name, channel.name if isinstance(channel, Channel) else channel)

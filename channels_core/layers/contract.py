@@ -19,7 +19,8 @@ The sections map one to one onto DESIGN.md's "The channel layer contract":
   (`EventReceiverExtension`, handing out an `EventReceiver`), process
   liveness, `leases` (`LeasesExtension`), and for operators `inspection`
   (`InspectionExtension`: queues and groups) and `queue_wait`
-  (`QueueWaitExtension`: how long received messages waited).
+  (`QueueWaitExtension`: how long received messages waited), and group
+  history with resume, `history` (`HistoryExtension`, see `.history`).
 - "Names": checked by `.names` (`validate_channel_name`,
   `validate_group_name`, `validate_receive_channels`); `BaseChannelLayer`
   applies them.
@@ -300,6 +301,23 @@ class QueueWaitExtension(Protocol):
         ...
 
 
+@runtime_checkable
+class HistoryExtension(Protocol):
+    """`history`: groups that keep their last messages, and joins that replay them (see `.history`).
+
+    `send_group` to a group matching a `group_history` pattern gives the
+    message a position and keeps it; `history_join` adds a member and, in
+    the same atomic step, queues for it every kept message after `since`
+    and a status frame (or `recovered: false` when that history is gone).
+    """
+
+    history_settings: Any
+
+    def history_join(self, group: str, channel: str, since: Any) -> None:
+        """`group_add`, plus the replay after `since` (a `history.Position` or `history.LATEST`)."""
+        ...
+
+
 EXTENSIONS: dict[str, type] = {
     "groups": GroupsExtension,
     "flush": FlushExtension,
@@ -310,6 +328,7 @@ EXTENSIONS: dict[str, type] = {
     "leases": LeasesExtension,
     "inspection": InspectionExtension,
     "queue_wait": QueueWaitExtension,
+    "history": HistoryExtension,
 }
 """Every extension name a layer may list, and the Protocol that name promises."""
 

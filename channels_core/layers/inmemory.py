@@ -15,6 +15,8 @@ from collections.abc import Iterable, Sequence
 
 from . import names
 from .base import BaseChannelLayer
+from .history import HistoryNotSupported, HistorySettings, Position, check_since, envelope, status_message
+from .memory_history import MemoryHistory
 from .order_book import OrderBook
 
 _BLOCK_TIMEOUT = 5.0
@@ -28,7 +30,17 @@ class InMemoryChannelLayer(BaseChannelLayer):
     between processes.
     """
 
-    extensions = ["groups", "flush", "statistics", "batch", "ordering", "leases", "inspection", "queue_wait"]
+    extensions = [
+        "groups",
+        "flush",
+        "statistics",
+        "batch",
+        "ordering",
+        "leases",
+        "inspection",
+        "queue_wait",
+        "history",
+    ]
     local_only = True
 
     def __init__(
@@ -39,9 +51,12 @@ class InMemoryChannelLayer(BaseChannelLayer):
         channel_capacity=None,
         symmetric_encryption_keys=None,
         blocking_timeout: float = _BLOCK_TIMEOUT,
+        group_history=None,
         **_ignored,
     ) -> None:
         super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
+        self.history_settings = HistorySettings(group_history)  # the `history` extension (see .history)
+        self._history = MemoryHistory()
         self.blocking_timeout = blocking_timeout
         self._cond = threading.Condition()
         # queue name -> deque of [deadline, channels, payload]; a group send puts
@@ -175,10 +190,15 @@ class InMemoryChannelLayer(BaseChannelLayer):
     def send_group(self, group: str, message: dict) -> None:
         """Send to every member; full members are skipped and counted, never raised."""
         names.validate_group_name(group)
+        rule = self.history_settings.rule_for(group)
         payload = self.serializer.dumps(message)
         by_queue: dict[str, list[str]] = {}
         with self._cond:
             now = time.time()
+            if rule is not None:
+                # Position and delivery under one lock: a join sees each message in history or live, never both.
+                epoch, offset = self._history.append(group, rule, payload, now)
+                payload = self.serializer.dumps(envelope(message, group, epoch, offset))
             for channel in list(self._live_members(group)):
                 # Expire first: a member whose message expired unread is evicted, not sent to.
                 self._expire(self._queues.get(names.list_name(channel), deque()), now)
@@ -190,10 +210,33 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 except self.ChannelFull:
                     pass
 
+    def history_join(self, group: str, channel: str, since: Position | str) -> None:
+        """Add `channel` to `group` and, in the same step, queue what it missed after `since` and a status frame.
+
+        See `channels_core.layers.history` for the frames; raises
+        `HistoryNotSupported` when `group` keeps no history.
+        """
+        names.validate_group_name(group)
+        names.validate_channel_name(channel)
+        since = check_since(since)
+        rule = self.history_settings.rule_for(group)
+        if rule is None:
+            raise HistoryNotSupported(f"group {group!r} keeps no history: no group_history pattern matches it")
+        with self._cond:
+            now = time.time()
+            self._groups.setdefault(group, {})[channel] = now
+            found = self._history.recover(group, rule, since, now)
+            for offset, stored in found.replay:
+                message = envelope(self.serializer.loads(stored), group, found.epoch, offset)
+                self._push_uncapped(channel, self.serializer.dumps(message))
+            status = status_message(group, found.epoch, found.offset, found.recovered)
+            self._push_uncapped(channel, self.serializer.dumps(status))
+
     # -- flush and statistics --------------------------------------------------
 
     def flush(self) -> None:
         with self._cond:
+            self._history.clear()
             self._queues.clear()
             self._groups.clear()
             self._stats.clear()

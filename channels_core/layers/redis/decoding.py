@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, Protocol
 
 from ..drop_log import DropLog
+from ..history import envelope, status_message
 from ..serialization import MAX_MESSAGE_SIZE
 from . import framing
 
@@ -46,6 +47,7 @@ class _Buffered(NamedTuple):
     channel: str
     expires: float  # time.monotonic()
     payload: memoryview
+    mark: bytes = b""  # a group history position (see .history)
 
 
 MAX_RECORDED_WAITS = 100_000
@@ -108,6 +110,7 @@ class Decoder:
         qname = self._queue_name(key)
         try:
             deadline, targets, payload = framing.parse(element)
+            targets, _, mark = targets.partition(b"|")  # "|GROUP|EPOCH|OFFSET": see .history
             if qname.endswith("!"):
                 channels = [qname + t for t in targets.decode("ascii").split(",")]
             else:
@@ -124,7 +127,7 @@ class Decoder:
         now = clock.now_ms() if now_ms is None else now_ms
         wait = (now - (deadline - self.expiry_ms)) / 1000
         for channel in channels[:limit]:
-            message = self._decode(channel, payload)
+            message = self._decode(channel, payload, mark)
             if message is not None:
                 out.append((channel, message))
                 self.waits.add(wait)
@@ -132,7 +135,7 @@ class Decoder:
             expires = time.monotonic() + (deadline - now) / 1000
             with self._lock:
                 queue = self._buffer.setdefault(qname, deque())
-                queue.extend(_Buffered(c, expires, payload) for c in channels[limit:])
+                queue.extend(_Buffered(c, expires, payload, mark) for c in channels[limit:])
         return out
 
     def unpack_all(self, key: bytes, elements: list[bytes], clock: Clock, limit: int) -> list[tuple[str, dict]]:
@@ -165,7 +168,7 @@ class Decoder:
                     del self._buffer[name]
         out = []
         for item in taken:
-            message = self._decode(item.channel, item.payload)
+            message = self._decode(item.channel, item.payload, item.mark)
             if message is not None:
                 out.append((item.channel, message))
                 self.waits.add(now - (item.expires - self.expiry_ms / 1000))
@@ -175,7 +178,9 @@ class Decoder:
         with self._lock:
             self._buffer.clear()
 
-    def _decode(self, channel: str, payload: memoryview) -> dict | None:
+    def _decode(self, channel: str, payload: memoryview, mark: bytes = b"") -> dict | None:
+        if mark:
+            return self._decode_positioned(channel, payload, mark)
         try:
             message = self._loads(payload)
         except Exception as exc:
@@ -185,6 +190,19 @@ class Decoder:
             self.drops.drop(_queue_of(channel), f"a {type(message).__name__}, not a dict")
             return None
         return message
+
+    def _decode_positioned(self, channel: str, payload: memoryview, mark: bytes) -> dict | None:
+        """A message of a group with history: its text wrapped with its position, or a join's status frame."""
+        try:
+            group, epoch, offset, *status = mark.decode("ascii").split("|")
+            if status:
+                return status_message(group, epoch, int(offset), status[0] == "r")
+            position = (group, epoch, int(offset))
+        except ValueError:
+            self.drops.drop(_queue_of(channel), "unreadable history position")
+            return None
+        message = self._decode(channel, payload)
+        return None if message is None else envelope(message, *position)
 
 
 def _queue_of(channel: str) -> str:

@@ -15,7 +15,9 @@ from .. import names
 from ..base import BaseChannelLayer
 from ..capacity import Rule
 from ..errors import LayerConnectionError
+from ..history import HistoryNotSupported, HistorySettings, Position, check_since
 from . import framing, group_index
+from . import history as redis_history
 from .blocking_pop import BlockingPop, Plan
 from .cluster import BucketSource
 from .cluster_shard import BucketShard, must_retry
@@ -62,6 +64,7 @@ class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
         "leases",
         "inspection",
         "queue_wait",
+        "history",
     ]
     local_only = False
 
@@ -81,8 +84,10 @@ class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
         pool_timeout: float = 30,
         statistics: bool = True,
         group_index: bool = True,
+        group_history: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> None:
         super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
+        self.history_settings = HistorySettings(group_history)  # the `history` extension (see .history)
         if not isinstance(prefix, str) or not prefix:
             raise ValueError(f"prefix must be a non-empty str, not {prefix!r}")
         if blocking_timeout <= 0:
@@ -236,11 +241,29 @@ class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
         counted in the statistics and logged.
         """
         names.validate_group_name(group)
-        full, evicted = group_index.send(self, group, self.serializer.dumps(message))
+        rule = self.history_settings.rule_for(group)
+        if rule is not None:
+            full, evicted = redis_history.send(self, group, rule, self.serializer.dumps(message))
+        else:
+            full, evicted = group_index.send(self, group, self.serializer.dumps(message))
         if full:
             logger.warning("send_group %r: %d members skipped because their channels are full", group, full)
         if evicted:
             logger.info("send_group %r: evicted %d members whose messages expired unread", group, evicted)
+
+    def history_join(self, group: str, channel: str, since: Position | str) -> None:
+        """Add `channel` to `group` and, in the same script, queue what it missed after `since` and a status frame.
+
+        See `.history` for the frames; raises `HistoryNotSupported` when
+        `group` keeps no history or the layer has more than one shard.
+        """
+        names.validate_group_name(group)
+        names.validate_channel_name(channel)
+        since = check_since(since)
+        rule = self.history_settings.rule_for(group)
+        if rule is None:
+            raise HistoryNotSupported(f"group {group!r} keeps no history: no group_history pattern matches it")
+        redis_history.join(self, group, channel, rule, since)
 
     def _exact_capacity_rules(self, shard: Shard, group_key: bytes) -> list[Any]:
         """Capacity of each member queue as exact Lua patterns (regex rules only run in Python)."""
