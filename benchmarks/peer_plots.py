@@ -57,7 +57,8 @@ def peers_charts(results: dict, out: Path) -> list[Path]:
             width = 0.8 / len(data["stacks"])
             for i, (name, values) in enumerate(data["stacks"].items()):
                 xs = [j + i * width for j in range(len(pcts))]
-                ax.bar(xs, [values[p] * 1e3 for p in pcts], width, color=COLORS[name], label=LABELS[name])
+                bars = ax.bar(xs, [values[p] * 1e3 for p in pcts], width, color=COLORS[name], label=LABELS[name])
+                ax.bar_label(bars, fmt="%.3g", fontsize=7)
             ax.set_xticks([j + width * (len(data["stacks"]) - 1) / 2 for j in range(len(pcts))], pcts)
             ax.set(title=data["title"], ylabel="ms")
             ax.legend(fontsize=8)
