@@ -318,6 +318,34 @@ class HistoryExtension(Protocol):
         ...
 
 
+@runtime_checkable
+class AtLeastOnceExtension(Protocol):
+    """`at_least_once`: channels whose messages stay until acked (see `.reliable`).
+
+    Channels matching the layer's `at_least_once` patterns hand each message
+    out with `reliable.DELIVERY_KEY` (`{"id", "count"}`) and keep it in flight
+    until `ack`; a delivery not acked (nor touched) within `redeliver_after`
+    seconds is handed out again, and after `max_deliveries` it goes to the
+    dead-letter channel. Other channels keep the at-most-once contract.
+    """
+
+    def at_least_once_policy(self, channel: str) -> Any:
+        """The `reliable.Policy` of `channel`, or None when it is delivered at most once."""
+        ...
+
+    def ack(self, channel: str, delivery_id: Any) -> bool:
+        """Done with this delivery: remove it. False if it was no longer in flight (redelivered or acked)."""
+        ...
+
+    def touch(self, channel: str, delivery_ids: Iterable[Any]) -> int:
+        """Still working on these deliveries: move their deadlines ahead; how many were still in flight."""
+        ...
+
+    def nack(self, channel: str, delivery_id: Any, reason: str = "consumer failed") -> str:
+        """The run failed: `"requeued"` (tail of the queue), `"dead"` (dead-lettered) or `"gone"`."""
+        ...
+
+
 EXTENSIONS: dict[str, type] = {
     "groups": GroupsExtension,
     "flush": FlushExtension,
@@ -328,6 +356,7 @@ EXTENSIONS: dict[str, type] = {
     "leases": LeasesExtension,
     "inspection": InspectionExtension,
     "queue_wait": QueueWaitExtension,
+    "at_least_once": AtLeastOnceExtension,
     "history": HistoryExtension,
 }
 """Every extension name a layer may list, and the Protocol that name promises."""

@@ -16,13 +16,15 @@ from collections.abc import Iterable, Sequence
 from . import names
 from .base import BaseChannelLayer
 from .history import HistoryNotSupported, HistorySettings, Position, check_since, envelope, status_message
+from .inmemory_reliable import InMemoryAtLeastOnce
 from .memory_history import MemoryHistory
 from .order_book import OrderBook
+from .reliable import RECLAIM_INTERVAL
 
 _BLOCK_TIMEOUT = 5.0
 
 
-class InMemoryChannelLayer(BaseChannelLayer):
+class InMemoryChannelLayer(InMemoryAtLeastOnce, BaseChannelLayer):
     """In-process ASGI 1.0 layer with groups, flush, statistics and batches.
 
     A message that expires unread removes its channel from every group, as
@@ -40,6 +42,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         "inspection",
         "queue_wait",
         "history",
+        "at_least_once",
     ]
     local_only = True
 
@@ -52,11 +55,13 @@ class InMemoryChannelLayer(BaseChannelLayer):
         symmetric_encryption_keys=None,
         blocking_timeout: float = _BLOCK_TIMEOUT,
         group_history=None,
+        at_least_once=None,
         **_ignored,
     ) -> None:
         super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
         self.history_settings = HistorySettings(group_history)  # the `history` extension (see .history)
         self._history = MemoryHistory()
+        self._alo_setup(at_least_once)  # at-least-once channels (see .inmemory_reliable)
         self.blocking_timeout = blocking_timeout
         self._cond = threading.Condition()
         # queue name -> deque of [deadline, channels, payload]; a group send puts
@@ -94,7 +99,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         if len(queue) + len(payloads) > self.capacity_rules.get(qname):
             self._count(qname, "channel_full_count")
             raise self.ChannelFull(f"Channel {channels[0]!r} is full ({len(queue)} messages waiting)")
-        deadline = now + self.expiry
+        deadline = now + (self._alo_expiry(qname) or self.expiry)
         for payload in payloads:
             queue.append([deadline, list(channels), payload])
         self._count(qname, "messages_count", len(payloads))
@@ -123,6 +128,8 @@ class InMemoryChannelLayer(BaseChannelLayer):
     ):
         wanted = names.validate_receive_channels(channels)
         deadline = time.monotonic() + (self.blocking_timeout if timeout is None else timeout)
+        # At-least-once queues get no notify when a delivery's deadline passes: wake to reclaim.
+        reclaim = self._alo and any(self._alo.get(q) for q in wanted)
         with self._cond:
             while True:
                 got = self._pop(wanted, max_messages)
@@ -131,7 +138,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     break
-                self._cond.wait(remaining)
+                self._cond.wait(min(remaining, RECLAIM_INTERVAL) if reclaim else remaining)
         return [(channel, self.serializer.loads(payload)) for channel, payload in got]
 
     def _pop(self, wanted: list[str], max_messages: int) -> list[tuple[str, bytes]]:
@@ -141,13 +148,17 @@ class InMemoryChannelLayer(BaseChannelLayer):
         got: list[tuple[str, bytes]] = []
         waits = self._waits.last = []
         for qname in order:
+            policy = self._alo.get(qname) if self._alo else None
+            if policy is not None:
+                self._alo_reclaim(qname, policy)
             queue = self._queues.get(qname)
             if not queue:
                 continue
             self._expire(queue, now)
             while queue and len(got) < max_messages:
                 entry = queue[0]
-                got.append((entry[1].pop(0), entry[2]))
+                channel = entry[1].pop(0)
+                got.append((channel, entry[2] if policy is None else self._alo_deliver(qname, policy, entry)))
                 waits.append(max(0.0, now - (entry[0] - self.expiry)))  # sent at its deadline less the expiry
                 if not entry[1]:
                     queue.popleft()
@@ -238,6 +249,7 @@ class InMemoryChannelLayer(BaseChannelLayer):
         with self._cond:
             self._history.clear()
             self._queues.clear()
+            self._alo_flight.clear()
             self._groups.clear()
             self._stats.clear()
             self._leases = _Leases()

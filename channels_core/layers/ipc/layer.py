@@ -50,7 +50,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from .. import names
+from .. import names, reliable
 from ..base import BaseChannelLayer
 from ..capacity import Rule
 from .cleanup import PREFIX_RE, flush_prefix, root_of, shared_objects, sweep_dead
@@ -136,7 +136,9 @@ class IPCChannelLayer(BaseChannelLayer):
         group_memory: int = 1024 * 1024,
         blocking_timeout: float = 5,
         symmetric_encryption_keys=None,
+        at_least_once=None,
     ) -> None:
+        reliable.refuse("IPCChannelLayer", at_least_once)
         if posix_ipc is None:
             raise ImportError("IPCChannelLayer needs the 'posix_ipc' package: pip install 'channels-core[ipc]'")
         super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import pika
 
-from .. import names
+from .. import names, reliable
 from ..base import BaseChannelLayer
 from ..capacity import Rule
 from ..errors import LayerConnectionError
@@ -70,7 +70,9 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         prefetch_single: int = 100,
         idle_cancel: float = 30.0,
         confirm_acks: bool = True,
+        at_least_once=None,
     ) -> None:
+        reliable.refuse("RabbitMQChannelLayer", at_least_once)
         super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
         if not isinstance(prefix, str):
             raise TypeError(f"prefix must be a str, not {prefix!r}")

@@ -28,6 +28,7 @@ from .hosts import parse_hosts, ring_name
 from .inspection import RedisInspection
 from .keys import KeyLayout, split
 from .leases import RedisLeases
+from .reliable import RedisAtLeastOnce
 from .scripts import (
     GROUP_CHANNELS,
     ORDER_ADVANCE,
@@ -41,7 +42,7 @@ from .sharding import HashRing
 logger = logging.getLogger("channels_core.layers.redis")
 
 
-class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
+class RedisChannelLayer(RedisInspection, RedisLeases, RedisAtLeastOnce, BaseChannelLayer):
     """ASGI 1.0 channel layer on one or more Redis servers.
 
     The constructor takes asgi_redis 1.x's options (same names, same order)
@@ -65,6 +66,7 @@ class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
         "inspection",
         "queue_wait",
         "history",
+        "at_least_once",
     ]
     local_only = False
 
@@ -85,6 +87,7 @@ class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
         statistics: bool = True,
         group_index: bool = True,
         group_history: Mapping[str, Mapping[str, Any]] | None = None,
+        at_least_once: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(expiry, group_expiry, capacity, channel_capacity, symmetric_encryption_keys)
         self.history_settings = HistorySettings(group_history)  # the `history` extension (see .history)
@@ -111,6 +114,7 @@ class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
         self._lua_capacity = [x for rule in self.capacity_rules.lua_rules() for x in rule]
         self._closed = threading.Event()
         self._blocking_pop = BlockingPop(self.decoder, blocking_timeout, self._closed)
+        self._alo_setup(at_least_once)  # at-least-once channels (see .reliable)
 
     # -- sending ---------------------------------------------------------------
 
@@ -127,6 +131,10 @@ class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
             self._send(channel, payloads)
 
     def _send(self, channel: str, payloads: list[bytes]) -> None:
+        if self._alo:
+            policy = self._alo.get(channel)  # only plain names can match: the channel is its queue
+            if policy is not None:
+                return self._alo_send(channel, policy, payloads)
         target = self.keys.send_target(channel)
         local = split(channel)[1]
         sent = self.shards[target.shard].evalsha(
@@ -149,6 +157,10 @@ class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
         of raising.
         """
         wanted = names.validate_receive_channels(channels)
+        alo = [q for q in wanted if self._alo.get(q)] if self._alo else None
+        if alo:
+            got = self._alo_receive(wanted, alo, 1, block, None)
+            return got[0] if got else (None, None)
         self.decoder.waits.begin()  # the `queue_wait` extension
         if self.decoder:
             hit = self.decoder.take(wanted, 1)
@@ -170,6 +182,9 @@ class RedisChannelLayer(RedisInspection, RedisLeases, BaseChannelLayer):
         timer tick); 0 or less does not wait.
         """
         wanted = names.validate_receive_channels(channels)
+        alo = [q for q in wanted if self._alo.get(q)] if self._alo else None
+        if alo:
+            return self._alo_receive(wanted, alo, max_messages, block, timeout)
         self.decoder.waits.begin()  # the `queue_wait` extension
         out = self.decoder.take(wanted, max_messages) if self.decoder else []
         if len(out) >= max_messages:
