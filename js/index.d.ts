@@ -34,9 +34,16 @@ export type SocketEventType = "open" | "close" | "message" | "error";
 
 /** A WebSocket that comes back after the connection drops; `bridge.socket`. */
 export class ReconnectingSocket {
-  constructor(url: string, protocols?: string | string[], options?: WebSocketBridgeOptions);
+  constructor(
+    url: string,
+    protocols?: string | string[],
+    options?: WebSocketBridgeOptions,
+    urlFor?: ((url: string) => string) | null,
+  );
   /** The absolute ws:// or wss:// URL. */
   readonly url: string;
+  /** Makes each (re)connection's URL from `url` (the bridge adds `?since=` positions); null: `url` as is. */
+  urlFor: ((url: string) => string) | null;
   readonly protocols: string | string[] | undefined;
   /** The options in effect, defaults filled in. */
   readonly options: Required<WebSocketBridgeOptions>;
@@ -66,6 +73,18 @@ export class ReconnectingSocket {
   close(code?: number, reason?: string): void;
 }
 
+/** A position in a group's history (docs/topics/history.md). */
+export interface HistoryPosition {
+  epoch: string;
+  offset: number;
+}
+
+/** The status frame after a join with `since`: the group's position, and whether every missed message was replayed. */
+export interface HistoryStatus extends HistoryPosition {
+  group: string;
+  recovered: boolean;
+}
+
 /** Called with a frame's payload and its stream name (`null` for frames that are not `{stream, payload}`). */
 export type StreamCallback = (payload: any, stream: string | null) => void;
 
@@ -79,6 +98,12 @@ export class WebSocketBridge {
   readonly streams: { [stream: string]: StreamCallback };
   /** The `listen` callback. */
   readonly default_cb: StreamCallback | null;
+  /** The last group history position seen per group; sent as `?since=GROUP:EPOCH:OFFSET` on each (re)connection. */
+  positions: { [group: string]: HistoryPosition };
+  /** The `resumed` callback. */
+  readonly resume_cb: ((status: HistoryStatus) => void) | null;
+  /** `cb(status)` for the status frame that ends each join to a group with history; `recovered: false`: messages were lost. */
+  resumed(cb?: ((status: HistoryStatus) => void) | null): this;
   /** Opens the socket; a relative `url` (or none: the page's path) resolves against the page as ws:// or wss://. */
   connect(url?: string, protocols?: string | string[], options?: WebSocketBridgeOptions): this;
   /** `cb(data, null)` for each JSON frame that is not `{stream, payload}`. */

@@ -15,6 +15,14 @@
  *   bridge.demultiplex("values", (payload, stream) => { ... });
  *   bridge.send({say: "hi"});                        // JSON
  *   bridge.stream("values").send({action: "create", data: {...}});
+ *   bridge.resumed((status) => { if (!status.recovered) reload(); });  // group history
+ *
+ * Group history (docs/topics/history.md): a frame {history: {group, epoch, offset}, text} is a
+ * message of a group that keeps history; the bridge remembers the last position per group
+ * (bridge.positions), hands `text` on as if it were the frame, and on every reconnection adds
+ * ?since=GROUP:EPOCH:OFFSET per group to the URL, so the consumer can replay what was missed.
+ * The status frame {history: {group, epoch, offset, recovered}} that ends a replay goes to
+ * the resumed() callback; recovered: false means messages were lost (reload the state).
  *
  * The socket reconnects by itself after the connection drops, waiting
  * minReconnectionDelay ms, growing by reconnectionDelayGrowFactor up to
@@ -59,8 +67,9 @@ function resolveUrl(url) {
 }
 
 /* A WebSocket that comes back after the connection drops. */
-function ReconnectingSocket(url, protocols, options) {
+function ReconnectingSocket(url, protocols, options, urlFor) {
   this.url = url;
+  this.urlFor = urlFor || null; // the URL of each (re)connection from this.url (the bridge adds ?since=)
   this.protocols = protocols;
   this.options = {};
   for (var key in DEFAULTS) {
@@ -105,7 +114,8 @@ ReconnectingSocket.prototype._open = function () {
   if (typeof Socket !== "function") {
     throw new Error("WebSocketBridge: no WebSocket here; pass one as the WebSocket option (Node < 22: the ws package)");
   }
-  var ws = this.protocols ? new Socket(this.url, this.protocols) : new Socket(this.url);
+  var url = this.urlFor ? this.urlFor(this.url) : this.url;
+  var ws = this.protocols ? new Socket(url, this.protocols) : new Socket(url);
   this.ws = ws;
   ws.onopen = function (event) {
     self.retries = 0;
@@ -184,6 +194,20 @@ function WebSocketBridge(options) {
   this.socket = null;
   this.streams = {};
   this.default_cb = null;
+  this.positions = {}; // group -> {epoch, offset}: the last history position seen (sent back on reconnection)
+  this.resume_cb = null;
+}
+
+/* url with ?since=GROUP:EPOCH:OFFSET for each group position known. */
+function withSince(url, positions) {
+  var parts = [];
+  for (var group in positions) {
+    if (Object.prototype.hasOwnProperty.call(positions, group)) {
+      var p = positions[group];
+      parts.push("since=" + encodeURIComponent(group + ":" + p.epoch + ":" + p.offset));
+    }
+  }
+  return parts.length ? url + (url.indexOf("?") < 0 ? "?" : "&") + parts.join("&") : url;
 }
 
 WebSocketBridge.prototype.connect = function (url, protocols, options) {
@@ -191,8 +215,10 @@ WebSocketBridge.prototype.connect = function (url, protocols, options) {
   var key;
   for (key in this.options) { merged[key] = this.options[key]; }
   for (key in options || {}) { merged[key] = options[key]; }
-  this.socket = new ReconnectingSocket(resolveUrl(url), protocols, merged);
   var self = this;
+  this.socket = new ReconnectingSocket(resolveUrl(url), protocols, merged, function (base) {
+    return withSince(base, self.positions);
+  });
   this.socket.addEventListener("message", function (event) { self._dispatch(event); });
   return this;
 };
@@ -207,6 +233,10 @@ WebSocketBridge.prototype._dispatch = function (event) {
     }
     return;
   }
+  if (msg !== null && typeof msg === "object" && msg.history && typeof msg.history.group === "string") {
+    this._history(msg);
+    return;
+  }
   if (msg !== null && typeof msg === "object" && msg.stream !== undefined) {
     var streamCb = this.streams[msg.stream];
     if (streamCb) {
@@ -215,6 +245,29 @@ WebSocketBridge.prototype._dispatch = function (event) {
   } else if (this.default_cb) {
     this.default_cb(msg, null);
   }
+};
+
+/* A frame of a group with history: remember its position, then hand its text on (or the status to resumed()). */
+WebSocketBridge.prototype._history = function (msg) {
+  var h = msg.history;
+  var known = this.positions[h.group];
+  if (h.recovered === undefined && known && known.epoch === h.epoch && h.offset <= known.offset) {
+    return; // seen already (the server never sends one twice; this guards the app all the same)
+  }
+  this.positions[h.group] = { epoch: h.epoch, offset: h.offset };
+  if (h.recovered !== undefined) {
+    if (this.resume_cb) {
+      this.resume_cb({ group: h.group, epoch: h.epoch, offset: h.offset, recovered: h.recovered });
+    }
+  } else if (typeof msg.text === "string") {
+    this._dispatch({ data: msg.text });
+  }
+};
+
+/* cb({group, epoch, offset, recovered}) after each join to a group with history (see the top). */
+WebSocketBridge.prototype.resumed = function (cb) {
+  this.resume_cb = cb || null;
+  return this;
 };
 
 WebSocketBridge.prototype._needSocket = function (what) {

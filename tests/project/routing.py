@@ -13,6 +13,7 @@ channel_routing = [
     include("tests.project.app.consumers.special_routes", path=r"^/special"),
     include("tests.project.app.session_consumers.routes", path=r"^/sess"),
     include("tests.project.app.ordered_consumers.routes", path=r"^/ordered"),
+    include("tests.project.app.history_consumers.routes", path=r"^/history"),
     include("tests.project.app.bindings.routes", path=r"^/binding"),
     include("tests.project.app.liveblog.routes", path=r"^/liveblog"),
     include("tests.project.app.multichat.websocket_routing", path=r"^/chat/stream"),

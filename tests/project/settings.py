@@ -57,6 +57,7 @@ CHANNEL_LAYERS = {
             "prefix": os.environ.get("TEST_LAYER_PREFIX", "project:"),
             "blocking_timeout": 1,
             "capacity": int(os.environ.get("TEST_LAYER_CAPACITY", "100")),
+            "group_history": {"hist-*": {"size": 1000, "ttl": 300}},  # tests.project.app.history_consumers
         },
         "ROUTING": "tests.project.routing.channel_routing",
     },
