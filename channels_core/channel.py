@@ -8,6 +8,7 @@ from typing import Any
 from . import DEFAULT_CHANNEL_LAYER
 from .asgi import channel_layers
 from .consumer_sends import pending_message_store
+from .presence import group_members, join_group, leave_group
 
 __all__ = ["DEFAULT_CHANNEL_LAYER", "Channel", "Group"]
 
@@ -73,7 +74,23 @@ class Group(_Destination):
         join_with_history(self.channel_layer, self.name, name, since)
 
     def discard(self, channel: Channel | str) -> None:
-        self.channel_layer.group_discard(self.name, channel.name if isinstance(channel, Channel) else channel)
+        """Remove `channel`; on a layer with presence its record goes too (and its leave event, if asked)."""
+        leave_group(self.channel_layer, self.name, channel.name if isinstance(channel, Channel) else channel)
+
+    def join(self, channel: Any, user: Any = None, info: dict | None = None, events: bool = False) -> float:
+        """Add `channel` (or a consumer's `message`: its reply channel and `message.user`) with a presence record.
+
+        `user` is an id (int or str) or a Django user (its pk; None when
+        anonymous); `info` a small JSON-able dict. With `events` the join and
+        this member's leave are sent to the group. Returns the join time.
+        Raises `PresenceNotSupported` on a layer without presence. See
+        docs/topics/presence.md.
+        """
+        return join_group(self.channel_layer, self.name, channel, user, info, events)
+
+    def presence(self) -> list[Any]:
+        """The members: `Member(channel, user, joined, info)` each, oldest join first (docs/topics/presence.md)."""
+        return group_members(self.channel_layer, self.name)
 
     def channel_layer_members(self) -> list[str]:
         return list(self.channel_layer.group_channels(self.name))

@@ -19,7 +19,8 @@ The sections map one to one onto DESIGN.md's "The channel layer contract":
   (`EventReceiverExtension`, handing out an `EventReceiver`), process
   liveness, `leases` (`LeasesExtension`), and for operators `inspection`
   (`InspectionExtension`: queues and groups) and `queue_wait`
-  (`QueueWaitExtension`: how long received messages waited), and group
+  (`QueueWaitExtension`: how long received messages waited), who is in a group, `presence`
+  (`PresenceExtension`, see `.presence`), and group
   history with resume, `history` (`HistoryExtension`, see `.history`).
 - "Names": checked by `.names` (`validate_channel_name`,
   `validate_group_name`, `validate_receive_channels`); `BaseChannelLayer`
@@ -346,6 +347,34 @@ class AtLeastOnceExtension(Protocol):
         ...
 
 
+@runtime_checkable
+class PresenceExtension(Protocol):
+    """`presence`: who is in a group, with user id, join time and info (see `.presence`).
+
+    A join adds the channel to the group (as `group_add`) and keeps a record
+    beside it; a leave removes both. Members of an interface server whose
+    lease expired are left out of `presence_members`, and the elected
+    sweeper's `lease_sweep` removes them (records and group memberships) and
+    sends their leave events. With `events=True` the join and the leave of
+    that member are sent to the group (`.presence.event_message`); a member
+    never receives its own.
+    """
+
+    def presence_join(
+        self, group: str, channel: str, user: int | str | None = None, info: dict | None = None, events: bool = False
+    ) -> float:
+        """Add `channel` to `group` with its record; the join time (unix seconds, the layer's clock)."""
+        ...
+
+    def presence_leave(self, group: str, channel: str) -> bool:
+        """Remove `channel` from `group` and its record; True if it had a record."""
+        ...
+
+    def presence_members(self, group: str) -> list[Any]:
+        """The members (`.presence.Member`: channel, user, joined, info), oldest join first."""
+        ...
+
+
 EXTENSIONS: dict[str, type] = {
     "groups": GroupsExtension,
     "flush": FlushExtension,
@@ -356,6 +385,7 @@ EXTENSIONS: dict[str, type] = {
     "leases": LeasesExtension,
     "inspection": InspectionExtension,
     "queue_wait": QueueWaitExtension,
+    "presence": PresenceExtension,
     "at_least_once": AtLeastOnceExtension,
     "history": HistoryExtension,
 }

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from . import names
 from .base import BaseChannelLayer
 from .history import HistoryNotSupported, HistorySettings, Position, check_since, envelope, status_message
+from .inmemory_presence import InMemoryPresence
 from .inmemory_reliable import InMemoryAtLeastOnce
 from .memory_history import MemoryHistory
 from .order_book import OrderBook
@@ -24,7 +25,7 @@ from .reliable import RECLAIM_INTERVAL
 _BLOCK_TIMEOUT = 5.0
 
 
-class InMemoryChannelLayer(InMemoryAtLeastOnce, BaseChannelLayer):
+class InMemoryChannelLayer(InMemoryPresence, InMemoryAtLeastOnce, BaseChannelLayer):
     """In-process ASGI 1.0 layer with groups, flush, statistics and batches.
 
     A message that expires unread removes its channel from every group, as
@@ -41,6 +42,7 @@ class InMemoryChannelLayer(InMemoryAtLeastOnce, BaseChannelLayer):
         "leases",
         "inspection",
         "queue_wait",
+        "presence",
         "history",
         "at_least_once",
     ]
@@ -251,6 +253,7 @@ class InMemoryChannelLayer(InMemoryAtLeastOnce, BaseChannelLayer):
             self._queues.clear()
             self._alo_flight.clear()
             self._groups.clear()
+            self._presence_clear()
             self._stats.clear()
             self._leases = _Leases()
         self._orders = OrderBook(self.group_expiry)
@@ -354,6 +357,7 @@ class InMemoryChannelLayer(InMemoryAtLeastOnce, BaseChannelLayer):
                 leases.info.pop(holder, None)
                 leases.swept[holder] = now
                 self.last_sweep[holder] = sent
+            self._presence_sweep()  # the swept holders' presence records and group memberships
             return dead
 
     def _push_uncapped(self, channel: str, payload: bytes) -> None:

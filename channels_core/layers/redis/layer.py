@@ -28,6 +28,7 @@ from .hosts import parse_hosts, ring_name
 from .inspection import RedisInspection
 from .keys import KeyLayout, split
 from .leases import RedisLeases
+from .presence import RedisPresence
 from .reliable import RedisAtLeastOnce
 from .scripts import (
     GROUP_CHANNELS,
@@ -42,7 +43,7 @@ from .sharding import HashRing
 logger = logging.getLogger("channels_core.layers.redis")
 
 
-class RedisChannelLayer(RedisInspection, RedisLeases, RedisAtLeastOnce, BaseChannelLayer):
+class RedisChannelLayer(RedisInspection, RedisLeases, RedisPresence, RedisAtLeastOnce, BaseChannelLayer):
     """ASGI 1.0 channel layer on one or more Redis servers.
 
     The constructor takes asgi_redis 1.x's options (same names, same order)
@@ -65,6 +66,7 @@ class RedisChannelLayer(RedisInspection, RedisLeases, RedisAtLeastOnce, BaseChan
         "leases",
         "inspection",
         "queue_wait",
+        "presence",
         "history",
         "at_least_once",
     ]

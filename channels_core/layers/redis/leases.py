@@ -158,6 +158,9 @@ class RedisLeases:
         for shard, count in zip(shards, waiting, strict=True):
             if count:
                 self._send_swept(shard)
+        presence_sweep = getattr(self, "_presence_sweep", None)
+        if presence_sweep is not None:
+            presence_sweep()  # the swept servers' presence records and group memberships (see .presence)
         return swept
 
     def _send_swept(self, shard: Any) -> None:
