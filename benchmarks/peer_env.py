@@ -2,7 +2,8 @@
 
     python benchmarks/peer_env.py          # install (or check) both, print where they are
 
-The venv (`benchmarks/.venv-peers`, git-ignored) is made with `--system-site-packages`: the
+The venv (`~/.cache/channels-core-benchmarks/venv-peers`, or `$PEERS_VENV`; outside the work tree
+so every clone on the machine shares it) is made with `--system-site-packages`: the
 peers get their own packages from PyPI (pinned in `peers-requirements.txt`), and share Django,
 Twisted, redis-py and asgiref with this interpreter, so both sides of a comparison run the same
 framework versions. It is reused while the requirements file is unchanged (its hash is kept in
@@ -24,7 +25,9 @@ import sys
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
-VENV = Path(os.environ.get("PEERS_VENV") or BENCH_DIR / ".venv-peers")
+# Outside the work tree by default, so a fresh clone (CI's) reuses the venv of the last run on this machine.
+CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "channels-core-benchmarks"
+VENV = Path(os.environ.get("PEERS_VENV") or CACHE / "venv-peers")
 REQUIREMENTS = BENCH_DIR / "peers-requirements.txt"
 NODE_DIR = BENCH_DIR / "shootout"
 INSTALL_TIMEOUT = 900  # seconds: a cold install of matplotlib and daphne's TLS extras on a busy box
@@ -38,7 +41,7 @@ def _digest(*paths: Path) -> str:
     h = hashlib.sha256()
     for path in paths:
         h.update(path.read_bytes())
-    h.update(sys.version.encode())  # a venv belongs to one interpreter
+    h.update(f"{sys.executable} {sys.version}".encode())  # a venv belongs to one interpreter
     return h.hexdigest()
 
 

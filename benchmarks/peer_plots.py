@@ -1,6 +1,6 @@
 """Charts of the peer benchmarks' results files (run with the peer venv's python, which has matplotlib).
 
-    .venv-peers/bin/python benchmarks/peer_plots.py peers|shootout RESULTS.json OUT_DIR
+    $PEERS_VENV/bin/python benchmarks/peer_plots.py peers|shootout RESULTS.json OUT_DIR
 
 `peers` (from peers_bench.py) writes peers_http.png (requests/s and p50/p99 by concurrent
 clients, ours beside gunicorn) and peers_latency.png (WebSocket echo and broadcast latency

@@ -2,7 +2,7 @@
 
     python benchmarks/peers_bench.py [--quick] [--plot] [--redis-url URL] [--only http|echo|broadcast]
 
-The peers come from PyPI into benchmarks/.venv-peers (peer_env.py, pinned in
+The peers come from PyPI into ~/.cache/channels-core-benchmarks/venv-peers (peer_env.py, pinned in
 peers-requirements.txt; the venv shares this interpreter's Django, Twisted and redis-py):
 
 1. HTTP GET / (a Django view answering "OK"): ours (interface-server + 2 runworkers over Redis)
@@ -269,6 +269,7 @@ def bench_broadcast(run: Run, ours: OursStack, daphne: Daphne, results: dict) ->
 def parse_args() -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "shorter runs, 200 sockets, under a minute")
     parser.add_argument("--plot", action="store_true", help="write docs/images/peers_http.png and peers_latency.png")
+    parser.add_argument("--plot-dir", default=str(ROOT / "docs" / "images"), help="where --plot writes its PNGs")
     parser.add_argument("--out", default=str(ROOT / "artifacts" / "peers.json"), help="results file (JSON)")
     parser.add_argument(
         "--only", action="append", choices=["http", "echo", "broadcast"], help="run only this part (repeatable)"
@@ -316,7 +317,7 @@ def main() -> int:
         write_results(out, results)
         print(f"\nresults: {out}")
         if args.plot:
-            for path in plot("peers", out, ROOT / "docs" / "images"):
+            for path in plot("peers", out, Path(args.plot_dir)):
                 print(f"chart: {path}")
 
     return execute(run, work, "peer", client.close)

@@ -21,7 +21,7 @@ generator is not the bottleneck.
 
 Prints the largest client count at p95 <= 500 ms per stack and the ratio ours / Channels 4.
 --quick: 100-300 clients in steps of 100 (under a minute). --plot writes docs/images/shootout.png
-(matplotlib from the peer venv). The peers come from PyPI into benchmarks/.venv-peers
+(matplotlib from the peer venv). The peers come from PyPI into ~/.cache/channels-core-benchmarks/venv-peers
 (peer_env.py). Every process started here is stopped at the end and every Redis key under the
 run's prefix deleted. Exits 0 unless something crashes; a missed target is marked MISSED.
 """
@@ -33,6 +33,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import peer_env
 import redis
@@ -191,6 +192,7 @@ def parse_args() -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "100-300 clients in steps of 100, under a minute")
     parser.add_argument("--plot", action="store_true", help="write docs/images/shootout.png")
     parser.add_argument("--stacks", default="ours,channels4", help="comma-separated: ours, channels4")
+    parser.add_argument("--plot-dir", default=str(ROOT / "docs" / "images"), help="where --plot writes its PNGs")
     parser.add_argument("--out", default=str(ROOT / "artifacts" / "shootout.json"), help="results file (JSON)")
     for option in ("initial-clients", "step-size", "limit-clients", "concurrent", "sample-size"):
         parser.add_argument(f"--{option}", type=int, help="as websocket-bench's option of that name")
@@ -232,15 +234,13 @@ def main() -> int:
         report(run, results)
         out = write_results_file(args, sizes, versions, results)
         if args.plot:
-            for path in plot("shootout", out, ROOT / "docs" / "images"):
+            for path in plot("shootout", out, Path(args.plot_dir)):
                 print(f"chart: {path}")
 
     return execute(run, work, "Channels 4", client.close)
 
 
 def write_results_file(args: argparse.Namespace, sizes: Sizes, versions: dict, results: dict) -> os.PathLike:
-    from pathlib import Path
-
     out = Path(args.out)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     write_results(
