@@ -177,6 +177,31 @@ def build_parser() -> argparse.ArgumentParser:
         "its sockets' disconnects are sent by a worker once the lease expires (default 15)",
     )
     add(
+        "--fallback-transports",
+        default=",".join(_DEFAULTS.fallback_transports),
+        metavar="LIST",
+        help="serve sockets over these when a WebSocket cannot open: sse, poll (long-polling), comma-separated; "
+        "'none' turns them off (default sse,poll; see docs/topics/fallback-transports.md)",
+    )
+    add(
+        "--fallback-prefix",
+        default=_DEFAULTS.fallback_prefix,
+        help="the path under which the fallback transports answer, never passed to the application "
+        "(default /_channels/)",
+    )
+    add(
+        "--fallback-poll-timeout",
+        type=float,
+        default=_DEFAULTS.fallback_poll_timeout,
+        help="seconds a long-poll with nothing to deliver is held before it is answered empty (default 25)",
+    )
+    add(
+        "--fallback-session-timeout",
+        type=float,
+        default=_DEFAULTS.fallback_session_timeout,
+        help="seconds a long-polling client may go without a poll before its socket is disconnected (default 15)",
+    )
+    add(
         "--metrics-port",
         type=int,
         default=None,
@@ -196,6 +221,25 @@ def build_parser() -> argparse.ArgumentParser:
         "channel_type, client, path, status, size, duration_ms), access log included",
     )
     return parser
+
+
+def _fallback_transports(text: str) -> list[str]:
+    """`--fallback-transports sse,poll` as a list; 'none' (or nothing) is none."""
+    names = [name.strip().lower() for name in text.split(",") if name.strip()]
+    if names == ["none"]:
+        return []
+    unknown = [name for name in names if name not in ("sse", "poll")]
+    if unknown:
+        raise UsageError(f"--fallback-transports: unknown transport {unknown[0]!r} (sse, poll or none)")
+    return names
+
+
+def _fallback_prefix(text: str) -> str:
+    """`--fallback-prefix`: an absolute path ending with '/', of URL-safe characters."""
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~/")
+    if not text.startswith("/") or not text.endswith("/") or len(text) < 3 or not set(text) <= allowed:
+        raise UsageError("--fallback-prefix must be a path such as /_channels/ (starting and ending with '/')")
+    return text
 
 
 class _VersionAction(argparse.Action):
@@ -269,6 +313,8 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Serve
         "request_body_timeout",
         "keepalive_timeout",
         "lease_ttl",
+        "fallback_poll_timeout",
+        "fallback_session_timeout",
     ):
         if getattr(args, name) <= 0:
             raise UsageError(f"--{name.replace('_', '-')} must be positive")
@@ -307,6 +353,10 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Serve
         keepalive_timeout=args.keepalive_timeout,
         allowed_origins=list(args.allowed_origins or []),
         lease_ttl=args.lease_ttl,
+        fallback_transports=_fallback_transports(args.fallback_transports),
+        fallback_prefix=_fallback_prefix(args.fallback_prefix),
+        fallback_poll_timeout=args.fallback_poll_timeout,
+        fallback_session_timeout=args.fallback_session_timeout,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
     )

@@ -34,6 +34,11 @@ class ServerConfig:
     keepalive_timeout: float = 5.0  # idle keep-alive connections are closed after this
     allowed_origins: list[str] = field(default_factory=list)  # empty: any Origin is accepted
     lease_ttl: float = 15.0  # the server's lease in the layer; renewed every lease_ttl / 3
+    # Sockets over Server-Sent Events and long-polling (docs/topics/fallback-transports.md).
+    fallback_transports: list[str] = field(default_factory=lambda: ["sse", "poll"])  # empty: off
+    fallback_prefix: str = "/_channels/"  # the URLs the fallback answers (the application never sees them)
+    fallback_poll_timeout: float = 25.0  # a long-poll with nothing to deliver is answered empty after this
+    fallback_session_timeout: float = 15.0  # a long-poll socket with no poll for this long is disconnected
     # Operations (README "Metrics and health"): None = no metrics port.
     metrics_port: int | None = None  # /metrics, /healthz, /readyz on their own listener (0: any free port)
     metrics_host: str = "127.0.0.1"  # the metrics listener's address

@@ -55,6 +55,11 @@ class HTTPFactory(Factory):
     def __init__(self, server: Server) -> None:
         self.server = server
         self.websocket_factory = make_websocket_factory(server)
+        self.fallback = None  # SSE and long-polling under --fallback-prefix (fallback_http.py), when on
+        if server.config.fallback_transports:
+            from .fallback_http import FallbackHub
+
+            self.fallback = FallbackHub(server)
 
     def buildProtocol(self, addr: Any) -> HTTPProtocol:
         protocol = HTTPProtocol(self.server, self.websocket_factory)
@@ -206,6 +211,12 @@ class HTTPProtocol(Protocol):
             return
         if self.closing or self.server.shutting_down:
             self.respond_error(503, "The server is shutting down.", close=True)
+            return
+        fallback = getattr(getattr(self, "factory", None), "fallback", None)
+        if fallback is not None and fallback.claims(event.target):  # a socket over SSE or long-polling
+            request = fallback.request(self, event.method, event.target, info, length=_content_length(event))
+            if not request.answered:  # refused at once: request_done has run
+                self.request = request
             return
         if _is_websocket_upgrade(event):
             info.scheme = "wss" if info.scheme == "https" else "ws"

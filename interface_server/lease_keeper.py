@@ -241,7 +241,11 @@ class LeaseKeeper:
         connections = self.server.connections.copy()
         from .ws_protocol import WebSocketProtocol
 
-        websockets = sum(1 for connection in connections if isinstance(connection, WebSocketProtocol))
+        websockets = sum(
+            1
+            for connection in connections
+            if isinstance(connection, WebSocketProtocol) or getattr(connection, "is_fallback_socket", False)
+        )
         load = {"http": len(connections) - websockets, "websocket": websockets}
         counters = dict(getattr(self.server, "counters", None) or {})
         dropped = {name: n for name, n in counters.items() if name in DROP_COUNTERS and n}
@@ -257,7 +261,7 @@ class LeaseKeeper:
         from .ws_protocol import WebSocketProtocol
 
         handlers = (self.server.reply_handlers.get(reply_channel) for reply_channel in gone)
-        sockets = [c for c in handlers if isinstance(c, WebSocketProtocol)]
+        sockets = [c for c in handlers if isinstance(c, WebSocketProtocol) or getattr(c, "is_fallback_socket", False)]
         if state == "lost":
             why = (
                 "the channel layer lost its state (Redis restarted without persistence, or was flushed): "
@@ -272,7 +276,9 @@ class LeaseKeeper:
         logger.log(level, "%s; closing %d WebSockets with 1012 so clients reconnect and rejoin", why, len(sockets))
         for connection in sockets:
             try:
-                if getattr(connection, "opened", False):
+                if getattr(connection, "is_fallback_socket", False):  # SSE or long-polling (fallback_session.py)
+                    connection.close_socket(CLOSE_SERVICE_RESTART, "the channel layer was reset")
+                elif getattr(connection, "opened", False):
                     connection._close(CLOSE_SERVICE_RESTART)
                 elif getattr(connection, "handshake", None) is not None:
                     connection._reject("the channel layer was reset", 503, reason="Service restart")

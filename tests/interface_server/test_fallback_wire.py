@@ -1,0 +1,91 @@
+"""The fallback transports' wire rules (interface_server/fallback_wire.py), without a server."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from interface_server.fallback_wire import (
+    BadFallbackRequest,
+    parse_close,
+    parse_post,
+    post_limit,
+    route,
+    sse_event,
+    text_event,
+)
+
+P = b"/_channels/"
+
+
+def test_open_routes_keep_the_websocket_target_and_take_out_last_event_id():
+    found = route(b"GET", P + b"sse/ws/chat/?a=1&lastEventId=x%3Ay+z&b=2", P)
+    assert (found.action, found.transport, found.target, found.last_event_id) == (
+        "open",
+        "sse",
+        b"/ws/chat/?a=1&b=2",
+        b"x:y z",
+    )
+    found = route(b"GET", P + b"poll/ws/?lastEventId=7", P)
+    assert (found.transport, found.target, found.last_event_id) == ("poll", b"/ws/", b"7")
+    assert route(b"GET", P + b"sse/", P).target == b"/"
+
+
+@pytest.mark.parametrize(
+    "method,target,status",
+    [
+        (b"POST", b"sse/ws/", 405),
+        (b"GET", b"s/abc/send", 405),
+        (b"DELETE", b"s/abc/close", 405),
+        (b"GET", b"s/abc/other", 404),
+        (b"GET", b"s//poll", 404),
+        (b"GET", b"websocket/ws/", 404),
+        (b"GET", b"s/abc/poll?ack=x", 400),
+        (b"GET", b"s/abc/poll?ack=" + b"9" * 30, 400),
+        (b"GET", b"sse/ws/?lastEventId=" + b"a" * 2000, 400),
+        (b"GET", b"sse/ws/?lastEventId=a%0Db", 400),
+    ],
+)
+def test_refused_routes(method, target, status):
+    with pytest.raises(BadFallbackRequest) as caught:
+        route(method, P + target, P)
+    assert caught.value.status == status
+
+
+def test_session_routes():
+    assert route(b"GET", P + b"s/abc/poll?ack=12", P).ack == 12
+    assert route(b"POST", P + b"s/abc/send", P).session == "abc"
+    assert route(b"POST", P + b"s/abc/close", P).action == "close"
+
+
+def test_sse_events_are_one_json_line_whatever_the_text():
+    event = sse_event(text_event(3, "a\nb\r\nc\u2028"))
+    assert event.startswith(b"id: 3\ndata: ") and event.endswith(b"\n\n")
+    assert event.count(b"\n") == 3  # id line, data line, blank line: line breaks in the text are escaped
+    assert sse_event(name="open", data={"session": "s"}) == b'event: open\ndata: {"session":"s"}\n\n'
+
+
+def test_posts():
+    post = parse_post(b'{"seq": 4, "frames": [{"text": "h\\u00e9"}, {"bytes": "AAE="}]}', 100)
+    assert (post.seq, post.frames) == (4, [("hé".encode(), False), (b"\x00\x01", True)])
+    big = base64.b64encode(b"x" * 101).decode()
+    for body, status in [
+        (b'{"seq": 1, "frames": [{"bytes": "%s"}]}' % big.encode(), 413),
+        (b'{"seq": 1, "frames": [{"text": "\\ud800"}]}', 400),
+        (b'{"seq": true, "frames": []}', 400),
+        (b'{"seq": 1, "frames": [{"text": "a", "bytes": "AA=="}]}', 400),
+        (b"\xff", 400),
+    ]:
+        with pytest.raises(BadFallbackRequest) as caught:
+            parse_post(body, 100)
+        assert caught.value.status == status, body
+    assert post_limit(1000) > 1000 * 4 / 3
+
+
+def test_close_bodies():
+    assert parse_close(b"") == 1000
+    assert parse_close(b'{"code": 4000}') == 4000
+    for body in (b'{"code": 1006}', b'{"code": "x"}', b"[1]", b"nope"):
+        with pytest.raises(BadFallbackRequest):
+            parse_close(body)
