@@ -12,6 +12,7 @@ from typing import Any
 
 from .channel import Channel
 from .consumer_sends import PendingMessageStore, pending_message_store
+from .layers.reliable import DELIVERY_KEY
 
 __all__ = ["Message", "PendingMessageStore", "pending_message_store"]
 
@@ -46,6 +47,16 @@ class Message:
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.content.get(key, default)
+
+    @property
+    def delivery_count(self) -> int:
+        """How many times this message was handed to a consumer, this time included.
+
+        Always 1 except on at-least-once channels (see docs/topics/background-work.md),
+        where a message whose worker died or whose consumer raised comes back with 2, 3, ...
+        """
+        delivery = self.content.get(DELIVERY_KEY) if isinstance(self.content, dict) else None
+        return int(delivery.get("count", 1)) if isinstance(delivery, dict) else 1
 
     def copy(self) -> Message:
         """A deep copy, bound to the same channel and layer."""

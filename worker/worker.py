@@ -18,11 +18,13 @@ from channels_core.layers.backoff import Backoff, retry
 from channels_core.layers.contract import supports
 from channels_core.layers.drop_log import DropLog
 from channels_core.layers.errors import ChannelFull, LayerConfigurationError
+from channels_core.layers.reliable import without_delivery
 from channels_core.message import Message
 from channels_core.signals import consumer_finished, consumer_started, worker_ready
 from routing.names import name_that_thing
 
 from . import validation
+from .acks import deliveries_for
 
 logger = logging.getLogger("worker")
 
@@ -117,6 +119,10 @@ class Worker:
         self._queue_waits = metrics is not None and supports(channel_layer, "queue_wait")
         # Bound once: through ChannelLayerWrapper.__getattr__ each call would cost a microsecond.
         self._last_queue_waits = channel_layer.last_queue_waits if self._queue_waits else None
+        self.deliveries = deliveries_for(channel_layer)
+        """At-least-once channels (`worker.acks`): held while they wait and run, then acked; None without them."""
+        self.consumer_failed = False
+        """Whether the last consumer `handle` ran raised (an at-least-once message is then nacked)."""
         self.last_receive: float | None = None
         """`time.monotonic()` when the last read from the layer returned (with messages or not): the loop is alive."""
         self.failing_since: float | None = None
@@ -196,8 +202,7 @@ class Worker:
             if batch and self._queue_waits:
                 self._record_waits(batch)
             # Messages already taken are all handled, even after SIGTERM: they exist nowhere else.
-            for channel, content in batch:
-                self.handle(channel, content)
+            self._handle_batch(batch)
         self._drain_local(channels)
         self.in_job = False
         if self.metrics is not None:
@@ -252,8 +257,23 @@ class Worker:
                 return
             if self._queue_waits:
                 self._record_waits(batch)
-            for channel, content in batch:
-                self.handle(channel, content)
+            self._handle_batch(batch)
+
+    def _handle_batch(self, batch: list[tuple[str, dict]]) -> None:
+        """Handle each message; at-least-once ones are held from now and acked (or nacked) as each one ends."""
+        held = {}
+        if self.deliveries is not None:
+            for i, (channel, content) in enumerate(batch):
+                delivery_id = self.deliveries.delivery(channel, content)
+                if delivery_id is not None:
+                    self.deliveries.hold(channel, delivery_id)
+                    held[i] = delivery_id
+        for i, (channel, content) in enumerate(batch):
+            self.consumer_failed = False
+            self.handle(channel, content)
+            # Not in a `finally`: a consumer cut short by SystemExit is not done, and is delivered again.
+            if i in held:
+                self.deliveries.finish(channel, held[i], failed=self.consumer_failed)
 
     def handle(self, channel: str, content: dict) -> None:
         """Route and run one message; never raises (except SystemExit/KeyboardInterrupt).
@@ -321,6 +341,7 @@ class Worker:
                 extra={"channel_type": channel, "client": client, "consumer": name_that_thing(consumer)},
             )
             self.failures += 1
+            self.consumer_failed = True
             if metrics is not None:
                 metrics.failed(channel, exc)
             self.answer_failure(channel, message)
@@ -398,7 +419,8 @@ class Worker:
         if retries > self.message_retries:
             logger.warning("Dropped a message on %s after %d retries (ConsumeLater)", channel, self.message_retries)
             return
-        content = {**content, "__retries__": retries}
+        # A new message: an at-least-once original is acked once this copy is queued.
+        content = {**without_delivery(content), "__retries__": retries}
         full = getattr(self.channel_layer, "ChannelFull", ChannelFull)
         steady = Backoff(_REQUEUE_DELAY, _REQUEUE_DELAY)
         if retry(lambda: self.channel_layer.send(channel, content), full, steady, tries=_REQUEUE_TRIES):
