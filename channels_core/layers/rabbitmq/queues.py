@@ -36,6 +36,11 @@ def queue_name(prefix: str, list_name: str) -> str:
     return prefix + list_name
 
 
+def is_single_reader_queue(prefix: str, queue: str) -> bool:
+    """True for a `?` channel's queue or a process queue (`prefix!`): one process reads it."""
+    return queue.endswith("!") or "?" in queue[len(prefix) :]
+
+
 def registry_name(prefix: str) -> str:
     return prefix + REGISTRY
 

@@ -34,11 +34,22 @@ and only then is the message returned to the caller. Consequences:
   are counted in `lost_in_flight`;
 - a message is never redelivered after a caller got it.
 
-The price is one round trip per receive that returns messages (a batch
-shares it). `confirm_acks=False` saves it and returns a message as soon as
-its ack is written: then a connection that breaks in the instant between
-that write and the broker reading it (a fraction of a millisecond) lets the
-broker give that message to another reader too, a duplicate.
+The price is one round trip per receive that returns messages from a
+normal channel (a batch shares it). `confirm_acks=False` saves it and
+returns a message as soon as its ack is written: then a connection that
+breaks in the instant between that write and the broker reading it (a
+fraction of a millisecond) lets the broker give that message to another
+reader too, a duplicate.
+
+A `?` or `!` queue has one reader, this process, so it needs no such round
+trip: a message it got back after a broken connection could only come back
+*here*, flagged `redelivered`. Its messages are returned as soon as their
+acks are written, and remembered (channel, send time, size) until a later
+reply on the channel shows the broker had the acks (any synchronous call;
+housekeeping makes one within a second); after a reconnect, a redelivered
+message that matches one of them is acked and dropped, not returned twice
+(`duplicates_dropped`). This takes a round trip off every reply an
+interface server reads.
 
 Expiry: the broker drops expired messages from queues, but not from a
 consumer's unacknowledged buffer, so a buffered message older than `expiry`
@@ -64,9 +75,12 @@ from ..errors import LayerConfigurationError, LayerConnectionError
 from .declare import Declarer
 from .groups import channel_of_member
 from .publisher import CONNECTION_ERRORS, broker_refusal
+from .queues import is_single_reader_queue
 
 logger = logging.getLogger("channels_core.layers.rabbitmq")
 
+_MAX_UNCONFIRMED = 1000
+"""Unconfirmed acks of single-reader messages kept before confirming them all (one round trip)."""
 _CLAIM_TIMEOUT = 30.0  # seconds; only a broken I/O thread would take this long to finish a claim
 _GRACE = 0.05
 """Seconds the I/O thread leaves the connection to callers after one used it: a worker's next receive
@@ -98,6 +112,12 @@ class Receiver:
         self.lost_in_flight = 0
         """Messages popped whose ack the broker never confirmed (dropped, never returned to a caller)."""
         self.reconnects = 0
+        self.duplicates_dropped = 0
+        """Redelivered single-reader messages dropped because a caller already got them (see the docstring)."""
+        # Keys (channel, sent at, size) of single-reader messages returned with their acks not yet confirmed,
+        # and, after a reconnect, those the new connection may redeliver (key -> how many).
+        self._unconfirmed: list[tuple[str, float, int]] = []
+        self._suspects: dict[tuple[str, float, int], int] = {}
         self._cond = threading.Condition()
         # queue -> deque of (delivery tag, full channel name, body, sent at)
         self._buffers: dict[str, deque] = {}
@@ -356,6 +376,7 @@ class Receiver:
             backoff.reset()
             with self._cond:
                 self._connection, self._channel, self._qos = connection, channel, 0
+                self._suspect_unconfirmed()
             self.declarer.reset()
             try:
                 self._serve(connection)
@@ -392,7 +413,12 @@ class Receiver:
                 or time.monotonic() - self._released_at < _GRACE
             ):
                 self._yield_to_leaders()
-            self._run_jobs()
+            if self._run_jobs():
+                # A caller handed its job over (it found the connection held): leave the connection to
+                # callers again (the top of the loop), or every later call would be handed over too.
+                self._released_at = time.monotonic()
+                self._serve_waiters()
+                continue
             self._serve_waiters()
             if not self._leaders_wanted:
                 connection.process_data_events(time_limit=1.0)
@@ -404,12 +430,15 @@ class Receiver:
                 last_housekeeping = time.monotonic()
         self._run_jobs()
 
-    def _run_jobs(self) -> None:
+    def _run_jobs(self) -> bool:
+        """Run the queued jobs; True if there was one."""
+        ran = False
         while True:
             with self._cond:
                 if not self._jobs:
-                    return
+                    return ran
                 work, future = self._jobs.popleft()
+            ran = True
             if not future.set_running_or_notify_cancel():
                 continue
             try:
@@ -478,25 +507,52 @@ class Receiver:
         if sync:
             # The reply comes after every delivery the broker had for us (see the module docstring).
             channel.basic_qos(prefetch_count=self._qos)
+            self._unconfirmed.clear()  # and after every ack written before it
             connection.process_data_events(time_limit=0)
         with self._cond:
             # A queue whose consumer holds a delivery now has nothing on its way to us (prefetch 1).
             settled = set(queues) if sync else {queue for queue in queues if self._buffers.get(queue)}
-        got, acks = self._pop(queues, max_messages)
+            got, acks, keys, shared = self._pop_locked(queues, max_messages)
         if len(got) < max_messages and max_messages > 1:
-            self._top_up([queue for queue in queues if queue in settled], max_messages, got, acks)
+            shared = self._top_up([queue for queue in queues if queue in settled], max_messages, got, acks) or shared
         if not acks:
             return []
         try:
-            _settle(channel, acks)
-            if got and self.confirm_acks:
-                channel.basic_qos(prefetch_count=self._qos)  # the broker has handled the acks once this returns
+            self._ack(acks, shared and bool(got), keys)
         except CONNECTION_ERRORS:
             self.lost_in_flight += len(got)
             raise
         return got
 
-    def _top_up(self, queues: list[str], max_messages: int, got: list, acks: list[int]) -> None:
+    def _ack(self, acks: list[int], confirm: bool, keys: list[tuple[str, float, int]]) -> None:
+        """Write `acks` (see `_settle`); confirm them with one round trip if `confirm` (a normal queue's message
+        was taken), else remember `keys`, the single-reader messages taken, until a later reply confirms them."""
+        channel = self._channel
+        _settle(channel, acks)
+        if confirm and self.confirm_acks:
+            channel.basic_qos(prefetch_count=self._qos)  # the broker has handled the acks once this returns
+            self._unconfirmed.clear()
+            return
+        if len(self._unconfirmed) + len(keys) > _MAX_UNCONFIRMED:
+            channel.basic_qos(prefetch_count=self._qos)
+            self._unconfirmed.clear()
+        else:
+            channel._flush_output()  # private (see `_settle`): write the acks now, wait for nothing
+            # Only once written: a message whose ack was never written goes to no caller, so when the
+            # broker gives it back it is not a duplicate.
+            self._unconfirmed += keys
+
+    def _suspect_unconfirmed(self) -> None:
+        """A new connection: the old one's unconfirmed acks may not have reached the broker (call under `_cond`)."""
+        cutoff = time.time() - self.expiry  # anything older is dropped as expired anyway
+        suspects = {key: n for key, n in self._suspects.items() if key[1] >= cutoff}
+        for key in self._unconfirmed:
+            if key[1] >= cutoff:
+                suspects[key] = suspects.get(key, 0) + 1
+        self._unconfirmed = []
+        self._suspects = suspects
+
+    def _top_up(self, queues: list[str], max_messages: int, got: list, acks: list[int]) -> bool:
         """Fill a batch from normal queues with `basic.get`: their prefetch (1) keeps the buffer short.
 
         Once per receive, never in a loop waiting for messages. Only normal
@@ -510,8 +566,9 @@ class Receiver:
         """
         channel = self._channel
         cutoff = time.time() - self.expiry
+        took = False
         for queue in queues:
-            if self.prefetch_for(queue) >= max_messages or queue.endswith("!") or "?" in queue[len(self.prefix) :]:
+            if self.prefetch_for(queue) >= max_messages or is_single_reader_queue(self.prefix, queue):
                 continue
             while len(got) < max_messages:
                 method, properties, body = channel.basic_get(queue, auto_ack=False)
@@ -521,8 +578,10 @@ class Receiver:
                 if sent_at >= cutoff:
                     acks.append(method.delivery_tag)
                     got.append((name, body, sent_at))
+                    took = True
                 else:
                     acks.append(-method.delivery_tag)
+        return took
 
     def _describe(self, queue: str, properties) -> tuple[str, float]:
         """The full channel name and the send time (seconds) of a message from `queue`."""
@@ -540,29 +599,39 @@ class Receiver:
         sent = headers.get("t")
         return name or queue[len(self.prefix) :], sent / 1_000_000 if sent else time.time()
 
-    def _pop(self, queues: list[str], max_messages: int):
-        with self._cond:
-            return self._pop_locked(queues, max_messages)
-
     def _pop_locked(self, queues: list[str], max_messages: int):
-        """Buffered deliveries of `queues`: `(got, delivery tags to ack)`, negated for expired ones (to reject)."""
+        """Buffered deliveries of `queues`: `(got, delivery tags to ack, keys, shared)`.
+
+        Tags are negated for expired messages (to reject); `keys` are those of
+        the single-reader messages taken, `shared` says a normal queue's was.
+        """
         order = list(queues)
-        random.shuffle(order)  # a busy channel must not starve a quiet one
+        if len(order) > 1:
+            random.shuffle(order)  # a busy channel must not starve a quiet one
         got: list[tuple[str, bytes, float]] = []
         acks: list[int] = []
+        keys: list[tuple[str, float, int]] = []
+        shared = False
         cutoff = time.time() - self.expiry
         for queue in order:
             buffer = self._buffers.get(queue)
+            if not buffer:
+                continue
+            single = is_single_reader_queue(self.prefix, queue)
             while buffer and len(got) < max_messages:
                 tag, channel_name, body, sent = buffer.popleft()
                 if sent >= cutoff:
                     acks.append(tag)
                     got.append((channel_name, body, sent))
+                    if single:
+                        keys.append((channel_name, sent, len(body)))
+                    else:
+                        shared = True
                 else:
                     acks.append(-tag)  # rejected: a group copy goes on to the eviction queue (`.groups`)
             if len(got) >= max_messages:
                 break
-        return got, acks
+        return got, acks, keys, shared
 
     def _take_or_register(self, waiter: _Waiter) -> list[tuple[str, bytes, float]] | None:
         got = self._take(waiter.queues, waiter.max_messages, False)
@@ -578,6 +647,8 @@ class Receiver:
             return
         claimed: list[_Waiter] = []
         acks: list[int] = []
+        keys: list[tuple[str, float, int]] = []
+        shared = False
         now = time.monotonic()
         with self._cond:
             waiting = []
@@ -586,8 +657,10 @@ class Receiver:
                     continue
                 for queue in waiter.queues:
                     self._wanted[queue] = now
-                got, tags = self._pop_locked(waiter.queues, waiter.max_messages)
+                got, tags, taken, from_shared = self._pop_locked(waiter.queues, waiter.max_messages)
                 acks += tags
+                keys += taken
+                shared = shared or from_shared
                 if got:
                     waiter.state, waiter.result = "claimed", got
                     claimed.append(waiter)
@@ -597,9 +670,7 @@ class Receiver:
         if not acks:
             return
         try:
-            _settle(self._channel, acks)
-            if claimed and self.confirm_acks:
-                self._channel.basic_qos(prefetch_count=self._qos)  # the broker has handled the acks
+            self._ack(acks, shared, keys)
         except CONNECTION_ERRORS:
             for waiter in claimed:
                 self.lost_in_flight += len(waiter.result)
@@ -614,6 +685,18 @@ class Receiver:
         if queue is None:
             return
         name, sent_at = self._describe(queue, properties)
+        if method.redelivered and self._suspects:
+            key = (name, sent_at, len(body))
+            left = self._suspects.get(key)
+            if left:
+                # A caller got it before the connection broke; the ack did not reach the broker.
+                if left == 1:
+                    del self._suspects[key]
+                else:
+                    self._suspects[key] = left - 1
+                self.duplicates_dropped += 1
+                channel.basic_ack(method.delivery_tag)
+                return
         entry = (method.delivery_tag, name, body, sent_at)
         with self._cond:
             self._buffers.setdefault(queue, deque()).append(entry)
@@ -638,6 +721,9 @@ class Receiver:
     def _housekeeping(self) -> None:
         now = time.monotonic()
         channel = self._channel
+        if self._unconfirmed:
+            channel.basic_qos(prefetch_count=self._qos)  # the reply confirms every ack written before it
+            self._unconfirmed.clear()
         for queue, when in list(self._wanted.items()):
             if now - when < self.idle_cancel:
                 if self.declarer.due(queue):
@@ -657,12 +743,19 @@ class Receiver:
 
 
 def _settle(channel, tags: list[int]) -> None:
-    """Ack each positive delivery tag; reject (no requeue: dead-letter) each negated one, which expired."""
+    """Write an ack for each positive delivery tag, a reject (no requeue: dead-letter) for each negated one.
+
+    Through the channel underneath (`BlockingChannel._impl`, private like the
+    members `.pipelined` names): pika's blocking `basic_ack` makes a poll
+    cycle per ack to write it; here they are queued and written by the one
+    flush (or synchronous call) that follows, a third of a receive's cost.
+    """
+    impl = channel._impl
     for tag in tags:
         if tag > 0:
-            channel.basic_ack(tag)
+            impl.basic_ack(tag)
         else:
-            channel.basic_nack(-tag, requeue=False)
+            impl.basic_nack(-tag, requeue=False)
 
 
 class _Waiter:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -424,3 +425,56 @@ def test_jobs_queued_while_the_connection_is_down_wait_for_it_without_recursing(
     finally:
         receiver._jobs.clear()
         receiver._connection = real
+
+
+def test_a_reply_whose_ack_never_reached_the_broker_is_not_returned_twice_after_a_reconnect(make_layer, monkeypatch):
+    """A `?` channel's message is returned before the broker confirms its ack (one reader: no round trip).
+
+    If the connection breaks before the broker read that ack, the broker redelivers the message to its
+    only reader, this process: the layer must recognise it and drop it, not return it a second time.
+    """
+    from channels_core.layers.rabbitmq import receiver as receiver_module
+
+    layer = make_layer()
+    reply = layer.new_channel("dup.reply?")
+    layer.send(reply, {"n": 1})
+    layer.send(reply, {"n": 2})
+    receiver = layer._receiver
+    monkeypatch.setattr(receiver, "_housekeeping", lambda: None)  # its round trip would confirm the acks
+    real_settle = receiver_module._settle
+    lost: list[list[int]] = []
+
+    def settle(channel, tags):
+        if not lost:
+            lost.append(tags)  # the first ack is lost on its way, as if the connection broke right after it
+            return
+        real_settle(channel, tags)
+
+    monkeypatch.setattr(receiver_module, "_settle", settle)
+    assert layer.receive([reply], block=True) == (reply, {"n": 1})
+    assert lost and receiver._unconfirmed
+    receiver._connection._impl._transport._sock.shutdown(socket.SHUT_RDWR)  # the broker requeues 1 and 2
+    assert layer.receive([reply], block=True) == (reply, {"n": 2})
+    assert layer.receive([reply]) == (None, None)
+    assert receiver.reconnects >= 1 and receiver.duplicates_dropped == 1
+
+
+def test_a_caller_whose_job_was_handed_over_drives_its_next_calls_itself(make_layer):
+    """After the I/O thread ran a caller's job it leaves the connection to callers again: otherwise every
+    later receive went through the I/O thread too, a thread hand-off each (seen as 0.1x raw pika)."""
+    layer = make_layer()
+    receiver = layer._receiver
+    layer.send("handoff.test", {})
+    assert layer.receive(["handoff.test"], block=True)[0] == "handoff.test"
+    time.sleep(0.2)  # the I/O thread has taken the connection back and sleeps in select
+    drivers = []
+    real_take = receiver._take
+
+    def take(*args):
+        drivers.append(threading.current_thread() is receiver._thread)
+        return real_take(*args)
+
+    receiver._take = take
+    for _ in range(6):
+        layer.receive(["handoff.test"])
+    assert drivers.count(False) >= 4, drivers
