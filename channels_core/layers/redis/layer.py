@@ -271,8 +271,8 @@ class RedisChannelLayer(RedisInspection, RedisLeases, RedisPresence, RedisAtLeas
     def history_join(self, group: str, channel: str, since: Position | str) -> None:
         """Add `channel` to `group` and, in the same script, queue what it missed after `since` and a status frame.
 
-        See `.history` for the frames; raises `HistoryNotSupported` when
-        `group` keeps no history or the layer has more than one shard.
+        See `.history` for the frames (and how several shards take turns);
+        raises `HistoryNotSupported` when `group` keeps no history.
         """
         names.validate_group_name(group)
         names.validate_channel_name(channel)

@@ -15,6 +15,7 @@ import pytest
 
 from channels_core.layers import InMemoryChannelLayer, RedisChannelLayer
 from channels_core.layers.history import LATEST, HistoryNotSupported, HistorySettings, Position, parse_since
+from tests.support.redis_cluster import shared_setup as cluster_setup
 
 HISTORY = {
     "room-*": {"size": 50, "ttl": 60},
@@ -24,12 +25,18 @@ HISTORY = {
 }
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "redis-two-shards", "redis-cluster"])
 def layer(request, redis_url, key_prefix):
     if request.param == "memory":
         layer = InMemoryChannelLayer(group_history=HISTORY, capacity=10_000)
     else:
-        layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix, group_history=HISTORY, capacity=10_000)
+        base = redis_url.rsplit("/", 1)[0]
+        hosts = {
+            "redis": [redis_url],
+            "redis-two-shards": [f"{base}/0", f"{base}/1"],
+            "redis-cluster": [cluster_setup().url()] if request.param == "redis-cluster" else None,
+        }[request.param]
+        layer = RedisChannelLayer(hosts=hosts, prefix=key_prefix, group_history=HISTORY, capacity=10_000)
     yield layer
     layer.flush()
     layer.close()
@@ -271,15 +278,27 @@ def test_on_a_private_redis_a_restart_changes_the_epoch(private_redis, key_prefi
         layer.close()
 
 
-def test_a_sharded_layer_refuses_history_rather_than_lose_order(redis_url, key_prefix):
+def test_on_several_shards_members_on_every_shard_see_one_order(redis_url, key_prefix):
+    """Client-side shards: members spread over both shards get the same offsets; a join on either resumes."""
     base = redis_url.rsplit("/", 1)[0]
     layer = RedisChannelLayer(hosts=[f"{base}/0", f"{base}/1"], prefix=key_prefix, group_history=HISTORY)
     try:
-        with pytest.raises(HistoryNotSupported, match="one server"):
-            layer.history_join("room-9", "a!x", LATEST)
-        with pytest.raises(HistoryNotSupported):
-            layer.send_group("room-9", {"text": "m"})
-        layer.send_group("plain", {"text": "m"})  # groups without history are untouched
+        members = [f"s{i}!c" for i in range(8)]
+        assert len({layer.keys.shard_of(m[: m.index("!") + 1]).index for m in members}) == 2
+        for member in members:
+            layer.group_add("room-10", member)
+        for i in range(5):
+            layer.send_group("room-10", {"text": f"m{i}"})
+        epochs = set()
+        for member in members:
+            got = frames(layer, member)
+            assert positions(got) == [1, 2, 3, 4, 5]
+            epochs |= {f["history"]["epoch"] for f in got}
+        (epoch,) = epochs
+        for member in ("j0!c", "j1!c", "j2!c", "j3!c"):
+            layer.history_join("room-10", member, Position(epoch, 2))
+            resumed = frames(layer, member)
+            assert positions(resumed) == [3, 4, 5] and resumed[-1]["history"]["recovered"] is True
     finally:
         layer.flush()
         layer.close()
