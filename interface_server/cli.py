@@ -112,6 +112,38 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest WebSocket message accepted, in bytes; bigger ones close the socket with 1009 (default 1 MiB)",
     )
     add(
+        "--ws-compression",
+        action="store_true",
+        help="accept permessage-deflate when a client offers it (default: off). A message sent to several "
+        "sockets is deflated once per server (see docs/topics/compression.md)",
+    )
+    add(
+        "--ws-compression-level",
+        type=int,
+        default=None,
+        metavar="0-9",
+        help="zlib level of --ws-compression: 1 fastest, 9 smallest, 0 stored (default 6)",
+    )
+    add(
+        "--ws-compression-min-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="messages shorter than this are sent uncompressed under --ws-compression (default 256)",
+    )
+    add(
+        "--ws-compression-no-context-takeover",
+        action="store_true",
+        help="with --ws-compression: neither side keeps a deflate stream between messages (no deflate memory "
+        "held per socket; each message compresses on its own, usually a little worse)",
+    )
+    add(
+        "--ws-compression-per-socket",
+        action="store_true",
+        help="with --ws-compression: deflate each socket's copy of a group message on its own instead of once "
+        "per server (for comparison; costs CPU per socket)",
+    )
+    add(
         "--max-request-body-size",
         type=int,
         default=_DEFAULTS.max_request_body_size,
@@ -327,6 +359,7 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Serve
         raise UsageError("--metrics-port must be a port number (0 for any free port)")
     if args.metrics_port and args.metrics_port == port:
         raise UsageError("--metrics-port must differ from the public port (metrics are never served to clients)")
+    compression = _compression_settings(args)
     try:
         OriginPolicy(args.allowed_origins or [])  # a bad pattern stops the start, not a handshake
     except ValueError as exc:
@@ -359,6 +392,37 @@ def config_from_args(args: argparse.Namespace, environ: dict[str, str]) -> Serve
         fallback_session_timeout=args.fallback_session_timeout,
         metrics_port=args.metrics_port,
         metrics_host=args.metrics_host,
+        ws_compression=compression,
+    )
+
+
+def _compression_settings(args: argparse.Namespace) -> Any:
+    """`--ws-compression*` as `deflate.CompressionSettings`, or None when compression is off."""
+    tuning = {
+        "--ws-compression-level": args.ws_compression_level is not None,
+        "--ws-compression-min-size": args.ws_compression_min_size is not None,
+        "--ws-compression-no-context-takeover": args.ws_compression_no_context_takeover,
+        "--ws-compression-per-socket": args.ws_compression_per_socket,
+    }
+    if not args.ws_compression:
+        given = [flag for flag, set_ in tuning.items() if set_]
+        if given:
+            raise UsageError(f"{given[0]} needs --ws-compression")
+        return None
+    from .deflate import DEFAULT_LEVEL, DEFAULT_MIN_SIZE, CompressionSettings  # imports Autobahn: only when used
+
+    level = DEFAULT_LEVEL if args.ws_compression_level is None else args.ws_compression_level
+    min_size = DEFAULT_MIN_SIZE if args.ws_compression_min_size is None else args.ws_compression_min_size
+    if not 0 <= level <= 9:
+        raise UsageError("--ws-compression-level must be 0 to 9")
+    if min_size < 0:
+        raise UsageError("--ws-compression-min-size must be 0 or more")
+    return CompressionSettings(
+        level=level,
+        min_size=min_size,
+        no_context_takeover=args.ws_compression_no_context_takeover,
+        shared=not args.ws_compression_per_socket,
+        max_message_size=args.max_ws_message_size,
     )
 
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .deflate import CompressionSettings
 
 
 @dataclass
@@ -42,3 +46,5 @@ class ServerConfig:
     # Operations (README "Metrics and health"): None = no metrics port.
     metrics_port: int | None = None  # /metrics, /healthz, /readyz on their own listener (0: any free port)
     metrics_host: str = "127.0.0.1"  # the metrics listener's address
+    # permessage-deflate (docs/topics/compression.md): None = clients' offers are declined.
+    ws_compression: CompressionSettings | None = None

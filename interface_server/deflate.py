@@ -11,21 +11,28 @@ sends is framed and deflated here instead of by Autobahn's `sendMessage`:
   unless the client or `--ws-compression-no-context-takeover` ruled it out.
 - A message that several sockets of this server receive (a group send
   arrives as one push that the layer fans out here, so each member's copy
-  is delivered in the same few reactor turns) is deflated once, with a
-  fresh stream, into a frame every compressing socket can take as it is:
-  `SharedFrames` keeps the last few such frames, keyed by their content.
-  Sockets without context takeover use it from the first copy. A socket
-  with context takeover uses it from the second copy on (a message sent to
-  one socket only keeps the better ratio of its own stream), and then
-  restarts its own stream: the shared frame's text is now in the client's
-  window, where the socket's stream did not put it, so that stream's
-  back-references would point at the wrong bytes. A fresh stream makes no
-  back-reference at all, which every client accepts.
+  is delivered in the same few reactor turns) is deflated once into a frame
+  every such socket takes as it is (`SharedFrames`, keyed by content).
 
-A fresh-stream frame is valid for any client window at least as long as the
-message (no back-reference can reach further than the message's own start),
-so one frame serves every socket unless a client asked for a window smaller
-than the message; those get one more frame made for their window size.
+What a frame may refer back to is the client's inflate window: the text of
+the compressed messages it received before (plain ones do not enter it).
+`SharedFrames` keeps, for each run of shared frames, the tail of the window
+it leaves behind (`_Node`): sockets that received the same shared frames
+since their window was last unknown sit on the same node, and the next
+group message is deflated once for all of them with that tail as its
+dictionary. In a room that only gets group messages, that is context
+takeover for one deflate per server, not one per socket. A socket whose
+window is unknown (it has just sent something with its own stream, or
+asked for no context takeover) is at the root node, whose frames refer to
+nothing before them and are valid whatever the window holds.
+
+A socket with context takeover that meets a message before any other
+socket did sends it with its own stream (a message meant for that socket
+alone keeps its stream's ratio) and goes back to the root; the next socket
+to send it makes the shared frame. After a shared compressed frame, the
+socket's own stream restarts: the shared text is in the client's window
+where that stream did not put it, so its back-references would point at
+the wrong bytes. A fresh stream makes none.
 """
 
 from __future__ import annotations
@@ -145,83 +152,115 @@ def deflate(stream: Any, payload: bytes) -> bytes:
     return (stream.compress(payload) + stream.flush(zlib.Z_SYNC_FLUSH))[:-4]
 
 
-class _Shared:
-    __slots__ = ("frames", "size", "first")
+class _Node:
+    """A known tail of a client's inflate window, and the frame that leads to it from its parent.
 
-    def __init__(self, size: int, first: object) -> None:
-        self.frames: dict[int, bytes] = {}  # window bits -> frame
-        self.size = size
-        self.first = first  # the socket that saw it first and sent it with its own stream (None: nobody)
+    The root (serial 0) knows nothing: its children are deflated with a
+    fresh stream. A marker (serial -1, no frame) only records which socket
+    met a message first and sent it with its own stream.
+    """
+
+    __slots__ = ("serial", "window", "frame", "compressed", "size", "first", "users")
+
+    def __init__(self, serial: int, first: object = None, size: int = 0) -> None:
+        self.serial = serial
+        self.window = b""  # the last MAX_WINDOW bytes the clients at this node inflated
+        self.frame: bytes | None = None
+        self.compressed = False
+        self.size = size  # bytes held: payload, frame and window
+        self.first = first
+        self.users = 0  # sockets that took this frame
+
+
+MAX_WINDOW = 1 << MAX_WINDOW_BITS
+_MARKER = -1
 
 
 class SharedFrames:
-    """The frames of the last messages sent to several sockets, each deflated once with a fresh stream.
+    """The frames of the last messages sent to several sockets, each deflated once per window it follows.
 
-    Keyed by (payload, binary): two copies of one group message are equal
-    bytes, whichever layer delivered them and however it decoded them. The
-    first sight of a message only records it (`frame_for` answers None)
-    unless the caller takes fresh-stream frames anyway; every later copy
-    for another socket gets the same frame object (a message repeated to
-    one socket is not a broadcast: that socket keeps using its own stream). At most `SHARED_ENTRIES` messages and
-    `SHARED_BYTES` bytes are kept, the oldest forgotten first.
+    Keyed by (node, window bits, binary, payload): two copies of one group
+    message are equal bytes, whichever layer delivered them and however it
+    decoded them. At most `SHARED_ENTRIES` entries and about `SHARED_BYTES`
+    bytes (payloads, frames and window tails) are kept, the oldest
+    forgotten first; a socket keeps its own node alive while it sits on it.
+
+    How many deflates a group message costs: one per distinct window tail
+    among its recipients that at least two sockets share (a tail only one
+    socket has is not worth one: that socket gets the fresh-stream frame),
+    plus the fresh one, plus the first copy, sent with its socket's own
+    stream when it has context takeover. In a room that only gets group
+    messages: two, whatever the number of sockets.
     """
 
     def __init__(self, level: int, entries: int = SHARED_ENTRIES, max_bytes: int = SHARED_BYTES) -> None:
         self.level = level
         self.entries = entries
         self.max_bytes = max_bytes
-        self._kept: dict[tuple[bytes, bool], _Shared] = {}
+        self.root = _Node(0)
+        self._kept: dict[tuple[int, int, bool, bytes], _Node] = {}
+        self._serial = 0
         self._bytes = 0
         self.deflated = 0
-        """Messages deflated here (one per shared message and window size): what a benchmark checks."""
+        """Messages deflated here (one per shared message and window it follows): what the tests check."""
 
     def __len__(self) -> int:
         return len(self._kept)
 
-    def frame_for(
-        self, payload: bytes, binary: bool, window_bits: int, socket: object, first_copy: bool
-    ) -> bytes | None:
-        """The shared frame for `payload`, or None when this copy should use `socket`'s own stream.
-
-        `first_copy`: whether the caller takes a fresh-stream frame on a
-        message's first sight (a socket without context takeover loses
-        nothing by it). A message longer than the client's window gets a
-        frame made for that window.
-        """
-        key = (payload, binary)
-        entry = self._kept.get(key)
-        if entry is None:
-            size = len(payload)
-            if size > SHARED_LARGEST:
+    def frame_for(self, payload: bytes, binary: bool, socket: SocketCompressor) -> bytes | None:
+        """The shared frame that sends `payload` on `socket` (moving it to the node that frame leads to),
+        or None when `socket` should send it with its own stream."""
+        bits = socket.window_bits
+        at = socket.node if socket.takeover else self.root
+        if at.users < 2:
+            at = self.root  # a window tail no other socket has: the fresh-stream frame serves it
+        key = (at.serial, bits, binary, payload)
+        node = self._kept.get(key)
+        if node is None:
+            if len(payload) > SHARED_LARGEST:
                 return None
-            entry = self._kept[key] = _Shared(size, None if first_copy else socket)
-            self._bytes += size
-            self._forget_oldest()
-            if not first_copy:
-                return None
-        elif entry.first is socket and not entry.frames:
-            return None  # the same socket again, and nobody else yet
-        bits = MAX_WINDOW_BITS if len(payload) <= 1 << window_bits else window_bits
-        shared = entry.frames.get(bits)
-        if shared is None:
-            compressed = deflate(new_stream(self.level, bits), payload)
-            self.deflated += 1
-            # A fresh stream lets the frame go plain when deflate does not make it smaller.
-            if len(compressed) < len(payload):
-                shared = frame(compressed, binary, compressed=True)
-            else:
-                shared = frame(payload, binary)
-            entry.frames[bits] = shared
-            entry.size += len(shared)
-            self._bytes += len(shared)
-            self._forget_oldest()
-        return shared
+            if socket.takeover:
+                seen = (_MARKER, bits, binary, payload)
+                marker = self._kept.get(seen)
+                if marker is None:
+                    # First sight: maybe a message for this socket alone, which its own stream sends best.
+                    self._keep(seen, _Node(_MARKER, first=socket, size=len(payload)))
+                    return None
+                if marker.first is socket:
+                    return None  # the same socket again, nobody else yet: not a broadcast
+            self._serial += 1
+            node = _Node(self._serial)
+            self._make(node, at, payload, binary, bits)
+            self._keep(key, node)
+        node.users += 1
+        if node.compressed and socket.takeover:
+            socket.node = node
+        return node.frame
 
-    def _forget_oldest(self) -> None:
+    def _make(self, node: _Node, at: _Node, payload: bytes, binary: bool, window_bits: int) -> None:
+        """Deflate `payload` once for every client whose window ends with `at.window`."""
+        history = at.window[-(1 << window_bits) :]
+        if history:
+            stream = zlib.compressobj(self.level, zlib.DEFLATED, -window_bits, MEM_LEVEL, zdict=history)
+        else:
+            stream = new_stream(self.level, window_bits)
+        compressed = deflate(stream, payload)
+        self.deflated += 1
+        # Plain when deflate does not make it smaller: the clients' windows then stay as they are.
+        if len(compressed) < len(payload):
+            node.frame = frame(compressed, binary, compressed=True)
+            node.compressed = True
+            node.window = (at.window + payload)[-MAX_WINDOW:]
+        else:
+            node.frame = frame(payload, binary)
+        node.size = len(payload) + len(node.frame) + len(node.window)
+
+    def _keep(self, key: tuple[int, int, bool, bytes], node: _Node) -> None:
+        self._kept[key] = node
+        self._bytes += node.size
         kept = self._kept
         while len(kept) > self.entries or (self._bytes > self.max_bytes and len(kept) > 1):
-            oldest = next(iter(kept))
-            self._bytes -= kept.pop(oldest).size
+            self._bytes -= kept.pop(next(iter(kept))).size
 
 
 # -- one socket ---------------------------------------------------------------------------------
@@ -230,7 +269,7 @@ class SharedFrames:
 class SocketCompressor:
     """Frames what one socket sends, with what it negotiated (`pmce`: Autobahn's `PerMessageDeflate`)."""
 
-    __slots__ = ("level", "min_size", "window_bits", "takeover", "shared", "stream")
+    __slots__ = ("level", "min_size", "window_bits", "takeover", "shared", "stream", "node")
 
     def __init__(self, pmce: PerMessageDeflate, settings: CompressionSettings, shared: SharedFrames | None) -> None:
         self.level = settings.level
@@ -239,17 +278,20 @@ class SocketCompressor:
         self.takeover = not pmce.server_no_context_takeover
         self.shared = shared
         self.stream: Any = None  # this socket's own deflate stream, kept between messages with context takeover
+        self.node = shared.root if shared is not None else None  # what this socket's client window ends with
 
     def frame(self, payload: bytes, binary: bool, plain: bool = False) -> bytes:
         """The frame that sends `payload` on this socket (`plain`: never compress it)."""
         if plain or len(payload) < self.min_size:
-            return frame(payload, binary)
-        if self.shared is not None:
-            shared = self.shared.frame_for(payload, binary, self.window_bits, self, not self.takeover)
-            if shared is not None:
-                if self.takeover and shared[0] & _RSV1:
+            return frame(payload, binary)  # plain frames do not enter the client's window
+        shared = self.shared
+        if shared is not None:
+            data = shared.frame_for(payload, binary, self)
+            if data is not None:
+                if self.takeover and data[0] & _RSV1:
                     self.stream = None  # see the module's docstring: the client's window now holds the shared text
-                return shared
+                return data
+            self.node = shared.root  # from here on the window holds what only this socket's stream knows
         stream = self.stream
         if stream is None:
             stream = new_stream(self.level, self.window_bits)

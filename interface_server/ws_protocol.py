@@ -16,6 +16,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer, reactor
 
 from . import compat, origins, output_limit, socket_write
+from .deflate import Compression
 from .sender import SendTimeout
 from .wire_messages import (
     BadReply,
@@ -51,6 +52,9 @@ def make_websocket_factory(server: Server) -> WebSocketServerFactory:
     config = server.config
     factory = WebSocketServerFactory(server=config.server_name)
     factory.protocol = WebSocketProtocol
+    # permessage-deflate: negotiated by Autobahn, sent by `deflate`. In this one call: each call of
+    # setProtocolOptions resets the options it is not given (allowNullOrigin back to False).
+    factory.compression = None if config.ws_compression is None else Compression(config.ws_compression)
     factory.setProtocolOptions(
         autoPingInterval=config.ping_interval,
         autoPingTimeout=config.ping_timeout,
@@ -62,6 +66,7 @@ def make_websocket_factory(server: Server) -> WebSocketServerFactory:
         # Fail a connection (too big a message, protocol error) with a close frame
         # carrying the reason's code (e.g. 1009), not by dropping TCP (seen as 1006).
         failByDrop=False,
+        perMessageCompressionAccept=None if factory.compression is None else factory.compression.accept,
     )
     compat.use_exact_timers(factory)
     return factory
@@ -85,6 +90,7 @@ class WebSocketProtocol(WebSocketServerProtocol):
         self.muted = False
         self.connect_at = 0.0  # for the reply latencies (metrics.py), set only with --metrics-port
         self.receive_at = 0.0  # the oldest websocket.receive not answered yet (0: none)
+        self.compressor: Any = None  # deflate.SocketCompressor when the handshake chose permessage-deflate
 
     def _details(self) -> dict:
         client = "{}:{}".format(*self.info.client) if self.info.client else None
@@ -233,6 +239,22 @@ class WebSocketProtocol(WebSocketServerProtocol):
         socket_write.write(self.transport, data)
         compat.autobahn_count_sent(self, len(data))
 
+    def sendMessage(
+        self,
+        payload: bytes,
+        isBinary: bool = False,
+        fragmentSize: int | None = None,
+        sync: bool = False,
+        doNotCompress: bool = False,
+    ) -> None:
+        """Autobahn's, except on a socket that deflates: there `deflate` frames it (one frame, shared
+        with other sockets when they get the same message); Autobahn's own deflate stream is never used."""
+        compressor = self.compressor
+        if compressor is None or self.state != self.STATE_OPEN:
+            super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
+            return
+        self.sendData(compressor.frame(payload, isBinary, doNotCompress), sync)
+
     def _close(self, code: int) -> None:
         """Start the closing handshake with `code`.
 
@@ -247,6 +269,9 @@ class WebSocketProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         self.opened = True
+        compression = self.factory.compression
+        if compression is not None:
+            self.compressor = compression.for_socket(self.websocket_extensions_in_use)
         self.server.log_action("websocket", "connected", self._details())
         timeout = self.server.websocket_timeout
         if timeout and timeout > 0:

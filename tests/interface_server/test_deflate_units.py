@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import zlib
 
 import pytest
@@ -98,7 +99,7 @@ def test_incompressible_shared_messages_go_plain():
     assert frame[0] == 0x82 and frame.endswith(noise)
 
 
-def test_a_small_client_window_gets_a_frame_of_its_own_when_the_message_is_longer():
+def test_a_small_client_window_gets_a_frame_of_its_own():
     compression = Compression(CompressionSettings(no_context_takeover=True))
     long_text = TEXT * 3  # longer than 2 ** 9
     wide = compression.for_socket([pmce(True)])
@@ -106,20 +107,80 @@ def test_a_small_client_window_gets_a_frame_of_its_own_when_the_message_is_longe
     a, b = wide.frame(long_text, False), narrow.frame(bytes(long_text), False)
     assert a != b and compression.shared.deflated == 2
     assert Client(False, 9).read(b) == long_text
-    short = TEXT[:400]
-    assert wide.frame(short, False) is narrow.frame(bytes(short), False)  # fits either window: one frame
+    assert narrow.frame(bytes(long_text), False) is b  # shared by every socket with that window
 
 
 def test_shared_frames_are_bounded():
+    settings = CompressionSettings(no_context_takeover=True)
     shared = SharedFrames(6, entries=4, max_bytes=10**9)
+    socket_ = deflate.SocketCompressor(pmce(True), settings, shared)
     for i in range(10):
-        shared.frame_for(TEXT + b"%d" % i, False, 15, object(), True)
+        socket_.frame(TEXT + b"%d" % i, False)
     assert len(shared) == 4
-    shared = SharedFrames(6, entries=100, max_bytes=3 * len(TEXT))
+    shared = SharedFrames(6, entries=100, max_bytes=3 * 3 * len(TEXT))
+    socket_ = deflate.SocketCompressor(pmce(True), settings, shared)
     for i in range(10):
-        shared.frame_for(TEXT + b"%d" % i, False, 15, object(), True)
-    assert len(shared) <= 3
-    assert shared.frame_for(b"x" * (deflate.SHARED_LARGEST + 1), False, 15, object(), True) is None
+        socket_.frame(TEXT + b"%d" % i, False)
+    assert 1 <= len(shared) <= 4 and shared._bytes <= shared.max_bytes
+    assert shared.frame_for(b"x" * (deflate.SHARED_LARGEST + 1), False, socket_) is None
+
+
+def messages(count: int, seed: int = 1) -> list[bytes]:
+    rng = random.Random(seed)
+    words = "alpha bravo charlie delta echo foxtrot golf hotel".split()
+    return [
+        json.dumps(
+            {
+                "seq": n,
+                "events": [{"user": rng.choice(words), "text": " ".join(rng.choices(words, k=6))} for _ in range(20)],
+            }
+        ).encode()
+        for n in range(count)
+    ]
+
+
+def test_a_room_of_takeover_sockets_gets_context_takeover_ratios_for_one_deflate_per_message():
+    """Group messages only: after the first, each is deflated with the window the previous ones left, once."""
+    compression = Compression(CompressionSettings())
+    sockets = [compression.for_socket([pmce()]) for _ in range(100)]
+    clients = [Client() for _ in sockets]
+    own = deflate.new_stream(6, 15)
+    texts = messages(20)
+    sizes = []
+    for text in texts:
+        frames = [s.frame(bytes(text), False) for s in sockets]
+        assert all(c.read(f) == text for c, f in zip(clients, frames, strict=True))
+        sizes.append(len(frames[-1]))
+        own_size = len(deflate.deflate(own, text))  # what one socket's own stream would send
+        assert len(frames[-1]) <= own_size * 1.1 + 10
+    assert compression.shared.deflated <= len(texts) + 1  # the first socket to meet each one uses its own stream
+    assert sum(sizes[5:]) < 0.8 * sum(len(deflate.deflate(deflate.new_stream(6, 15), t)) for t in texts[5:])
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_any_mix_of_sockets_groups_and_messages_inflates_right(seed):
+    """Random sockets (with and without context takeover, small windows) in overlapping groups, getting group
+    messages, messages of their own and small plain ones, in random order: every client inflates each one."""
+    rng = random.Random(seed)
+    compression = Compression(CompressionSettings(min_size=64))
+    sockets = []
+    for _ in range(30):
+        takeover = rng.random() < 0.7
+        bits = rng.choice([15, 15, 15, 12, 9])
+        sockets.append((compression.for_socket([pmce(not takeover, bits)]), Client(takeover, bits)))
+    groups = [rng.sample(sockets, rng.randrange(2, 20)) for _ in range(4)]
+    texts = messages(40, seed)
+    for step in range(120):
+        text = rng.choice(texts) + b"%d" % rng.randrange(3)
+        kind = rng.random()
+        if kind < 0.5:
+            members = rng.choice(groups)
+        elif kind < 0.8:
+            members = [rng.choice(sockets)]
+        else:
+            members, text = [rng.choice(sockets)], b"tiny %d" % step
+        for socket_, client in members:
+            assert client.read(socket_.frame(bytes(text), False)) == text, step
 
 
 def test_the_accept_says_server_no_context_takeover_when_the_server_chose_it():
