@@ -94,7 +94,7 @@ class _Accept(PerMessageDeflateOfferAccept):
 
     def get_extension_string(self) -> str:
         text = super().get_extension_string()
-        if self.no_context_takeover and not self.offer.request_no_context_takeover:
+        if self.no_context_takeover and "server_no_context_takeover" not in text:  # not twice once Autobahn says it
             text += "; server_no_context_takeover"
         return text
 
