@@ -248,7 +248,7 @@ class FallbackRequest:
             opened = {"session": session.session_id, "transport": SSE, "ping": self.server.config.ping_interval}
             self.protocol.send(
                 h11.Response(status_code=200, headers=headers, reason=b"OK"),
-                h11.Data(data=sse_event(name="open", data=opened)),
+                h11.Data(data=sse_event(name="session", data=opened)),
             )
             self._count(200)
             session.attach(self)

@@ -159,7 +159,7 @@ def encode_json(value: Any) -> bytes:
 
 
 def sse_event(event: dict[str, Any] | None = None, name: str | None = None, data: Any = None) -> bytes:
-    """One Server-Sent Event: a socket event (with its id), or a named control event (`open`)."""
+    """One Server-Sent Event: a socket event (with its id), or a named control event (`session`: the session id, sent first)."""
     if event is not None:
         return b"id: %d\ndata: %s\n\n" % (event["id"], encode_json(event))
     return b"event: %s\ndata: %s\n\n" % (name.encode("ascii"), encode_json(data))

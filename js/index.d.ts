@@ -28,9 +28,20 @@ export interface WebSocketBridgeOptions {
   maxQueued?: number;
   /** The WebSocket class to use; default (null) the global `WebSocket`. */
   WebSocket?: WebSocketClass | null;
+  /** Tried in turn, at once, when a WebSocket cannot open: Server-Sent Events + POST, long-polling; [] for WebSockets only. Default ["sse", "poll"]. */
+  fallbackTransports?: Transport[];
+  /** Where the interface server serves the fallbacks (its `--fallback-prefix`). Default "/_channels/". */
+  fallbackPrefix?: string;
+  /** The EventSource class for "sse"; default (null) the global `EventSource`. */
+  EventSource?: (new (url: string) => any) | null;
+  /** The fetch function for "sse" and "poll"; default (null) the global `fetch`. */
+  fetch?: ((input: string, init?: any) => Promise<any>) | null;
 }
 
 export type SocketEventType = "open" | "close" | "message" | "error";
+
+/** How the socket reaches the server: a WebSocket, Server-Sent Events + POST, or long-polling. */
+export type Transport = "websocket" | "sse" | "poll";
 
 /** A WebSocket that comes back after the connection drops; `bridge.socket`. */
 export class ReconnectingSocket {
@@ -51,6 +62,10 @@ export class ReconnectingSocket {
   readonly retries: number;
   /** Frames (JSON text) waiting for the connection. */
   readonly queue: string[];
+  /** The transport in use, or being tried (the open event carries it too, as `event.transport`). */
+  readonly transport: Transport;
+  /** The transport that last opened (reconnections start with it); null until one did. */
+  readonly worked: Transport | null;
   /** `close()` was called: no more reconnections. */
   readonly closedByUser: boolean;
   /** `maxRetries` attempts failed in a row: no more reconnections. */
@@ -94,6 +109,8 @@ export class WebSocketBridge {
   readonly options: WebSocketBridgeOptions;
   /** Set by `connect()`. */
   socket: ReconnectingSocket | null;
+  /** `socket.transport`: "websocket", "sse" or "poll"; null before `connect()`. */
+  readonly transport: Transport | null;
   /** The `demultiplex` callbacks by stream name. */
   readonly streams: { [stream: string]: StreamCallback };
   /** The `listen` callback. */

@@ -38,7 +38,8 @@ function scripted() {
 }
 
 const tick = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-const FAST = { minReconnectionDelay: 5, maxReconnectionDelay: 5 };
+// These are about WebSockets alone: no fallback to SSE or long-polling (js/test/fallback.test.mjs has those).
+const FAST = { minReconnectionDelay: 5, maxReconnectionDelay: 5, fallbackTransports: [] };
 
 for (const [shape, withClose] of [["error then close (browsers)", true], ["error only (Node 20)", false]]) {
   test(`a connection that fails to open, ${shape}: one close, one retry each, then the queue goes out`, async () => {
@@ -80,7 +81,7 @@ test("maxRetries failures in a row: gives up, and send() then throws", async () 
 
 test("the wait grows by the factor up to the maximum", async () => {
   const { Scripted, made } = scripted();
-  const options = { minReconnectionDelay: 10, reconnectionDelayGrowFactor: 3, maxReconnectionDelay: 50, WebSocket: Scripted };
+  const options = { minReconnectionDelay: 10, reconnectionDelayGrowFactor: 3, maxReconnectionDelay: 50, WebSocket: Scripted, fallbackTransports: [] };
   const socket = new ReconnectingSocket("ws://x/", undefined, options);
   const waits = [];
   const realSetTimeout = globalThis.setTimeout;

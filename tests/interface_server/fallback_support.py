@@ -55,11 +55,11 @@ class SSEClient:
         self.session: str | None = None
 
     def opened(self) -> int:
-        """The status; for 200, reads the `open` event and keeps the session id."""
+        """The status; for 200, reads the `session` event and keeps the session id."""
         self.response = self.conn.getresponse()
         if self.response.status == 200:
             first = self.next_event()
-            assert first["event"] == "open", first
+            assert first["event"] == "session", first
             self.session = first["data"]["session"]
         return self.response.status
 

@@ -63,7 +63,7 @@ def test_sse_events_are_one_json_line_whatever_the_text():
     event = sse_event(text_event(3, "a\nb\r\nc\u2028"))
     assert event.startswith(b"id: 3\ndata: ") and event.endswith(b"\n\n")
     assert event.count(b"\n") == 3  # id line, data line, blank line: line breaks in the text are escaped
-    assert sse_event(name="open", data={"session": "s"}) == b'event: open\ndata: {"session":"s"}\n\n'
+    assert sse_event(name="session", data={"session": "s"}) == b'event: session\ndata: {"session":"s"}\n\n'
 
 
 def test_posts():
