@@ -126,8 +126,12 @@ class Decoder:
         out = []
         now = clock.now_ms() if now_ms is None else now_ms
         wait = (now - (deadline - self.expiry_ms)) / 1000
+        shared = None  # a history message is decoded and wrapped once per element, copied per socket
         for channel in channels[:limit]:
-            message = self._decode(channel, payload, mark)
+            if mark and shared is not None:
+                message = dict(shared)
+            else:
+                message = shared = self._decode(channel, payload, mark)
             if message is not None:
                 out.append((channel, message))
                 self.waits.add(wait)
