@@ -164,6 +164,9 @@ def node_client(side: Side, run: Run, options: dict[str, object], timeout: float
                 event["sampleWall"] = wall
                 serving = sum(v for k, v in event["serverCpu"].items() if k != "redis-server")
                 event["serverCpuPct"] = serving / wall * 100 if wall else 0.0
+                # One interface-server process is single-threaded: its own share shows when it is the limit.
+                top = max((k for k in event["serverCpu"] if k != "redis-server"), key=event["serverCpu"].get)
+                event["busiest"] = {"process": top, "cpuPct": event["serverCpu"][top] / wall * 100 if wall else 0.0}
                 event["redisCpuPct"] = event["serverCpu"].get("redis-server", 0.0) / wall * 100 if wall else 0.0
                 event["loadgenCpuPct"] = event["loadgenCpu"] / event["sampleSeconds"] * 100
             yield event

@@ -108,11 +108,13 @@ def bench_http(run: Run, ours: OursStack, results: dict) -> None:
         run_wrk(side.port, sizes.http_warmup, WRK_THREADS, TARGET_CONNECTIONS, echo=False)
     redis_server = redis_pid(run.client)
     http: dict[str, list[dict]] = {side.name: [] for side in sides}
+    loads = [os.getloadavg()[0]]
     for connections in sizes.http_connections:
         runs: dict[str, list[dict]] = {side.name: [] for side in sides}
         for rnd in range(sizes.http_rounds):
             for side in sides if rnd % 2 == 0 else list(reversed(sides)):
                 result = wrk_side(side, connections, sizes.http_seconds, redis_server)
+                loads.append(os.getloadavg()[0])
                 runs[side.name].append(result)
                 print(
                     f"   -c{connections} {side.name:8}: {rate(result['rate'])}, p50 {millis(result['p50'])},"
@@ -132,8 +134,11 @@ def bench_http(run: Run, ours: OursStack, results: dict) -> None:
         if connections == TARGET_CONNECTIONS or len(sizes.http_connections) == 1:
             for name, done in runs.items():
                 print_cpu(name, done)
+            serving = {name: serving_cpu_per_request(done) for name, done in runs.items()}
     gunicorn.stop()
     results["http"] = http
+    results["http_cpu_per_request"] = serving
+    results["http_load"] = loads
     for a, b in zip(http["ours"], http["gunicorn"], strict=True):
         c = a["connections"]
         at_target = c == TARGET_CONNECTIONS
@@ -152,8 +157,34 @@ def bench_http(run: Run, ours: OursStack, results: dict) -> None:
             millis,
             Target(1.5) if at_target else None,
         )
+    c = TARGET_CONNECTIONS if TARGET_CONNECTIONS in sizes.http_connections else sizes.http_connections[0]
+    us = lambda v: f"{v * 1e6:,.0f} us"  # noqa: E731
+    run.compare(
+        f"HTTP serving CPU per request at {c} clients (vs gunicorn)", serving["ours"], serving["gunicorn"], us, None
+    )
+    run.compare(
+        f"HTTP req/s per fully busy CPU at {c} clients (vs gunicorn)",
+        1 / serving["ours"],
+        1 / serving["gunicorn"],
+        rate,
+        Target(0.9, at_least=True),
+    )
     bad = sum(r["bad"] for r in http["ours"])
     run.figure("HTTP errors or non-2xx (ours)", str(bad), "0", bad == 0)
+    busiest = max(loads)
+    if busiest > (os.cpu_count() or 1):
+        run.notes.append(
+            f"the machine was busy during the HTTP part (1-minute load average up to {busiest:.1f} on"
+            f" {os.cpu_count()} CPUs): under contention the scheduler shares CPU per process, and ours runs 4 busy"
+            " processes (interface-server, 2 workers, Redis) to gunicorn's 2, so its req/s ratio is flattered;"
+            " the CPU-per-request rows (req/s per fully busy CPU) do not depend on that share"
+        )
+
+
+def serving_cpu_per_request(done: list[dict]) -> float:
+    """CPU seconds per request of the serving processes (Redis included for ours; wrk never)."""
+    used = sum(v for r in done for k, v in r["cpu"].items() if k != "wrk")
+    return used / sum(r["requests"] for r in done)
 
 
 # -- 2: WebSocket echo -------------------------------------------------------------------------------------

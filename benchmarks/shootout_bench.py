@@ -16,8 +16,9 @@ each step, up to --limit-clients); --concurrent broadcasts in flight from random
 --sample-size round trips (send -> the sender's broadcastResult) are in; the run stops at the
 first step whose p95 exceeds 500 ms. Beyond the original tool it reports, per step, missing
 and extra broadcasts and the time until the LAST client had each broadcast, and the CPU of
-the load generator beside the server's (and Redis's) over each sampling phase, to show the
-generator is not the bottleneck.
+the load generator beside the server's (all its processes, and the busiest one alone) and
+Redis's over each sampling phase (percent of one core), to show the generator is not the
+bottleneck.
 
 Prints the largest client count at p95 <= 500 ms per stack and the ratio ours / Channels 4.
 --quick: 100-300 clients in steps of 100 (under a minute). --plot writes docs/images/shootout.png
@@ -84,7 +85,7 @@ def run_stack(run: Run, name: str) -> dict:
     steps: list[dict] = []
     done: dict = {}
     header = ["clients", "p50 RTT", "p95 RTT", "max RTT", "last p50", "last p95", "missing", "extra"]
-    header += ["loadgen CPU", "server CPU", "redis CPU"]
+    header += ["loadgen CPU", "server CPU", "busiest process", "redis CPU"]
     print("  " + "  ".join(header), flush=True)
     for event in node_client(side, run, options, timeout=sizes.max_seconds + 240):
         if event["event"] == "step":
@@ -101,6 +102,7 @@ def run_stack(run: Run, name: str) -> dict:
                 str(event["extra"]),
                 f"{event['loadgenCpuPct']:.0f}%",
                 f"{event['serverCpuPct']:.0f}%",
+                f"{event['busiest']['process']} {event['busiest']['cpuPct']:.0f}%",
                 f"{event['redisCpuPct']:.0f}%",
             ]
             print("  " + "  ".join(cells) + ("" if event["passed"] else "   <- over the limit"), flush=True)
@@ -159,6 +161,10 @@ def report(run: Run, results: dict[str, dict]) -> None:
             run.figure(
                 f"shootout at {step['clients']:,} clients, {who}: load generator / server / Redis CPU",
                 f"{step['loadgenCpuPct']:.0f}% / {step['serverCpuPct']:.0f}% / {step['redisCpuPct']:.0f}%",
+            )
+            run.figure(
+                f"shootout at {step['clients']:,} clients, {who}: busiest server process",
+                f"{step['busiest']['process']} {step['busiest']['cpuPct']:.0f}% of a core",
             )
             if step["loadgenCpuPct"] > 80:
                 run.notes.append(
