@@ -1,6 +1,7 @@
 """At-least-once channels (`at_least_once` setting): ack, redelivery, delivery count, dead letters.
 
-Each behaviour runs on the in-memory layer, one Redis and two Redis shards.
+Each behaviour runs on the in-memory layer, one Redis (plain and encrypted), two Redis shards and
+a Redis Cluster (48 buckets: every key of one queue in one slot).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import pytest
 from channels_core.layers import InMemoryChannelLayer, RedisChannelLayer
 from channels_core.layers.contract import supports
 from channels_core.layers.reliable import DEAD_LETTER_KEY, DELIVERY_KEY, RECLAIM_INTERVAL, Rules, delivery_of
+from tests.support.redis_cluster import shared_setup as cluster_setup
 
 REDELIVER = 0.3
 
@@ -23,7 +25,7 @@ def _settings(**overrides):
     return {"jobs": policy, "nodl": {"max_deliveries": 2, "redeliver_after": REDELIVER}}
 
 
-@pytest.fixture(params=["memory", "redis", "redis-2-shards"])
+@pytest.fixture(params=["memory", "redis", "redis-encrypted", "redis-2-shards", "redis-cluster"])
 def make_layer(request, redis_url, key_prefix):
     made = []
 
@@ -32,11 +34,16 @@ def make_layer(request, redis_url, key_prefix):
             layer = InMemoryChannelLayer(capacity=capacity, at_least_once=_settings(**overrides))
         else:
             hosts = [redis_url]
+            options = {}
             if request.param == "redis-2-shards":
                 base = redis_url.rsplit("/", 1)[0]
                 hosts = [f"{base}/0", f"{base}/1"]
+            elif request.param == "redis-cluster":
+                hosts = [cluster_setup().url()]
+            elif request.param == "redis-encrypted":
+                options["symmetric_encryption_keys"] = ["a-key-of-enough-entropy"]
             layer = RedisChannelLayer(
-                hosts=hosts, prefix=key_prefix, capacity=capacity, at_least_once=_settings(**overrides)
+                hosts=hosts, prefix=key_prefix, capacity=capacity, at_least_once=_settings(**overrides), **options
             )
         made.append(layer)
         return layer
