@@ -13,6 +13,8 @@ import json
 import socket
 import time
 
+from tests.support.waiting import wait_for
+
 from .fallback_support import PREFIX, SSEClient, in_background, poll, request
 from .harness import assert_nothing_on
 from .ws_support import disconnects_for, drain, receive
@@ -312,3 +314,33 @@ def test_shutdown_closes_fallback_sockets_with_1001_after_their_disconnect(start
     assert held.result(5)[1]["events"][-1]["close"] == 1001
     codes = {m["reply_channel"]: m["code"] for m in drain(worker_layer, "websocket.disconnect")}
     assert codes == {connect["reply_channel"]: 1001, polled["reply_channel"]: 1001}
+
+
+# -- leases: the same guarantees as a WebSocket's ------------------------------------------------------
+
+
+def test_a_sigkilled_servers_fallback_sockets_get_their_disconnect_from_the_sweeper(start_server, worker_layer):
+    server = start_server("--lease-ttl", "1.5")
+    holder = server.reply_prefix()
+    _, sse = open_sse(server, worker_layer)
+    _, polled = open_poll(server, worker_layer)
+    assert wait_for(lambda: len(worker_layer.lease_connections(holder)) == 2, 5)
+    server.process.kill()
+    killed = time.monotonic()
+    swept = []
+    while not swept and time.monotonic() - killed < 7:
+        swept = worker_layer.lease_sweep("test-sweeper", 5)
+        time.sleep(0.1)
+    assert swept == [holder]
+    codes = {m["reply_channel"]: m["code"] for m in drain(worker_layer, "websocket.disconnect")}
+    assert codes == {sse["reply_channel"]: 1006, polled["reply_channel"]: 1006}
+
+
+def test_a_flushed_layer_closes_fallback_sockets_with_1012_and_one_disconnect(start_server, worker_layer):
+    server = start_server("--lease-ttl", "1.5")
+    assert wait_for(lambda: server.reply_prefix() in worker_layer.lease_holders(), 5)
+    client, connect = open_sse(server, worker_layer)
+    worker_layer.flush()  # what a Redis restart without persistence leaves
+    assert client.next_event()["data"]["close"] == 1012
+    assert wait_for(lambda: disconnects_for(worker_layer, connect["reply_channel"], 0.1), 5)
+    assert disconnects_for(worker_layer, connect["reply_channel"], 0.5) == []
