@@ -20,7 +20,8 @@ sends each broadcast with `send_group` once every socket has the previous
 one, and reads every frame on raw sockets: each one is checked (inflated
 with the socket's own window) and its wire bytes counted. The server's CPU
 is the user+system time of its process (/proc/PID/stat) across the
-measured broadcasts; bytes are what the clients read during them.
+measured broadcasts; bytes are what the clients read during them; memory
+is the server's RSS once they are done (per-socket deflate streams show).
 
 Targets: once-per-server uses at least 3x less server CPU than per-socket,
 and sends at most 10% more bytes than per-socket. --quick (50 sockets, a
@@ -106,6 +107,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def rss(pid: int) -> int:
+    """Resident memory of process `pid`, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 class Client:
     """One raw WebSocket client: reads frames, inflates compressed ones with its own window, counts bytes."""
 
@@ -181,6 +190,7 @@ class ModeResult:
     wire_bytes: int  # bytes the clients read over them
     compressed_share: float
     seconds: float
+    rss_kb: int  # the server's resident memory once the broadcasts are done
 
 
 def child_env(run: Run, prefix: str) -> dict[str, str]:
@@ -256,6 +266,7 @@ def run_mode(run: Run, mode: str, texts: list[str]) -> ModeResult:
         for i in range(WARMUP, WARMUP + sizes.broadcasts):
             broadcast(texts[i], i + 1)
         cpu, seconds = cpu_seconds(server.pid) - cpu_before, time.monotonic() - started
+        rss_kb = rss(server.pid)
         wanted = [t.encode() for t in texts[: WARMUP + sizes.broadcasts]]
         wrong = sum(client.received != wanted for client in clients)
         if wrong:
@@ -268,6 +279,7 @@ def run_mode(run: Run, mode: str, texts: list[str]) -> ModeResult:
             sum(c.wire_bytes for c in clients),
             sum(c.compressed for c in clients) / frames,
             seconds,
+            rss_kb,
         )
     finally:
         for client in clients:
@@ -288,6 +300,7 @@ def report(run: Run, results: dict[str, ModeResult]) -> None:
             f"{result.mode}: bytes on the wire per socket per message",
             f"{result.wire_bytes / frames:.0f} B ({result.compressed_share:.0%} of frames compressed)",
         )
+        run.figure(f"{result.mode}: server memory (RSS) after the broadcasts", f"{result.rss_kb / 1024:.0f} MiB")
         run.notes.append(f"{result.mode}: negotiated {result.extension}; {result.seconds:.1f} s for the broadcasts")
     once, per_socket, off = results["once"], results["per-socket"], results["off"]
     if min(once.cpu, off.cpu) < MIN_CPU:
