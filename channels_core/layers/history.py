@@ -41,6 +41,7 @@ __all__ = [
     "HistorySettings",
     "Position",
     "envelope",
+    "frame_position",
     "parse_since",
     "status_message",
 ]
@@ -176,3 +177,18 @@ def check_since(since: Any) -> Position | str:
     if isinstance(since, str):
         return Position.parse(since)
     raise TypeError(f"since must be a Position, 'EPOCH:OFFSET' or {LATEST!r}, not {since!r}")
+
+
+def frame_position(text: str) -> tuple[str, Position] | None:
+    """`(group, position)` of a delivered history frame (a message or a status), else None.
+
+    For transports that carry positions their own way (an SSE event id, read
+    back as `Last-Event-ID` and turned into `since=GROUP:EPOCH:OFFSET`).
+    """
+    if not isinstance(text, str) or not text.startswith('{"history":'):
+        return None
+    try:
+        history = json.loads(text)["history"]
+        return history["group"], Position(history["epoch"], history["offset"])
+    except (ValueError, KeyError, TypeError):
+        return None

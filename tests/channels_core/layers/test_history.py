@@ -14,7 +14,16 @@ import time
 import pytest
 
 from channels_core.layers import InMemoryChannelLayer, RedisChannelLayer
-from channels_core.layers.history import LATEST, HistoryNotSupported, HistorySettings, Position, parse_since
+from channels_core.layers.history import (
+    LATEST,
+    HistoryNotSupported,
+    HistorySettings,
+    Position,
+    envelope,
+    frame_position,
+    parse_since,
+    status_message,
+)
 from tests.support.redis_cluster import shared_setup as cluster_setup
 
 HISTORY = {
@@ -302,3 +311,10 @@ def test_on_several_shards_members_on_every_shard_see_one_order(redis_url, key_p
     finally:
         layer.flush()
         layer.close()
+
+
+def test_frame_position_reads_what_the_bridge_reads():
+    wrapped = envelope({"text": '{"a": 1}'}, "room-1", "e1", 7)["text"]
+    assert frame_position(wrapped) == ("room-1", Position("e1", 7))
+    assert frame_position(status_message("room-1", "e2", 0, False)["text"]) == ("room-1", Position("e2", 0))
+    assert frame_position('{"a": 1}') is None and frame_position('{"history": 5}') is None
