@@ -15,7 +15,11 @@ here and nowhere else: the underlying asynchronous channel
 I/O until this is true" (it returns early if the channel or the connection
 closes), and `Connection._output_marshaled_frames` and `_body_max_length`,
 which pika's `_send_message` uses to write a message. All exist in pika 1.0
-to 1.3; `tests/.../test_rabbitmq_layer.py` fails loudly if one moves.
+to 1.4; `tests/.../test_rabbitmq_layer.py` fails loudly if one moves.
+
+`coalesce_writes` makes a connection write whatever it has buffered with one
+`send()` (pika makes one per frame: three per publish, one per ack), through
+the plaintext transport's `_tx_buffers` and `_produce`.
 """
 
 from __future__ import annotations
@@ -88,6 +92,32 @@ class PipelinedChannel:
         if self._acked_up_to < last:
             raise pexc.StreamLostError("the connection closed before every publish was confirmed")
         return sum(1 for tag in self._nacked if first <= tag <= last), self._returned
+
+
+def coalesce_writes(connection: pika.BlockingConnection) -> None:
+    """Join `connection`'s pending output into one `send()` per write-ready socket (private, see above).
+
+    On loopback a `send()` is the larger part of a small publish's cost on
+    the client (the kernel hands the data to the broker within the call),
+    and pika buffers each frame apart: a layer receive writes its ack and
+    the `basic.qos` that confirms it as two, a publish its three frames. A
+    TLS connection is left as it is (its transport writes through the SSL
+    layer differently).
+    """
+    transport = getattr(connection._impl, "_transport", None)
+    if type(transport).__name__ != "_AsyncPlaintextTransport":
+        return
+    buffers = transport._tx_buffers
+    produce = transport._produce
+
+    def coalescing_produce() -> None:
+        if len(buffers) > 1:
+            joined = b"".join(buffers)
+            buffers.clear()
+            buffers.append(joined)
+        produce()
+
+    transport._produce = coalescing_produce
 
 
 def send_nowait(channel, methods) -> None:

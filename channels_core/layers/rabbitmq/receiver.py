@@ -74,6 +74,7 @@ from ..backoff import Backoff
 from ..errors import LayerConfigurationError, LayerConnectionError
 from .declare import Declarer
 from .groups import channel_of_member
+from .pipelined import coalesce_writes
 from .publisher import CONNECTION_ERRORS, broker_refusal
 from .queues import is_single_reader_queue
 
@@ -367,6 +368,7 @@ class Receiver:
         while not self._closed:
             try:
                 connection = pika.BlockingConnection(self.parameters)
+                coalesce_writes(connection)
                 channel = connection.channel()
                 channel.add_on_cancel_callback(self._on_broker_cancel)
             except CONNECTION_ERRORS as exc:
@@ -699,8 +701,9 @@ class Receiver:
                 return
         entry = (method.delivery_tag, name, body, sent_at)
         with self._cond:
+            # No notify: whoever drives the connection serves the waiters next (`_serve_waiters`), and the
+            # only thread waiting on `_cond`, the I/O thread yielding to callers, must not wake per message.
             self._buffers.setdefault(queue, deque()).append(entry)
-            self._cond.notify_all()
 
     def _on_broker_cancel(self, frame) -> None:
         # The queue was deleted (flush, or x-expires): its messages are gone; consume again when asked.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import os
 import socket
 import subprocess
@@ -64,8 +65,32 @@ def test_the_private_pika_members_the_batch_path_uses_exist():
     try:
         channel = connection.channel()
         assert hasattr(channel, "_impl") and hasattr(channel._impl.connection, "_body_max_length")
+        # coalesce_writes: the plaintext transport's buffers and the method that writes them.
+        transport = connection._impl._transport
+        assert type(transport).__name__ == "_AsyncPlaintextTransport"
+        assert isinstance(transport._tx_buffers, collections.deque) and callable(transport._produce)
     finally:
         connection.close()
+
+
+def test_a_coalescing_connection_writes_several_frames_with_one_send(make_layer, key_prefix, monkeypatch):
+    layer = make_layer()
+    layer.send("co.test", {})  # opens the sending connection
+    connection = layer._publisher._connection
+    transport = connection._impl._transport
+    channel = connection.channel()
+    sends: list[int] = []
+    real_send = transport._sigint_safe_send
+    monkeypatch.setattr(
+        transport, "_sigint_safe_send", lambda sock, data: sends.append(len(data)) or real_send(sock, data)
+    )
+    for _ in range(3):
+        channel._impl.basic_publish("", key_prefix + "co.nowhere", b"x")  # nine frames queued, none written
+    channel.basic_qos(prefetch_count=0)  # a tenth, then the wait for its reply writes them all
+    assert len(sends) == 1, sends
+    layer.send("co.test", {"n": 2})  # a publish: method, header and body frames
+    assert len(sends) == 2, sends
+    assert layer.receive(["co.test"], block=True) == ("co.test", {})
 
 
 def test_deliveries_held_by_a_process_that_stops_reading_go_to_another_reader_once(make_layer):
