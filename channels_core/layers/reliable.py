@@ -49,6 +49,17 @@ RECLAIM_INTERVAL = 1.0
 (the only timer these channels add; normal channels keep their purely blocking reads)."""
 
 
+SOCKET_CHANNELS = (
+    "http.request",
+    "http.disconnect",
+    "websocket.connect",
+    "websocket.receive",
+    "websocket.disconnect",
+)
+"""The interface server's channels: no `at_least_once` pattern may match them (a connection's messages
+mean nothing once the process holding the connection is gone)."""
+
+
 @dataclass(frozen=True)
 class Policy:
     """How one at-least-once channel is delivered (the value of one `at_least_once` entry)."""
@@ -109,7 +120,14 @@ class Rules:
         for pattern, value in (setting or {}).items():
             if not isinstance(pattern, str) or not pattern:
                 raise ValueError(f"at_least_once keys must be channel name globs, not {pattern!r}")
-            self.rules.append((pattern, re.compile(fnmatch.translate(pattern)), _policy(pattern, value)))
+            compiled = re.compile(fnmatch.translate(pattern))
+            for socket_channel in SOCKET_CHANNELS:
+                if compiled.match(socket_channel):
+                    raise ValueError(
+                        f"at_least_once[{pattern!r}] matches {socket_channel!r}: a connection's messages cannot be "
+                        "redelivered once its process is gone; name your job channels more narrowly"
+                    )
+            self.rules.append((pattern, compiled, _policy(pattern, value)))
         self._cache: dict[str, Policy | None] = {}
 
     def __bool__(self) -> bool:
