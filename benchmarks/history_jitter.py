@@ -54,6 +54,7 @@ class JitterClient:
     cuts: int = 0
     unexpected_drops: int = 0
     replay_times: list[float] = field(default_factory=list)
+    handshake_times: list[float] = field(default_factory=list)  # reconnection attempt to the open socket
     connect_errors: int = 0
 
 
@@ -74,6 +75,7 @@ class JitterResult:
         missing = sum(len(set(expected) - set(c.offsets)) for c in self.clients)
         text_mismatch = sum(1 for c in self.clients if c.numbers != c.offsets)
         replays = sorted(t for c in self.clients for t in c.replay_times)
+        handshakes = sorted(t for c in self.clients for t in c.handshake_times)
         return {
             "clients": len(self.clients),
             "broadcasts": self.sent,
@@ -95,6 +97,8 @@ class JitterResult:
             "replay_p50_s": round(statistics.median(replays), 3) if replays else None,
             "replay_p99_s": round(_p99(replays), 3) if replays else None,
             "replay_max_s": round(replays[-1], 3) if replays else None,
+            "handshake_p50_s": round(statistics.median(handshakes), 3) if handshakes else None,
+            "handshake_p99_s": round(_p99(handshakes), 3) if handshakes else None,
         }
 
 
@@ -138,6 +142,8 @@ class _Run:
                 await asyncio.sleep(0.2)
                 continue
             self.sockets[i] = ws
+            if resuming:
+                state.handshake_times.append(time.monotonic() - started)
             try:
                 async for raw in ws:
                     frame = json.loads(raw)
