@@ -1,6 +1,6 @@
 """Presence through the whole stack: an interface server SIGKILLed with members present.
 
-Two interface servers and a real `runworker` (its sweeper) over Redis; the
+Two interface servers and a real `runworker` (its sweeper) over Redis, and over IPC; the
 consumers (tests/stack/presence_consumers.py) join every socket to one group
 with presence and join/leave events on. The watcher, on the surviving
 server, hears the events.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 
 import pytest
 
@@ -39,11 +40,21 @@ def _events(ws, count: int, deadline: float) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("kind", ["redis", "ipc"])
 def test_sigkilled_servers_members_leave_presence_within_ping_timeout_plus_5s_with_leave_events(
-    redis_url, key_prefix, tmp_path
+    kind, redis_url, key_prefix, tmp_path
 ):
-    stack = Stack(redis_url, key_prefix, tmp_path, extra_env=ROUTING)
-    layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix)
+    if kind == "ipc":
+        pytest.importorskip("posix_ipc")
+        from channels_core.layers.ipc.layer import IPCChannelLayer
+
+        prefix = f"t{uuid.uuid4().hex[:12]}"
+        env = {**ROUTING, "DJANGO_SETTINGS_MODULE": "tests.apps.topology_settings", "TEST_LAYER_URL": f"ipc://{prefix}"}
+        stack = Stack(redis_url, prefix, tmp_path, extra_env=env)
+        layer = IPCChannelLayer(prefix=prefix)
+    else:
+        stack = Stack(redis_url, key_prefix, tmp_path, extra_env=ROUTING)
+        layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix)
     options = ["--lease-ttl", str(LEASE_TTL), "--ping-timeout", str(PING_TIMEOUT)]
     survivor = None
     victims: list[RawWebSocket] = []
@@ -83,7 +94,7 @@ def test_sigkilled_servers_members_leave_presence_within_ping_timeout_plus_5s_wi
         # A duplicate (from the disconnect consumers' discards, run after the sweep) would arrive now.
         leaves += _events(watcher, VICTIMS, time.monotonic() + 1.5)
         print(
-            f"\nSIGKILL of a server with {VICTIMS} presence members (lease {LEASE_TTL:g} s, ping timeout "
+            f"\n{kind}: SIGKILL of a server with {VICTIMS} presence members (lease {LEASE_TTL:g} s, ping timeout "
             f"{PING_TIMEOUT:g} s): gone from presence() {gone_after:.2f} s after the kill, the watcher had all "
             f"{len(leaves)} leave events {leaves_after:.2f} s after it (bound: ping_timeout + 5 s = {bound:g} s)"
         )
@@ -102,3 +113,7 @@ def test_sigkilled_servers_members_leave_presence_within_ping_timeout_plus_5s_wi
         stack.stop()
         layer.flush()
         layer.close()
+    if kind == "ipc":
+        from channels_core.layers.ipc.layer import shared_objects
+
+        assert shared_objects(stack.env["TEST_LAYER_PREFIX"]) == []

@@ -59,6 +59,7 @@ from .events import IPCEventReceiver
 from .groups import Groups
 from .leases import SharedLeases
 from .ordering import SharedOrderBook
+from .presence import IPCPresence
 from .queues import Queues, tmpfs_counts_entries
 from .stats import GLOBAL, Stats
 
@@ -100,7 +101,7 @@ class _Turn:
             self.unseen = max(self.unseen - got, 0)
 
 
-class IPCChannelLayer(BaseChannelLayer):
+class IPCChannelLayer(IPCPresence, BaseChannelLayer):
     """ASGI 1.0 channel layer over tmpfs files, `flock` and POSIX semaphores (see the module docstring).
 
     `CONFIG` keys: `prefix` ("asgi": names every object the layer creates),
@@ -123,6 +124,7 @@ class IPCChannelLayer(BaseChannelLayer):
         "ordering",
         "leases",
         "event_receiver",
+        "presence",
     ]
 
     def __init__(
@@ -457,6 +459,7 @@ class IPCChannelLayer(BaseChannelLayer):
             self._put_uncapped(channel, self.serializer.dumps(message))
 
         self.last_sweep = self._leases.sweep(sweeper, ttl, send)
+        self._presence_sweep()  # swept holders' presence records and memberships (see .presence)
         return sorted(self.last_sweep)
 
     def _put_uncapped(self, channel: str, payload: bytes) -> None:
