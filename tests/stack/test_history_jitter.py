@@ -17,6 +17,9 @@ from pathlib import Path
 import pytest
 
 from channels_core.layers import RedisChannelLayer
+from tests.support.redis_cluster import shared_setup as cluster_setup
+
+from .harness import Stack
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
@@ -55,3 +58,23 @@ def test_jitter_1000_clients_60_seconds_a_third_cut_every_15_seconds(jitter_stac
     print("history jitter figures:", json.dumps(figures))
     assert figures["cut_rounds"] == 3 and figures["cuts"] >= 990
     assert failures == [], figures
+
+
+def test_quick_jitter_on_redis_cluster(key_prefix, tmp_path):
+    """The same on the shared 3+3 Redis Cluster: the group's sends and resumes take turns under its lock."""
+    url = cluster_setup().url()
+    cluster_stack = Stack(url, key_prefix, tmp_path, {"TEST_LAYER_CAPACITY": "100000"})
+    layer = RedisChannelLayer(hosts=[url], prefix=key_prefix, group_history={"hist-*": {"size": 1000, "ttl": 300}})
+    try:
+        cluster_stack.start_server()
+        cluster_stack.start_worker("--threads", "2")
+        figures, failures = history_jitter.jitter_with(
+            cluster_stack.ws_url, layer, clients=60, seconds=7, period=1.5, log=print
+        )
+        print(json.dumps(figures))
+        assert figures["cut_rounds"] == 3 and figures["cuts"] >= 30
+        assert failures == [], figures
+    finally:
+        cluster_stack.stop()
+        layer.flush()
+        layer.close()
