@@ -37,7 +37,7 @@ def _layer_with_presence(layer: Any) -> Any:
         inner = getattr(layer, "channel_layer", layer)  # a ChannelLayerWrapper names what it wraps
         raise PresenceNotSupported(
             f"{type(inner).__name__} does not support presence (the 'presence' layer extension): "
-            "use the Redis layer (one server, shards, Sentinel or Cluster) or the in-memory layer; "
+            "use the Redis layer (one server, shards, Sentinel or Cluster), the IPC layer or the in-memory layer; "
             "see docs/topics/presence.md"
         )
     return layer

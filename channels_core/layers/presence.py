@@ -32,7 +32,7 @@ UserId = int | str | None
 
 
 class PresenceNotSupported(NotImplementedError):
-    """The channel layer does not offer the `presence` extension (IPC, RabbitMQ, or an outside layer)."""
+    """The channel layer does not offer the `presence` extension (RabbitMQ, or an outside layer)."""
 
 
 class Member(NamedTuple):

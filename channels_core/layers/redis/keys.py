@@ -8,6 +8,9 @@
     leases        prefix + "lease:expiry" / "lease:info" / "lease:swept" /
                   "lease:sweeping" (one set per shard), prefix + "lease:conn:" +
                   holder, and prefix + "lease:sweeper" (the election, first shard)
+    presence      prefix + "presence:" + g (a hash per shard: channel -> record),
+                  prefix + "presence#of:" + server queue, prefix + "presence#holders"
+                  (see `presence`: on the shard of the member's queue, beside its lease)
 
 On Redis Cluster each shard is a bucket of slots and its keys carry the
 bucket's hash tag right after the prefix ("asgi:{0123}http.request"), so
