@@ -307,3 +307,18 @@ def test_on_redis_cluster_members_on_many_buckets_are_listed_and_swept(key_prefi
     finally:
         layer.flush()
         layer.close()
+
+
+def test_the_rabbitmq_layer_refuses_presence_by_name():
+    pytest.importorskip("pika")
+    from channels_core.layers.rabbitmq.layer import RabbitMQChannelLayer
+
+    layer = RabbitMQChannelLayer(prefix=f"tpres{uuid.uuid4().hex[:8]}")
+    try:
+        group = Group("room", channel_layer=layer)
+        with pytest.raises(PresenceNotSupported, match="RabbitMQChannelLayer does not support presence"):
+            group.join("srv.a!one", user=1)
+        with pytest.raises(PresenceNotSupported, match="RabbitMQChannelLayer"):
+            group.presence()
+    finally:
+        layer.close()
