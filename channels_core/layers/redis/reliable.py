@@ -27,7 +27,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .. import names, reliable
@@ -114,7 +114,7 @@ class RedisAtLeastOnce:
         while True:
             try:
                 if decoder and len(got) < limit:
-                    got += [m for m in decoder.take(normal + bells, limit - len(got)) if not _bell(m[0])]
+                    got += _without_bells(decoder, decoder.take, normal + bells, limit - len(got))
                 if len(got) < limit:
                     got += self._alo_take(alo, limit - len(got))
                 if len(got) < limit and normal and (got or not block):
@@ -130,10 +130,9 @@ class RedisAtLeastOnce:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return got
-            popped = self._blocking_pop.pop(  # type: ignore[attr-defined]
-                self._alo_plan(normal, alo), limit, min(remaining, reliable.RECLAIM_INTERVAL)
-            )
-            got = [m for m in popped if not _bell(m[0])]
+            plan = self._alo_plan(normal, alo)
+            pop = self._blocking_pop.pop  # type: ignore[attr-defined]
+            got = _without_bells(decoder, pop, plan, limit, min(remaining, reliable.RECLAIM_INTERVAL))
             # Then round again: ALO_TAKE for what a bell announced, or for deliveries whose worker died.
 
     def _alo_take(self, queues: list[str], limit: int) -> list[tuple[str, dict]]:
@@ -248,6 +247,20 @@ class RedisAtLeastOnce:
 
 def _bell(name: str) -> bool:
     return name.startswith(BELL_PREFIX)
+
+
+def _without_bells(decoder: Any, read: Callable[..., list[tuple[str, dict]]], *args: Any) -> list[tuple[str, dict]]:
+    """The messages `read(*args)` returns, bells left out, and their queue waits kept in step with them."""
+    before = decoder.waits.last()
+    got = read(*args)
+    if not any(_bell(channel) for channel, _ in got):
+        return got
+    waits = decoder.waits.last()[len(before) :]
+    kept = [(m, w) for m, w in zip(got, waits + [None] * (len(got) - len(waits)), strict=True) if not _bell(m[0])]
+    decoder.waits.begin()
+    for wait in before + [w for _, w in kept if w is not None]:
+        decoder.waits.add(wait)
+    return [m for m, _ in kept]
 
 
 def _ms(seconds: float) -> int:

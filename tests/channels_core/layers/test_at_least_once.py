@@ -263,3 +263,11 @@ def test_rabbitmq_layer_refuses_the_setting():
 
     with pytest.raises(ValueError, match="does not offer at-least-once"):
         RabbitMQChannelLayer(at_least_once={"jobs": {}})
+
+
+def test_queue_waits_stay_one_per_message_handed_out(layer):
+    threading.Timer(0.2, layer.send, ("jobs", {"job": 1})).start()
+    got = layer.receive_batch(["jobs", "normal"], 10, block=True, timeout=2)
+    assert [m["job"] for _, m in got] == [1]
+    waits = layer.last_queue_waits()  # the bell that woke the read is not a message
+    assert len(waits) == 1 and 0 <= waits[0] < 2
