@@ -52,8 +52,8 @@ def make_websocket_factory(server: Server) -> WebSocketServerFactory:
     config = server.config
     factory = WebSocketServerFactory(server=config.server_name)
     factory.protocol = WebSocketProtocol
-    # permessage-deflate: negotiated by Autobahn, sent by `deflate`. In this one call: each call of
-    # setProtocolOptions resets the options it is not given (allowNullOrigin back to False).
+    # permessage-deflate: negotiated by Autobahn, sent by `deflate`. Its accept goes in this one call:
+    # a second call of setProtocolOptions would put allowNullOrigin back to False.
     factory.compression = None if config.ws_compression is None else Compression(config.ws_compression)
     factory.setProtocolOptions(
         autoPingInterval=config.ping_interval,

@@ -200,3 +200,27 @@ def test_the_accept_says_server_no_context_takeover_when_the_server_chose_it():
 def test_settings_are_checked(level):
     with pytest.raises(ValueError):
         CompressionSettings(level=level)
+
+
+def test_the_autobahn_names_deflate_relies_on():
+    """Public names, but the design hangs on them: an Autobahn release that changes one fails here first.
+
+    The negotiated parameters are read from the `PerMessageDeflate` Autobahn puts in
+    `websocket_extensions_in_use` (the raw-socket tests in test_ws_compression.py see compressed frames only
+    when it is found there); the accept is built on `PerMessageDeflateOfferAccept` and handed to
+    `setProtocolOptions`, which must get every option in one call (a second call puts `allowNullOrigin` back
+    to False); `sendMessage` is overridden with Autobahn's signature.
+    """
+    import inspect
+
+    from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+
+    offer = PerMessageDeflateOffer.parse({"server_max_window_bits": ["10"]})
+    negotiated = PerMessageDeflate.create_from_offer_accept(True, deflate._Accept(offer, no_context_takeover=True))
+    assert (negotiated.server_no_context_takeover, negotiated.server_max_window_bits) == (True, 10)
+    factory = WebSocketServerFactory()
+    factory.setProtocolOptions(allowNullOrigin=True)
+    factory.setProtocolOptions(perMessageCompressionAccept=lambda offers: None)
+    assert factory.allowNullOrigin is False  # why ws_protocol passes everything in one call
+    parameters = list(inspect.signature(WebSocketServerProtocol.sendMessage).parameters)
+    assert parameters == ["self", "payload", "isBinary", "fragmentSize", "sync", "doNotCompress"]
