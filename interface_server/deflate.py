@@ -162,13 +162,13 @@ class _Node:
 
     __slots__ = ("serial", "window", "frame", "compressed", "size", "first", "users")
 
-    def __init__(self, serial: int, first: object = None, size: int = 0) -> None:
+    def __init__(self, serial: int, first: int | None = None, size: int = 0) -> None:
         self.serial = serial
         self.window = b""  # the last MAX_WINDOW bytes the clients at this node inflated
         self.frame: bytes | None = None
         self.compressed = False
         self.size = size  # bytes held: payload, frame and window
-        self.first = first
+        self.first = first  # id() of the socket that met it first (markers)
         self.users = 0  # sockets that took this frame
 
 
@@ -224,9 +224,11 @@ class SharedFrames:
                 marker = self._kept.get(seen)
                 if marker is None:
                     # First sight: maybe a message for this socket alone, which its own stream sends best.
-                    self._keep(seen, _Node(_MARKER, first=socket, size=len(payload)))
+                    # (Its id, not the socket: a closed socket's stream is not kept alive by a marker. A
+                    # reused id only makes another socket send the message with its own stream: still right.)
+                    self._keep(seen, _Node(_MARKER, first=id(socket), size=len(payload)))
                     return None
-                if marker.first is socket:
+                if marker.first == id(socket):
                     return None  # the same socket again, nobody else yet: not a broadcast
             self._serial += 1
             node = _Node(self._serial)

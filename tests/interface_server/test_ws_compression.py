@@ -210,12 +210,15 @@ def test_a_small_window_the_client_asks_for_is_used(start_server, worker_layer):
         client.close()
 
 
-def test_flags_need_ws_compression_and_sane_values(start_server):
+def test_flags_need_ws_compression_and_sane_values(capsys):
     from interface_server.cli import main
 
     assert main(["--ws-compression-level", "3", "x:y"]) == 2
+    assert "--ws-compression-level needs --ws-compression" in capsys.readouterr().err
     assert main(["--ws-compression", "--ws-compression-level", "10", "x:y"]) == 2
+    assert "--ws-compression-level must be 0 to 9" in capsys.readouterr().err
     assert main(["--ws-compression", "--ws-compression-min-size", "-1", "x:y"]) == 2
+    assert "--ws-compression-min-size must be 0 or more" in capsys.readouterr().err
 
 
 # -- one message to many sockets --------------------------------------------------------------
