@@ -217,6 +217,8 @@ class HTTPProtocol(Protocol):
             request = fallback.request(self, event.method, event.target, info, length=_content_length(event))
             if not request.answered:  # refused at once: request_done has run
                 self.request = request
+                if self.conn is not None and self.conn.client_is_waiting_for_100_continue:
+                    self.send(h11.InformationalResponse(status_code=100, headers=[]))
             return
         if _is_websocket_upgrade(event):
             info.scheme = "wss" if info.scheme == "https" else "ws"

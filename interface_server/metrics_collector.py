@@ -28,7 +28,9 @@ _OWN_METRIC = {"paused", "replies_dropped"}
 
 def connection_type(connection: Any) -> str:
     """`websocket` for a WebSocket protocol (handshaking or open), `http` for an HTTP connection."""
-    return "websocket" if hasattr(connection, "onMessage") else "http"
+    if hasattr(connection, "onMessage") or getattr(connection, "is_fallback_socket", False):  # SSE, long-polling too
+        return "websocket"
+    return "http"
 
 
 def layer_drops(layer: Any) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import time
 
@@ -348,3 +349,23 @@ def test_a_flushed_layer_closes_fallback_sockets_with_1012_and_one_disconnect(st
     assert wait_for(lambda: got.extend(disconnects_for(worker_layer, connect["reply_channel"], 0.1)) or got, 10)
     got += disconnects_for(worker_layer, connect["reply_channel"], 0.5)
     assert [m["code"] for m in got] == [1012], (got, server.output())  # one, sent plainly
+
+
+def test_expect_100_continue_and_the_open_sockets_gauge(start_server, worker_layer):
+    """A client that waits for `100 Continue` (curl does, for bodies over 1 KB) gets it; /metrics counts the socket."""
+    server = start_server("--metrics-port", "0")
+    client, _ = open_sse(server, worker_layer)
+    body = json.dumps({"seq": 1, "frames": [{"text": "y" * 2000}]}).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        head = (
+            f"POST {PREFIX}s/{client.session}/send HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+            "Expect: 100-continue\r\n\r\n"
+        )
+        sock.sendall(head.encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 ")
+        sock.sendall(body)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 204 ")
+    assert receive(worker_layer, "websocket.receive")["text"] == "y" * 2000
+    port = re.search(r"Metrics on http://127\.0\.0\.1:(\d+)/metrics", server.output()).group(1)
+    metrics = request(int(port), "GET", "/metrics")[2].decode()
+    assert 'channels_interface_connections{type="websocket"} 1.0' in metrics, metrics
