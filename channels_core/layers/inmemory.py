@@ -379,6 +379,8 @@ class InMemoryChannelLayer(InMemoryPresence, InMemoryAtLeastOnce, BaseChannelLay
             queue = self._queues.get(qname) or ()
             stats["messages_pending"] = len(queue)
             stats["messages_max_age"] = max(0.0, time.time() - (queue[0][0] - self.expiry)) if queue else 0
+            if self._alo and self._alo.get(qname):
+                self._alo_statistics(qname, stats)  # its own expiry, and what is in flight
             return stats
 
     # -- for operators (the `inspection` and `queue_wait` extensions) -----------

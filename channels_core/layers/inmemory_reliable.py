@@ -82,6 +82,13 @@ class InMemoryAtLeastOnce:
         policy = self._alo.get(qname) if self._alo else None
         return None if policy is None else policy.expiry
 
+    def _alo_statistics(self, qname: str, stats: dict[str, float]) -> None:
+        """`channel_statistics` of an at-least-once queue: its own expiry, and `messages_in_flight`."""
+        queue = self._queues.get(qname)  # type: ignore[attr-defined]
+        expiry = self._alo.get(qname).expiry
+        stats["messages_max_age"] = max(0.0, time.time() - (queue[0][0] - expiry)) if queue else 0
+        stats["messages_in_flight"] = len(self._alo_flight.get(qname, {}))
+
     def _alo_reclaim(self, qname: str, policy: reliable.Policy) -> None:
         """Return `qname`'s expired deliveries to the head of its queue, or dead-letter them."""
         flight = self._alo_flight.get(qname)

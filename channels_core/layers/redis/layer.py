@@ -430,6 +430,8 @@ class RedisChannelLayer(RedisInspection, RedisLeases, RedisPresence, RedisAtLeas
                 deadline = int(head[: framing.DEADLINE_DIGITS])
                 oldest = max(oldest, (shard.now_ms() - (deadline - self._expiry_ms)) / 1000)
         stats["messages_max_age"] = max(0.0, oldest)
+        if self._alo and self._alo.get(qname):
+            self._alo_statistics(qname, stats)  # its own expiry, and what is in flight
         return stats
 
     def _servers(self) -> list[Shard]:

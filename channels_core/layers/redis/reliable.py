@@ -135,6 +135,18 @@ class RedisAtLeastOnce:
             got = _without_bells(decoder, pop, plan, limit, min(remaining, reliable.RECLAIM_INTERVAL))
             # Then round again: ALO_TAKE for what a bell announced, or for deliveries whose worker died.
 
+    def _alo_statistics(self, qname: str, stats: dict[str, float]) -> None:
+        """`channel_statistics` of an at-least-once queue: the age of its oldest waiting message under the
+        channel's own expiry, and `messages_in_flight` (taken, not yet acked)."""
+        policy = self._alo.get(qname)
+        shard, keys = self._alo_place(qname)
+        head, in_flight = shard.pipeline([("LINDEX", keys[0], 0), ("ZCARD", keys[2])])
+        stats["messages_in_flight"] = in_flight
+        stats["messages_max_age"] = 0.0
+        if head:
+            deadline = int(head[: framing.DEADLINE_DIGITS])
+            stats["messages_max_age"] = max(0.0, (shard.now_ms() - (deadline - _ms(policy.expiry))) / 1000)
+
     def _alo_take(self, queues: list[str], limit: int) -> list[tuple[str, dict]]:
         out: list[tuple[str, dict]] = []
         order = random.sample(queues, len(queues)) if len(queues) > 1 else queues

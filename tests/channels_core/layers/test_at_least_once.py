@@ -271,3 +271,14 @@ def test_queue_waits_stay_one_per_message_handed_out(layer):
     assert [m["job"] for _, m in got] == [1]
     waits = layer.last_queue_waits()  # the bell that woke the read is not a message
     assert len(waits) == 1 and 0 <= waits[0] < 2
+
+
+def test_channel_statistics_show_the_age_and_what_is_in_flight(layer):
+    layer.send_many("jobs", [{"job": 1}, {"job": 2}])
+    time.sleep(0.2)
+    _take(layer)
+    stats = layer.channel_statistics("jobs")
+    assert stats["messages_pending"] == 1
+    assert stats["messages_in_flight"] == 1
+    assert 0.15 < stats["messages_max_age"] < 5
+    assert "messages_in_flight" not in layer.channel_statistics("normal")
