@@ -293,6 +293,45 @@ def test_a_broadcast_is_deflated_once_and_sent_as_the_same_bytes(start_server, w
             client.close()
 
 
+def test_many_compressing_sockets_each_inflate_every_message_with_their_own_window(
+    start_server, worker_layer, key_prefix
+):
+    """100 sockets that keep their window (as browsers do) and 10 that did not offer the extension, in one
+    group: group messages interleaved with messages of their own, each socket reading and inflating every
+    frame as its client would. Shared frames refer back to earlier shared text; a wrong window is garbage."""
+    # Room for every socket's disconnect (nobody reads them): the default 100 would hold the server's exit.
+    server = start_server("--ws-compression", layer_options={"capacity": 1000})
+    group = f"{key_prefix.rstrip(':')}-many"
+    clients = [open_raw(server, worker_layer) for _ in range(100)]
+    clients += [open_raw(server, worker_layer, offer="") for _ in range(10)]
+    inflaters = [zlib.decompressobj(-15) for _ in clients]
+    rng = random.Random(11)
+    try:
+        for _, _, rc in clients:
+            worker_layer.group_add(group, rc)
+        deflated = 0
+        for round_ in range(5):
+            text = BIG.replace("hello", f"round {round_}") + "".join(rng.choice("abc") for _ in range(40))
+            worker_layer.send_group(group, {"text": text})
+            singled = set(rng.sample(range(len(clients)), 20))
+            for i in singled:
+                worker_layer.send(clients[i][2], {"text": f"{BIG} just for {i} in {round_}"})
+            for i, ((client, headers, _), inflater) in enumerate(zip(clients, inflaters, strict=True)):
+                client.sock.settimeout(10)
+                expected = [text] + ([f"{BIG} just for {i} in {round_}"] if i in singled else [])
+                for want in expected:
+                    first, payload = client.read_raw_frame()
+                    if first & 0x40:
+                        assert headers.get("sec-websocket-extensions"), i
+                        deflated += 1
+                        payload = inflate(payload, inflater)
+                    assert payload == want.encode(), (i, round_)
+        assert deflated >= 100 * 5  # every compressing socket got every message compressed
+    finally:
+        for client, _, _ in clients:
+            client.close()
+
+
 # -- hostile clients ----------------------------------------------------------------------------
 
 
