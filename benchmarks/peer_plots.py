@@ -58,9 +58,10 @@ def peers_charts(results: dict, out: Path) -> list[Path]:
             for i, (name, values) in enumerate(data["stacks"].items()):
                 xs = [j + i * width for j in range(len(pcts))]
                 bars = ax.bar(xs, [values[p] * 1e3 for p in pcts], width, color=COLORS[name], label=LABELS[name])
-                ax.bar_label(bars, fmt="%.3g", fontsize=7)
+                ax.bar_label(bars, fmt=lambda v: f"{v:,.0f}" if v >= 100 else f"{v:.3g}", fontsize=7)
             ax.set_xticks([j + width * (len(data["stacks"]) - 1) / 2 for j in range(len(pcts))], pcts)
             ax.set(title=data["title"], ylabel="ms")
+            ax.set_ylim(top=ax.get_ylim()[1] * 1.15)  # room for the legend above the bars
             ax.legend(fontsize=8)
         fig.suptitle(subtitle(results), fontsize=8)
         fig.tight_layout()

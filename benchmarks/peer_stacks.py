@@ -167,6 +167,9 @@ def node_client(side: Side, run: Run, options: dict[str, object], timeout: float
                 # One interface-server process is single-threaded: its own share shows when it is the limit.
                 top = max((k for k in event["serverCpu"] if k != "redis-server"), key=event["serverCpu"].get)
                 event["busiest"] = {"process": top, "cpuPct": event["serverCpu"][top] / wall * 100 if wall else 0.0}
+                # CPU per message delivered does not depend on the scheduler's share on a busy machine.
+                delivered = event["broadcasts"] * event["clients"] - event["missing"] + event["rtt"]["n"]
+                event["busiest"]["usPerMessage"] = event["serverCpu"][top] / max(delivered, 1) * 1e6
                 event["redisCpuPct"] = event["serverCpu"].get("redis-server", 0.0) / wall * 100 if wall else 0.0
                 event["loadgenCpuPct"] = event["loadgenCpu"] / event["sampleSeconds"] * 100
             yield event
@@ -181,6 +184,17 @@ def node_client(side: Side, run: Run, options: dict[str, object], timeout: float
             proc.wait(timeout=10)
         proc.stdout.close()
         proc.stderr.close()
+
+
+def tree_state() -> str:
+    """The commit measured, and whether the work tree had uncommitted changes (other work in progress)."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "-uno"], cwd=ROOT, capture_output=True, text=True)
+    except OSError:
+        return "not a git checkout"
+    changed = len(dirty.stdout.splitlines())
+    return f"commit {head.stdout.strip()}" + (f" + uncommitted changes in {changed} files" if changed else "")
 
 
 def write_results(path: Path, results: dict) -> None:

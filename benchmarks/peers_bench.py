@@ -44,7 +44,7 @@ import redis
 from common import benchmark_parser, millis, percentile, ws_connect
 from e2e_bench import Side, print_cpu, redis_pid
 from harness import ROOT, Run, Target, execute, http_get, load_average, raise_fd_limit, run_wrk, stop_on_signals
-from peer_stacks import Daphne, GunicornPeer, OursStack, cpu_of, node_client, plot, write_results
+from peer_stacks import Daphne, GunicornPeer, OursStack, cpu_of, node_client, plot, tree_state, write_results
 
 WRK_THREADS = 2
 TARGET_CONNECTIONS = 50  # the HTTP targets are stated at 50 concurrent clients
@@ -254,7 +254,8 @@ def bench_broadcast(run: Run, ours: OursStack, daphne: Daphne, results: dict) ->
             f"   {side.name:9}: last client p50 {s['last']['p50']:.1f} ms, p99 {s['last']['p99']:.1f} ms;"
             f" sender RTT p50 {s['rtt']['p50']:.1f} ms; missing {s['missing']}, extra {s['extra']};"
             f" CPU: load generator {s['loadgenCpuPct']:.0f}%, server {s['serverCpuPct']:.0f}%,"
-            f" Redis {s['redisCpuPct']:.0f}% of a core",
+            f" Redis {s['redisCpuPct']:.0f}% of a core; busiest process {s['busiest']['process']}"
+            f" {s['busiest']['usPerMessage']:.1f} us CPU per message delivered",
             flush=True,
         )
     a, b = steps["ours"], steps["channels4"]
@@ -324,8 +325,9 @@ def main() -> int:
     client = redis.Redis.from_url(args.redis_url)
     run = Run(args, sizes, f"peers{os.getpid()}:", client)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    results: dict = {"date": stamp, "versions": versions, "quick": args.quick}
+    results: dict = {"date": stamp, "tree": tree_state(), "versions": versions, "quick": args.quick}
     print(f"{load_average()} before the run (a shared 2-core machine: other work may run beside it)")
+    print(f"measuring {results['tree']}")
     print(
         f"{stamp}; {'quick' if args.quick else 'full'} run; {os.cpu_count()} CPUs; open-files limit {limit};"
         f" Python {sys.version.split()[0]}; Redis {client.info('server')['redis_version']}; peers {versions}",

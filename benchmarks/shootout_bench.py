@@ -40,7 +40,7 @@ import peer_env
 import redis
 from common import benchmark_parser, columns
 from harness import ROOT, Run, Target, execute, load_average, raise_fd_limit, stop_on_signals
-from peer_stacks import Daphne, OursStack, node_client, plot, write_results
+from peer_stacks import Daphne, OursStack, node_client, plot, tree_state, write_results
 
 LIMIT_RTT_MS = 500
 PERCENTILE = 95
@@ -85,7 +85,7 @@ def run_stack(run: Run, name: str) -> dict:
     steps: list[dict] = []
     done: dict = {}
     header = ["clients", "p50 RTT", "p95 RTT", "max RTT", "last p50", "last p95", "missing", "extra"]
-    header += ["loadgen CPU", "server CPU", "busiest process", "redis CPU"]
+    header += ["loadgen CPU", "server CPU", "busiest process", "its us/msg", "redis CPU"]
     print("  " + "  ".join(header), flush=True)
     for event in node_client(side, run, options, timeout=sizes.max_seconds + 240):
         if event["event"] == "step":
@@ -103,6 +103,7 @@ def run_stack(run: Run, name: str) -> dict:
                 f"{event['loadgenCpuPct']:.0f}%",
                 f"{event['serverCpuPct']:.0f}%",
                 f"{event['busiest']['process']} {event['busiest']['cpuPct']:.0f}%",
+                f"{event['busiest']['usPerMessage']:.1f}",
                 f"{event['redisCpuPct']:.0f}%",
             ]
             print("  " + "  ".join(cells) + ("" if event["passed"] else "   <- over the limit"), flush=True)
@@ -164,7 +165,8 @@ def report(run: Run, results: dict[str, dict]) -> None:
             )
             run.figure(
                 f"shootout at {step['clients']:,} clients, {who}: busiest server process",
-                f"{step['busiest']['process']} {step['busiest']['cpuPct']:.0f}% of a core",
+                f"{step['busiest']['process']} {step['busiest']['cpuPct']:.0f}% of a core,"
+                f" {step['busiest']['usPerMessage']:.1f} us per message delivered",
             )
             if step["loadgenCpuPct"] > 80:
                 run.notes.append(
@@ -225,6 +227,7 @@ def main() -> int:
     client = redis.Redis.from_url(args.redis_url)
     run = Run(args, sizes, f"shootout{os.getpid()}:", client)
     print(f"{load_average()} before the run (a shared 2-core machine: other work may run beside it)")
+    print(f"measuring {tree_state()}")
     print(
         f"{'quick' if args.quick else 'full'} run; {os.cpu_count()} CPUs; open-files limit {limit};"
         f" Python {sys.version.split()[0]}; Redis {client.info('server')['redis_version']}; peers {versions};"
@@ -250,7 +253,15 @@ def write_results_file(args: argparse.Namespace, sizes: Sizes, versions: dict, r
     out = Path(args.out)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     write_results(
-        out, {"date": stamp, "sizes": sizes.__dict__, "versions": versions, "quick": args.quick, "stacks": results}
+        out,
+        {
+            "date": stamp,
+            "tree": tree_state(),
+            "sizes": sizes.__dict__,
+            "versions": versions,
+            "quick": args.quick,
+            "stacks": results,
+        },
     )
     print(f"results: {out}")
     return out
