@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet import reactor
 
-from . import origins
+from . import origins, output_limit
+from .counters import count
 from .fallback_session import CONNECTING, FallbackSession
 from .fallback_wire import (
     OPEN,
@@ -137,6 +138,9 @@ class FallbackRequest:
         self.session: FallbackSession | None = None
         self.timer: Any = None
         self.streaming = False  # an SSE response has started
+        self.written = 0  # bytes of the event stream written (with their chunk framing)
+        self.acked = 0  # of those, acknowledged by the client at the last ping
+        self.outstanding = False  # some were not acknowledged at the last ping
         self.limit = CLOSE_BODY_LIMIT
         try:
             self.route = route(method, target, hub.prefix)
@@ -246,10 +250,8 @@ class FallbackRequest:
                 (b"server", self.server.server_header),
             ]
             opened = {"session": session.session_id, "transport": SSE, "ping": self.server.config.ping_interval}
-            self.protocol.send(
-                h11.Response(status_code=200, headers=headers, reason=b"OK"),
-                h11.Data(data=sse_event(name="session", data=opened)),
-            )
+            self.protocol.send(h11.Response(status_code=200, headers=headers, reason=b"OK"))
+            self._stream(sse_event(name="session", data=opened))
             self._count(200)
             session.attach(self)
         else:
@@ -272,16 +274,47 @@ class FallbackRequest:
             return
         if self.streaming:
             if events:
-                self.protocol.send(h11.Data(data=b"".join(sse_event(event) for event in events)))
+                self._stream(b"".join(sse_event(event) for event in events))
             return
         self._cancel_timer()
         self.respond(200, encode_json({"events": events}))
         if self.session is not None:
             self.session.carrier_done(self)
 
+    def _stream(self, data: bytes) -> None:
+        """Write part of the event stream, counting the bytes as they go on the wire (see `ping`)."""
+        if self.protocol.conn is not None and self.protocol.conn.their_http_version == b"1.1":
+            self.written += len(data) + len(b"%x" % len(data)) + 4  # h11's chunk framing: SIZE CRLF data CRLF
+        else:
+            self.written += len(data)
+        self.protocol.send(h11.Data(data=data))
+
     def ping(self) -> None:
-        if self.streaming and not self.gone:
-            self.protocol.send(h11.Data(data=SSE_PING))
+        """Every `--ping-interval`: a comment line, unless the client acknowledged nothing since the last one.
+
+        A WebSocket client answers pings; an SSE client cannot. Instead the
+        kernel says how much of what was written the client has not
+        acknowledged (`output_limit.unsent_bytes`): a client that had bytes
+        outstanding at the last ping and has acknowledged none of them since
+        (its laptop closed, its network gone) is dropped, so its consumer
+        hears the disconnect within two ping intervals, not when TCP gives up
+        (many minutes).
+        """
+        if not self.streaming or self.gone:
+            return
+        unsent = output_limit.unsent_bytes(self.protocol.transport)
+        acked = self.written - unsent
+        if unsent and self.outstanding and acked <= self.acked:
+            logger.info(
+                "SSE client %s acknowledged nothing for %ss: dropping it",
+                self.info.client,
+                self.server.config.ping_interval,
+            )
+            count(self.server, "fallback_sse_stalled")
+            self.protocol.transport.abortConnection()
+            return
+        self.outstanding, self.acked = bool(unsent), acked
+        self._stream(SSE_PING)
 
     def end(self) -> None:
         if self.gone:

@@ -369,3 +369,31 @@ def test_expect_100_continue_and_the_open_sockets_gauge(start_server, worker_lay
     port = re.search(r"Metrics on http://127\.0\.0\.1:(\d+)/metrics", server.output()).group(1)
     metrics = request(int(port), "GET", "/metrics")[2].decode()
     assert 'channels_interface_connections{type="websocket"} 1.0' in metrics, metrics
+
+
+def test_an_sse_client_that_acknowledges_nothing_is_dropped_within_two_pings(start_server, worker_layer):
+    """SSE has no pong: a client with bytes outstanding that acknowledges none of them for a ping interval is gone."""
+    server = start_server("--ping-interval", "0.3")
+    # A live client under steady traffic stays: it acknowledges as it reads.
+    live, connect = open_sse(server, worker_layer)
+    for n in range(40):
+        worker_layer.send(connect["reply_channel"], {"text": f"{n} " + "z" * 3000})
+        assert live.next_event()["data"]["id"] == n + 1
+        time.sleep(0.03)
+    # One that stops reading (a small receive buffer, then nothing): its bytes stay in the server's send queue.
+    stalled = socket.socket()
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.connect(("127.0.0.1", server.port))
+    stalled.sendall(f"GET {PREFIX}sse/ws/echo/ HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+    stalled_connect = receive(worker_layer, "websocket.connect")
+    worker_layer.send(stalled_connect["reply_channel"], {"accept": True})
+    assert stalled.recv(100).startswith(b"HTTP/1.1 200 ")
+    for _ in range(60):
+        worker_layer.send(stalled_connect["reply_channel"], {"text": "w" * 4000})
+    started = time.monotonic()
+    disconnect = receive(worker_layer, "websocket.disconnect", timeout=10)
+    assert (disconnect["reply_channel"], disconnect["code"]) == (stalled_connect["reply_channel"], 1006)
+    assert time.monotonic() - started < 3
+    stalled.close()
+    assert disconnects_for(worker_layer, connect["reply_channel"], 0.5) == []  # the live one is still there
+    assert live.send(server.port, 1, [{"text": "still here"}]) == 204
