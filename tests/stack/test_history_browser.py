@@ -4,7 +4,8 @@ The page joins /history/r1/ (its connect consumer is `@resume_groups("hist-{room
 the test broadcasts on the layer, stops the interface server, broadcasts
 more while the page is cut off, starts it again: the bridge reconnects with
 `?since=`, gets exactly what it missed, in order, then live messages. With
-the history lost meanwhile it is told `recovered: false`.
+the history lost meanwhile it is told `recovered: false`. WebSocket only
+(`fallbackTransports: []`): resuming over the fallback transports is their tests' part.
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ def test_the_bridge_resumes_a_group_stream_after_the_server_restarts(debug_stack
     page = browser.page()
     page.goto(debug_stack.url + "/bridge/")
     page.wait_for("window.WebSocketBridgeClass !== undefined")
-    page.evaluate("window.start('/history/r1/', {minReconnectionDelay: 200, maxReconnectionDelay: 500})")
+    page.evaluate(
+        "window.start('/history/r1/', {minReconnectionDelay: 200, maxReconnectionDelay: 500, fallbackTransports: []})"
+    )
     page.evaluate("window.statuses = []; window.bridge.resumed(s => window.statuses.push(s))")
     page.wait_for("window.statuses.length === 1")  # a new client: told the position, nothing to recover
     first = page.evaluate("window.statuses[0]")
