@@ -36,7 +36,12 @@ const h = (group, epoch, offset, text) => ({ history: { group, epoch, offset }, 
 
 test("history frames reach listen() as their text; the last position per group comes back as ?since=", async () => {
   const { Scripted, made } = scripted();
-  const bridge = new WebSocketBridge({ WebSocket: Scripted, minReconnectionDelay: 5, maxReconnectionDelay: 5 });
+  const bridge = new WebSocketBridge({
+    WebSocket: Scripted,
+    minReconnectionDelay: 5,
+    maxReconnectionDelay: 5,
+    fallbackTransports: [],
+  });
   const got = [];
   const statuses = [];
   bridge.connect("ws://x/ws/room/?user=1");
