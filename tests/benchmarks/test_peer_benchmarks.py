@@ -6,7 +6,8 @@ print each figure beside its peer with the ratio, lose no broadcast on our stack
 results file and draw its charts. No skip: a machine that cannot reach PyPI or npm fails here.
 
 Slow (the first run installs the peers; each starts servers, wrk and hundreds of WebSockets) and
-alone (they load both cores, which would turn other tests' timings into noise).
+alone (they load both cores, which would turn other tests' timings into noise). A last test shows
+that without a reachable index the install raises with pip's words rather than skipping.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-pytestmark = [pytest.mark.slow, pytest.mark.alone]
 
 
 def run_quick(script: str, tmp_path: Path) -> tuple[str, dict]:
@@ -41,6 +41,8 @@ def ratio_line(text: str, measure: str) -> re.Match:
     return found
 
 
+@pytest.mark.slow
+@pytest.mark.alone
 def test_peers_bench_quick_prints_each_figure_beside_its_peer(tmp_path):
     text, results = run_quick("peers_bench.py", tmp_path)
     for measure in (
@@ -64,6 +66,8 @@ def test_peers_bench_quick_prints_each_figure_beside_its_peer(tmp_path):
         assert (tmp_path / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
+@pytest.mark.alone
 def test_shootout_bench_quick_steps_both_stacks_and_loses_no_broadcast(tmp_path):
     text, results = run_quick("shootout_bench.py", tmp_path)
     ours, peer = results["stacks"]["ours"], results["stacks"]["channels4"]
@@ -76,3 +80,19 @@ def test_shootout_bench_quick_steps_both_stacks_and_loses_no_broadcast(tmp_path)
     if peer["done"]["maxClients"]:
         ratio_line(text, "shootout clients at p95 <= 500 ms (vs Channels 4)")
     assert (tmp_path / "shootout.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.slow  # creates a venv: ~15 s on this box
+def test_peer_venv_install_fails_loudly_without_an_index(tmp_path, monkeypatch):
+    """No registry: `ensure_venv` raises with pip's own words instead of letting a benchmark skip its peers."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import peer_env
+
+    monkeypatch.setattr(peer_env, "VENV", tmp_path / "venv")
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no configured index or local wheel directory
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # the discard port: refused at once
+    monkeypatch.setenv("PIP_RETRIES", "0")
+    monkeypatch.setenv("PIP_TIMEOUT", "2")
+    with pytest.raises(peer_env.PeerEnvError, match=r"is PyPI reachable\?[\s\S]*gunicorn"):
+        peer_env.ensure_venv(quiet=True)
+    assert not (tmp_path / "venv" / "requirements.sha256").exists()  # the next run tries again
