@@ -52,9 +52,9 @@ MEM_LEVEL = 8
 MAX_WINDOW_BITS = 15
 
 SHARED_ENTRIES = 64
-"""Messages whose shared frames are kept at most (the oldest is forgotten first)."""
+"""Shared frames and first-sight marks `SharedFrames` keeps at most (the oldest is forgotten first)."""
 SHARED_BYTES = 8 * 1024 * 1024
-"""Bytes of messages (and their frames) kept at most by `SharedFrames`."""
+"""Bytes (messages, their frames and the window tails they leave) `SharedFrames` keeps at most."""
 SHARED_LARGEST = 1024 * 1024
 """A message longer than this is never shared: keeping it would push out all the others."""
 
