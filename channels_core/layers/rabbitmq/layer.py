@@ -14,7 +14,7 @@ import pika
 from .. import names, reliable
 from ..base import BaseChannelLayer
 from ..capacity import Rule
-from ..errors import LayerConnectionError
+from ..errors import ChannelFull, LayerConnectionError
 from ..serialization import UndecodableMessage
 from .declare import Declarer, queue_arguments_for
 from .flush import flush_prefix
@@ -24,6 +24,8 @@ from .publisher import Publisher
 from .queues import queue_name
 from .receiver import Receiver
 from .settings import connection_parameters, resolve_url
+from .stats import GLOBAL, StatsBook, flush_stats, stats_name
+from .stats import PUBLISH_INTERVAL as _STATS_INTERVAL
 
 logger = logging.getLogger("channels_core.layers.rabbitmq")
 
@@ -42,16 +44,18 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     `prefetch_normal` and `prefetch_single` bound how many deliveries one
     process holds unacknowledged per normal channel and per `?`/`!` queue
     (see `.receiver` for why that loses and duplicates nothing).
-    `confirm_acks=False` trades one round trip per receive for a duplicate
-    in the rare case a connection breaks as a message is taken (`.receiver`).
+    `confirm_acks=False` trades one round trip per receive from a normal
+    channel for a duplicate in the rare case a connection breaks as a
+    message is taken (`.receiver`; `?` and `!` queues never need it).
 
     Each instance opens two connections, one to send (confirm mode, shared
     under a lock) and one to receive (driven by the receiving caller or a
     background thread, see `.receiver`), so any number of threads may call
-    it. Groups and ordering: `.groups`, `.ordering`.
+    it; a third, for reading statistics, opens at the first read. Groups,
+    ordering and statistics: `.groups`, `.ordering`, `.stats`.
     """
 
-    extensions = ["groups", "flush", "batch", "ordering", "queue_wait"]
+    extensions = ["groups", "flush", "batch", "ordering", "queue_wait", "statistics"]
 
     def __init__(
         self,
@@ -93,6 +97,11 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         self._groups = GroupBroker(prefix, group_expiry)
         self._orders = OrderStates(prefix, group_expiry)
         self._publisher.on_reset.append(self._groups.reset)
+        self._stats = StatsBook(prefix)
+        # Statistics are read on a connection of their own, opened at the first read: an interface server's
+        # health probe reads them every second, and must not hold up its sends for the read's round trips.
+        self._stats_reader = Publisher(parameters("statistics"), Declarer(prefix, self.queue_expiry, arguments_for))
+        self._stats_timer: threading.Timer | None = None
 
         def prefetch_for(queue: str) -> int:
             single = queue.endswith("!") or "?" in queue[len(prefix) :]
@@ -106,7 +115,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             prefetch_for,
             idle_cancel,
             confirm_acks,
-            self._publisher.keepalive,
+            self._keepalive,
         )
 
     # -- sending ---------------------------------------------------------------
@@ -116,9 +125,15 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         names.validate_channel_name(channel)
         body = self.serializer.dumps(message)
         list_name = names.list_name(channel)
-        self._publisher.publish(
-            queue_name(self.prefix, list_name), body, self._properties(channel), self._full_message(channel)
-        )
+        try:
+            self._publisher.publish(
+                queue_name(self.prefix, list_name), body, self._properties(channel), self._full_message(channel)
+            )
+        except ChannelFull:
+            self._stats.count(list_name, full=1)
+            raise
+        self._stats.count(list_name, messages=1)
+        self._stats_due()
 
     def send_many(self, channel: str, messages: Sequence[dict]) -> None:
         """Send `messages` to `channel` in order, all or none (see `Publisher.publish_many` for the one race)."""
@@ -127,13 +142,19 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         if not bodies:
             return
         list_name = names.list_name(channel)
-        self._publisher.publish_many(
-            queue_name(self.prefix, list_name),
-            bodies,
-            self._properties(channel),
-            self.capacity_rules.get(list_name),
-            self._full_message(channel),
-        )
+        try:
+            self._publisher.publish_many(
+                queue_name(self.prefix, list_name),
+                bodies,
+                self._properties(channel),
+                self.capacity_rules.get(list_name),
+                self._full_message(channel),
+            )
+        except ChannelFull:
+            self._stats.count(list_name, full=1)
+            raise
+        self._stats.count(list_name, messages=len(bodies))
+        self._stats_due()
 
     @staticmethod
     def _properties(channel: str) -> pika.BasicProperties:
@@ -313,10 +334,79 @@ class RabbitMQChannelLayer(BaseChannelLayer):
             )
 
         with self._publisher.lock:
-            deleted = self._publisher.run(flush)
+            deleted = self._publisher.run(flush) + self._publisher.run(lambda amqp: flush_stats(amqp, self.prefix))
             self._publisher.declarer.reset()
             self._groups.reset()
+            self._stats.forget()
         return deleted
+
+    # -- statistics (see `.stats`: others' counts are up to a second late) ---------------
+
+    def global_statistics(self) -> dict[str, int]:
+        """`messages_count` and `channel_full_count` over every process (others' up to a second late)."""
+        messages, full = self._read_stats().get(GLOBAL, (0, 0))
+        return {"messages_count": messages, "channel_full_count": full}
+
+    def channel_statistics(self, channel: str) -> dict[str, float]:
+        """`channel`'s counters and `messages_pending` (ready in its queue); no `messages_max_age` (`.stats`)."""
+        names.validate_channel_name(channel)
+        list_name = names.list_name(channel)
+        messages, full = self._read_stats().get(stats_name(list_name), (0, 0))
+        reader = self._stats_reader
+
+        def pending(_amqp) -> int:
+            probe = reader.extra_channel("probe")
+            try:
+                return probe.queue_declare(queue_name(self.prefix, list_name), passive=True).method.message_count
+            except pika.exceptions.ChannelClosedByBroker as exc:
+                if exc.reply_code != NOT_FOUND:
+                    raise
+                return 0  # never declared, expired or flushed: nothing waits
+
+        with reader.lock:
+            waiting = reader.run(pending)
+        return {"messages_count": messages, "channel_full_count": full, "messages_pending": waiting}
+
+    def _read_stats(self) -> dict[str, list[int]]:
+        reader = self._stats_reader
+
+        def attempt():
+            with reader.lock:
+                return reader.run(lambda _amqp: self._stats.read(lambda: reader.extra_channel("stats")))
+
+        return wait_for_lock(attempt)
+
+    def _publish_stats(self) -> None:
+        with self._publisher.lock:
+            self._publisher.run(self._stats.publish)
+
+    def _stats_due(self) -> None:
+        """After counting: publish now if the last snapshot is a second old, else make sure one follows."""
+        if self._stats.due():
+            self._publish_stats()
+        elif self._stats_timer is None:
+            # A process that only sends has no receiving thread to publish its counts a second later.
+            timer = self._stats_timer = threading.Timer(_STATS_INTERVAL, self._timed_stats)
+            timer.daemon = True
+            timer.start()
+
+    def _timed_stats(self) -> None:
+        self._stats_timer = None
+        try:
+            self._publish_stats()
+        except LayerConnectionError:
+            pass  # the next send reconnects; the counts go with the next snapshot
+
+    def _keepalive(self) -> None:
+        """Every second from the receiving thread: the sending connection's heartbeats, and a due snapshot."""
+        self._publisher.keepalive()
+        if self._stats.due() and self._publisher.lock.acquire(blocking=False):
+            try:
+                self._publisher.run(self._stats.publish)
+            except LayerConnectionError:
+                pass  # the next send reconnects; the counts go with the next snapshot
+            finally:
+                self._publisher.lock.release()
 
     # -- for operators -------------------------------------------------------------
 
@@ -334,8 +424,17 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         return self._receiver.lost_in_flight
 
     def close(self) -> None:
+        timer = self._stats_timer
+        if timer is not None:
+            timer.cancel()
+        if self._stats.dirty:
+            try:
+                self._publish_stats()  # this process's last counts, for the others to read
+            except LayerConnectionError:
+                pass
         self._receiver.close()
         self._publisher.close()
+        self._stats_reader.close()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} prefix={self.prefix!r} expiry={self.expiry} capacity={self.capacity}>"

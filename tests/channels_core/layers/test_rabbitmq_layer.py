@@ -13,7 +13,7 @@ import time
 import pika
 import pytest
 
-from channels_core.layers import LayerConfigurationError
+from channels_core.layers import ChannelFull, LayerConfigurationError
 from channels_core.layers.rabbitmq import RabbitMQChannelLayer, RabbitmqChannelLayer
 from channels_core.layers.rabbitmq.flush import flush_prefix
 from channels_core.layers.rabbitmq.settings import DEFAULT_URL, connection_parameters, resolve_url
@@ -503,3 +503,38 @@ def test_a_caller_whose_job_was_handed_over_drives_its_next_calls_itself(make_la
     for _ in range(6):
         layer.receive(["handoff.test"])
     assert drivers.count(False) >= 4, drivers
+
+
+def _eventually(read, expected, timeout: float = 4.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        got = read()
+        if got == expected or time.monotonic() > deadline:
+            return got
+        time.sleep(0.1)
+
+
+def test_statistics_add_up_every_process_and_a_flush_starts_them_again(make_layer):
+    """Two layers, two connections, two stats books: each reads the other's counts from its snapshot queue."""
+    one, two = make_layer(capacity=3), make_layer(capacity=3)
+    for _ in range(3):
+        one.send("sx.test", {})  # the first is published at once, the others by a timer a second later
+    with pytest.raises(ChannelFull):
+        two.send("sx.test", {})
+    two.send("sx.reply?abc", {})
+    two.send("sx.reply?def", {})
+    everyone = {"messages_count": 5, "channel_full_count": 1}
+    assert _eventually(two.global_statistics, everyone) == everyone
+    assert _eventually(one.global_statistics, everyone) == everyone
+    assert two.global_statistics() == everyone  # reading put every snapshot back
+    assert one.channel_statistics("sx.test") == {"messages_count": 3, "channel_full_count": 1, "messages_pending": 3}
+    assert one.channel_statistics("sx.reply?zzz")["messages_count"] == 2  # reply channels count under "sx.reply?"
+    assert one.channel_statistics("sx.never")["messages_pending"] == 0
+    two.flush()
+    assert two.global_statistics() == {"messages_count": 0, "channel_full_count": 0}
+    one.send("sx.after", {})  # counted, then lost: its snapshot finds the queue gone and starts from zero
+    time.sleep(1.5)
+    one.send("sx.after", {})
+    one.send("sx.after", {})
+    after = {"messages_count": 2, "channel_full_count": 0}
+    assert _eventually(two.global_statistics, after) == after
