@@ -64,7 +64,8 @@ return value
 )
 
 # KEYS: the group's presence hash, this shard's lease expiry zset, its swept zset
-# ARGV: group_expiry_s  -> flat (channel, value) pairs of the live members
+# ARGV: group_expiry_s  -> the live members in one string, each channel "\n" len(value) "\n" value
+# (one bulk reply: parsing 10,000 replies for 5,000 members cost more than the script)
 # Records older than group_expiry go (as group memberships do); those of a server whose lease
 # expired or was swept are left out (the sweep removes them and sends their leave events).
 PRESENCE_MEMBERS = Script(
@@ -94,15 +95,14 @@ for i = 1, #entries, 2 do
       end
     end
     if not gone then
-      out[#out + 1] = channel
-      out[#out + 1] = value
+      out[#out + 1] = channel .. '\\n' .. #value .. '\\n' .. value
     end
   end
 end
 for i = 1, #stale, 1000 do  -- unpack has a stack limit
   redis.call('HDEL', KEYS[1], unpack(stale, i, math.min(i + 999, #stale)))
 end
-return out
+return table.concat(out)
 """,
 )
 
@@ -219,12 +219,31 @@ class RedisPresence:
             calls.append((shard, [keys.key_on(shard.index, "presence:" + group), expiry, swept], (self._group_ttl,)))  # type: ignore[attr-defined]
         out = []
         for reply in self._evalsha_each(PRESENCE_MEMBERS, calls):  # type: ignore[attr-defined]
-            for i in range(0, len(reply), 2):
-                try:
-                    out.append(self._presence_member(reply[i].decode("ascii"), reply[i + 1])[0])
-                except Exception as exc:  # another deployment's keys, or garbage: skip that one
-                    logger.debug("Skipped an unreadable presence record (%s: %s)", type(exc).__name__, exc)
+            out += self._parse_members(reply or b"")
         out.sort(key=lambda member: member.joined)
+        return out
+
+    def _parse_members(self, data: bytes) -> list[Member]:
+        """The members PRESENCE_MEMBERS packed into one string."""
+        out = []
+        loads = self.serializer.loads  # type: ignore[attr-defined]
+        find = data.find
+        start, end = 0, len(data)
+        while start < end:
+            nl = find(b"\n", start)
+            size_end = find(b"\n", nl + 1)
+            if nl < 0 or size_end < 0:
+                break
+            value_start = size_end + 1
+            value_end = value_start + int(data[nl + 1 : size_end])
+            channel = data[start:nl].decode("ascii")
+            joined_end = find(b"\n", value_start, value_end)
+            start = value_end
+            try:
+                record = loads(data[joined_end + 1 : value_end])
+                out.append(Member(channel, record.get("u"), int(data[value_start:joined_end]) / 1000, record.get("i")))
+            except Exception as exc:  # another deployment's keys, or garbage: skip that one
+                logger.debug("Skipped an unreadable presence record (%s: %s)", type(exc).__name__, exc)
         return out
 
     def _presence_sweep(self) -> int:
