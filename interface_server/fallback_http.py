@@ -313,8 +313,10 @@ class FallbackRequest:
             count(self.server, "fallback_sse_stalled")
             self.protocol.transport.abortConnection()
             return
-        self.outstanding, self.acked = bool(unsent), acked
         self._stream(SSE_PING)
+        # Measured after the ping too: an idle client that vanished is found at the next ping, not the one after.
+        unsent = output_limit.unsent_bytes(self.protocol.transport)
+        self.outstanding, self.acked = bool(unsent), self.written - unsent
 
     def end(self) -> None:
         if self.gone:
