@@ -126,12 +126,14 @@ class Decoder:
         out = []
         now = clock.now_ms() if now_ms is None else now_ms
         wait = (now - (deadline - self.expiry_ms)) / 1000
-        shared = None  # a history message is decoded and wrapped once per element, copied per socket
+        shared = None  # a flat history message is decoded and wrapped once per element, copied per socket
         for channel in channels[:limit]:
-            if mark and shared is not None:
+            if shared is not None:
                 message = dict(shared)
             else:
-                message = shared = self._decode(channel, payload, mark)
+                message = self._decode(channel, payload, mark)
+                if mark and message is not None and all(isinstance(v, _FLAT) for v in message.values()):
+                    shared = message
             if message is not None:
                 out.append((channel, message))
                 self.waits.add(wait)
@@ -207,6 +209,10 @@ class Decoder:
             return None
         message = self._decode(channel, payload)
         return None if message is None else envelope(message, *position)
+
+
+_FLAT = (str, bytes, int, float, bool, type(None))
+"""Values a shallow copy cannot share mutably between the sockets of one fanned-out element."""
 
 
 def _queue_of(channel: str) -> str:
