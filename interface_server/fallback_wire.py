@@ -23,7 +23,8 @@ parameter `lastEventId` (EventSource cannot set headers) becomes the
 Every event (server to client) is one JSON object: `{"id": n, "text": s}`,
 `{"id": n, "bytes": base64}` or `{"id": n, "close": code}`, `n` counting
 from 1 in each session; over SSE it is an event's `data:` line, with `n`
-also as its `id:`.
+also as its `id:`. An SSE response starts with `event: session`, whose data
+is `{"session": id, "transport": "sse", "ping": seconds}`.
 """
 
 from __future__ import annotations
@@ -159,7 +160,7 @@ def encode_json(value: Any) -> bytes:
 
 
 def sse_event(event: dict[str, Any] | None = None, name: str | None = None, data: Any = None) -> bytes:
-    """One Server-Sent Event: a socket event (with its id), or a named control event (`session`: the session id, sent first)."""
+    """One Server-Sent Event: a socket event (with its id), or a named one (`session`, sent first, with the id)."""
     if event is not None:
         return b"id: %d\ndata: %s\n\n" % (event["id"], encode_json(event))
     return b"event: %s\ndata: %s\n\n" % (name.encode("ascii"), encode_json(data))
