@@ -17,7 +17,11 @@ from tests.support.waiting import wait_for
 from worker import Worker, WorkerGroup
 
 REDELIVER = 0.4
-SETTINGS = {"jobs": {"max_deliveries": 3, "dead_letter": "jobs.dead", "redeliver_after": REDELIVER}}
+LONG_REDELIVER = 1.0  # where a stalled heartbeat would fail the test: room for a loaded machine
+
+
+def settings(redeliver_after: float) -> dict:
+    return {"jobs": {"max_deliveries": 3, "dead_letter": "jobs.dead", "redeliver_after": redeliver_after}}
 
 
 class Runs:
@@ -40,11 +44,11 @@ class Runs:
 def make(request, redis_url, key_prefix):
     made = []
 
-    def build(consumer, threads: int = 1, prefetch: int = 1):
+    def build(consumer, threads: int = 1, prefetch: int = 1, redeliver_after: float = REDELIVER):
         if request.param == "memory":
-            raw = InMemoryChannelLayer(blocking_timeout=0.05, at_least_once=SETTINGS)
+            raw = InMemoryChannelLayer(blocking_timeout=0.05, at_least_once=settings(redeliver_after))
         else:
-            raw = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix, at_least_once=SETTINGS)
+            raw = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix, at_least_once=settings(redeliver_after))
         layer = ChannelLayerWrapper(raw, "test", [route("jobs", consumer)])
         if threads > 1:
             worker = WorkerGroup(layer, signal_handlers=False, n_threads=threads, prefetch=prefetch)
@@ -106,12 +110,12 @@ def test_a_job_longer_than_redeliver_after_runs_once_while_its_worker_lives(make
 
     def slow(message):
         runs.add(message)
-        time.sleep(REDELIVER * 3)
+        time.sleep(LONG_REDELIVER * 2.5)
 
-    layer, _ = make(slow, threads=2)
+    layer, _ = make(slow, threads=2, redeliver_after=LONG_REDELIVER)
     layer.send("jobs", {"job": "long"})
     assert wait_for(lambda: runs.seen, timeout=5)
-    time.sleep(REDELIVER * 4)
+    time.sleep(LONG_REDELIVER * 3)
     assert runs.jobs() == ["long"]  # the second thread was free all along: no redelivery reached it
 
 
@@ -138,12 +142,12 @@ def test_prefetched_messages_are_kept_alive_until_their_turn(make):
 
     def slowish(message):
         runs.add(message)
-        time.sleep(REDELIVER * 0.6)
+        time.sleep(LONG_REDELIVER * 0.4)
 
-    layer, _ = make(slowish, prefetch=5)
+    layer, _ = make(slowish, prefetch=5, redeliver_after=LONG_REDELIVER)
     layer.send_many("jobs", [{"job": i} for i in range(5)])
-    # Five jobs of 0.24 s in one batch: the last waits ~1 s, past redeliver_after, yet runs once.
+    # Five jobs of 0.4 s in one batch: the last waits 1.6 s, past redeliver_after, yet runs once.
     assert wait_for(lambda: len(runs.seen) >= 5, timeout=10)
-    time.sleep(REDELIVER * 2)
+    time.sleep(LONG_REDELIVER * 1.5)
     assert sorted(runs.jobs()) == [0, 1, 2, 3, 4]
     assert {count for _, count, _ in runs.seen} == {1}

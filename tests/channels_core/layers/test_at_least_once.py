@@ -138,15 +138,16 @@ def test_without_a_dead_letter_channel_the_message_is_dropped_and_logged(layer, 
     assert "after 2 deliveries" in caplog.text
 
 
-def test_touch_keeps_a_long_job_from_being_handed_out_twice(layer):
+def test_touch_keeps_a_long_job_from_being_handed_out_twice(make_layer):
+    layer = make_layer(redeliver_after=1.0)  # touches every 0.25 s: room for a loaded machine
     layer.send("jobs", {"job": 1})
     message = _take(layer)
     delivery_id = message[DELIVERY_KEY]["id"]
-    for _ in range(4):  # 4 x 0.15 s: twice redeliver_after
-        time.sleep(REDELIVER / 2)
+    for _ in range(8):  # 8 x 0.25 s: twice redeliver_after
+        time.sleep(0.25)
         assert layer.touch("jobs", [delivery_id]) == 1
         assert _nothing(layer, "jobs")
-    time.sleep(REDELIVER + 0.1)  # touches stop: the worker died
+    time.sleep(1.1)  # touches stop: the worker died
     assert _take(layer)[DELIVERY_KEY]["count"] == 2
     assert layer.touch("jobs", [delivery_id]) == 0
 
