@@ -29,10 +29,12 @@ def _redis(prefix: str, hosts: list[str], **options) -> RedisChannelLayer:
     return layer
 
 
-@pytest.fixture(params=["inmemory", "redis", "redis-two-shards", "ipc"])
+@pytest.fixture(params=["inmemory", "redis", "redis-encrypted", "redis-two-shards", "ipc"])
 def layer(request, redis_url, key_prefix):
     if request.param == "inmemory":
         layer = InMemoryChannelLayer(**SETTINGS)
+    elif request.param == "redis-encrypted":  # records go through the serializer: encrypted at rest too
+        layer = _redis(key_prefix, [redis_url], symmetric_encryption_keys=["a-key-of-enough-entropy"])
     elif request.param == "ipc":
         pytest.importorskip("posix_ipc")
         from channels_core.layers.ipc.layer import IPCChannelLayer, shared_objects

@@ -3,7 +3,7 @@
 Keys, on the shard of the member's queue (where its group membership and,
 for an interface server's channel, that server's lease live too):
 
-    prefix + "presence:" + group        hash: channel -> join time (ms) "\\n" record
+    prefix + "presence:" + group        hash: channel -> join time (µs) "\\n" record
     prefix + "presence#of:" + queue      set of group "\\n" channel, for each "server!" queue
     prefix + "presence#holders"          set of the "server!" queues that have records here
 
@@ -28,17 +28,19 @@ from typing import Any
 
 from .. import names
 from ..presence import Member, check_join, decode_record, encode_record, event_message
-from .scripts import _NOW, Script
+from .scripts import _NOW, _NOW_US, Script
 
 logger = logging.getLogger("channels_core.layers.redis")
 
 # KEYS: the group's presence hash [, the queue's "of" set, the holders set]
-# ARGV: channel, group, queue name, record, ttl_s  -> the join time (ms)
+# ARGV: channel, group, queue name, record, ttl_s  -> the join time (microseconds, as a string)
+# Microseconds, not ms: members are listed in join order, and joins a millisecond apart are common.
 PRESENCE_JOIN = Script(
     "presence_join",
-    _NOW
+    _NOW_US
     + """
-redis.call('HSET', KEYS[1], ARGV[1], string.format('%.0f', now) .. '\\n' .. ARGV[4])
+local joined = string.format('%.0f', now_us)
+redis.call('HSET', KEYS[1], ARGV[1], joined .. '\\n' .. ARGV[4])
 redis.call('EXPIRE', KEYS[1], ARGV[5])
 if KEYS[2] then
   redis.call('SADD', KEYS[2], ARGV[2] .. '\\n' .. ARGV[1])
@@ -46,7 +48,7 @@ if KEYS[2] then
   redis.call('SADD', KEYS[3], ARGV[3])
   redis.call('EXPIRE', KEYS[3], ARGV[5])
 end
-return now
+return joined
 """,
 )
 
@@ -72,7 +74,7 @@ PRESENCE_MEMBERS = Script(
     "presence_members",
     _NOW
     + """
-local cutoff = now - tonumber(ARGV[1]) * 1000
+local cutoff = now * 1000 - tonumber(ARGV[1]) * 1000000  -- join times are in microseconds
 local dead = {}
 local out = {}
 local stale = {}
@@ -172,7 +174,7 @@ class RedisPresence:
         """The `Member` a stored value describes, and whether it asked for events."""
         joined, _, payload = value.partition(b"\n")
         record = decode_record(self.serializer, payload)  # type: ignore[attr-defined]
-        member = Member(channel, record.get("u"), int(joined) / 1000, record.get("i"))
+        member = Member(channel, record.get("u"), int(joined) / 1_000_000, record.get("i"))
         return member, bool(record.get("e"))
 
     def presence_join(
@@ -189,7 +191,7 @@ class RedisPresence:
         record = encode_record(self.serializer, user, info, events)  # type: ignore[attr-defined]
         shard, keys = self._presence_keys(group, channel)
         args = (channel, group, names.list_name(channel), record, self._group_ttl)  # type: ignore[attr-defined]
-        joined = int(shard.evalsha(PRESENCE_JOIN, keys, args)) / 1000
+        joined = int(shard.evalsha(PRESENCE_JOIN, keys, args)) / 1_000_000
         if events:
             self.send_group(group, event_message("join", group, Member(channel, user, joined, info)))  # type: ignore[attr-defined]
         self.group_add(group, channel)  # type: ignore[attr-defined]
@@ -241,7 +243,8 @@ class RedisPresence:
             start = value_end
             try:
                 record = loads(data[joined_end + 1 : value_end])
-                out.append(Member(channel, record.get("u"), int(data[value_start:joined_end]) / 1000, record.get("i")))
+                joined = int(data[value_start:joined_end]) / 1_000_000
+                out.append(Member(channel, record.get("u"), joined, record.get("i")))
             except Exception as exc:  # another deployment's keys, or garbage: skip that one
                 logger.debug("Skipped an unreadable presence record (%s: %s)", type(exc).__name__, exc)
         return out
