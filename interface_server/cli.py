@@ -51,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     add("-u", "--unix-socket", default=None, help="listen on this UNIX socket path")
     add("--fd", type=int, action="append", default=[], help="adopt this already-listening file descriptor")
     add(
+        "--processes",
+        type=int,
+        default=1,
+        metavar="N",
+        help="serve the same port(s) from N supervised server processes, one core each (default 1; see "
+        "docs/topics/performance.md). Not with --endpoint",
+    )
+    add(
         "-e",
         "--endpoint",
         action="append",
@@ -495,6 +503,12 @@ def main(argv: list[str] | None = None, layer: Any = None) -> int:
         if layer is None:
             take_layer_path(args)
         config = config_from_args(args, dict(os.environ))
+        if args.processes != 1:
+            from .process_group_cli import group_args_problem  # --processes: process_group_cli.py
+
+            problem = group_args_problem(args, given_layer=layer is not None)
+            if problem:
+                raise UsageError(problem)
         prepare_fds(config.fds)
         if layer is None:
             layer = import_layer(args.channel_layer)
@@ -504,6 +518,19 @@ def main(argv: list[str] | None = None, layer: Any = None) -> int:
         print(f"interface-server: error: {message}", file=sys.stderr)
         return 2
     _setup_logging(args.verbosity, args.log_format)
+    if args.processes != 1:
+        from .process_group_cli import serve_group
+
+        return serve_group(args, config, layer, dict(os.environ), serve)
+    return serve(args, config, layer)
+
+
+def serve(args: argparse.Namespace, config: ServerConfig, layer: Any, started: Any = None) -> int:
+    """Run one server with `config` until it stops (logging already set up); returns the exit code.
+
+    `started(server)`, when given, is called in the reactor once the server
+    listens (a process group's child reports its reply channel and metrics port).
+    """
     access_log = None
     access_class: Any = AccessLogGenerator
     if args.log_format == "json":
@@ -522,6 +549,11 @@ def main(argv: list[str] | None = None, layer: Any = None) -> int:
     from .h11_impl import DESCRIPTION
 
     logger.info("HTTP/1.1 parsing with %s", DESCRIPTION)
+    if started is not None:
+        from twisted.internet import reactor
+
+        # callLater(0): after the startup triggers, among them the one in which server.run() listens.
+        reactor.callWhenRunning(reactor.callLater, 0, started, server)
     server.run()
     return server.exit_code
 

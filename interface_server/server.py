@@ -211,7 +211,7 @@ class Server:
             from .metrics_server import start_metrics  # /metrics, /healthz, /readyz on their own port
 
             try:
-                start_metrics(self)
+                self.metrics_listener = start_metrics(self)  # its port: a process group's parent scrapes it
             except Exception as exc:  # CannotListenError: the port is taken; run() reports it and exits 1
                 return defer.fail(exc)
         return self.listen()

@@ -1,0 +1,143 @@
+"""`interface-server --processes N`: which options combine with it, and the group's start (process_group.py)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .config import ServerConfig
+from .listeners import ListenError, address_of, open_tcp, open_unix, remove_unix
+from .process_group import STOP_MARGIN, ProcessGroup, write_status
+
+logger = logging.getLogger("interface_server.group")
+
+MAX_PROCESSES = 256
+
+
+def group_args_problem(args: argparse.Namespace, given_layer: bool = False) -> str | None:
+    """Why these options cannot run as a process group (the CLI exits 2 with it), or None."""
+    if not 1 <= args.processes <= MAX_PROCESSES:
+        return f"--processes must be 1 to {MAX_PROCESSES}"
+    if args.processes == 1:
+        return None
+    if args.endpoint:
+        # An endpoint string (ssl:, systemd:, ...) is opened by each process's reactor: N processes would
+        # each bind it (the second fails) or each hold their own systemd socket. Only the parent can share one.
+        return (
+            "--endpoint cannot be used with --processes (each process would open it on its own); "
+            "use --port/--bind, --unix-socket or --fd, or one interface-server per endpoint"
+        )
+    if given_layer:
+        return "--processes needs the layer as module.path:attribute (each process imports it)"
+    return None
+
+
+def _listen_options(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str | None, int | None, str | None]:
+    """`(bind, port, unix socket)` as the single-process server would listen (`cli.config_from_args`)."""
+    port = args.port
+    if port is None and environ.get("PORT"):
+        port = int(environ["PORT"])  # config_from_args checked it is a number
+    return args.bind, port, args.unix_socket
+
+
+def open_group_listeners(args: argparse.Namespace, environ: dict[str, str]) -> list[Any]:
+    """The sockets the children share: what `--port`/`--bind`/`$PORT`/`--unix-socket` name (not `--fd`).
+
+    As without `--processes`: TCP when a host or port is given, or when
+    nothing else (no UNIX socket, no `--fd`) is; 127.0.0.1:8000 by default.
+    """
+    bind, port, unix_socket = _listen_options(args, environ)
+    sockets = []
+    try:
+        if bind is not None or port is not None or not (unix_socket or args.fd):
+            sockets.append(open_tcp(bind, port))
+        if unix_socket is not None:
+            sockets.append(open_unix(unix_socket))
+    except ListenError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def serve_group(
+    args: argparse.Namespace,
+    config: ServerConfig,
+    layer: Any,
+    environ: dict[str, str],
+    serve: Callable[..., int],
+) -> int:
+    """Open the sockets, fork `args.processes` children each running `serve(...)` on them; supervise."""
+    import twisted.internet
+
+    if "twisted.internet.reactor" in sys.modules or getattr(twisted.internet, "reactor", None) is not None:
+        # Its epoll instance would be shared by every child: each must install its own after the fork.
+        logger.error("--processes: Twisted's reactor was imported before the fork (by the layer's module?)")
+        return 1
+    try:
+        sockets = open_group_listeners(args, environ)
+    except ListenError as exc:
+        logger.error("Cannot listen: %s", exc)
+        return 1
+    for sock in sockets:
+        logger.info("Process group listening on %s for %d processes", address_of(sock), args.processes)
+    fds = [sock.fileno() for sock in sockets] + list(config.fds)
+    status_dir = Path(tempfile.mkdtemp(prefix="interface-server-group-"))
+    monitor = None
+    if config.metrics_port is not None:
+        from .group_metrics import GroupMonitor  # prometheus_client: only with --metrics-port
+
+        try:
+            monitor = GroupMonitor(config.metrics_host, config.metrics_port, status_dir)
+        except OSError as exc:
+            logger.error("Cannot listen: metrics port %s:%s: %s", config.metrics_host, config.metrics_port, exc)
+            for sock in sockets:
+                sock.close()
+            return 1
+    child_config = dataclasses.replace(
+        config,
+        endpoints=[],
+        fds=fds,
+        # Each child's own metrics on a private port; the parent serves their sum on --metrics-port.
+        metrics_port=0 if config.metrics_port is not None else None,
+        metrics_host="127.0.0.1",
+    )
+
+    def run_child(slot: int) -> int:
+        def started(server: Any) -> None:
+            listener = getattr(server, "metrics_listener", None)
+            status = {
+                "pid": os.getpid(),
+                "slot": slot,
+                "reply_prefix": server.reply_prefix,
+                "metrics_port": listener.getHost().port if listener is not None else None,
+            }
+            write_status(status_dir, slot, status)
+            logger.info("Interface-server process %d is slot %d of the group", os.getpid(), slot)
+
+        return serve(args, dataclasses.replace(child_config, fds=list(fds)), layer, started)
+
+    group = ProcessGroup(
+        run_child,
+        args.processes,
+        sockets,
+        stop_timeout=config.shutdown_grace + STOP_MARGIN,
+        monitor=monitor,
+    )
+    try:
+        return group.run()
+    finally:
+        for sock in sockets:
+            sock.close()
+        if args.unix_socket:
+            remove_unix(args.unix_socket)
+        for path in status_dir.glob("*"):
+            path.unlink()
+        status_dir.rmdir()
