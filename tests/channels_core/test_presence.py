@@ -324,3 +324,13 @@ def test_the_rabbitmq_layer_refuses_presence_by_name():
             group.presence()
     finally:
         layer.close()
+
+
+def test_a_django_anonymous_user_is_recorded_as_none():
+    from django.contrib.auth.models import AnonymousUser
+
+    layer = InMemoryChannelLayer()
+    message = make_message("websocket.connect", layer=layer, reply_channel="srv.a!sock1")
+    message.user = AnonymousUser()
+    Group("room", channel_layer=layer).join(message)
+    assert [(m.channel, m.user) for m in layer.presence_members("room")] == [("srv.a!sock1", None)]
