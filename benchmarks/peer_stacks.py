@@ -25,7 +25,7 @@ import peer_env
 from e2e_bench import WORKER_ARGS, WORKERS, Side, redis_pid
 from harness import BENCH_DIR, ROOT, Child, Run, free_port
 
-from channels_core.test.processes import child_pids, cpu_seconds
+from channels_core.test.processes import ChildProcess, child_pids, cpu_seconds
 
 START_TIMEOUT = 60.0
 CLIENT_JS = BENCH_DIR / "shootout" / "client.mjs"
@@ -129,6 +129,41 @@ class GunicornPeer(Side):
         self.master.stop()
 
 
+class PrivateRedis:
+    """A redis-server of the benchmark's own on a free port (no persistence), stopped at the end.
+
+    On a machine others share, their tests' pauses, flushes and load on the shared Redis would
+    otherwise land in the figures (a channels_redis read timing out closes Channels 4's sockets),
+    and its CPU would not be the benchmark's alone.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        argv = ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "", "--appendonly", "no"]
+        self.child = ChildProcess(argv, label="private redis-server", cwd=ROOT, own_group=True, die_with_parent=True)
+        self.child.wait_for_port(self.port, timeout=START_TIMEOUT)
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+
+    def stop(self) -> None:
+        self.child.stop()
+        self.child.close()
+
+
+def start_redis(args) -> PrivateRedis | None:
+    """With `--private-redis`, start one and point `args.redis_url` at it."""
+    if not getattr(args, "private_redis", False):
+        return None
+    server = PrivateRedis()
+    args.redis_url = server.url
+    return server
+
+
+def teardown(client, private: PrivateRedis | None) -> None:
+    client.close()
+    if private is not None:
+        private.stop()
+
+
 def cpu_of(pids: dict[str, int]) -> dict[str, float]:
     """CPU seconds used so far by each labelled process still alive."""
     return {label: t for label, pid in pids.items() if (t := cpu_seconds(pid)) is not None}
@@ -170,6 +205,8 @@ def node_client(side: Side, run: Run, options: dict[str, object], timeout: float
                 # CPU per message delivered does not depend on the scheduler's share on a busy machine.
                 delivered = event["broadcasts"] * event["clients"] - event["missing"] + event["rtt"]["n"]
                 event["busiest"]["usPerMessage"] = event["serverCpu"][top] / max(delivered, 1) * 1e6
+                event["delivered"] = delivered
+                event["serverUsPerMessage"] = serving / max(delivered, 1) * 1e6
                 event["redisCpuPct"] = event["serverCpu"].get("redis-server", 0.0) / wall * 100 if wall else 0.0
                 event["loadgenCpuPct"] = event["loadgenCpu"] / event["sampleSeconds"] * 100
             yield event

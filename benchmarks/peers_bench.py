@@ -1,6 +1,7 @@
 """Our stack beside the stacks people would pick instead, in one run, on the same app (benchmarks/peerapp).
 
-    python benchmarks/peers_bench.py [--quick] [--plot] [--redis-url URL] [--only http|echo|broadcast]
+    python benchmarks/peers_bench.py [--quick] [--plot] [--redis-url URL | --private-redis]
+        [--only http|echo|broadcast]
 
 The peers come from PyPI into ~/.cache/channels-core-benchmarks/venv-peers (peer_env.py, pinned in
 peers-requirements.txt; the venv shares this interpreter's Django, Twisted and redis-py):
@@ -44,7 +45,18 @@ import redis
 from common import benchmark_parser, millis, percentile, ws_connect
 from e2e_bench import Side, print_cpu, redis_pid
 from harness import ROOT, Run, Target, execute, http_get, load_average, raise_fd_limit, run_wrk, stop_on_signals
-from peer_stacks import Daphne, GunicornPeer, OursStack, cpu_of, node_client, plot, tree_state, write_results
+from peer_stacks import (
+    Daphne,
+    GunicornPeer,
+    OursStack,
+    cpu_of,
+    node_client,
+    plot,
+    start_redis,
+    teardown,
+    tree_state,
+    write_results,
+)
 
 WRK_THREADS = 2
 TARGET_CONNECTIONS = 50  # the HTTP targets are stated at 50 concurrent clients
@@ -275,6 +287,13 @@ def bench_broadcast(run: Run, ours: OursStack, daphne: Daphne, results: dict) ->
         "<= 30 ms" if full else "-",
         a["last"]["p99"] <= 30 if full else None,
     )
+    run.compare(
+        "broadcast server CPU per message delivered (vs Channels 4)",
+        a["serverUsPerMessage"] * 1e-6,
+        b["serverUsPerMessage"] * 1e-6,
+        lambda v: f"{v * 1e6:.1f} us",
+        None,
+    )
     run.compare("broadcast sender RTT p50 (vs Channels 4)", a["rtt"]["p50"] * sec, b["rtt"]["p50"] * sec, millis, None)
     for name, s in steps.items():
         run.figure(
@@ -301,6 +320,11 @@ def bench_broadcast(run: Run, ours: OursStack, daphne: Daphne, results: dict) ->
 def parse_args() -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "shorter runs, 200 sockets, under a minute")
     parser.add_argument("--plot", action="store_true", help="write docs/images/peers_http.png and peers_latency.png")
+    parser.add_argument(
+        "--private-redis",
+        action="store_true",
+        help="start a redis-server of its own on a free port (needs redis-server)",
+    )
     parser.add_argument("--plot-dir", default=str(ROOT / "docs" / "images"), help="where --plot writes its PNGs")
     parser.add_argument("--out", default=str(ROOT / "artifacts" / "peers.json"), help="results file (JSON)")
     parser.add_argument(
@@ -322,6 +346,7 @@ def main() -> int:
     if "broadcast" in parts:
         peer_env.ensure_node()
     versions = peer_env.versions()
+    private = start_redis(args)
     client = redis.Redis.from_url(args.redis_url)
     run = Run(args, sizes, f"peers{os.getpid()}:", client)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
@@ -353,7 +378,7 @@ def main() -> int:
             for path in plot("peers", out, Path(args.plot_dir)):
                 print(f"chart: {path}")
 
-    return execute(run, work, "peer", client.close)
+    return execute(run, work, "peer", lambda: teardown(client, private))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """The websocket-shootout (Hashrocket's `json` protocol, `websocket-bench broadcast`), ours beside Channels 4.
 
-    python benchmarks/shootout_bench.py [--quick] [--plot] [--redis-url URL] [--stacks ours,channels4]
+    python benchmarks/shootout_bench.py [--quick] [--plot] [--redis-url URL | --private-redis] [--stacks ours,channels4]
         [--initial-clients N] [--step-size N] [--limit-clients N] [--concurrent N] [--sample-size N]
 
 Serves benchmarks/peerapp's /shootout/ on each stack in turn, in one run (peer_stacks.py):
@@ -40,7 +40,7 @@ import peer_env
 import redis
 from common import benchmark_parser, columns
 from harness import ROOT, Run, Target, execute, load_average, raise_fd_limit, stop_on_signals
-from peer_stacks import Daphne, OursStack, node_client, plot, tree_state, write_results
+from peer_stacks import Daphne, OursStack, node_client, plot, start_redis, teardown, tree_state, write_results
 
 LIMIT_RTT_MS = 500
 PERCENTILE = 95
@@ -173,6 +173,16 @@ def report(run: Run, results: dict[str, dict]) -> None:
                     f"the load generator used {step['loadgenCpuPct']:.0f}% of a CPU at {step['clients']:,} clients"
                     f" on {who}: it may be the bottleneck there"
                 )
+    if ours and peer and ours["steps"] and peer["steps"]:
+        # CPU per message does not depend on the share of the CPU the scheduler gave each stack.
+        a, b = ours["steps"][0], peer["steps"][0]
+        run.compare(
+            f"shootout server CPU per message delivered at {a['clients']:,} clients (vs Channels 4)",
+            a["serverUsPerMessage"] * 1e-6,
+            b["serverUsPerMessage"] * 1e-6,
+            lambda v: f"{v * 1e6:.1f} us",
+            None,
+        )
     if ours and peer:
         # The two stacks side by side at each client count both reached.
         both = sorted({s["clients"] for s in ours["steps"]} & {s["clients"] for s in peer["steps"]})
@@ -200,6 +210,11 @@ def parse_args() -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "100-300 clients in steps of 100, under a minute")
     parser.add_argument("--plot", action="store_true", help="write docs/images/shootout.png")
     parser.add_argument("--stacks", default="ours,channels4", help="comma-separated: ours, channels4")
+    parser.add_argument(
+        "--private-redis",
+        action="store_true",
+        help="start a redis-server of its own on a free port (needs redis-server)",
+    )
     parser.add_argument("--plot-dir", default=str(ROOT / "docs" / "images"), help="where --plot writes its PNGs")
     parser.add_argument("--out", default=str(ROOT / "artifacts" / "shootout.json"), help="results file (JSON)")
     for option in ("initial-clients", "step-size", "limit-clients", "concurrent", "sample-size"):
@@ -224,6 +239,7 @@ def main() -> int:
         peer_env.ensure_venv()
     peer_env.ensure_node()
     versions = peer_env.versions() if "channels4" in args.stacks else {}
+    private = start_redis(args)
     client = redis.Redis.from_url(args.redis_url)
     run = Run(args, sizes, f"shootout{os.getpid()}:", client)
     print(f"{load_average()} before the run (a shared 2-core machine: other work may run beside it)")
@@ -246,7 +262,7 @@ def main() -> int:
             for path in plot("shootout", out, Path(args.plot_dir)):
                 print(f"chart: {path}")
 
-    return execute(run, work, "Channels 4", client.close)
+    return execute(run, work, "Channels 4", lambda: teardown(client, private))
 
 
 def write_results_file(args: argparse.Namespace, sizes: Sizes, versions: dict, results: dict) -> os.PathLike:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_quick(script: str, tmp_path: Path) -> tuple[str, dict]:
     out = tmp_path / "results.json"
     argv = [sys.executable, str(ROOT / "benchmarks" / script), "--quick", "--plot"]
-    argv += ["--plot-dir", str(tmp_path), "--out", str(out)]
+    argv += ["--plot-dir", str(tmp_path), "--out", str(out), "--private-redis"]  # no other test's keys or pauses
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=900, env=dict(os.environ))
     text = done.stdout + done.stderr
     assert done.returncode == 0, text[-4000:]
@@ -51,6 +51,8 @@ def test_peers_bench_quick_prints_each_figure_beside_its_peer(tmp_path):
         "WS echo RTT p50 (vs Channels 4)",
         "WS echo RTT p99 (vs Channels 4)",
         "broadcast to last of 200 p99 (vs Channels 4)",
+        "broadcast server CPU per message delivered (vs Channels 4)",
+        "HTTP req/s per fully busy CPU at 50 clients (vs gunicorn)",
     ):
         ratio_line(text, measure)
     assert results["versions"]["gunicorn"] and results["versions"]["channels"].startswith("4.")
@@ -77,6 +79,7 @@ def test_shootout_bench_quick_steps_both_stacks_and_loses_no_broadcast(tmp_path)
     assert all(s["broadcasts"] == 20 and s["rtt"]["n"] == 20 for s in ours["steps"])
     assert ours["done"]["maxClients"] >= 100, ours["done"]
     assert "shootout clients at p95 <= 500 ms, ours" in text
+    ratio_line(text, "shootout server CPU per message delivered at 100 clients (vs Channels 4)")
     if peer["done"]["maxClients"]:
         ratio_line(text, "shootout clients at p95 <= 500 ms (vs Channels 4)")
     assert (tmp_path / "shootout.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
