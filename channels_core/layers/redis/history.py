@@ -161,6 +161,7 @@ HISTORY_APPEND = Script(
     _NOW
     + _STATE
     + """
+redis.call('EXISTS', KEYS[1] .. '#h', KEYS[1] .. '#hm')  -- see TOUCH_FIRST in scripts.py
 local epoch, last = history_append(KEYS[1] .. '#h', KEYS[1] .. '#hm', ARGV[1], ARGV[2], tonumber(ARGV[3]))
 return {epoch, last}
 """,
