@@ -126,3 +126,21 @@ def test_the_bridge_resumes_a_group_stream_over_sse_after_the_server_restarts(
     finally:
         layer.flush()
         layer.close()
+
+
+def test_long_polling_reconnects_after_the_server_restarts_and_sends_what_was_queued(debug_stack, browser):
+    page = page_without(browser, debug_stack, BLOCKED)
+    page.evaluate("window.start('/ws/bridge/', {minReconnectionDelay: 200, maxReconnectionDelay: 500})")
+    page.wait_for("window.bridge.socket.readyState === 1")
+    echo_round_trip(page, 1)
+    port = debug_stack.server.port
+    debug_stack.server.stop()
+    page.wait_for("window.bridge.socket.readyState === 3", timeout=20)
+    page.evaluate("window.bridge.send({queued: true})")  # sent while down: waits for the reconnection
+    debug_stack.server = ServerProcess("tests.project.asgi:channel_layer", [], env=debug_stack.env, port=port)
+    debug_stack.server.start()
+    page.wait_for("window.received.some(r => r.default && r.default.queued)", timeout=30)
+    assert page.evaluate("window.bridge.transport") == "poll"
+    assert page.evaluate("window.bridge.socket.retries") == 0
+    echo_round_trip(page, 2)
+    assert page.console_errors() == []
