@@ -2,12 +2,10 @@
 
 One interface-server process runs one reactor on one core. `ProcessGroup`
 lets one command use several: the parent opens the listening sockets
-(`listeners.open_listeners`, or the `--fd` it was given) before forking, and
-every child adopts the same sockets (`reactor.adoptStreamPort`, as `--fd`
-does), so the kernel hands each new connection to whichever child accepts it
-first. A shared socket rather than one `SO_REUSEPORT` socket per child: a
-connection waiting in the backlog is never reset when a child dies (the
-others take it), and a UNIX socket works the same way.
+(`listeners.GroupListeners`) before forking, and each child adopts its
+own (`reactor.adoptStreamPort`, as `--fd` does): for TCP one `SO_REUSEPORT`
+socket per child on the same port, so the kernel spreads connections evenly;
+a UNIX socket and `--fd` are shared by all children.
 
 Each child is a whole server of its own: its own reactor, its own reply
 channel (`interface.response.X!`), its own lease (when it dies, a worker's
@@ -83,9 +81,11 @@ def describe_status(status: int) -> str:
 
 
 class ProcessGroup:
-    """Fork `processes` children running `run_child(slot_index)`; replace the dead; stop them on SIGTERM.
+    """Fork `processes` children running `run_child(slot_index, fds)`; replace the dead; stop them on SIGTERM.
 
-    `listeners` are the parent's sockets (closed when stopping, so the
+    `listeners` (a `listeners.GroupListeners`) holds the parent's sockets:
+    `fds(slot)` before each fork, `keep_only(slot)` in the child,
+    `release(slot)` when a child died, `close()` when stopping (so the
     kernel refuses new connections at once rather than queueing them for
     no one). `monitor` (a `group_metrics.GroupMonitor`, or None) hears of
     each start and exit and serves the group's `/metrics`.
@@ -93,9 +93,9 @@ class ProcessGroup:
 
     def __init__(
         self,
-        run_child: Callable[[int], int],
+        run_child: Callable[[int, list[int]], int],
         processes: int,
-        listeners: list[Any],
+        listeners: Any,
         stop_timeout: float,
         monitor: Any = None,
     ) -> None:
@@ -200,6 +200,7 @@ class ProcessGroup:
             slot.pid = None
             if self.monitor is not None:
                 self.monitor.child_exited(slot.index, pid)
+            self.listeners.release(slot.index)
             if self.stopping:
                 logger.info("Interface-server process %d ended (%s)", pid, describe_status(status))
                 continue
@@ -232,9 +233,15 @@ class ProcessGroup:
             with contextlib.suppress(Exception):
                 stream.flush()
         parent = os.getpid()
+        try:
+            fds = self.listeners.fds(slot.index)
+        except Exception as exc:  # ListenError: the port was taken meanwhile; try again later
+            slot.restart_at = time.monotonic() + slot.restarts.next_delay()
+            logger.error("Cannot start interface-server process (slot %d): %s", slot.index, exc)
+            return
         pid = os.fork()
         if pid == 0:
-            self._child(parent, slot)  # never returns
+            self._child(parent, slot, fds)  # never returns
         slot.pid = pid
         slot.started = time.monotonic()
         slot.restart_at = None
@@ -244,9 +251,7 @@ class ProcessGroup:
 
     def _shutdown(self) -> None:
         """Stop accepting, forward SIGTERM, wait for the children's graceful shutdown, SIGKILL stragglers."""
-        for sock in self.listeners:
-            with contextlib.suppress(OSError):
-                sock.close()
+        self.listeners.close()
         for slot in self.slots:
             slot.restart_at = None
         for pid in self.pids():
@@ -277,7 +282,7 @@ class ProcessGroup:
 
     # -- the child -----------------------------------------------------------------------------
 
-    def _child(self, parent: int, slot: Slot) -> None:
+    def _child(self, parent: int, slot: Slot, fds: list[int]) -> None:
         code = 1
         try:
             signal.set_wakeup_fd(-1)
@@ -286,12 +291,13 @@ class ProcessGroup:
             for fd in (self._wakeup_r, self._wakeup_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
+            self.listeners.keep_only(slot.index)
             if self.monitor is not None:
                 self.monitor.close_in_child()
             _die_with_parent(parent)
             if self.stopping:  # SIGTERM reached the parent before this child's handlers existed
                 raise SystemExit(0)
-            code = self.run_child(slot.index)
+            code = self.run_child(slot.index, fds)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
         except BaseException:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import ServerConfig
-from .listeners import ListenError, address_of, open_tcp, open_unix, remove_unix
+from .listeners import GroupListeners, ListenError, remove_unix
 from .process_group import STOP_MARGIN, ProcessGroup, write_status
 
 logger = logging.getLogger("interface_server.group")
@@ -39,32 +39,17 @@ def group_args_problem(args: argparse.Namespace, given_layer: bool = False) -> s
     return None
 
 
-def _listen_options(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str | None, int | None, str | None]:
-    """`(bind, port, unix socket)` as the single-process server would listen (`cli.config_from_args`)."""
+def group_listeners(args: argparse.Namespace, config: ServerConfig, environ: dict[str, str]) -> GroupListeners:
+    """The sockets of the group, from `--port`/`--bind`/`$PORT`/`--unix-socket`/`--fd` as without `--processes`.
+
+    TCP when a host or port is given, or when nothing else (no UNIX socket,
+    no `--fd`) is; 127.0.0.1:8000 by default.
+    """
     port = args.port
     if port is None and environ.get("PORT"):
         port = int(environ["PORT"])  # config_from_args checked it is a number
-    return args.bind, port, args.unix_socket
-
-
-def open_group_listeners(args: argparse.Namespace, environ: dict[str, str]) -> list[Any]:
-    """The sockets the children share: what `--port`/`--bind`/`$PORT`/`--unix-socket` name (not `--fd`).
-
-    As without `--processes`: TCP when a host or port is given, or when
-    nothing else (no UNIX socket, no `--fd`) is; 127.0.0.1:8000 by default.
-    """
-    bind, port, unix_socket = _listen_options(args, environ)
-    sockets = []
-    try:
-        if bind is not None or port is not None or not (unix_socket or args.fd):
-            sockets.append(open_tcp(bind, port))
-        if unix_socket is not None:
-            sockets.append(open_unix(unix_socket))
-    except ListenError:
-        for sock in sockets:
-            sock.close()
-        raise
-    return sockets
+    tcp = args.bind is not None or port is not None or not (args.unix_socket or config.fds)
+    return GroupListeners(args.bind, port, tcp, args.unix_socket, list(config.fds))
 
 
 def serve_group(
@@ -82,13 +67,12 @@ def serve_group(
         logger.error("--processes: Twisted's reactor was imported before the fork (by the layer's module?)")
         return 1
     try:
-        sockets = open_group_listeners(args, environ)
+        listeners = group_listeners(args, config, environ)
     except ListenError as exc:
         logger.error("Cannot listen: %s", exc)
         return 1
-    for sock in sockets:
-        logger.info("Process group listening on %s for %d processes", address_of(sock), args.processes)
-    fds = [sock.fileno() for sock in sockets] + list(config.fds)
+    for address in listeners.describe():
+        logger.info("Process group listening on %s for %d processes", address, args.processes)
     status_dir = Path(tempfile.mkdtemp(prefix="interface-server-group-"))
     monitor = None
     if config.metrics_port is not None:
@@ -98,19 +82,17 @@ def serve_group(
             monitor = GroupMonitor(config.metrics_host, config.metrics_port, status_dir)
         except OSError as exc:
             logger.error("Cannot listen: metrics port %s:%s: %s", config.metrics_host, config.metrics_port, exc)
-            for sock in sockets:
-                sock.close()
+            listeners.close()
             return 1
     child_config = dataclasses.replace(
         config,
         endpoints=[],
-        fds=fds,
         # Each child's own metrics on a private port; the parent serves their sum on --metrics-port.
         metrics_port=0 if config.metrics_port is not None else None,
         metrics_host="127.0.0.1",
     )
 
-    def run_child(slot: int) -> int:
+    def run_child(slot: int, fds: list[int]) -> int:
         def started(server: Any) -> None:
             listener = getattr(server, "metrics_listener", None)
             status = {
@@ -127,15 +109,14 @@ def serve_group(
     group = ProcessGroup(
         run_child,
         args.processes,
-        sockets,
+        listeners,
         stop_timeout=config.shutdown_grace + STOP_MARGIN,
         monitor=monitor,
     )
     try:
         return group.run()
     finally:
-        for sock in sockets:
-            sock.close()
+        listeners.close()
         if args.unix_socket:
             remove_unix(args.unix_socket)
         for path in status_dir.glob("*"):
