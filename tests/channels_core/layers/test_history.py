@@ -182,17 +182,19 @@ def test_atomic_join_has_no_gap_and_no_duplicate_under_concurrent_sends(layer):
     epoch = frames(layer, "w!atch")[0]["history"]["epoch"]
     stop = threading.Event()
     errors: list[BaseException] = []
+    sent = [0, 0]
 
-    def sender():
+    def sender(me: int):
         try:
             for _ in range(3000):  # bounded; the joins happen meanwhile
                 if stop.is_set():
                     return
                 layer.send_group("big-7", {"text": "x"})
+                sent[me] += 1
         except BaseException as exc:  # surfaced below
             errors.append(exc)
 
-    threads = [threading.Thread(target=sender) for _ in range(2)]
+    threads = [threading.Thread(target=sender, args=(me,)) for me in range(2)]
     for thread in threads:
         thread.start()
     joiners = []
@@ -204,6 +206,9 @@ def test_atomic_join_has_no_gap_and_no_duplicate_under_concurrent_sends(layer):
             since = Position(epoch, 1) if i % 2 else LATEST
             layer.history_join("big-7", channel, since)
             joiners.append((channel, since))
+        deadline = time.monotonic() + 20  # a loaded machine: enough sends after the last join all the same
+        while sum(sent) < 40 and time.monotonic() < deadline and not errors:
+            time.sleep(0.01)
     finally:
         stop.set()
         for thread in threads:
