@@ -63,6 +63,11 @@ class PendingMessageStore:
         """True between `start()` and `flush()` (or `discard()`) in this thread."""
         return getattr(self._local, "messages", None) is not None
 
+    @property
+    def buffered(self) -> int:
+        """How many sends this thread holds for the flush."""
+        return len(getattr(self._local, "messages", None) or ())
+
     def start(self, **kwargs: Any) -> None:
         """Buffer this thread's sends from now on (any earlier buffer is forgotten)."""
         self._local.messages = []

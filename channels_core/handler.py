@@ -27,6 +27,7 @@ from django.urls import set_script_prefix
 from .exceptions import RequestAborted, RequestTimeout, ResponseLater
 from .layers.backoff import Backoff, retry
 from .layers.errors import ChannelFull
+from .reply_hold import reply_hold
 from .request import AsgiRequest, BodyStream, script_name_of
 
 __all__ = ["AsgiHandler", "AsgiRequest", "BodyStream", "ViewConsumer", "shared_handler"]
@@ -216,6 +217,9 @@ class ViewConsumer:
         replies = self.handler(message)
         try:
             for reply in replies:
+                # The response's last message may leave with the worker's next read (one round trip fewer).
+                if not reply.get("more_content") and reply_hold.hold(reply_channel.name, reply):
+                    continue
                 if not self.send(reply_channel, reply):
                     break
         finally:

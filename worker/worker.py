@@ -20,6 +20,7 @@ from channels_core.layers.drop_log import DropLog
 from channels_core.layers.errors import ChannelFull, LayerConfigurationError
 from channels_core.layers.reliable import without_delivery
 from channels_core.message import Message
+from channels_core.reply_hold import reply_hold
 from channels_core.signals import consumer_finished, consumer_started, worker_ready
 from routing.names import name_that_thing
 
@@ -36,6 +37,8 @@ DRAIN_TIMEOUT = 30.0
 # How long one read waits before the loop looks at `termed` again: the bound on an idle worker's
 # shutdown. The SIGTERM handler never interrupts a read (a message it had popped would be lost).
 WAKE_INTERVAL = 0.5
+# How long a held reply (`channels_core.reply_hold`) is retried while its channel is full: ViewConsumer.send_timeout.
+HELD_REPLY_TIMEOUT = 10.0
 
 
 def default_threads() -> int:
@@ -119,6 +122,10 @@ class Worker:
         self._queue_waits = metrics is not None and supports(channel_layer, "queue_wait")
         # Bound once: through ChannelLayerWrapper.__getattr__ each call would cost a microsecond.
         self._last_queue_waits = channel_layer.last_queue_waits if self._queue_waits else None
+        self._pipelined = self._timed and hasattr(channel_layer, "send_then_receive_batch")
+        """The layer can send a reply with the next read (`channels_core.reply_hold`)."""
+        self._held: tuple[str, Any] | None = None
+        """The last batch's held reply, sent with the next read."""
         self.deliveries = deliveries_for(channel_layer)
         """At-least-once channels (`worker.acks`): held while they wait and run, then acked; None without them."""
         self.consumer_failed = False
@@ -203,6 +210,8 @@ class Worker:
                 self._record_waits(batch)
             # Messages already taken are all handled, even after SIGTERM: they exist nowhere else.
             self._handle_batch(batch)
+            self._held = reply_hold.take()
+        self._send_held()
         self._drain_local(channels)
         self.in_job = False
         if self.metrics is not None:
@@ -228,12 +237,56 @@ class Worker:
         at once. A layer without a timed read blocks for its own blocking
         timeout, which then bounds an idle worker's shutdown.
         """
+        if self._held is not None:
+            return self._send_then_receive(channels)
         if self._timed:
             return self.channel_layer.receive_batch(channels, self.prefetch, block=True, timeout=WAKE_INTERVAL)
         if self.prefetch > 1 and self._batched:
             return self.channel_layer.receive_batch(channels, self.prefetch, block=True)
         channel, content = self.channel_layer.receive(channels, block=True)
         return [] if channel is None else [(channel, content)]
+
+    def _send_then_receive(self, channels: list[str]) -> list[tuple[str, dict]]:
+        """Send the held reply and read in one round trip; a full reply channel is retried first (no read)."""
+        held = self._held
+        self._held = None
+        full = getattr(self.channel_layer, "ChannelFull", ChannelFull)
+        try:
+            return self.channel_layer.send_then_receive_batch(*held, channels, self.prefetch, WAKE_INTERVAL)
+        except full:
+            self._held = held
+            self._send_held()
+            return []
+        except Exception as exc:
+            logger.warning("Could not send a reply to %s: %s: %s", held[0], type(exc).__name__, exc)
+            if self.metrics is not None:
+                self.metrics.dropped("http.request", "answer")
+            raise
+
+    def _release_held(self) -> None:
+        """Send at once the reply the running consumer held, if any (something else follows it)."""
+        if self._pipelined:
+            self._held = reply_hold.take()
+            self._send_held()
+
+    def _send_held(self) -> None:
+        """Send the held reply now (alone), retried like `ViewConsumer.send` while its channel is full."""
+        held = self._held
+        if held is None:
+            return
+        self._held = None
+        full = getattr(self.channel_layer, "ChannelFull", ChannelFull)
+        try:
+            sent = retry(lambda: self.channel_layer.send(*held), full, Backoff(0.005, 0.1), timeout=HELD_REPLY_TIMEOUT)
+            if not sent:
+                logger.error(
+                    "Abandoned a response: the reply channel %s stayed full for %ss", held[0], HELD_REPLY_TIMEOUT
+                )
+        except Exception as exc:
+            sent = False
+            logger.warning("Could not send a reply to %s: %s: %s", held[0], type(exc).__name__, exc)
+        if not sent and self.metrics is not None:
+            self.metrics.dropped("http.request", "answer")
 
     def _drain_local(self, channels: list[str]) -> None:
         """Before exiting, handle what the layer already took out of its store and holds in this process.
@@ -258,6 +311,8 @@ class Worker:
             if self._queue_waits:
                 self._record_waits(batch)
             self._handle_batch(batch)
+            self._held = reply_hold.take()
+            self._send_held()
 
     def _handle_batch(self, batch: list[tuple[str, dict]]) -> None:
         """Handle each message; at-least-once ones are held from now and acked (or nacked) as each one ends."""
@@ -268,9 +323,14 @@ class Worker:
                 if delivery_id is not None:
                     self.deliveries.hold(channel, delivery_id)
                     held[i] = delivery_id
+        last = len(batch) - 1
         for i, (channel, content) in enumerate(batch):
             self.consumer_failed = False
+            if i == last and self._pipelined and i not in held:
+                # Its reply may leave with the next read (acked messages are answered before their ack).
+                reply_hold.open()
             self.handle(channel, content)
+            reply_hold.close()
             # Not in a `finally`: a consumer cut short by SystemExit is not done, and is delivered again.
             if i in held:
                 self.deliveries.finish(channel, held[i], failed=self.consumer_failed)
@@ -311,7 +371,11 @@ class Worker:
         pending_message_store.start()
         try:
             consumer_started.send(sender=self.__class__, environ={})
-            consumer(message, **kwargs)
+            try:
+                consumer(message, **kwargs)
+            except BaseException:
+                self._release_held()  # what is sent to the client next goes after the reply it holds
+                raise
         except DenyConnection:
             if channel == "websocket.connect" and message.reply_channel is not None:
                 self._reply(message, {"close": True})
@@ -346,6 +410,8 @@ class Worker:
                 metrics.failed(channel, exc)
             self.answer_failure(channel, message)
         finally:
+            if pending_message_store.buffered:
+                self._release_held()
             # What the consumer sent (then the failure answer) goes out before any receiver runs.
             flushed = pending_message_store.flush()
             if metrics is not None:

@@ -18,7 +18,8 @@ import random
 import select
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import redis.exceptions as rexc
 
@@ -41,11 +42,20 @@ class PendingPop:
     """A blocking pop sent on a connection and not yet answered.
 
     `count` > 1 uses BLMPOP (Redis 7+: up to `count` elements of the first
-    non-empty list in one round trip); otherwise BLPOP.
+    non-empty list in one round trip); otherwise BLPOP. `first` commands go
+    out in the same write, before everything else; `read_id` reads their
+    replies into `first_replies` (an error reply in its place, not raised).
     """
 
     def __init__(
-        self, shard: Shard, keys: Sequence[bytes], timeout: float, need_id: bool, count: int = 1, read_id: bool = True
+        self,
+        shard: Shard,
+        keys: Sequence[bytes],
+        timeout: float,
+        need_id: bool,
+        count: int = 1,
+        read_id: bool = True,
+        first: Sequence[tuple] = (),
     ) -> None:
         self.shard = shard
         # Redis Cluster, a slot half migrated and these keys gone from its old master: wait on the new one.
@@ -57,8 +67,10 @@ class PendingPop:
         self.error: LayerConnectionError | None = None
         self._id_unread = False
         self._ok_unread = False
+        self._first_unread = len(first)
+        self.first_replies: list[Any] = []
         with self._failing_on_connection():
-            commands: list[tuple] = []
+            commands: list[tuple] = list(first)
             if need_id:
                 commands.append(("CLIENT", "ID"))
             if route is not None:
@@ -76,6 +88,12 @@ class PendingPop:
     def read_id(self) -> None:
         """Read the replies sent before the pop's (CLIENT ID, ASKING). Several pops read after all are sent."""
         with self._failing_on_connection():
+            for _ in range(self._first_unread):
+                try:
+                    self.first_replies.append(self.conn.read_response())
+                except rexc.ResponseError as exc:
+                    self.first_replies.append(exc)
+            self._first_unread = 0
             if self._id_unread:
                 self.client_id = self.conn.read_response()
                 self._id_unread = False
@@ -221,6 +239,40 @@ class BlockingPop:
             if got:
                 return got
         return []
+
+    def pop_after(
+        self, command: tuple, plan: Plan, limit: int, timeout: float, done: Callable[[Any], bool]
+    ) -> tuple[Any, list[tuple[str, dict]]]:
+        """`command`, then a pop like `pop(plan, limit, timeout)`, written together: `(command's reply, messages)`.
+
+        One write and one round trip fewer than the command and then the
+        pop: a worker sends its last reply with its next read. `plan` names
+        one shard. When `done(reply)` is false (the command failed: a full
+        channel, a script the server lost) the pop is cancelled at once and
+        whatever it took anyway is kept in the `Decoder` for the next
+        receive, so the caller can retry the command first. A pop that fails
+        after the command went returns no messages (the caller reads again);
+        only a failure before the write raises (`LayerConnectionError`).
+        """
+        ((shard, keys),) = plan
+        keys = random.sample(keys, len(keys)) if len(keys) > 1 else keys
+        pending = PendingPop(shard, keys, timeout, need_id=True, count=limit, first=[command])
+        reply = pending.first_replies[0]
+        popped = None
+        try:
+            if done(reply) and pending.wait(timeout):
+                popped = pending.result()
+                pending = None
+        except LayerConnectionError:
+            pending = None  # result() dropped the connection; the command's reply is already in
+        finally:
+            if pending is not None:
+                for _, late in _cancel_all([pending]):
+                    if late:
+                        self.decoder.stash(late[0], late[1], shard)
+        if not popped:
+            return reply, []
+        return reply, self.decoder.unpack_all(popped[0], popped[1], shard, limit)
 
     def _pop_one(self, shard_keys: tuple[Shard, list[bytes]], timeout: float, count: int) -> Popped | None:
         shard, keys = shard_keys

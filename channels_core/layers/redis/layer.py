@@ -201,6 +201,45 @@ class RedisChannelLayer(RedisInspection, RedisLeases, RedisPresence, RedisAtLeas
                 raise
         return self._blocking_pop.pop(plan, max_messages, timeout)
 
+    def send_then_receive_batch(
+        self, channel: str, message: dict, channels: Iterable[str], max_messages: int, timeout: float
+    ) -> list[tuple[str, dict]]:
+        """`send(channel, message)`, then `receive_batch(channels, max_messages, block=True, timeout=timeout)`.
+
+        In one write and one round trip fewer when the send's queue and the
+        read's are on the same plain Redis server and nothing is buffered
+        locally: a worker sends its last reply with its next read. Raises
+        like `send` (ChannelFull, MessageTooLarge, LayerConnectionError), and
+        then nothing was read: whatever the cancelled read took anyway is
+        buffered for the next receive.
+        """
+        names.validate_channel_name(channel)
+        wanted = names.validate_receive_channels(channels)
+        payload = self.serializer.dumps(message)
+        alo = self._alo and (self._alo.get(channel) or any(self._alo.get(q) for q in wanted))
+        target = self.keys.send_target(channel)
+        shard = self.shards[target.shard]
+        plan = self.keys.read_plan(wanted) if not alo and not self.decoder and timeout > 0 else []
+        if len(plan) != 1 or plan[0][0] is not shard or type(shard) is not Shard or shard.clock_offset_ms is None:
+            self._send(channel, [payload])
+            return self.receive_batch(wanted, max_messages, block=True, timeout=timeout)
+        self.decoder.waits.begin()  # the `queue_wait` extension
+        local = split(channel)[1]
+        args = (self._expiry_ms, target.capacity, self._queue_ttl, framing.unstamped(local, payload))
+        command = ("EVALSHA", SEND.sha, len(target.keys), *target.keys, *args)
+        sent, got = self._blocking_pop.pop_after(
+            command, plan, max_messages, timeout, lambda reply: isinstance(reply, int) and reply >= 0
+        )
+        if isinstance(sent, Exception):
+            # The read was cancelled (its messages kept). Sent the usual way, the script is loaded
+            # (NOSCRIPT: the server restarted) or the error raised as `send` raises it.
+            self._send(channel, [payload])
+        elif sent < 0:
+            raise self.ChannelFull(
+                f"Channel {channel!r} is full: {-1 - sent} messages waiting, capacity {target.capacity}"
+            )
+        return got
+
     def _pop(self, plan: Plan, max_messages: int) -> list[tuple[str, dict]]:
         """What is waiting now, without blocking: the POP script on each shard, starting at a random one."""
         out: list[tuple[str, dict]] = []
