@@ -38,10 +38,15 @@ elif STACK == "channels4":
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            # redis-py 8's asyncio pool holds at most 100 connections and fails the command past them
-            # (MaxConnectionsError, a 500 on connect once ~200 clients join at once); older redis-py,
-            # which channels_redis was written against, had no limit. 1,000 keeps the peer working.
-            "CONFIG": {"hosts": [{"address": REDIS_URL, "max_connections": 1000}], "prefix": PREFIX},
+            # Two redis-py 8 defaults that channels_redis 4.3 was not written against, set back here so
+            # the peer works: its asyncio pool holds at most 100 connections and fails the command past
+            # them (MaxConnectionsError: a 500 on connect once ~200 clients join at once), and its
+            # socket_timeout is 5 s, the very time channels_redis's BZPOPMIN blocks for, so an idle
+            # consumer's receive times out on a busy machine and its socket is closed with 1011.
+            "CONFIG": {
+                "hosts": [{"address": REDIS_URL, "max_connections": 1000, "socket_timeout": 30}],
+                "prefix": PREFIX,
+            },
         }
     }
     ASGI_APPLICATION = "peerapp.channels4.application"
