@@ -26,7 +26,8 @@ LABELS = {"ours": "ours (interface-server + 2 workers)", "gunicorn": "gunicorn -
 def subtitle(results: dict) -> str:
     v = results.get("versions", {})
     peers = ", ".join(f"{k} {v[k]}" for k in ("gunicorn", "channels", "daphne", "channels_redis") if k in v)
-    return f"{results.get('date', '')}, noisy shared 2-core box; {peers}"
+    load = f" (load average {results['load']:.1f})" if "load" in results else ""
+    return f"{results.get('date', '')}, noisy shared 2-core box{load}; {peers}"
 
 
 def peers_charts(results: dict, out: Path) -> list[Path]:
@@ -78,9 +79,10 @@ def shootout_chart(results: dict, out: Path) -> list[Path]:
         right.plot(xs, [s["last"]["p95"] for s in steps], "o-", color=COLORS[name], label=LABELS[name])
     left.axhline(500, color="grey", linestyle=":", label="500 ms limit")
     left.set(title="shootout broadcast: sender's RTT p95", xlabel="clients", ylabel="ms")
-    right.set(title="time until the LAST client has it, p95", xlabel="clients", ylabel="ms")
+    right.set(title="time until the LAST client has it, p95 (log scale)", xlabel="clients", ylabel="ms")
+    right.set_yscale("log")  # the stacks differ by 10-50x here
+    left.set_ylim(bottom=0)
     for ax in (left, right):
-        ax.set_ylim(bottom=0)
         ax.legend(fontsize=8)
     fig.suptitle(subtitle(results), fontsize=8)
     fig.tight_layout()

@@ -372,6 +372,7 @@ def main() -> int:
             if "broadcast" in parts:
                 bench_broadcast(run, ours, daphne, results)
         out = Path(args.out)
+        results["load"] = os.getloadavg()[1]  # 5-minute load average over the run, for the charts
         write_results(out, results)
         print(f"\nresults: {out}")
         if args.plot:

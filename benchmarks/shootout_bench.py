@@ -272,6 +272,7 @@ def write_results_file(args: argparse.Namespace, sizes: Sizes, versions: dict, r
         out,
         {
             "date": stamp,
+            "load": os.getloadavg()[1],  # 5-minute load average over the run, for the chart
             "tree": tree_state(),
             "sizes": sizes.__dict__,
             "versions": versions,
