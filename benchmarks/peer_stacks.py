@@ -18,7 +18,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import peer_env
@@ -49,10 +49,11 @@ class OursStack(Side):
 
     name = "ours"
 
-    def __init__(self, run: Run, prefix: str, workers: int = WORKERS) -> None:
+    def __init__(self, run: Run, prefix: str, workers: int = WORKERS, server_args: Sequence[str] = ()) -> None:
         env = peer_env_vars(run.args.redis_url, prefix, "ours")
         self.port = free_port()
         argv = [sys.executable, "-m", "interface_server", "peerapp.asgi:channel_layer", "-p", str(self.port), "-v", "0"]
+        argv += server_args  # e.g. --processes 2 (processes_bench.py)
         self.server = Child(run, "interface-server", argv, env)
         self.workers = [
             Child(run, f"runworker-{i + 1}", [sys.executable, "-m", "django", "runworker", *WORKER_ARGS], env)
@@ -69,7 +70,9 @@ class OursStack(Side):
         )
 
     def processes(self) -> dict[str, int]:
-        return {"interface-server": self.server.pid, **{w.label: w.pid for w in self.workers}}
+        # With --processes N the parent only supervises: its children serve.
+        group = {f"interface-server {i + 1}": pid for i, pid in enumerate(sorted(child_pids(self.server.pid)))}
+        return {"interface-server": self.server.pid, **group, **{w.label: w.pid for w in self.workers}}
 
     def stop(self) -> None:
         for child in [self.server, *self.workers]:
