@@ -9,7 +9,9 @@
    - send+receive throughput: `send` then blocking `receive` of ~100-byte
      messages in rounds of 10 (a POSIX message queue holds 10 by default);
      raw floors: redis-py RPUSH + BLPOP, posix_ipc mq_send + mq_receive,
-     pika basic_publish + a consumer with auto_ack;
+     pika basic_publish + a consumer with auto_ack (and, for RabbitMQ, raw pika
+     with the layer's guarantees as well: confirmed publishes, acks confirmed
+     before use; see layer_kinds.RawPikaSame for why both);
    - cross-process send->receive latency (ping-pong round trip / 2) against
      an echo process parked in its blocking receive, p50 and p99, against the
      same raw pairs (the in-memory layer is one process's: throughput only);
@@ -317,7 +319,7 @@ def micros_or_dash(samples: list[float] | None, pct: int) -> str:
 def side_by_side(kinds: list[str], brokers: Brokers, sizes: Sizes, echo: bool) -> list[Row]:
     """Throughput and latency of every layer in `kinds` and of its broker's raw floor; the targets' rows."""
     shared = [k for k in kinds if k in SHARED]
-    names = kinds + [f"raw-{k}" for k in shared]
+    names = kinds + [f"raw-{k}" for k in shared] + (["raw-rabbitmq-same"] if "rabbitmq" in shared else [])
     print(f"Layers side by side: {', '.join(kinds)}; raw floors: {', '.join(RAW[k] for k in shared)}", flush=True)
     rates = layer_kinds.throughput(names, brokers, sizes.messages)
     print(f"  throughput: {', '.join(f'{n} {per_second(r)}' for n, r in rates.items())}", flush=True)
@@ -327,6 +329,12 @@ def side_by_side(kinds: list[str], brokers: Brokers, sizes: Sizes, echo: bool) -
         stacks = layer_kinds.through_stacks(shared, brokers, sizes.echo_samples, sizes.http_seconds)
     echoes, http = (stacks.echo, stacks.http) if stacks else ({}, {})
     print_side_by_side(kinds, rates, lat, echoes, http)
+    if "raw-rabbitmq-same" in rates:
+        same, p50 = rates["raw-rabbitmq-same"], percentile(lat["raw-rabbitmq-same"], 50)
+        print(
+            f"(raw pika with the layer's guarantees: {same:,.0f}/s, p50 {micros(p50)}; the layer's ratios to it: "
+            f"{rates['rabbitmq'] / same:.2f}, {percentile(lat['rabbitmq'], 50) / p50:.2f})"
+        )
     return targets(kinds, rates, lat, echoes)
 
 
@@ -382,6 +390,9 @@ def targets(kinds: list[str], rates: dict, lat: dict, echoes: dict) -> list[Row]
         floor = Target(0.5, at_least=True)
         ratio("rabbitmq throughput (vs raw pika)", rates["rabbitmq"], rates["raw-rabbitmq"], per_second, floor)
         ratio("rabbitmq p50 (vs raw pika)", p50["rabbitmq"], p50["raw-rabbitmq"], micros, Target(2))
+        same = "raw-rabbitmq-same"
+        ratio("rabbitmq throughput (vs pika, same guarantees)", rates["rabbitmq"], rates[same], per_second, floor)
+        ratio("rabbitmq p50 (vs pika, same guarantees)", p50["rabbitmq"], p50[same], micros, Target(2))
     if "redis" in echoes:
         for kind in echoes:
             if kind != "redis":

@@ -5,8 +5,12 @@ A *transport* is anything with `send(channel, n)`, `recv(channel) -> n | None`
 and `close()`: a layer (`LayerTransport`) or the cheapest raw client of the
 same broker doing the same job (`RawRedis`: RPUSH + BLPOP; `RawQueue`: a
 POSIX message queue, `mq_send` + `mq_receive`; `RawPika`: `basic_publish` +
-a consumer with `auto_ack`). Every transport of one run lives under the run's
-prefix; `cleanup` removes what any of them left.
+a consumer with `auto_ack`). RabbitMQ also gets `RawPikaSame`, raw pika with
+the guarantees the layer gives (`raw-rabbitmq-same`): every publish confirmed,
+manual acks each confirmed by a `basic.qos` round trip; the floor does less
+than the contract allows (no `ChannelFull`, duplicates possible), so the
+layer is measured against both. Every transport of one run lives under the
+run's prefix; `cleanup` removes what any of them left.
 """
 
 from __future__ import annotations
@@ -193,7 +197,33 @@ class RawPika:
                 self.channel.queue_delete(self.prefix + channel)
 
 
-RAW_TRANSPORTS = {"redis": RawRedis, "ipc": RawQueue, "rabbitmq": RawPika}
+class RawPikaSame(RawPika):
+    """Raw pika with the layer's guarantees: confirmed publishes, manual acks confirmed before use.
+
+    What the RabbitMQ layer's contract costs at the least: a publish must
+    be confirmed before `send` returns (that is how `ChannelFull` is
+    known), and a normal channel's message may be used only once the broker
+    has its ack (at most once: the layer confirms it with a `basic.qos`).
+    """
+
+    def __init__(self, brokers: Brokers) -> None:
+        super().__init__(brokers)
+        self.prefix = brokers.prefix + ":rawsame:"
+        self.channel.confirm_delivery()
+        self.channel.basic_qos(prefetch_count=1)  # as the layer's prefetch_normal
+
+    def recv(self, channel: str) -> int | None:
+        if channel not in self.consumers:
+            self.consumers[channel] = self.channel.consume(self._declare(channel), inactivity_timeout=BLOCK)
+        method, _, body = next(self.consumers[channel])
+        if body is None:
+            return None
+        self.channel.basic_ack(method.delivery_tag)
+        self.channel.basic_qos(prefetch_count=1)  # its reply: the broker has the ack
+        return int.from_bytes(body[:8], "big", signed=True)
+
+
+RAW_TRANSPORTS = {"redis": RawRedis, "ipc": RawQueue, "rabbitmq": RawPika, "rabbitmq-same": RawPikaSame}
 
 
 def transport(name: str, brokers: Brokers):
@@ -213,10 +243,11 @@ def cleanup(kinds: list[str], brokers: Brokers) -> None:
                 layer = make_layer(kind, brokers, suffix)
                 layer.flush()
                 layer.close()
-        with contextlib.suppress(Exception):
-            raw = RAW_TRANSPORTS[kind](brokers)
-            raw.unlink()
-            raw.close()
+        for raw_kind in [kind] + ([f"{kind}-same"] if f"{kind}-same" in RAW_TRANSPORTS else []):
+            with contextlib.suppress(Exception):
+                raw = RAW_TRANSPORTS[raw_kind](brokers)
+                raw.unlink()
+                raw.close()
 
 
 # -- measurements ------------------------------------------------------------------------------
