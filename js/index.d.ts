@@ -64,7 +64,7 @@ export class ReconnectingSocket {
   readonly queue: string[];
   /** The transport in use, or being tried (the open event carries it too, as `event.transport`). */
   readonly transport: Transport;
-  /** The transport that last opened (reconnections start with it); null until one did. */
+  /** The transport that opened (reconnections use it alone); null until one did. */
   readonly worked: Transport | null;
   /** `close()` was called: no more reconnections. */
   readonly closedByUser: boolean;

@@ -135,7 +135,7 @@ test("a blocked WebSocket: SSE, then long-polling, each at once; then the usual 
   socket.close();
 });
 
-test("once SSE opened, reconnections start with SSE", async () => {
+test("once SSE opened, reconnections use SSE alone", async () => {
   const { Blocked, made: sockets } = blockedWebSockets();
   const { Scripted, made: sources } = scriptedEventSources();
   const { fetch } = scriptedFetch();
@@ -149,6 +149,38 @@ test("once SSE opened, reconnections start with SSE", async () => {
   assert.equal(sources.length, 2);
   assert.equal(socket.transport, "sse");
   assert.equal(sources[0].closed, true, "EventSource's own reconnection is stopped");
+  sources[1].fail(); // the server is down: SSE again after the wait, not long-polling at once
+  await until("the next SSE attempt", () => sources.length === 3);
+  assert.equal(socket.retries, 2);
+  socket.close();
+});
+
+test("once a WebSocket opened, a server that goes away is retried over WebSockets only (the 1.x behaviour)", async () => {
+  const made = [];
+  class Flaky {
+    constructor(url) {
+      this.url = url;
+      this.readyState = 0;
+      made.push(this);
+    }
+    send() {}
+    close() {}
+  }
+  const { fetch, calls } = scriptedFetch();
+  const { Scripted, made: sources } = scriptedEventSources();
+  const socket = new ReconnectingSocket("ws://h/ws/", undefined, { ...FAST, WebSocket: Flaky, EventSource: Scripted, fetch });
+  made[0].readyState = 1;
+  made[0].onopen({ type: "open" });
+  assert.equal(socket.worked, "websocket");
+  made[0].readyState = 3;
+  made[0].onclose({ type: "close", code: 1006 });
+  await until("a WebSocket again", () => made.length === 2);
+  made[1].readyState = 3;
+  made[1].onerror({ type: "error" });
+  made[1].onclose({ type: "close", code: 1006 });
+  await until("a third WebSocket", () => made.length === 3);
+  assert.equal(sources.length + calls.length, 0, "no fallback tried");
+  assert.equal(socket.retries, 2);
   socket.close();
 });
 

@@ -13,7 +13,7 @@ from tests.stack.harness import Stack
 
 def test_fallback_choice_and_wire_protocol_with_scripted_transports():
     output = run_node([node(), "--test", "--test-reporter=tap", "js/test/fallback.test.mjs"])
-    assert "# fail 0" in output and "# pass 5" in output, output
+    assert "# fail 0" in output and "# pass 6" in output, output
 
 
 def test_bridge_long_polls_a_real_server_when_websockets_are_blocked(redis_url, key_prefix, tmp_path):

@@ -43,7 +43,7 @@
  * default ["sse", "poll"]; [] for WebSockets only), which the interface
  * server serves under fallbackPrefix to the same consumers, the same URL
  * (?since= included) and the same frames (docs/topics/fallback-transports.md).
- * Reconnections start with the transport that last opened. bridge.transport
+ * Once one has opened, reconnections use it alone. bridge.transport
  * (also bridge.socket.transport, and the open event's transport) says which
  * one is in use: "websocket", "sse" or "poll".
  *
@@ -488,8 +488,9 @@ ReconnectingSocket.prototype._open = function () {
       return;
     }
     var next = transports[transports.indexOf(transport) + 1];
-    if (!opened && next !== undefined) {
-      // Could not open: the next transport at once (a blocked WebSocket is not a server that is down).
+    if (!opened && next !== undefined && self.worked === null) {
+      // Could not open, and nothing ever did: the next transport at once (a blocked WebSocket is not a
+      // server that is down). Once one has opened, failures are outages or refusals: it alone is retried.
       self.transport = next;
       self.timer = setTimeout(function () { self.timer = null; self._open(); }, 0);
       return;
