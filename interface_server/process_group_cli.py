@@ -84,8 +84,17 @@ def serve_group(
             logger.error("Cannot listen: metrics port %s:%s: %s", config.metrics_host, config.metrics_port, exc)
             listeners.close()
             return 1
+    if config.fallback_transports:
+        # A fallback session lives in the memory of the process that opened it, and its next request
+        # (a POST, a poll) comes on another connection, which the kernel may hand to another process.
+        logger.warning(
+            "--processes: the fallback transports (%s) are off: a session's requests could reach a process "
+            "that does not hold it (docs/topics/performance.md)",
+            ", ".join(config.fallback_transports),
+        )
     child_config = dataclasses.replace(
         config,
+        fallback_transports=[],
         endpoints=[],
         # Each child's own metrics on a private port; the parent serves their sum on --metrics-port.
         metrics_port=0 if config.metrics_port is not None else None,

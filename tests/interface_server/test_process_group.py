@@ -98,6 +98,10 @@ def test_two_processes_serve_http_and_websockets_on_one_port_from_PORT(start_ser
         http_by_child = {prefix: sum(_prefix(b) == prefix for b in bodies) for prefix in children}
         assert sum(http_by_child.values()) == 40 and all(http_by_child.values()), http_by_child
 
+        # Fallback sessions live in one process: a group serves none, and the prefix goes to the application.
+        assert http_request(port, path="/_channels/sse").body.decode().startswith("interface.response.")
+        assert "the fallback transports (sse, poll) are off" in server.output()
+
         sockets = _open_many(server.ws_url + "/", 20)
         for i, ws in enumerate(sockets):
             ws.send(f"echo {i}")
@@ -114,7 +118,7 @@ def test_two_processes_serve_http_and_websockets_on_one_port_from_PORT(start_ser
         assert match, server.output()
         text = urllib.request.urlopen(f"http://127.0.0.1:{match.group(1)}/metrics", timeout=10).read().decode()
         assert "channels_interface_processes 2.0" in text
-        assert 'channels_interface_http_responses_total{code="200"} 40.0' in text
+        assert 'channels_interface_http_responses_total{code="200"} 41.0' in text
         assert 'channels_interface_connections{type="websocket"} 20.0' in text
         ready = urllib.request.urlopen(f"http://127.0.0.1:{match.group(1)}/readyz", timeout=10)
         assert ready.status == 200
