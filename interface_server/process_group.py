@@ -286,8 +286,11 @@ class ProcessGroup:
         code = 1
         try:
             signal.set_wakeup_fd(-1)
-            for signo in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+            for signo in (signal.SIGTERM, signal.SIGCHLD):
                 signal.signal(signo, signal.SIG_DFL)
+            # A terminal's Ctrl-C reaches the whole process group: the parent turns it into one SIGTERM
+            # per child. Ignored here, Twisted leaves SIGINT alone (it only replaces Python's default).
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
             for fd in (self._wakeup_r, self._wakeup_w):
                 with contextlib.suppress(OSError):
                     os.close(fd)
