@@ -383,7 +383,7 @@ class RabbitMQChannelLayer(BaseChannelLayer):
     def _stats_due(self) -> None:
         """After counting: publish now if the last snapshot is a second old, else make sure one follows."""
         if self._stats.due():
-            self._publish_stats()
+            self._publish_stats_quietly()  # the message was sent: nothing here may make `send` raise
         elif self._stats_timer is None:
             # A process that only sends has no receiving thread to publish its counts a second later.
             timer = self._stats_timer = threading.Timer(_STATS_INTERVAL, self._timed_stats)
@@ -392,10 +392,13 @@ class RabbitMQChannelLayer(BaseChannelLayer):
 
     def _timed_stats(self) -> None:
         self._stats_timer = None
+        self._publish_stats_quietly()
+
+    def _publish_stats_quietly(self) -> None:
         try:
             self._publish_stats()
-        except LayerConnectionError:
-            pass  # the next send reconnects; the counts go with the next snapshot
+        except Exception as exc:  # noqa: BLE001 - counts must never break the caller; they go with the next one
+            logger.warning("Could not publish this process's statistics to RabbitMQ: %r", exc)
 
     def _keepalive(self) -> None:
         """Every second from the receiving thread: the sending connection's heartbeats, and a due snapshot."""
@@ -403,8 +406,8 @@ class RabbitMQChannelLayer(BaseChannelLayer):
         if self._stats.due() and self._publisher.lock.acquire(blocking=False):
             try:
                 self._publisher.run(self._stats.publish)
-            except LayerConnectionError:
-                pass  # the next send reconnects; the counts go with the next snapshot
+            except Exception as exc:  # noqa: BLE001 - the receiving thread must not reconnect for this
+                logger.warning("Could not publish this process's statistics to RabbitMQ: %r", exc)
             finally:
                 self._publisher.lock.release()
 

@@ -13,7 +13,7 @@ import time
 import pika
 import pytest
 
-from channels_core.layers import ChannelFull, LayerConfigurationError
+from channels_core.layers import ChannelFull, LayerConfigurationError, LayerConnectionError
 from channels_core.layers.rabbitmq import RabbitMQChannelLayer, RabbitmqChannelLayer
 from channels_core.layers.rabbitmq.flush import flush_prefix
 from channels_core.layers.rabbitmq.settings import DEFAULT_URL, connection_parameters, resolve_url
@@ -538,3 +538,16 @@ def test_statistics_add_up_every_process_and_a_flush_starts_them_again(make_laye
     one.send("sx.after", {})
     after = {"messages_count": 2, "channel_full_count": 0}
     assert _eventually(two.global_statistics, after) == after
+
+
+def test_a_statistics_snapshot_that_fails_never_fails_the_send_that_was_made(make_layer, monkeypatch, caplog):
+    """The counts go out after the message did: raising then would make a caller send it again."""
+    layer = make_layer()
+
+    def broken(channel):
+        raise LayerConnectionError("the snapshot could not be published")
+
+    monkeypatch.setattr(layer._stats, "publish", broken)
+    layer.send("sf.test", {"n": 1})  # the first send's snapshot is due at once
+    assert layer.receive(["sf.test"], block=True) == ("sf.test", {"n": 1})
+    assert "Could not publish this process's statistics" in caplog.text
