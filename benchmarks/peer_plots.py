@@ -34,7 +34,9 @@ def peers_charts(results: dict, out: Path) -> list[Path]:
     written = []
     http = results.get("http")
     if http:
-        fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+        cpu = results.get("http_cpu_per_request")
+        fig, axes = plt.subplots(1, 3 if cpu else 2, figsize=(14 if cpu else 10, 4))
+        left, right = axes[0], axes[1]
         for name, runs in http.items():
             xs = [r["connections"] for r in runs]
             left.plot(xs, [r["rate"] for r in runs], "o-", color=COLORS[name], label=LABELS[name])
@@ -46,6 +48,16 @@ def peers_charts(results: dict, out: Path) -> list[Path]:
         right.set_ylim(bottom=0)
         left.legend(fontsize=8)
         right.legend(fontsize=7)
+        if cpu:
+            # What each side would serve per fully busy CPU: unlike req/s on a busy machine, this does not
+            # depend on how the scheduler shared the cores between 4 processes (ours) and 2 (gunicorn).
+            names = list(cpu)
+            bars = axes[2].bar(
+                [LABELS[n] for n in names], [1 / cpu[n] for n in names], color=[COLORS[n] for n in names]
+            )
+            axes[2].bar_label(bars, fmt=lambda v: f"{v:,.0f}", fontsize=8)
+            axes[2].set(title="req/s per fully busy CPU, at 50 clients", ylabel="1 / serving CPU per request")
+            axes[2].tick_params(axis="x", labelsize=7)
         fig.suptitle(subtitle(results), fontsize=8)
         fig.tight_layout()
         written.append(save(fig, out / "peers_http.png"))
