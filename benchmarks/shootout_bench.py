@@ -1,6 +1,7 @@
 """The websocket-shootout (Hashrocket's `json` protocol, `websocket-bench broadcast`), ours beside Channels 4.
 
     python benchmarks/shootout_bench.py [--quick] [--plot] [--redis-url URL | --private-redis] [--stacks ours,channels4]
+        [--command broadcast|echo]
         [--initial-clients N] [--step-size N] [--limit-clients N] [--concurrent N] [--sample-size N]
 
 Serves benchmarks/peerapp's /shootout/ on each stack in turn, in one run (peer_stacks.py):
@@ -72,7 +73,7 @@ def run_stack(run: Run, name: str) -> dict:
     side = OursStack(run, prefix) if name == "ours" else Daphne(run, prefix)
     print(f"\n{STACKS[name]}: {side.describe()}", flush=True)
     options = {
-        "command": "broadcast",
+        "command": run.args.command,
         "initial-clients": sizes.initial_clients,
         "step-size": sizes.step_size,
         "limit-clients": sizes.limit_clients,
@@ -173,9 +174,10 @@ def report(run: Run, results: dict[str, dict]) -> None:
                     f"the load generator used {step['loadgenCpuPct']:.0f}% of a CPU at {step['clients']:,} clients"
                     f" on {who}: it may be the bottleneck there"
                 )
-    if ours and peer and ours["steps"] and peer["steps"]:
+    a = ours["steps"][0] if ours and ours["steps"] else None
+    b = peer["steps"][0] if peer and peer["steps"] else None
+    if a and b and a["serverUsPerMessage"] > 0 and b["serverUsPerMessage"] > 0:  # /proc counts 10 ms ticks
         # CPU per message does not depend on the share of the CPU the scheduler gave each stack.
-        a, b = ours["steps"][0], peer["steps"][0]
         run.compare(
             f"shootout server CPU per message delivered at {a['clients']:,} clients (vs Channels 4)",
             a["serverUsPerMessage"] * 1e-6,
@@ -210,6 +212,13 @@ def parse_args() -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "100-300 clients in steps of 100, under a minute")
     parser.add_argument("--plot", action="store_true", help="write docs/images/shootout.png")
     parser.add_argument("--stacks", default="ours,channels4", help="comma-separated: ours, channels4")
+    parser.add_argument(
+        "--command",
+        choices=["broadcast", "echo"],
+        default="broadcast",
+        help="what each request is, as websocket-bench's subcommands (default broadcast; echo steps are short:"
+        " raise --sample-size for CPU figures, which /proc counts in 10 ms ticks)",
+    )
     parser.add_argument(
         "--private-redis",
         action="store_true",
