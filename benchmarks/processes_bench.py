@@ -1,7 +1,7 @@
 """How capacity grows with `interface-server --processes N`: 1 process against N, in one run.
 
     python benchmarks/processes_bench.py [--quick] [--processes N] [--redis-url URL | --private-redis]
-        [--only http|shootout]
+        [--only http|shootout|echo]
 
 Our stack (peer_stacks.OursStack: interface-server + 2 runworkers over Redis, serving benchmarks/peerapp)
 twice, with `--processes 1` and `--processes N` (default 2), the same workers' count on each:
@@ -12,7 +12,9 @@ twice, with `--processes 1` and `--processes N` (default 2), the same workers' c
    the kernel spread the connections over the SO_REUSEPORT sockets);
 2. the websocket-shootout's broadcast (shootout_bench.py's protocol, sizes and load generator, Node's
    `ws`), one stack after the other: the largest client count at p95 <= 500 ms with the ratio N / 1,
-   and at the last passing step the busiest interface-server process's share of a core.
+   and at the last passing step the busiest interface-server process's share of a core;
+3. the same steps with the shootout's `echo` (each request answered to its sender only, through a
+   worker): WebSocket request/response capacity, the largest client count at p95 <= 500 ms, N / 1.
 
 The machine matters more here than anywhere: N processes only help when N cores are free for them,
 and on a 2-core machine the workers, Redis and the load generator share the same two cores, so the
@@ -134,11 +136,11 @@ def rate(value: float) -> str:
     return f"{value:,.0f} req/s"
 
 
-def capacity(run: Run, n: int, stack: OursStack) -> dict:
-    """The shootout's broadcast steps against `stack`; its steps and final event."""
+def capacity(run: Run, n: int, stack: OursStack, command: str) -> dict:
+    """The shootout's steps of `command` (broadcast or echo) against `stack`; its steps and final event."""
     sizes: shootout_bench.Sizes = run.sizes.shootout
     options = {
-        "command": "broadcast",
+        "command": command,
         "initial-clients": sizes.initial_clients,
         "step-size": sizes.step_size,
         "limit-clients": sizes.limit_clients,
@@ -169,20 +171,21 @@ def capacity(run: Run, n: int, stack: OursStack) -> dict:
     return {"steps": steps, "done": done}
 
 
-def bench_shootout(run: Run, stacks: dict[int, OursStack], results: dict) -> None:
+def bench_shootout(run: Run, stacks: dict[int, OursStack], results: dict, command: str) -> None:
     sizes: shootout_bench.Sizes = run.sizes.shootout
+    part = "2" if command == "broadcast" else "3"
     print(
-        f"\n2. websocket-shootout broadcast: steps {sizes.initial_clients}+{sizes.step_size} up to"
+        f"\n{part}. websocket-shootout {command}: steps {sizes.initial_clients}+{sizes.step_size} up to"
         f" {sizes.limit_clients}, {sizes.concurrent} in flight, {sizes.sample_size} samples a step,"
         f" stop at p{shootout_bench.PERCENTILE} > {shootout_bench.LIMIT_RTT_MS} ms; one stack after the other"
     )
-    found = {n: capacity(run, n, stack) for n, stack in stacks.items()}
-    results["shootout"] = found
+    found = {n: capacity(run, n, stack, command) for n, stack in stacks.items()}
+    results["shootout" if command == "broadcast" else "echo"] = found
     one, many = min(stacks), max(stacks)
     best = {n: found[n]["done"].get("maxClients", 0) for n in stacks}
     if best[one]:
         run.compare(
-            f"shootout clients at p95 <= 500 ms, {many} processes (vs 1)",
+            f"shootout {command} clients at p95 <= 500 ms, {many} processes (vs 1)",
             best[many],
             best[one],
             lambda v: f"{v:,.0f}",
@@ -190,12 +193,13 @@ def bench_shootout(run: Run, stacks: dict[int, OursStack], results: dict) -> Non
         )
     for n in stacks:
         missing = sum(s["missing"] for s in found[n]["steps"])
-        run.figure(f"shootout broadcasts missing, {n} process(es)", str(missing), "0", missing == 0)
+        if command == "broadcast":
+            run.figure(f"shootout broadcasts missing, {n} process(es)", str(missing), "0", missing == 0)
         good = [s for s in found[n]["steps"] if s["passed"]]
         if good:
             step = good[-1]
             run.figure(
-                f"shootout at {step['clients']:,} clients, {n} process(es): busiest interface-server process",
+                f"shootout {command} at {step['clients']:,} clients, {n} process(es): busiest interface-server process",
                 f"{step['busiest']['process']} {step['busiest']['cpuPct']:.0f}% of a core;"
                 f" load generator {step['loadgenCpuPct']:.0f}%, Redis {step['redisCpuPct']:.0f}%",
             )
@@ -205,14 +209,14 @@ def parse_args() -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "5 s wrk runs and 100-300 shootout clients: a smoke run")
     parser.add_argument("--processes", type=int, default=2, help="the N measured against 1 (default 2)")
     parser.add_argument("--private-redis", action="store_true", help="start a redis-server of its own on a free port")
-    parser.add_argument("--only", action="append", choices=["http", "shootout"], help="run only this part")
+    parser.add_argument("--only", action="append", choices=["http", "shootout", "echo"], help="run only this part")
     parser.add_argument("--out", default=str(ROOT / "artifacts" / "processes.json"), help="results file (JSON)")
     return parser.parse_args()
 
 
 def main() -> int:
     args = parse_args()
-    parts = args.only or ["http", "shootout"]
+    parts = args.only or ["http", "shootout", "echo"]
     if "http" in parts and not shutil.which("wrk"):
         print("wrk is not installed: the HTTP part needs it (apt-get install wrk)")
         return 2
@@ -222,7 +226,7 @@ def main() -> int:
     stop_on_signals()
     sizes = QUICK if args.quick else FULL
     limit = raise_fd_limit(sizes.shootout.limit_clients + 1000, "the largest shootout step")
-    if "shootout" in parts:
+    if {"shootout", "echo"} & set(parts):
         peer_env.ensure_node()
     private = start_redis(args)
     client = redis.Redis.from_url(args.redis_url)
@@ -244,7 +248,9 @@ def main() -> int:
         if "http" in parts:
             bench_http(run, stacks, results)
         if "shootout" in parts:
-            bench_shootout(run, stacks, results)
+            bench_shootout(run, stacks, results, "broadcast")
+        if "echo" in parts:
+            bench_shootout(run, stacks, results, "echo")
         results["load_after"] = os.getloadavg()[0]
         if results["load_after"] > (os.cpu_count() or 1):
             run.notes.append(

@@ -31,7 +31,8 @@ def test_processes_bench_quick_measures_two_processes_against_one(tmp_path):
         "HTTP req/s at 50 clients, 2 processes (vs 1)",
         "HTTP p99 at 50 clients, 2 processes (vs 1)",
         "interface-server CPU per request, 2 processes (vs 1)",
-        "shootout clients at p95 <= 500 ms, 2 processes (vs 1)",
+        "shootout broadcast clients at p95 <= 500 ms, 2 processes (vs 1)",
+        "shootout echo clients at p95 <= 500 ms, 2 processes (vs 1)",
     ):
         ratio_line(text, measure)
     results = json.loads(out.read_text())
@@ -43,3 +44,4 @@ def test_processes_bench_quick_measures_two_processes_against_one(tmp_path):
         steps = results["shootout"][n]["steps"]
         assert steps and sum(s["missing"] for s in steps) == 0
         assert results["shootout"][n]["done"]["maxClients"] >= 100
+        assert results["echo"][n]["done"]["maxClients"] >= 100
