@@ -196,6 +196,22 @@ def test_unix_socket_is_shared_too(start_server, worker_layer, tmp_path):
     assert not os.path.exists(path)
 
 
+def test_an_inherited_fd_is_shared_by_the_group(start_server, worker_layer):
+    import socket
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(16)
+        port, fd = listener.getsockname()[1], listener.fileno()
+        server = start_server(
+            "--processes", "2", "--fd", str(fd), pass_fds=(fd,), port=port, wait_for="Process group listening on fd"
+        )
+    _group_holders(worker_layer, server.process.pid, 2)
+    with GroupWorker(worker_layer, echo=True):
+        replies = [http_request(port, path=f"/{i}") for i in range(5)]
+    assert all(r.status == 200 and r.body.startswith(b"interface.response.") for r in replies)
+
+
 def _run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "interface_server", "tests.interface_server.layers:redis_layer", *args],
