@@ -126,13 +126,15 @@ class Decoder:
         out = []
         now = clock.now_ms() if now_ms is None else now_ms
         wait = (now - (deadline - self.expiry_ms)) / 1000
-        shared = None  # a flat history message is decoded and wrapped once per element, copied per socket
+        # A flat message (a group broadcast's text, with or without its history position) is decoded (and
+        # wrapped) once per element and copied per socket: each gets a dict of its own to change.
+        shared = None
         for channel in channels[:limit]:
             if shared is not None:
                 message = dict(shared)
             else:
                 message = self._decode(channel, payload, mark)
-                if mark and message is not None and all(isinstance(v, _FLAT) for v in message.values()):
+                if message is not None and len(channels) > 1 and all(isinstance(v, _FLAT) for v in message.values()):
                     shared = message
             if message is not None:
                 out.append((channel, message))
@@ -173,8 +175,14 @@ class Decoder:
                 if queue is not None and not queue:
                     del self._buffer[name]
         out = []
+        shared: tuple[memoryview, bytes, dict] | None = None  # as in `unpack`: the last element's flat message
         for item in taken:
-            message = self._decode(item.channel, item.payload, item.mark)
+            if shared is not None and item.payload is shared[0] and item.mark == shared[1]:
+                message = dict(shared[2])
+            else:
+                message = self._decode(item.channel, item.payload, item.mark)
+                if message is not None and all(isinstance(v, _FLAT) for v in message.values()):
+                    shared = (item.payload, item.mark, message)
             if message is not None:
                 out.append((item.channel, message))
                 self.waits.add(now - (item.expires - self.expiry_ms / 1000))
