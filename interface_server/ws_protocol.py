@@ -16,7 +16,7 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer, reactor
 
 from . import compat, origins, output_limit, socket_write
-from .deflate import Compression
+from .deflate import SHARED_LARGEST, Compression, frame
 from .sender import SendTimeout
 from .wire_messages import (
     BadReply,
@@ -70,6 +70,35 @@ def make_websocket_factory(server: Server) -> WebSocketServerFactory:
     )
     compat.use_exact_timers(factory)
     return factory
+
+
+class PlainFrames:
+    """The last plain (uncompressed) frame built, reused while the next message is the same.
+
+    A group send arrives as one element the layer fans out to this server's
+    members, delivered one after the other in the same reactor turn: each
+    member's copy is framed once for all. Keyed by content (an equal
+    payload compares as fast as memcmp), so nothing depends on who built
+    the bytes; one entry, and none for messages over `largest` bytes.
+    """
+
+    def __init__(self, largest: int = SHARED_LARGEST) -> None:
+        self.largest = largest
+        self._payload = b""
+        self._binary = False
+        self._frame = frame(b"", False)
+
+    def frame(self, payload: bytes, binary: bool) -> bytes:
+        """The unmasked, unfragmented server frame carrying `payload`."""
+        if binary is self._binary and (payload is self._payload or payload == self._payload):
+            return self._frame
+        data = frame(payload, binary)
+        if len(payload) <= self.largest:
+            self._payload, self._binary, self._frame = payload, binary, data
+        return data
+
+
+_plain_frames = PlainFrames()
 
 
 class WebSocketProtocol(WebSocketServerProtocol):
@@ -248,12 +277,24 @@ class WebSocketProtocol(WebSocketServerProtocol):
         doNotCompress: bool = False,
     ) -> None:
         """Autobahn's, except on a socket that deflates: there `deflate` frames it (one frame, shared
-        with other sockets when they get the same message); Autobahn's own deflate stream is never used."""
+        with other sockets when they get the same message); Autobahn's own deflate stream is never used.
+        A plain unfragmented message is framed by `PlainFrames` (once for the sockets that get it in a row)."""
         compressor = self.compressor
-        if compressor is None or self.state != self.STATE_OPEN:
+        if self.state != self.STATE_OPEN:
             super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
-            return
-        self.sendData(compressor.frame(payload, isBinary, doNotCompress), sync)
+        elif compressor is not None:
+            self.sendData(compressor.frame(payload, isBinary, doNotCompress), sync)
+        elif (
+            fragmentSize is None
+            and not self.autoFragmentSize
+            and self._perMessageCompress is None
+            and not 0 < self.maxMessagePayloadSize < len(payload)  # Autobahn raises for that one: let it
+        ):
+            # What Autobahn's sendPreparedMessage does for a socket without compression: the frame is
+            # built once per message, not once per socket, when a group send reaches many in a row.
+            self.sendData(_plain_frames.frame(payload, isBinary), sync)
+        else:
+            super().sendMessage(payload, isBinary, fragmentSize, sync, doNotCompress)
 
     def _close(self, code: int) -> None:
         """Start the closing handshake with `code`.
