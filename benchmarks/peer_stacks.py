@@ -31,11 +31,17 @@ START_TIMEOUT = 60.0
 CLIENT_JS = BENCH_DIR / "shootout" / "client.mjs"
 
 
-def peer_env_vars(redis_url: str, prefix: str, stack: str) -> dict[str, str]:
-    """The environment every process of a stack gets: the app, its Redis, its key prefix."""
-    path = os.pathsep.join([str(ROOT), str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+def peer_env_vars(redis_url: str, prefix: str, stack: str, root: Path = ROOT) -> dict[str, str]:
+    """The environment every process of a stack gets: the app, its Redis, its key prefix.
+
+    `root`: the checkout of the project its processes import (another one to compare with this, fanout_bench.py).
+    """
+    path = os.pathsep.join([str(root), str(BENCH_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    # The processes run in ROOT: `python -m` would put it first on sys.path, ahead of another `root`.
+    safe = {"PYTHONSAFEPATH": "1"} if Path(root).resolve() != ROOT else {}
     return dict(
         os.environ,
+        **safe,
         PYTHONPATH=path,
         DJANGO_SETTINGS_MODULE="peerapp.settings",
         PEERAPP_STACK=stack,
@@ -49,8 +55,10 @@ class OursStack(Side):
 
     name = "ours"
 
-    def __init__(self, run: Run, prefix: str, workers: int = WORKERS, server_args: Sequence[str] = ()) -> None:
-        env = peer_env_vars(run.args.redis_url, prefix, "ours")
+    def __init__(
+        self, run: Run, prefix: str, workers: int = WORKERS, server_args: Sequence[str] = (), root: Path = ROOT
+    ) -> None:
+        env = peer_env_vars(run.args.redis_url, prefix, "ours", root)
         self.port = free_port()
         argv = [sys.executable, "-m", "interface_server", "peerapp.asgi:channel_layer", "-p", str(self.port), "-v", "0"]
         argv += server_args  # e.g. --processes 2 (processes_bench.py)
