@@ -14,6 +14,9 @@ import re
 import socket
 import time
 
+import pytest
+
+from interface_server import cli
 from tests.support.waiting import wait_for
 
 from .fallback_support import PREFIX, SSEClient, in_background, poll, request
@@ -397,3 +400,42 @@ def test_an_sse_client_that_acknowledges_nothing_is_dropped_within_two_pings(sta
     stalled.close()
     assert disconnects_for(worker_layer, connect["reply_channel"], 0.5) == []  # the live one is still there
     assert live.send(server.port, 1, [{"text": "still here"}]) == 204
+
+
+# -- the command line --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["--fallback-transports", "sse,websocket"], "--fallback-transports: unknown transport 'websocket'"),
+        (["--fallback-prefix", "_channels/"], "--fallback-prefix must be a path"),
+        (["--fallback-prefix", "/chan nels/"], "--fallback-prefix must be a path"),
+        (["--fallback-poll-timeout", "0"], "--fallback-poll-timeout must be positive"),
+        (["--fallback-session-timeout", "-1"], "--fallback-session-timeout must be positive"),
+    ],
+)
+def test_bad_fallback_options_are_usage_errors(args, fragment):
+    with pytest.raises(cli.UsageError, match=re.escape(fragment)):
+        cli.config_from_args(cli.build_parser().parse_args(["x:y", *args]), {})
+
+
+def test_fallback_options_reach_the_config():
+    parse = cli.build_parser().parse_args
+    config = cli.config_from_args(parse(["x:y", "--fallback-transports", "poll", "--fallback-prefix", "/fb/"]), {})
+    assert (config.fallback_transports, config.fallback_prefix) == (["poll"], "/fb/")
+    assert cli.config_from_args(parse(["x:y", "--fallback-transports", "none"]), {}).fallback_transports == []
+    assert cli.config_from_args(parse(["x:y"]), {}).fallback_transports == ["sse", "poll"]
+
+
+def test_another_prefix_is_served_and_the_default_one_goes_to_the_application(start_server, worker_layer):
+    server = start_server("--fallback-prefix", "/fb/")
+    opening = in_background(request, server.port, "GET", "/fb/poll/ws/echo/")
+    connect = receive(worker_layer, "websocket.connect")
+    worker_layer.send(connect["reply_channel"], {"accept": True})
+    assert opening.result(5)[0] == 200
+    pending = in_background(request, server.port, "GET", f"{PREFIX}sse/ws/echo/")
+    message = receive(worker_layer, "http.request")
+    assert message["path"] == f"{PREFIX}sse/ws/echo/"
+    worker_layer.send(message["reply_channel"], {"status": 204})
+    assert pending.result(5)[0] == 204
