@@ -252,6 +252,9 @@ FallbackSocket.prototype.send = function (data) {
   if (this.readyState !== 1) {
     throw new Error("WebSocketBridge: the " + this.transport + " socket is not open");
   }
+  if (typeof data !== "string" && !(data instanceof ArrayBuffer) && !ArrayBuffer.isView(data)) {
+    throw new Error("WebSocketBridge: the " + this.transport + " transport sends strings, ArrayBuffers and typed arrays (not Blobs)");
+  }
   this._out.push(typeof data === "string" ? { text: data } : { bytes: toBase64(data) });
   this._flush();
 };

@@ -206,6 +206,7 @@ test("long-polling: acknowledged polls, duplicates skipped, one POST at a time, 
   assert.deepEqual([...new Uint8Array(got[2])], [0, 1]);
   assert.equal(calls[2].url, "http://h/_channels/s/P/poll?ack=3");
 
+  assert.throws(() => socket.ws.send(new Blob(["b"])), /not Blobs/);
   socket.send("x");
   socket.send("y"); // waits for the first POST's answer, then goes in the next one
   const posts = () => calls.filter((call) => call.method === "POST");
