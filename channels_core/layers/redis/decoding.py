@@ -69,10 +69,12 @@ class QueueWaits:
     def begin(self) -> None:
         self._local.waits = []
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, count: int = 1) -> None:
+        """Record `count` messages that waited `seconds` (the members of one fanned-out element: one call)."""
         waits = getattr(self._local, "waits", None)
         if waits is not None and len(waits) < MAX_RECORDED_WAITS:
-            waits.append(seconds if seconds > 0 else 0.0)  # clock estimates may put a fresh message a hair early
+            count = min(count, MAX_RECORDED_WAITS - len(waits))
+            waits.extend([seconds if seconds > 0 else 0.0] * count)  # clock estimates may put a message early
 
     def last(self) -> list[float]:
         return list(getattr(self._local, "waits", ()))
@@ -138,7 +140,8 @@ class Decoder:
                     shared = message
             if message is not None:
                 out.append((channel, message))
-                self.waits.add(wait)
+        if out:
+            self.waits.add(wait, len(out))  # once per element, not per socket: 10,000 sockets are 10,000 calls
         if len(channels) > limit:
             expires = time.monotonic() + (deadline - now) / 1000
             with self._lock:

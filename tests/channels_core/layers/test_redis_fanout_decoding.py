@@ -10,6 +10,7 @@ member must still get a dict of its own, and a message with nested values
 from __future__ import annotations
 
 import msgpack
+import pytest
 
 from channels_core.layers.redis.decoding import Decoder
 
@@ -74,3 +75,15 @@ def test_one_socket_elements_and_undecodable_payloads_behave_as_before():
     bad = f"{2_000_000:014d}".encode() + b"p,q\n" + b"\xc1"  # 0xc1: never valid msgpack
     assert decoder.unpack_all(b"srv!", [bad], Clock(), 9) == []
     assert decoder.drops.counts  # counted, as before
+
+
+def test_each_message_of_a_fanned_out_element_records_its_queue_wait():
+    decoder, _ = counting_decoder()
+    decoder.waits.begin()
+    sent = element([f"s{i}" for i in range(5)], {"text": "w"}, deadline_ms=1_059_500)  # sent 0.5 s ago
+    got = decoder.unpack_all(b"srv!", [sent], Clock(), 3)
+    assert len(got) == 3 and len(decoder.waits.last()) == 3
+    waits = decoder.waits.last()
+    assert waits == [pytest.approx(0.5)] * 3
+    decoder.waits.begin()
+    assert len(decoder.take(["srv!"], 10)) == 2 and len(decoder.waits.last()) == 2
