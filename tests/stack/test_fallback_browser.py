@@ -144,3 +144,16 @@ def test_long_polling_reconnects_after_the_server_restarts_and_sends_what_was_qu
     assert page.evaluate("window.bridge.socket.retries") == 0
     echo_round_trip(page, 2)
     assert page.console_errors() == []
+
+
+def test_allowed_hosts_only_accepts_the_page_over_sse(debug_stack, browser):
+    """A same-origin EventSource sends no Origin; the server adds the page's (Sec-Fetch-Site: same-origin), so the
+    1.x Origin validator on /sess/origin/ accepts it as it accepts the page's WebSocket."""
+    page = page_without(browser, debug_stack, NO_WEBSOCKET)
+    page.evaluate(
+        "window.raw = []; window.start('/sess/origin/', {});"
+        "window.bridge.socket.addEventListener('message', e => window.raw.push(e.data))"
+    )
+    page.wait_for("window.raw.length === 1")
+    assert page.evaluate("window.raw") == ["origin ok"]
+    assert page.evaluate("window.bridge.transport") == "sse"
