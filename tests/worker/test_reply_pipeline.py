@@ -129,3 +129,72 @@ def test_a_layer_without_the_method_sends_at_once(pipelined):
     assert got == [{"n": 3}]
     if pipelined:
         assert inner.with_read == [{"n": 3}]
+
+
+def test_a_consumers_last_buffered_send_goes_out_with_the_next_read_after_its_earlier_sends():
+    """A WebSocket consumer's reply (`reply_channel.send` inside the consumer) leaves with the next read."""
+
+    def echo(message, **kwargs):
+        other = Channel(message["other"], channel_layer=message.channel_layer)
+        message.reply_channel.send({"first": message["n"]})
+        other.send({"side": message["n"]})
+        message.reply_channel.send({"last": message["n"]})
+
+    layer, inner = _layer(echo)
+    reply = layer.new_channel("test.reply?")
+    other = layer.new_channel("test.other?")
+    layer.send("req.ch", {"n": 1, "reply_channel": reply, "other": other})
+    worker = Worker(layer, signal_handlers=False)
+    got: list[dict] = []
+    with Running(worker):
+        assert wait_for(lambda: got.extend(replies(layer, reply)) or len(got) == 2, 5)
+    assert got == [{"first": 1}, {"last": 1}]
+    assert replies(layer, other) == [{"side": 1}]
+    assert inner.with_read == [{"last": 1}]
+
+
+def test_a_group_send_is_never_held():
+    from channels_core.channel import Group
+
+    def broadcast(message, **kwargs):
+        group = Group("pipeline-test", channel_layer=message.channel_layer)
+        group.add(message.reply_channel)
+        message.reply_channel.send({"before": True})
+        group.send({"to": "all"})
+
+    layer, inner = _layer(broadcast)
+    reply = layer.new_channel("test.reply?")
+    layer.send("req.ch", {"reply_channel": reply})
+    worker = Worker(layer, signal_handlers=False)
+    got: list[dict] = []
+    with Running(worker):
+        assert wait_for(lambda: got.extend(replies(layer, reply)) or len(got) == 2, 5)
+    assert got == [{"before": True}, {"to": "all"}]
+    assert inner.with_read == []
+
+
+def test_a_held_buffered_send_is_retried_for_a_flushs_time_when_its_channel_is_full(monkeypatch, caplog):
+    import time
+
+    import worker.worker as worker_module
+
+    monkeypatch.setattr(worker_module, "FLUSH_RETRY_SECONDS", 0.2)
+
+    def echo(message, **kwargs):
+        message.reply_channel.send({"n": message["n"]})
+
+    inner = _PipeliningLayer(blocking_timeout=0.05, capacity=1)
+    layer = ChannelLayerWrapper(inner, "test", [route("req.ch", echo)])
+    reply = layer.new_channel("test.reply?")
+    layer.send(reply, {"n": 0})  # the reply channel is full: the held reply waits, then is abandoned
+    layer.send("req.ch", {"n": 1, "reply_channel": reply})
+    worker = Worker(layer, signal_handlers=False)
+    started = time.monotonic()
+    with Running(worker):
+        assert wait_for(lambda: "Abandoned a reply" in caplog.text, 5)
+        took = time.monotonic() - started
+        assert wait_for(lambda: worker._held is None, 5)
+    assert took < 2  # FLUSH_RETRY_SECONDS (patched), not HELD_REPLY_TIMEOUT (10 s)
+    assert worker._held_retry == worker_module.HELD_REPLY_TIMEOUT  # the next held reply gets its own bound
+    assert replies(layer, reply) == [{"n": 0}]
+    assert inner.with_read == []
