@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import socket
 import time
 from collections.abc import Sequence
@@ -65,6 +66,7 @@ class EventReceiver:
         self._sock: socket.socket | None = None
         self._parser = RespParser()
         self._blmpop = False
+        self._packed_pop: bytes | None = None
 
     def start(self) -> None:
         """Connect (blocking, bounded by the connect timeout) and send the first pop."""
@@ -78,6 +80,7 @@ class EventReceiver:
             self._conn = conn
             self._sock = socket_of(conn)
             self._parser = RespParser()
+            self._packed_pop = None
             self._send_pop()
         except _NETWORK_ERRORS as exc:
             self.close()
@@ -93,11 +96,22 @@ class EventReceiver:
         return self._sock.fileno() if self._sock is not None else -1
 
     def _send_pop(self) -> None:
-        if self._blmpop:
-            command = ("BLMPOP", self.timeout, len(self.keys), *self.keys, "LEFT", "COUNT", self.max_messages)
-        else:
-            command = ("BLPOP", *self.keys, self.timeout)
-        self._conn.send_packed_command(self._conn.pack_commands([command]), check_health=False)
+        # The same pop every time: packed once per connection. Written with os.write, not
+        # socket.sendall: a socket with a timeout polls before every call (one syscall more per
+        # reply); sendall only takes what one write could not.
+        packed = self._packed_pop
+        if packed is None:
+            if self._blmpop:
+                command = ("BLMPOP", self.timeout, len(self.keys), *self.keys, "LEFT", "COUNT", self.max_messages)
+            else:
+                command = ("BLPOP", *self.keys, self.timeout)
+            packed = self._packed_pop = b"".join(self._conn.pack_commands([command]))
+        try:
+            written = os.write(self._sock.fileno(), packed)
+        except BlockingIOError:
+            written = 0
+        if written < len(packed):
+            self._sock.sendall(packed[written:])
         self.deadline = time.monotonic() + self.timeout + REPLY_GRACE
 
     def read(self) -> list[tuple[str, dict]]:
@@ -105,7 +119,11 @@ class EventReceiver:
         if self._sock is None:
             raise LayerConnectionError("EventReceiver.read() before start()")
         try:
-            data = self._sock.recv(_RECV_SIZE)
+            try:
+                # os.read, not sock.recv: the socket has a timeout, and recv would poll first.
+                data = os.read(self._sock.fileno(), _RECV_SIZE)
+            except BlockingIOError:
+                return []  # readable was a false alarm: nothing to read yet
             if not data:
                 raise ConnectionError("Redis closed the connection")
             self._parser.feed(data)
