@@ -17,7 +17,8 @@ delivered. Targets (issue 19): last socket p99 <= 30 ms at 1,000, <= 500 ms at 1
 --baseline TREE also runs the stack from another checkout of the project (e.g. `git worktree add` or
 `git archive HEAD~1 | tar -x -C TREE`), the two taking turns --rounds times per size, so a change
 is compared with what it replaces in one run on this noisy machine; the ratios (this tree /
-baseline) are printed. --quick: 200 and 500 sockets, 20 broadcasts, under a minute. The open-files
+baseline) are printed. --tree TREE measures another checkout as "this" (default: this one, with
+whatever is uncommitted in it). --quick: 200 and 500 sockets, 20 broadcasts, under a minute. The open-files
 limit is raised (children inherit it). Every process started here is stopped at the end and every
 Redis key under the run's prefix deleted. Exits 0 unless something crashes; a missed target is
 marked MISSED.
@@ -104,6 +105,9 @@ def parse_args() -> argparse.Namespace:
     parser = benchmark_parser(__doc__, "200 and 500 sockets, 20 broadcasts, under a minute")
     parser.add_argument("--private-redis", action="store_true", help="start a redis-server of its own on a free port")
     parser.add_argument("--baseline", help="another checkout of the project to run beside this one, taking turns")
+    parser.add_argument(
+        "--tree", default=str(ROOT), help="the checkout measured as 'this' (default: this one, work tree included)"
+    )
     parser.add_argument("--sockets", help="comma-separated socket counts (default 1000,10000; --quick 200,500)")
     parser.add_argument("--broadcasts", type=int, help="broadcasts per run (default 50; --quick 20)")
     parser.add_argument("--rounds", type=int, help="turns per tree and size (default 2; --quick 1)")
@@ -120,7 +124,7 @@ def main() -> int:
         sizes = Sizes(sizes.sockets, args.broadcasts, sizes.rounds)
     if args.rounds:
         sizes = Sizes(sizes.sockets, sizes.broadcasts, args.rounds)
-    trees = {"this": ROOT}
+    trees = {"this": Path(args.tree).resolve()}
     if args.baseline:
         trees["baseline"] = Path(args.baseline).resolve()
         if not (trees["baseline"] / "interface_server").is_dir():
@@ -134,7 +138,8 @@ def main() -> int:
     run = Run(args, sizes, f"fanout{os.getpid()}:", client)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     print(f"{load_average()} before the run (a shared 2-core machine: other work may run beside it)")
-    print(f"measuring {tree_state()}" + (f" against {trees['baseline']}" if args.baseline else ""))
+    this = tree_state() if trees["this"] == ROOT else str(trees["this"])
+    print(f"measuring {this}" + (f" against {trees['baseline']}" if args.baseline else ""))
     print(
         f"{stamp}; {'quick' if args.quick else 'full'} run; {os.cpu_count()} CPUs; open-files limit {limit};"
         f" Python {sys.version.split()[0]}; Redis {client.info('server')['redis_version']};"
