@@ -47,6 +47,7 @@ from .fallback_wire import (
     post_limit,
     route,
     sse_event,
+    with_since,
 )
 from .h11_impl import h11
 from .wire_messages import BadRequest, RequestInfo, reason_phrase
@@ -225,9 +226,11 @@ class FallbackRequest:
                 headers.append([b"origin", origin])
         if found.last_event_id is not None and _header(headers, b"last-event-id") is None:
             headers.append([b"last-event-id", found.last_event_id])
+        # Group history positions a reconnecting EventSource sends back become the query's since= (fallback_wire).
+        target = with_since(found.target, _header(headers, b"last-event-id"))
         try:
             inner = dataclasses.replace(
-                info, target=found.target, headers=headers, scheme="wss" if info.scheme == "https" else "ws"
+                info, target=target, headers=headers, scheme="wss" if info.scheme == "https" else "ws"
             )
         except BadRequest as exc:
             raise BadFallbackRequest(400, str(exc)) from None

@@ -48,6 +48,7 @@ from .fallback_wire import (
     bytes_event,
     close_event,
     event_size,
+    history_id,
     text_event,
 )
 from .sender import SendTimeout
@@ -118,6 +119,7 @@ class FallbackSession:
         self.carrier: Carrier | None = None
         self.outbox: deque[dict] = deque()
         self.outbox_bytes = 0
+        self.positions: dict[str, str] = {}  # group -> "EPOCH:OFFSET" of the last history frame (SSE ids)
         self.next_event_id = 1
         self.next_seq = 1
         self.held_posts: dict[int, tuple[list[tuple[bytes, bool]], PostReply]] = {}
@@ -234,7 +236,13 @@ class FallbackSession:
         for payload, binary in actions.send:
             event_id = self.next_event_id
             self.next_event_id += 1
-            event = bytes_event(event_id, payload) if binary else text_event(event_id, payload.decode("utf-8"))
+            if binary:
+                event = bytes_event(event_id, payload)
+            else:
+                text = payload.decode("utf-8")
+                event = text_event(event_id, text)
+                if self.transport == SSE and text.startswith('{"history":'):
+                    event["_sse_id"] = history_id(self.positions, text)
             self.outbox.append(event)
             self.outbox_bytes += event_size(event)
         if actions.accept:

@@ -22,9 +22,12 @@ parameter `lastEventId` (EventSource cannot set headers) becomes the
 
 Every event (server to client) is one JSON object: `{"id": n, "text": s}`,
 `{"id": n, "bytes": base64}` or `{"id": n, "close": code}`, `n` counting
-from 1 in each session; over SSE it is an event's `data:` line, with `n`
-also as its `id:`. An SSE response starts with `event: session`, whose data
-is `{"session": id, "transport": "sse", "ping": seconds}`.
+from 1 in each session; over SSE it is an event's `data:` line, and a group
+history frame's event also gets an `id:` line, the session's last history
+positions (`GROUP:EPOCH:OFFSET,...`), which a reconnecting `EventSource`
+sends back as `Last-Event-ID` and the server turns into `since=` (see
+`with_since`). An SSE response starts with `event: session`, whose data is
+`{"session": id, "transport": "sse", "ping": seconds}`.
 """
 
 from __future__ import annotations
@@ -34,7 +37,9 @@ import binascii
 import json
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote_to_bytes
+from urllib.parse import quote, unquote_to_bytes
+
+from channels_core.layers.history import frame_position, parse_since
 
 DEFAULT_PREFIX = "/_channels/"
 SSE, POLL = "sse", "poll"
@@ -160,10 +165,58 @@ def encode_json(value: Any) -> bytes:
 
 
 def sse_event(event: dict[str, Any] | None = None, name: str | None = None, data: Any = None) -> bytes:
-    """One Server-Sent Event: a socket event (with its id), or a named one (`session`, sent first, with the id)."""
+    """One Server-Sent Event: a socket event, or a named one (`session`, sent first, with the id).
+
+    A socket event's `id:` line is its `_sse_id` (group history positions,
+    see `history_id`), absent for others: the browser's `lastEventId`, sent
+    back as `Last-Event-ID` when `EventSource` reconnects by itself, stays
+    the last positions seen.
+    """
     if event is not None:
-        return b"id: %d\ndata: %s\n\n" % (event["id"], encode_json(event))
+        sse_id = event.get("_sse_id")
+        body = {key: value for key, value in event.items() if key != "_sse_id"}
+        head = b"id: %s\n" % sse_id.encode("ascii") if sse_id else b""
+        return head + b"data: %s\n\n" % encode_json(body)
     return b"event: %s\ndata: %s\n\n" % (name.encode("ascii"), encode_json(data))
+
+
+def history_id(positions: dict[str, str], text: str) -> str | None:
+    """The SSE id after the text frame `text`: every group's last position, `GROUP:EPOCH:OFFSET,...`.
+
+    `positions` (group -> "EPOCH:OFFSET", the session's) is updated when
+    `text` is a group history frame (`channels_core.layers.history`); None
+    for any other frame (its event gets no id). Past `MAX_LAST_EVENT_ID`
+    bytes only the frame's own group is kept.
+    """
+    found = frame_position(text)
+    if found is None:
+        return None
+    group, position = found
+    positions[group] = str(position)
+    joined = ",".join(f"{name}:{at}" for name, at in sorted(positions.items()))
+    return joined if len(joined) <= MAX_LAST_EVENT_ID else f"{group}:{position}"
+
+
+def with_since(target: bytes, last_event_id: bytes | None) -> bytes:
+    """`target` with `since=GROUP:EPOCH:OFFSET` for each position in `last_event_id` (what `history_id` made),
+    unless the query already has `since=` (the bridge sends its own) or there is none well formed.
+
+    So a plain `EventSource` that reconnects by itself resumes its group streams: `@resume_groups`
+    reads `since=` from the query string.
+    """
+    if not last_event_id:
+        return target
+    path, sep, query = target.partition(b"?")
+    if any(part.startswith(b"since=") for part in query.split(b"&")):
+        return target
+    params = []
+    for item in last_event_id.decode("latin-1").split(","):
+        encoded = quote(item.strip(), safe="")
+        if parse_since("since=" + encoded):
+            params.append(b"since=" + encoded.encode("ascii"))
+    if not params:
+        return target
+    return path + b"?" + b"&".join(([query] if query else []) + params)
 
 
 SSE_PING = b": ping\n\n"

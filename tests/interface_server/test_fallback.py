@@ -16,6 +16,7 @@ import time
 
 import pytest
 
+from channels_core.layers.history import Position, envelope, parse_since
 from interface_server import cli
 from tests.support.waiting import wait_for
 
@@ -82,8 +83,9 @@ def test_sse_connect_message_is_the_websockets_and_frames_go_both_ways_in_order(
     worker_layer.send(reply_channel, {"text": 'line\r\nbreaks "quoted"'})
     worker_layer.send(reply_channel, {"bytes": b"\x01\x02"})
     first, second = client.next_event(), client.next_event()
-    assert (first["id"], first["data"]) == ("1", {"id": 1, "text": 'line\r\nbreaks "quoted"'})
-    assert (second["id"], base64.b64decode(second["data"]["bytes"])) == ("2", b"\x01\x02")
+    assert first["data"] == {"id": 1, "text": 'line\r\nbreaks "quoted"'}
+    assert (second["data"]["id"], base64.b64decode(second["data"]["bytes"])) == (2, b"\x01\x02")
+    assert first["id"] is None  # an SSE id only for group history frames (test_sse_resumes_...)
 
     # The client closes: one disconnect with its code, after the frames.
     assert client.close(server.port, 3001) == 204
@@ -439,3 +441,20 @@ def test_another_prefix_is_served_and_the_default_one_goes_to_the_application(st
     assert message["path"] == f"{PREFIX}sse/ws/echo/"
     worker_layer.send(message["reply_channel"], {"status": 204})
     assert pending.result(5)[0] == 204
+
+
+def test_sse_resumes_group_history_with_last_event_id_as_a_plain_eventsource_does(start_server, worker_layer):
+    """History frames' SSE ids are the positions; an EventSource reconnecting by itself sends the last one back
+    as Last-Event-ID, which reaches the consumer as since= in the query string (what @resume_groups reads)."""
+    server = start_server()
+    client, connect = open_sse(server, worker_layer)
+    worker_layer.send(connect["reply_channel"], envelope({"text": "a"}, "room-1", "e1", 4))
+    worker_layer.send(connect["reply_channel"], {"text": "not history"})
+    worker_layer.send(connect["reply_channel"], envelope({"text": "b"}, "feed", "e2", 9))
+    ids = [client.next_event()["id"] for _ in range(3)]
+    assert ids == ["room-1:e1:4", None, "feed:e2:9,room-1:e1:4"]
+    client.vanish()
+    _, again = open_sse(server, worker_layer, "/ws/echo/?x=1", headers={"Last-Event-ID": ids[-1]})
+    assert dict(again["headers"])[b"last-event-id"] == b"feed:e2:9,room-1:e1:4"
+    assert parse_since(again["query_string"]) == {"feed": Position("e2", 9), "room-1": Position("e1", 4)}
+    assert again["query_string"].startswith(b"x=1&since=")

@@ -6,14 +6,17 @@ import base64
 
 import pytest
 
+from channels_core.layers.history import Position, envelope, parse_since
 from interface_server.fallback_wire import (
     BadFallbackRequest,
+    history_id,
     parse_close,
     parse_post,
     post_limit,
     route,
     sse_event,
     text_event,
+    with_since,
 )
 
 P = b"/_channels/"
@@ -61,8 +64,26 @@ def test_session_routes():
 
 def test_sse_events_are_one_json_line_whatever_the_text():
     event = sse_event(text_event(3, "a\nb\r\nc\u2028"))
-    assert event.startswith(b"id: 3\ndata: ") and event.endswith(b"\n\n")
-    assert event.count(b"\n") == 3  # id line, data line, blank line: line breaks in the text are escaped
+    assert event.startswith(b'data: {"id":3,') and event.endswith(b"\n\n")
+    assert event.count(b"\n") == 2  # data line, blank line: line breaks in the text are escaped; no SSE id
+
+
+def test_history_frames_get_the_sessions_positions_as_sse_id_and_they_come_back_as_since():
+    positions: dict[str, str] = {}
+    frame = envelope({"text": "hi"}, "room-1", "e1", 7)["text"]
+    assert history_id(positions, frame) == "room-1:e1:7"
+    assert history_id(positions, envelope({"text": "x"}, "feed", "e2", 3)["text"]) == "feed:e2:3,room-1:e1:7"
+    assert history_id(positions, '{"not": "history"}') is None
+    event = text_event(9, frame)
+    event["_sse_id"] = "feed:e2:3,room-1:e1:7"
+    assert sse_event(event).startswith(b'id: feed:e2:3,room-1:e1:7\ndata: {"id":9,"text":')
+    # Last-Event-ID back into the query string @resume_groups reads; the bridge's own since= wins.
+    target = with_since(b"/ws/?a=1", b"feed:e2:3,room-1:e1:7,junk")
+    assert parse_since(target.partition(b"?")[2]) == {"feed": Position("e2", 3), "room-1": Position("e1", 7)}
+    assert target.startswith(b"/ws/?a=1&since=")
+    assert with_since(b"/ws/?since=room-1%3Ae1%3A9", b"room-1:e1:7") == b"/ws/?since=room-1%3Ae1%3A9"
+    assert with_since(b"/ws/", b"17") == b"/ws/"  # not positions: a plain client's own ids are left alone
+    assert with_since(b"/ws/", None) == b"/ws/"
     assert sse_event(name="session", data={"session": "s"}) == b'event: session\ndata: {"session":"s"}\n\n'
 
 

@@ -157,3 +157,43 @@ def test_allowed_hosts_only_accepts_the_page_over_sse(debug_stack, browser):
     page.wait_for("window.raw.length === 1")
     assert page.evaluate("window.raw") == ["origin ok"]
     assert page.evaluate("window.bridge.transport") == "sse"
+
+
+def test_a_plain_eventsource_resumes_a_group_stream_with_last_event_id(debug_stack, browser, redis_url, key_prefix):
+    """No bridge: the page's own EventSource reconnects by itself after the server restarts and sends
+    Last-Event-ID (the history positions of the last frame's id:); the server turns it into since=, and
+    @resume_groups replays what the page missed."""
+    layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix, group_history={"hist-*": {"size": 100, "ttl": 300}})
+    try:
+        page = browser.page()
+        page.goto(debug_stack.url + "/bridge/")
+        page.evaluate(
+            """window.got = []; window.ids = [];
+            window.es = new EventSource('/_channels/sse/history/r1/');
+            window.es.onmessage = (e) => {
+              const frame = JSON.parse(JSON.parse(e.data).text || "{}");
+              if (frame.text) window.got.push(JSON.parse(frame.text).n);
+              window.ids.push(e.lastEventId);
+            };"""
+        )
+        page.wait_for("window.ids.length === 1")  # the join's status frame: the position to resume from
+        assert page.evaluate("window.ids[0]").startswith("hist-r1:")
+        for n in range(1, 4):
+            layer.send_group("hist-r1", {"text": json.dumps({"n": n})})
+        page.wait_for("window.got.length === 3")
+        assert page.evaluate("window.ids[window.ids.length - 1]").endswith(":3")
+
+        port = debug_stack.server.port
+        debug_stack.server.stop()
+        for n in range(4, 9):  # while the page is cut off: only the history has them
+            layer.send_group("hist-r1", {"text": json.dumps({"n": n})})
+        debug_stack.server = ServerProcess("tests.project.asgi:channel_layer", [], env=debug_stack.env, port=port)
+        debug_stack.server.start()
+        page.wait_for("window.got.length === 8", timeout=30)
+        layer.send_group("hist-r1", {"text": json.dumps({"n": 9})})
+        page.wait_for("window.got.length === 9")
+        assert page.evaluate("window.got") == list(range(1, 10))  # every one, in order, once
+        assert page.evaluate("window.ids[window.ids.length - 1]").endswith(":9")
+    finally:
+        layer.flush()
+        layer.close()
