@@ -521,7 +521,8 @@ async def bench_idle(run: Run, server: Server) -> None:
         f"  KB per socket: {per_socket_open:.1f} right after opening, {per_socket:.1f} at the end of the hold"
         " (the table uses the latter)"
     )
-    run.figure(f"idle WS: server RSS per socket ({n:,} open)", f"{per_socket:.1f} KB", "<= 16 KB", per_socket <= 16)
+    # Issue 19's target (daphne 1.4.2 took 8.8 KB); 12.8 KB before the handshake was shed (2026-12-07).
+    run.figure(f"idle WS: server RSS per socket ({n:,} open)", f"{per_socket:.1f} KB", "<= 8 KB", per_socket <= 8)
     run.figure(f"idle WS: server RSS idle -> {n:,} open", f"{rss_idle / 1024:.1f} -> {rss_held / 1024:.1f} MiB")
     run.figure(
         f"idle WS: sockets still open after {hold:g} s", f"{still_open:,}/{n:,}", f"{n:,}/{n:,}", still_open == n
