@@ -39,6 +39,8 @@ LAYER_COMMANDS = [
     "exists",
     # flush; the status command and the operations page (the `inspection` extension)
     "scan", "zcount",
+    # presence (the lease sweep reads members' sets even when no one joined), group history, at-least-once
+    "smembers", "sadd", "srem", "xadd", "xrange", "hmget", "pexpire", "lpush", "ltrim",
 ]  # fmt: skip
 
 
