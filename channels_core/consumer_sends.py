@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from .layers.backoff import Backoff, retry
@@ -80,22 +79,6 @@ class PendingMessageStore:
     def discard(self) -> None:
         """Stop buffering and forget what was buffered."""
         self._local.messages = None
-
-    def offer_last(self, take: Callable[[Sender, dict], bool]) -> bool:
-        """Offer the last buffered send to `take(sender, message)`; if it returns True the send leaves the buffer.
-
-        The worker uses it to send a consumer's last reply with its next read
-        (`channels_core.reply_hold`): the sends before it still go out, in
-        order, at the flush, and the taken one after them.
-        """
-        messages = getattr(self._local, "messages", None)
-        if not messages:
-            return False
-        sender, message = messages[-1]
-        if not take(sender, message):
-            return False
-        messages.pop()
-        return True
 
     def flush(self, **kwargs: Any) -> int:
         """Stop buffering and send what was buffered, in order; returns how many were dropped.

@@ -12,8 +12,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from channels_core.channel import Channel
-from channels_core.consumer_sends import FLUSH_RETRY_SECONDS, pending_message_store
+from channels_core.consumer_sends import pending_message_store
 from channels_core.exceptions import ChannelSocketException, ConsumeLater, DenyConnection
 from channels_core.layers.backoff import Backoff, retry
 from channels_core.layers.contract import supports
@@ -127,8 +126,6 @@ class Worker:
         """The layer can send a reply with the next read (`channels_core.reply_hold`)."""
         self._held: tuple[str, Any] | None = None
         """The last batch's held reply, sent with the next read."""
-        self._held_retry = HELD_REPLY_TIMEOUT
-        """How long the held reply is retried while its channel is full (sent alone)."""
         self.deliveries = deliveries_for(channel_layer)
         """At-least-once channels (`worker.acks`): held while they wait and run, then acked; None without them."""
         self.consumer_failed = False
@@ -255,19 +252,16 @@ class Worker:
         self._held = None
         full = getattr(self.channel_layer, "ChannelFull", ChannelFull)
         try:
-            batch = self.channel_layer.send_then_receive_batch(*held, channels, self.prefetch, WAKE_INTERVAL)
+            return self.channel_layer.send_then_receive_batch(*held, channels, self.prefetch, WAKE_INTERVAL)
         except full:
             self._held = held
             self._send_held()
             return []
         except Exception as exc:
-            self._held_retry = HELD_REPLY_TIMEOUT
             logger.warning("Could not send a reply to %s: %s: %s", held[0], type(exc).__name__, exc)
             if self.metrics is not None:
                 self.metrics.dropped("http.request", "answer")
             raise
-        self._held_retry = HELD_REPLY_TIMEOUT
-        return batch
 
     def _release_held(self) -> None:
         """Send at once the reply the running consumer held, if any (something else follows it)."""
@@ -275,37 +269,19 @@ class Worker:
             self._held = reply_hold.take()
             self._send_held()
 
-    def _hold_last_send(self) -> bool:
-        """Hold the consumer's last buffered `Channel` send for the next read (True), if the hold is open.
-
-        The hold is open only around the last message of a batch and before
-        the consumer held anything itself; a `Group` send is never held.
-        Held this way, a full channel is retried for as long as a flush
-        would (`FLUSH_RETRY_SECONDS`), not `HELD_REPLY_TIMEOUT`.
-        """
-        if not self._pipelined:
-            return False
-
-        def take(sender: Any, message: dict) -> bool:
-            return isinstance(sender, Channel) and reply_hold.hold(sender.name, message)
-
-        if not pending_message_store.offer_last(take):
-            return False
-        self._held_retry = FLUSH_RETRY_SECONDS
-        return True
-
     def _send_held(self) -> None:
-        """Send the held reply now (alone), retried like `ViewConsumer.send` (or a flush) while its channel is full."""
+        """Send the held reply now (alone), retried like `ViewConsumer.send` while its channel is full."""
         held = self._held
         if held is None:
             return
         self._held = None
-        timeout, self._held_retry = self._held_retry, HELD_REPLY_TIMEOUT
         full = getattr(self.channel_layer, "ChannelFull", ChannelFull)
         try:
-            sent = retry(lambda: self.channel_layer.send(*held), full, Backoff(0.005, 0.1), timeout=timeout)
+            sent = retry(lambda: self.channel_layer.send(*held), full, Backoff(0.005, 0.1), timeout=HELD_REPLY_TIMEOUT)
             if not sent:
-                logger.error("Abandoned a reply: the channel %s stayed full for %ss", held[0], timeout)
+                logger.error(
+                    "Abandoned a response: the reply channel %s stayed full for %ss", held[0], HELD_REPLY_TIMEOUT
+                )
         except Exception as exc:
             sent = False
             logger.warning("Could not send a reply to %s: %s: %s", held[0], type(exc).__name__, exc)
@@ -434,9 +410,7 @@ class Worker:
                 metrics.failed(channel, exc)
             self.answer_failure(channel, message)
         finally:
-            # The consumer's last send to a channel may leave with the next read (a WebSocket echo's
-            # reply: one round trip fewer); the sends before it go out now, in order.
-            if pending_message_store.buffered and not self._hold_last_send():
+            if pending_message_store.buffered:
                 self._release_held()
             # What the consumer sent (then the failure answer) goes out before any receiver runs.
             flushed = pending_message_store.flush()
