@@ -39,8 +39,7 @@ def alo_stack(redis_url, key_prefix, tmp_path):
         store.delete(*keys)
 
 
-@pytest.mark.slow
-@pytest.mark.alone
+@pytest.mark.slow  # not `alone`: it asserts no timing, only that nothing is lost, so a busy machine only slows it
 @pytest.mark.timeout(600)
 def test_thumbnail_jobs_survive_100_worker_sigkills(alo_stack, redis_url, key_prefix):
     layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix, capacity=10_000, at_least_once={"thumbnails": {}})
