@@ -5,21 +5,6 @@ from __future__ import annotations
 import pytest
 
 from tests.interface_server.harness import ServerProcess
-from tests.support.browser import Browser
-
-
-@pytest.fixture
-def browser():
-    with Browser() as browser:
-        yield browser
-
-
-@pytest.fixture
-def debug_stack(stack):
-    stack.env["TEST_DEBUG"] = "1"  # runworker serves the static files (the bridge) in DEBUG
-    stack.start_server()
-    stack.start_worker()
-    return stack
 
 
 def open_bridge(page, stack, module: bool = False, options: str = "{}") -> str:

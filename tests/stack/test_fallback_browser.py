@@ -17,27 +17,12 @@ import pytest
 
 from channels_core.layers import RedisChannelLayer
 from tests.interface_server.harness import ServerProcess
-from tests.support.browser import Browser
 
 NO_WEBSOCKET = "delete window.WebSocket;"
 BLOCKED = """
 window.WebSocket = function () { throw new DOMException("blocked by the test", "SecurityError"); };
 delete window.EventSource;
 """
-
-
-@pytest.fixture
-def browser():
-    with Browser() as browser:
-        yield browser
-
-
-@pytest.fixture
-def debug_stack(stack):
-    stack.env["TEST_DEBUG"] = "1"  # runworker serves the static files (the bridge) in DEBUG
-    stack.start_server()
-    stack.start_worker()
-    return stack
 
 
 def page_without(browser, stack, script: str, module: bool = False):

@@ -16,23 +16,8 @@ import pytest
 
 from channels_core.layers import RedisChannelLayer
 from tests.interface_server.harness import ServerProcess
-from tests.support.browser import Browser
 
 GROUP = "hist-r1"
-
-
-@pytest.fixture
-def browser():
-    with Browser() as browser:
-        yield browser
-
-
-@pytest.fixture
-def debug_stack(stack):
-    stack.env["TEST_DEBUG"] = "1"  # runworker serves the static files (the bridge) in DEBUG
-    stack.start_server()
-    stack.start_worker()
-    return stack
 
 
 @pytest.fixture
