@@ -8,6 +8,7 @@ import uuid
 import pytest
 
 from tests.support import alone
+from tests.support.netns import NetnsUnavailable, Network
 from tests.support.redis_server import private_server
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -58,3 +59,22 @@ def pytest_runtest_protocol(item, nextitem):
     directory = alone.lock_dir(workerinput["testrunuid"])
     with alone.held(directory, exclusive=item.get_closest_marker(alone.MARKER) is not None):
         yield
+
+
+@pytest.fixture
+def network():
+    """Hosts in network namespaces (tests/support/netns.py), removed after the test.
+
+    Where namespaces cannot be made (no root, no iproute2) the test is skipped,
+    except under CI (`CI` set), where that is a failure: CI runs as root.
+    """
+    try:
+        net = Network()
+    except NetnsUnavailable as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"network namespaces unavailable: {exc}")
+    try:
+        yield net
+    finally:
+        net.remove()

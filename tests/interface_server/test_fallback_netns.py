@@ -11,10 +11,6 @@ from __future__ import annotations
 import sys
 import time
 
-import pytest
-
-from tests.support.netns import NetnsUnavailable, Network
-
 from .ws_support import receive
 
 CLIENT = """
@@ -28,18 +24,6 @@ print("OPEN", flush=True)
 while sock.recv(4096):
     pass
 """
-
-
-@pytest.fixture
-def network():
-    try:
-        net = Network()
-    except NetnsUnavailable as exc:
-        pytest.skip(f"network namespaces unavailable: {exc}")
-    try:
-        yield net
-    finally:
-        net.remove()
 
 
 def test_an_unplugged_sse_client_is_disconnected_within_two_ping_intervals(network, start_server, worker_layer):

@@ -25,7 +25,6 @@ import pytest
 from channels_core.layers import RedisChannelLayer
 from tests.interface_server.harness import ROOT
 from tests.interface_server.ws_support import ws_connect
-from tests.support.netns import NetnsUnavailable, Network
 from tests.support.waiting import wait_for
 
 from .fault_consumers import ROOM
@@ -37,18 +36,6 @@ REDIS_PORT = 6379  # each host has its own port space: the usual ports, as on re
 WEB_PORT = 8000
 SOCKETS_PER_SERVER = 5
 ECHO_ROUNDS = 20
-
-
-@pytest.fixture
-def network():
-    try:
-        net = Network()
-    except NetnsUnavailable as exc:
-        pytest.skip(f"network namespaces unavailable: {exc}")
-    try:
-        yield net
-    finally:
-        net.remove()
 
 
 def start_redis(host, tmp_path):
