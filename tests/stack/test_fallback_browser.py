@@ -77,8 +77,11 @@ def test_the_bridge_resumes_a_group_stream_over_sse_after_the_server_restarts(
     try:
         page = page_without(browser, debug_stack, NO_WEBSOCKET)
         options = "{minReconnectionDelay: 200, maxReconnectionDelay: 500, fallbackTransports: ['sse']}"
-        page.evaluate(f"window.start('/history/r1/', {options})")
-        page.evaluate("window.statuses = []; window.bridge.resumed(s => window.statuses.push(s))")
+        # In one turn of the page's event loop: the status cannot arrive before the callback is set.
+        page.evaluate(
+            f"window.statuses = []; window.start('/history/r1/', {options});"
+            "window.bridge.resumed(s => window.statuses.push(s))"
+        )
         page.wait_for("window.statuses.length === 1")
         first = page.evaluate("window.statuses[0]")
         assert page.evaluate("window.bridge.transport") == "sse"

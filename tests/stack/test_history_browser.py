@@ -42,10 +42,12 @@ def test_the_bridge_resumes_a_group_stream_after_the_server_restarts(debug_stack
     page = browser.page()
     page.goto(debug_stack.url + "/bridge/")
     page.wait_for("window.WebSocketBridgeClass !== undefined")
+    # In one turn of the page's event loop: the status cannot arrive before the callback is set.
     page.evaluate(
-        "window.start('/history/r1/', {minReconnectionDelay: 200, maxReconnectionDelay: 500, fallbackTransports: []})"
+        "window.statuses = [];"
+        "window.start('/history/r1/', {minReconnectionDelay: 200, maxReconnectionDelay: 500, fallbackTransports: []});"
+        "window.bridge.resumed(s => window.statuses.push(s))"
     )
-    page.evaluate("window.statuses = []; window.bridge.resumed(s => window.statuses.push(s))")
     page.wait_for("window.statuses.length === 1")  # a new client: told the position, nothing to recover
     first = page.evaluate("window.statuses[0]")
     assert first["recovered"] is True and first["group"] == GROUP
