@@ -80,6 +80,7 @@ class PendingPop:
                 commands.append(("BLMPOP", _format_timeout(timeout), len(keys), *keys, "LEFT", "COUNT", count))
             else:
                 commands.append(("BLPOP", *keys, _format_timeout(timeout)))
+            self.sent_at = time.monotonic()
             self.conn.send_packed_command(self.conn.pack_commands(commands))
             self._id_unread = need_id
         if read_id or not need_id:
@@ -165,7 +166,7 @@ class PendingPop:
             self.shard.discard(self.conn)
             raise
         self.shard.release(self.conn)
-        self.shard.succeeded()
+        self.shard.succeeded(self.sent_at)
         if not reply:
             return None
         return (reply[0], reply[1]) if isinstance(reply[1], list) else (reply[0], [reply[1]])

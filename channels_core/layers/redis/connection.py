@@ -237,11 +237,18 @@ class Shard:
         finally:
             conn.disconnect()
 
-    def succeeded(self) -> None:
+    def succeeded(self, sent_at: float | None = None) -> None:
+        """A command answered: the outage (if any) is over, unless the command was sent before it began.
+
+        A reply already on its way when Redis died (read by one thread just after
+        another logged the outage) says nothing about Redis being back.
+        """
         with self._cond:
-            since, self._down_since = self._down_since, None
-        if since is not None:
-            self.log_up(time.monotonic() - since)
+            since = self._down_since
+            if since is None or (sent_at is not None and sent_at < since):
+                return
+            self._down_since = None
+        self.log_up(time.monotonic() - since)
 
     # -- commands ----------------------------------------------------------------
 
@@ -277,6 +284,7 @@ class Shard:
         """
         conn = self.acquire()
         with self._dropping_on_error(conn):
+            conn.channels_sent_at = time.monotonic()
             conn.send_packed_command(conn.pack_commands(commands))
         return conn
 
@@ -291,9 +299,10 @@ class Shard:
                 except rexc.ResponseError as exc:
                     error = error or exc
                     replies.append(exc)
+        sent_at = getattr(conn, "channels_sent_at", None)
         self.release(conn)
         if self._down_since is not None:
-            self.succeeded()
+            self.succeeded(sent_at)
         if isinstance(error, rexc.NoPermissionError):
             raise self.acl_refused(error) from None
         if error is not None and not errors:
