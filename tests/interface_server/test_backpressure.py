@@ -107,6 +107,7 @@ def closed_by_server(sockets) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.alone  # its bounds (pong < 0.5 s, 503 < 4 s, the held frame after the thaw) are timings
 def test_a_frozen_redis_stalls_nobody(start_server, private_redis, private_layer):
     """SIGSTOP on Redis: pings are answered at once, new connections accepted, HTTP answered 503 within 2.5 s,
     and the reply reader's reconnect (its read unanswered past 1 + 2 s) does not block either; after SIGCONT
