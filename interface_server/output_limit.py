@@ -68,18 +68,19 @@ def unsent_bytes(transport: Any) -> int:
         return 0
 
 
-def websocket_may_write(protocol: Any) -> bool:
+def websocket_may_write(protocol: Any, idle: bool = False) -> bool:
     """Before a frame is written: False if it must be dropped (the client is, or now gets, cut).
 
     The check is on what is already queued, so one message larger than the
     limit still goes out whole to a client that reads; the next one finds it
-    still queued only if the client does not.
+    still queued only if the client does not. `idle`: the caller knows
+    nothing is queued (the size is not read again).
     """
     state = getattr(protocol, "_output_limit_state", None)
     if state == _CUT:
         return False
-    if state == _CLOSING:
-        return True  # the close frame itself
+    if state == _CLOSING or idle:
+        return True  # the close frame itself, or nothing queued
     server = protocol.server
     limit = server.config.max_output_buffer
     size = over_limit(protocol.transport, limit)

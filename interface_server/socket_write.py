@@ -24,15 +24,20 @@ from .compat import idle_tcp_socket
 def write(transport: Any, data: bytes) -> None:
     """`transport.write(data)`, sending right away when the transport has nothing queued."""
     sock = idle_tcp_socket(transport)
-    if sock is not None:
-        try:
-            sent = sock.send(data)
-        except OSError:
-            sent = 0  # EAGAIN, or an error Twisted's write path will find and report itself
-        if sent == len(data):
-            return
-        data = data[sent:]
-    transport.write(data)
+    if sock is None:
+        transport.write(data)
+    else:
+        write_idle(sock, transport, data)
+
+
+def write_idle(sock: Any, transport: Any, data: bytes) -> None:
+    """`write` for a transport `compat.idle_tcp_socket` just found idle, `sock` being the socket it gave."""
+    try:
+        sent = sock.send(data)
+    except OSError:
+        sent = 0  # EAGAIN, or an error Twisted's write path will find and report itself
+    if sent != len(data):
+        transport.write(data[sent:])
 
 
 def no_delay(transport: Any) -> None:

@@ -75,3 +75,14 @@ def test_an_http_response_past_the_limit_is_aborted_and_counted(transport):
     transport.write(b"y" * 101)
     assert not output_limit.http_may_write(protocol)
     assert server.counters == {"other": 3, "output_limit_closed": 1}
+
+
+def test_a_cut_websocket_writes_nothing_even_when_its_socket_is_idle(transport):
+    protocol, _ = fake_websocket(transport, 10)
+    transport.write(b"x" * 11)
+    assert not output_limit.websocket_may_write(protocol)  # cut
+    # The fan-out path passes idle=True when nothing is queued; a cut client stays cut.
+    assert not output_limit.websocket_may_write(protocol, idle=True)
+    fresh, closes = fake_websocket(transport, 10)
+    assert output_limit.websocket_may_write(fresh, idle=True)  # idle: the queued bytes are not read
+    assert closes == []

@@ -393,3 +393,25 @@ def test_websocket_actions_never_accept_and_reject_at_once(message, connecting):
         assert actions.send == [] and actions.close is None
     if not connecting:
         assert not actions.accept and not actions.reject
+
+
+def test_websocket_actions_reuses_a_fan_out_copy_but_never_a_different_message():
+    shared = {"text": "hello"}
+    first = websocket_actions(dict(shared), connecting=False)
+    again = websocket_actions(dict(shared), connecting=False)
+    assert again is first  # each member's copy of one group message is validated once
+    assert again.send == [(b"hello", False)]
+    assert websocket_actions({"bytes": b"hello"}, connecting=False).send == [(b"hello", True)]
+    assert websocket_actions({"text": "other"}, connecting=False).send == [(b"other", False)]
+    assert websocket_actions({"text": "other", "close": True}, connecting=False).close == 1000
+    # A handshake still pending always gets its own actions (data there accepts implicitly).
+    connecting = websocket_actions({"text": "other"}, connecting=True)
+    assert connecting.accept and connecting.send == [(b"other", False)]
+    # Changing a message after it was handled changes nothing for the next equal one.
+    message = {"text": "mutable"}
+    websocket_actions(message, connecting=False)
+    message["text"] = "changed"
+    assert websocket_actions({"text": "mutable"}, connecting=False).send == [(b"mutable", False)]
+    assert websocket_actions(message, connecting=False).send == [(b"changed", False)]
+    with pytest.raises(BadReply):
+        websocket_actions({"text": "mutable", "extra": 1}, connecting=False)
