@@ -27,6 +27,7 @@ from ..backoff import Backoff
 from ..errors import LayerConnectionError
 from .connection import NETWORK_ERRORS, REFUSED, AclRefused, Shard
 from .decoding import Decoder
+from .lean import replies_of
 from .redis_py_private import socket_of
 
 _MIN_BACKOFF = 0.05
@@ -81,8 +82,14 @@ class PendingPop:
             else:
                 commands.append(("BLPOP", *keys, _format_timeout(timeout)))
             self.sent_at = time.monotonic()
-            self.conn.send_packed_command(self.conn.pack_commands(commands))
+            lean = replies_of(self.conn)
+            if lean is not None:
+                lean.send(lean.pack(commands))
+            else:
+                self.conn.send_packed_command(self.conn.pack_commands(commands))
             self._id_unread = need_id
+        # After the send: it connected, and the connection's parser decides (see `lean.replies_of`).
+        self._lean = replies_of(self.conn)
         if read_id or not need_id:
             self.read_id()
 
@@ -91,16 +98,29 @@ class PendingPop:
         with self._failing_on_connection():
             for _ in range(self._first_unread):
                 try:
-                    self.first_replies.append(self.conn.read_response())
+                    self.first_replies.append(self._read_response())
                 except rexc.ResponseError as exc:
                     self.first_replies.append(exc)
             self._first_unread = 0
             if self._id_unread:
-                self.client_id = self.conn.read_response()
+                self.client_id = self._read_response()
                 self._id_unread = False
             if self._ok_unread:
-                self.conn.read_response()
+                self._read_response()
                 self._ok_unread = False
+
+    def _read_response(self, last: bool = False) -> Any:
+        """One reply, an error reply raised; `last`: the final one owed on this connection."""
+        lean = self._lean
+        if lean is not None:
+            return lean.read_response(last)
+        return self.conn.read_response()
+
+    def _can_read(self, timeout: float) -> bool:
+        lean = self._lean
+        if lean is not None:
+            return lean.can_read(timeout)
+        return bool(self.conn.can_read(timeout))
 
     @contextlib.contextmanager
     def _failing_on_connection(self) -> Iterator[None]:
@@ -122,7 +142,7 @@ class PendingPop:
         if self.error is not None:
             return True
         try:
-            return bool(self.conn.can_read(0))
+            return self._can_read(0)
         except NETWORK_ERRORS as exc:
             self._fail(exc)
             return True
@@ -136,7 +156,7 @@ class PendingPop:
         if self.error is not None:
             return True
         try:
-            return bool(self.conn.can_read(timeout))
+            return self._can_read(timeout)
         except NETWORK_ERRORS as exc:
             self._fail(exc)
             return True
@@ -150,7 +170,7 @@ class PendingPop:
         if self.error is not None:
             raise self.error
         try:
-            reply = self.conn.read_response()
+            reply = self._read_response(last=True)
         except NETWORK_ERRORS as exc:
             self._fail(exc)
             raise self.error from None

@@ -21,6 +21,7 @@ import redis.exceptions as rexc
 
 from ..errors import LayerConfigurationError, LayerConnectionError
 from .hosts import ConnectionSource
+from .lean import replies_of
 from .redis_py_private import socket_of
 from .scripts import Script
 
@@ -285,20 +286,31 @@ class Shard:
         conn = self.acquire()
         with self._dropping_on_error(conn):
             conn.channels_sent_at = time.monotonic()
-            conn.send_packed_command(conn.pack_commands(commands))
+            lean = replies_of(conn)
+            if lean is not None:
+                lean.send(lean.pack(commands))
+            else:
+                conn.send_packed_command(conn.pack_commands(commands))
         return conn
 
     def read_replies(self, conn: Any, count: int, errors: bool = False) -> list[Any]:
         """The `count` replies waiting on `conn` (from `send_commands`); then `conn` goes back to the pool."""
-        replies = []
         error = None
         with self._dropping_on_error(conn):
-            for _ in range(count):
-                try:
-                    replies.append(conn.read_response())
-                except rexc.ResponseError as exc:
-                    error = error or exc
-                    replies.append(exc)
+            lean = replies_of(conn)
+            if lean is not None:
+                replies = lean.read(count)
+                for reply in replies:
+                    if isinstance(reply, rexc.ResponseError):
+                        error = error or reply
+            else:
+                replies = []
+                for _ in range(count):
+                    try:
+                        replies.append(conn.read_response())
+                    except rexc.ResponseError as exc:
+                        error = error or exc
+                        replies.append(exc)
         sent_at = getattr(conn, "channels_sent_at", None)
         self.release(conn)
         if self._down_since is not None:

@@ -1,14 +1,17 @@
-"""An incremental RESP2 reply parser, for reading replies from a socket an event loop watches.
+"""An incremental RESP reply parser, for reading replies from a socket an event loop watches.
 
 redis-py's parsers read until a reply is complete, blocking on the socket;
 an event loop instead hands over whatever bytes have arrived and asks
-whether a whole reply is there yet. Only what blocking pops return needs
-to be understood: arrays (nested), bulk strings, integers, simple strings,
-errors and nulls.
+whether a whole reply is there yet. By default only what blocking pops
+return is understood: arrays (nested), bulk strings, integers, simple
+strings, errors and nulls. With `resp3`, the lean command path (`lean`)
+reads every RESP3 type redis-py's own RESP3 parser reads, into the same
+Python values.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -20,6 +23,10 @@ class ProtocolError(Exception):
     """Bytes that are not RESP: the connection cannot be trusted any more."""
 
 
+class Push(list):
+    """A RESP3 push message (`>`): not the reply to a command (maintenance notices, invalidations)."""
+
+
 _INCOMPLETE = object()
 MAX_DEPTH = 32
 """Arrays nested deeper than this are a ProtocolError (blocking pops nest 2 deep; found by fuzzing: 1,000 levels
@@ -27,13 +34,23 @@ of `*1` overflowed Python's stack with a RecursionError)."""
 
 
 class RespParser:
-    """Feed bytes with `feed`; `get` returns each complete reply in turn, or `NOTHING` when none is whole yet."""
+    """Feed bytes with `feed`; `get` returns each complete reply in turn, or `NOTHING` when none is whole yet.
+
+    An error reply becomes `reply_error(text)`: a `ReplyError` unless the
+    caller wants its own classes (the lean path wants redis-py's). With
+    `resp3`, RESP3's types are read as redis-py's RESP3 parser reads them
+    (doubles, booleans, big numbers, verbatim strings without their format,
+    sets as lists, maps as dicts, bulk errors) and a push message comes
+    back as a `Push`.
+    """
 
     NOTHING = _INCOMPLETE
 
-    def __init__(self) -> None:
+    def __init__(self, reply_error: Callable[[str], Any] = ReplyError, resp3: bool = False) -> None:
         self._buf = bytearray()
         self._pos = 0
+        self._reply_error = reply_error
+        self._resp3 = resp3
 
     def feed(self, data: bytes) -> None:
         if self._pos:
@@ -48,6 +65,10 @@ class RespParser:
             return _INCOMPLETE
         self._pos = end
         return value
+
+    def has_data(self) -> bool:
+        """True when bytes are buffered that no reply returned so far used (part of a reply, or more)."""
+        return len(self._buf) > self._pos
 
     def _line(self, pos: int) -> tuple[bytes | None, int]:
         end = self._buf.find(b"\r\n", pos)
@@ -87,9 +108,43 @@ class RespParser:
         if kind == b"+":
             return line, after
         if kind == b"-":
-            return ReplyError(line.decode("utf-8", "replace")), after
+            return self._reply_error(line.decode("utf-8", "replace")), after
         if kind == b"_":  # RESP3 null, should a proxy speak it
             return None, after
+        if self._resp3:
+            return self._parse_resp3(kind, line, pos, after, depth)
+        raise ProtocolError(f"unexpected reply type byte {kind!r}")
+
+    def _parse_resp3(self, kind: bytes, line: bytes, pos: int, after: int, depth: int) -> tuple[Any, int]:
+        if kind == b"(":
+            return _int(line), after
+        if kind == b",":
+            try:
+                return float(line), after
+            except ValueError:
+                raise ProtocolError(f"bad double {line[:40]!r}") from None
+        if kind == b"#":
+            return line == b"t", after
+        if kind in (b"=", b"!"):
+            length = _int(line)
+            if length < 0 or len(self._buf) < after + length + 2:
+                return (_INCOMPLETE, pos) if length >= 0 else (None, after)
+            data = bytes(self._buf[after : after + length])
+            end = after + length + 2
+            if kind == b"!":
+                return self._reply_error(data.decode("utf-8", "replace")), end
+            return data[4:], end  # "txt:..." without its format, as redis-py returns it
+        if kind in (b"~", b">", b"%"):
+            count = _int(line) * (2 if kind == b"%" else 1)
+            items = []
+            for _ in range(max(count, 0)):
+                item, after = self._parse(after, depth + 1)
+                if item is _INCOMPLETE:
+                    return _INCOMPLETE, pos
+                items.append(item)
+            if kind == b"%":
+                return dict(zip(items[::2], items[1::2], strict=True)), after
+            return (Push(items) if kind == b">" else items), after
         raise ProtocolError(f"unexpected reply type byte {kind!r}")
 
 

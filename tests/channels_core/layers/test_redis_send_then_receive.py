@@ -17,6 +17,8 @@ import redis
 
 from channels_core.layers import RedisChannelLayer
 from channels_core.layers.errors import ChannelFull
+from channels_core.layers.redis import lean
+from channels_core.layers.redis.redis_py_private import socket_of
 
 
 @pytest.fixture
@@ -28,15 +30,22 @@ def layer(private_redis):
 
 
 def _writes(monkeypatch) -> list[int]:
-    """Count the writes of every redis-py connection from now on."""
+    """Count the writes of every redis-py connection from now on, through redis-py or the lean path."""
     writes: list[int] = []
     original = redis.connection.AbstractConnection.send_packed_command
+    original_lean = lean.Replies.send
 
     def counted(self, command, check_health=True):
         writes.append(1)
         return original(self, command, check_health)
 
+    def counted_lean(self, data):
+        if socket_of(self.conn) is not None:  # else redis-py connects and writes it, counted above
+            writes.append(1)
+        return original_lean(self, data)
+
     monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted)
+    monkeypatch.setattr(lean.Replies, "send", counted_lean)
     return writes
 
 
