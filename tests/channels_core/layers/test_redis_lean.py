@@ -10,7 +10,9 @@ a push message before a reply); and the whole path against a real Redis.
 
 from __future__ import annotations
 
+import shutil
 import socket
+import ssl
 import threading
 import time
 import uuid
@@ -18,6 +20,8 @@ import uuid
 import pytest
 import redis
 import redis.exceptions as rexc
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from redis._parsers import _RESP2Parser, _RESP3Parser
 
 from channels_core.layers import RedisChannelLayer
@@ -30,6 +34,8 @@ from channels_core.layers.redis.redis_py_private import reply_format, socket_of
 from channels_core.layers.redis.resp import Push
 from channels_core.layers.redis.scripts import Script
 from channels_core.layers.redis.sentinel import SentinelConnection
+from tests.security.tls import TLSRedisServer, make_ca
+from tests.support.redis_server import private_server
 
 try:
     import hiredis
@@ -493,3 +499,95 @@ def test_a_shards_commands_and_blocking_pops_bypass_redis_pys_command_path(shard
         assert key_popped == key.encode() and elements
         assert (pending.client_id is not None) == need_id
     assert shard.execute("EXISTS", key) == 0
+
+
+def _round_trip(layer: RedisChannelLayer) -> ssl.SSLSocket | socket.socket:
+    """Send, receive (both ways) and a blocking pop through `layer`; the pooled connection's socket."""
+    layer.send("lean.test", {"n": 1})
+    assert layer.receive(["lean.test"]) == ("lean.test", {"n": 1})
+    layer.send("lean.test", {"n": 2})
+    assert layer.receive(["lean.test"], block=True) == ("lean.test", {"n": 2})
+    shard = layer.shards[0]
+    conn = shard.acquire()
+    try:
+        path = lean.replies_of(conn)
+        assert path is not None and path.reader is not None and path.sock is socket_of(conn)
+        return path.sock
+    finally:
+        shard.release(conn)
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_the_lean_path_over_tls(tmp_path, key_prefix):
+    ca = make_ca(tmp_path)
+    with TLSRedisServer(ca) as server:
+        layer = RedisChannelLayer(
+            hosts=[server.url], prefix=key_prefix, blocking_timeout=1, connection_kwargs={"ssl_ca_certs": ca.ca_file}
+        )
+        try:
+            assert isinstance(_round_trip(layer), ssl.SSLSocket)
+        finally:
+            layer.close()
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_the_lean_path_over_a_unix_socket(tmp_path, key_prefix):
+    path = str(tmp_path / "redis.sock")
+    for _server in private_server(["--unixsocket", path]):
+        layer = RedisChannelLayer(hosts=[f"unix://{path}"], prefix=key_prefix, blocking_timeout=1)
+        try:
+            assert _round_trip(layer).family == socket.AF_UNIX
+        finally:
+            layer.close()
+
+
+def _resp3(value) -> bytes:
+    if value is None:
+        return b"_\r\n"
+    if isinstance(value, bool):
+        return b"#t\r\n" if value else b"#f\r\n"
+    if isinstance(value, bytes):
+        return b"$%d\r\n%s\r\n" % (len(value), value)
+    if isinstance(value, int):
+        return b"(%d\r\n" % value if abs(value) >= 2**63 else b":%d\r\n" % value
+    if isinstance(value, float):
+        return b",%r\r\n" % value
+    if isinstance(value, list):
+        return b"*%d\r\n" % len(value) + b"".join(_resp3(v) for v in value)
+    if isinstance(value, dict):
+        return b"%%%d\r\n" % len(value) + b"".join(_resp3(k) + _resp3(v) for k, v in value.items())
+    if isinstance(value, tuple):  # a set on the wire; both parsers make it a list
+        return b"~%d\r\n" % len(value) + b"".join(_resp3(v) for v in value)
+    raise TypeError(value)
+
+
+resp3_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.binary(max_size=50)
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.binary(max_size=5), children, max_size=3)
+        | st.lists(children, max_size=3).map(tuple)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(resp3_values, min_size=1, max_size=4), st.data())
+def test_resp3_replies_in_any_pieces_come_out_as_redis_pys_parser_makes_them(values, data):
+    if reply_format(redis.Connection(protocol=3, parser_class=_RESP3Parser)) is None:
+        pytest.skip("redis-py 5.0: RESP3 is read by redis-py alone")
+    stream = b"".join(_resp3(v) for v in values)
+    cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=8)))
+    reader = _reader("resp3")
+    ours = []
+    start = 0
+    for cut in [*cuts, len(stream)]:
+        reader.feed(stream[start:cut])
+        start = cut
+        ours += _all(reader)
+    assert ours == _redis_py_reads(stream, len(values), protocol=3)
