@@ -40,7 +40,7 @@ import redis
 import redis.exceptions as rexc
 
 from .redis_py_private import error_parser, hiredis_push_type, push_handler, reply_format, socket_of
-from .resp import ProtocolError, Push, RespParser
+from .resp import Push, RespParser
 
 try:
     import hiredis
@@ -50,8 +50,9 @@ except ImportError:  # the `hiredis` extra is not installed
 _RECV_SIZE = 64 * 1024
 _SERVER_CLOSED = "Connection closed by server."
 _NOTHING = RespParser.NOTHING
-_BIG = 16 * 1024
-"""Arguments this long are joined in place, not copied into a formatted header first."""
+_CACHED_HEADERS = 1024
+_HEADERS = [b"$%d\r\n" % size for size in range(_CACHED_HEADERS)]
+"""Bulk string headers of short arguments, made once: formatting one costs more than the rest of the argument."""
 
 LEAN_CLASSES = (redis.Connection, redis.SSLConnection, redis.UnixDomainSocketConnection)
 
@@ -82,12 +83,9 @@ def pack(commands: Sequence[Sequence[Any]], encode: Callable[[Any], Any]) -> byt
             else:
                 data = encode(arg)
             size = len(data)
-            if size < _BIG:
-                append(b"$%d\r\n%b\r\n" % (size, data))
-            else:
-                append(b"$%d\r\n" % size)
-                append(data)
-                append(b"\r\n")
+            append(_HEADERS[size] if size < _CACHED_HEADERS else b"$%d\r\n" % size)
+            append(data)
+            append(b"\r\n")
     return b"".join(out)
 
 
@@ -121,13 +119,9 @@ def _raising_connection_errors(reply_error: Callable[[str], Any]) -> Callable[[s
 
 
 class _PythonReader(RespParser):
-    """`RespParser` with hiredis.Reader's method names and redis-py's protocol error."""
+    """`RespParser` with hiredis.Reader's method names (its ProtocolError is redis-py's InvalidResponse)."""
 
-    def gets(self) -> Any:
-        try:
-            return self.get()
-        except ProtocolError as exc:
-            raise rexc.InvalidResponse(f"Protocol Error: {exc}") from None
+    gets = RespParser.get
 
 
 class _OldHiredis:

@@ -14,13 +14,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from redis.exceptions import InvalidResponse
+
 
 class ReplyError(Exception):
     """An error reply (`-ERR ...`) from the server."""
 
 
-class ProtocolError(Exception):
-    """Bytes that are not RESP: the connection cannot be trusted any more."""
+class ProtocolError(InvalidResponse):
+    """Bytes that are not RESP: the connection cannot be trusted any more (redis-py's `InvalidResponse`)."""
 
 
 class Push(list):
@@ -28,6 +30,7 @@ class Push(list):
 
 
 _INCOMPLETE = object()
+_BULK, _ARRAY, _INTEGER, _SIMPLE, _ERROR, _NULL = b"$*:+-_"
 MAX_DEPTH = 32
 """Arrays nested deeper than this are a ProtocolError (blocking pops nest 2 deep; found by fuzzing: 1,000 levels
 of `*1` overflowed Python's stack with a RecursionError)."""
@@ -70,30 +73,29 @@ class RespParser:
         """True when bytes are buffered that no reply returned so far used (part of a reply, or more)."""
         return len(self._buf) > self._pos
 
-    def _line(self, pos: int) -> tuple[bytes | None, int]:
-        end = self._buf.find(b"\r\n", pos)
-        if end < 0:
-            return None, pos
-        return bytes(self._buf[pos:end]), end + 2
-
     def _parse(self, pos: int, depth: int = 0) -> tuple[Any, int]:
+        # Type bytes compared as ints and lengths parsed straight from the buffer: the lean path
+        # parses every reply of the layer here when hiredis is not installed.
         if depth > MAX_DEPTH:
             raise ProtocolError(f"arrays nested more than {MAX_DEPTH} deep")
-        if pos >= len(self._buf):
+        buf = self._buf
+        if pos >= len(buf):
             return _INCOMPLETE, pos
-        kind = self._buf[pos : pos + 1]
-        line, after = self._line(pos + 1)
-        if line is None:
+        end = buf.find(b"\r\n", pos + 1)
+        if end < 0:
             return _INCOMPLETE, pos
-        if kind == b"$":
-            length = _int(line)
+        kind = buf[pos]
+        after = end + 2
+        if kind == _BULK:
+            length = _int(buf[pos + 1 : end])
             if length < 0:
                 return None, after
-            if len(self._buf) < after + length + 2:
+            stop = after + length
+            if len(buf) < stop + 2:
                 return _INCOMPLETE, pos
-            return bytes(self._buf[after : after + length]), after + length + 2
-        if kind == b"*":
-            count = _int(line)
+            return bytes(buf[after:stop]), stop + 2
+        if kind == _ARRAY:
+            count = _int(buf[pos + 1 : end])
             if count < 0:
                 return None, after
             items = []
@@ -103,17 +105,17 @@ class RespParser:
                     return _INCOMPLETE, pos
                 items.append(item)
             return items, after
-        if kind == b":":
-            return _int(line), after
-        if kind == b"+":
-            return line, after
-        if kind == b"-":
-            return self._reply_error(line.decode("utf-8", "replace")), after
-        if kind == b"_":  # RESP3 null, should a proxy speak it
+        if kind == _INTEGER:
+            return _int(buf[pos + 1 : end]), after
+        if kind == _SIMPLE:
+            return bytes(buf[pos + 1 : end]), after
+        if kind == _ERROR:
+            return self._reply_error(buf[pos + 1 : end].decode("utf-8", "replace")), after
+        if kind == _NULL:  # RESP3 null, should a proxy speak it
             return None, after
         if self._resp3:
-            return self._parse_resp3(kind, line, pos, after, depth)
-        raise ProtocolError(f"unexpected reply type byte {kind!r}")
+            return self._parse_resp3(bytes((kind,)), bytes(buf[pos + 1 : end]), pos, after, depth)
+        raise ProtocolError(f"unexpected reply type byte {bytes((kind,))!r}")
 
     def _parse_resp3(self, kind: bytes, line: bytes, pos: int, after: int, depth: int) -> tuple[Any, int]:
         if kind == b"(":
@@ -148,8 +150,8 @@ class RespParser:
         raise ProtocolError(f"unexpected reply type byte {kind!r}")
 
 
-def _int(line: bytes) -> int:
+def _int(line: bytes | bytearray) -> int:
     try:
         return int(line)
     except ValueError:
-        raise ProtocolError(f"bad length or integer {line[:40]!r}") from None
+        raise ProtocolError(f"bad length or integer {bytes(line[:40])!r}") from None
