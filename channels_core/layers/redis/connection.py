@@ -7,14 +7,13 @@ wait for a free connection instead. Blocking pops are in `blocking_pop`.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import select
 import threading
 import time
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import redis.exceptions as rexc
@@ -284,19 +283,26 @@ class Shard:
         wall time instead of one per server.
         """
         conn = self.acquire()
-        with self._dropping_on_error(conn):
+        # try/except and `dropped`, not a `with` block: a generator context manager costs ~1.4 us
+        # a use, twice per command on the path every message takes.
+        try:
             conn.channels_sent_at = time.monotonic()
             lean = replies_of(conn)
             if lean is not None:
                 lean.send(lean.pack(commands))
             else:
                 conn.send_packed_command(conn.pack_commands(commands))
+        except BaseException as exc:
+            error = self.dropped(conn, exc)
+            if error is exc:
+                raise
+            raise error from None
         return conn
 
     def read_replies(self, conn: Any, count: int, errors: bool = False) -> list[Any]:
         """The `count` replies waiting on `conn` (from `send_commands`); then `conn` goes back to the pool."""
         error = None
-        with self._dropping_on_error(conn):
+        try:
             lean = replies_of(conn)
             if lean is not None:
                 replies = lean.read(count)
@@ -311,6 +317,11 @@ class Shard:
                     except rexc.ResponseError as exc:
                         error = error or exc
                         replies.append(exc)
+        except BaseException as exc:
+            dropped = self.dropped(conn, exc)
+            if dropped is exc:
+                raise
+            raise dropped from None
         sent_at = getattr(conn, "channels_sent_at", None)
         self.release(conn)
         if self._down_since is not None:
@@ -321,20 +332,14 @@ class Shard:
             raise error
         return replies
 
-    @contextlib.contextmanager
-    def _dropping_on_error(self, conn: Any) -> Iterator[None]:
-        """Drop `conn` on any error, translating refusals and network errors into the layer's errors."""
-        try:
-            yield
-        except REFUSED as exc:
-            self.discard(conn)
-            raise self.refused(exc) from None
-        except NETWORK_ERRORS as exc:
-            self.discard(conn)
-            raise self.failed(exc) from None
-        except BaseException:
-            self.discard(conn)
-            raise
+    def dropped(self, conn: Any, exc: BaseException) -> BaseException:
+        """Drop `conn` after `exc`; the error to raise: refusals and network errors become the layer's, else `exc`."""
+        self.discard(conn)
+        if isinstance(exc, REFUSED):
+            return self.refused(exc)
+        if isinstance(exc, NETWORK_ERRORS):
+            return self.failed(exc)
+        return exc
 
     def evalsha(self, script: Script, keys: Sequence[Any], args: Sequence[Any]) -> Any:
         """Run a Lua script by SHA, loading it when this server has not seen it."""
