@@ -21,9 +21,12 @@ the connection dropped as redis-py drops it.
 Only a connection this path reads exactly like redis-py takes it
 (`replies_of`): a plain `Connection`, `SSLConnection` or
 `UnixDomainSocketConnection` (not Sentinel's, which turns READONLY replies
-into disconnects inside `read_response`), RESP2, bytes replies, UTF-8
-strict encoding and no periodic health check. Any other connection keeps
-redis-py's path.
+into disconnects inside `read_response`) with bytes replies, UTF-8 strict
+encoding, no periodic health check, and a parser this module mirrors
+(redis-py's pure-Python RESP2 or RESP3 parser, or its hiredis parser:
+`redis_py_private.reply_format`). A RESP3 push message (a maintenance
+notice) that comes before a reply goes to redis-py's own handler. Any
+other connection keeps redis-py's path.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ LEAN_CLASSES = (redis.Connection, redis.SSLConnection, redis.UnixDomainSocketCon
 
 
 def pack(commands: Sequence[Sequence[Any]], encode: Callable[[Any], Any]) -> bytes:
-    """`commands` as RESP2 arrays of bulk strings, in one bytes object.
+    """`commands` as RESP arrays of bulk strings, in one bytes object (the same in RESP2 and RESP3).
 
     bytes, str (UTF-8) and int are encoded here; anything else by `encode`
     (the connection's `Encoder.encode`: floats, memoryviews, and the
@@ -69,8 +72,11 @@ def pack(commands: Sequence[Sequence[Any]], encode: Callable[[Any], Any]) -> byt
     append = out.append
     for command in commands:
         first = command[0]
-        if (type(first) is str and " " in first) or (type(first) is bytes and b" " in first):
-            command = (*(first.encode() if type(first) is str else first).split(), *command[1:])
+        if type(first) is str:
+            if not first.isalpha():  # "EVALSHA": nothing to split; else exactly as redis-py splits it
+                command = (*first.encode().split(), *command[1:])
+        elif type(first) is bytes and b" " in first:
+            command = (*first.split(), *command[1:])
         append(b"*%d\r\n" % len(command))
         for arg in command:
             kind = type(arg)

@@ -58,7 +58,7 @@ parse_error = redis.Connection(protocol=2)._parser.parse_error
         [("EVALSHA", "a" * 40, 2, b"k1", "k2", 60000, -5, 0, "h\u00e9llo", b"\x00\r\n\xff")],
         [("BLPOP", b"q", 1.5), ("ZADD", "z", 0.1, "m")],
         [("SET", "big", b"x" * 100_000), ("SET", "edge", b"y" * (16 * 1024 - 1)), ("SET", "e2", b"z" * 16 * 1024)],
-        [("CLIENT ID",), (b"CLIENT UNBLOCK", 7), ("client  list",)],
+        [("CLIENT ID",), (b"CLIENT UNBLOCK", 7), ("client  list",), ("CLIENT\tID",), (b"CLIENT\tID",), ("x-y", 1)],
         [("SET", "mv", memoryview(b"abc"))],
         [("SET", "empty", b""), ("SET", "", "")],
     ],
