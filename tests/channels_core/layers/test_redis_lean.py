@@ -10,12 +10,16 @@ a push message before a reply); and the whole path against a real Redis.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import uuid
+from pathlib import Path
 
 import pytest
 import redis
@@ -591,3 +595,33 @@ def test_resp3_replies_in_any_pieces_come_out_as_redis_pys_parser_makes_them(val
         start = cut
         ours += _all(reader)
     assert ours == _redis_py_reads(stream, len(values), protocol=3)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(hiredis is not None, reason="hiredis is installed: this file's hiredis cases ran already")
+def test_the_hiredis_cases_pass_with_hiredis_installed(tmp_path):
+    """Installs hiredis into a scratch directory and runs this file and the private-name checks with it."""
+    target = tmp_path / "hiredis"
+    install = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(target)]
+        + ["hiredis>=3.0"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert install.returncode == 0, install.stderr
+    root = Path(__file__).resolve().parents[3]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), str(root)]))
+    check = "import hiredis, redis.utils; assert redis.utils.HIREDIS_AVAILABLE"
+    assert subprocess.run([sys.executable, "-c", check], env=env).returncode == 0
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
+        + ["tests/channels_core/layers/test_redis_lean.py", "tests/channels_core/layers/test_redis_py_private.py"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    assert " passed" in run.stdout
