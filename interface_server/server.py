@@ -11,6 +11,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.protocol import Factory
 
+from channels_core.layers import heap
 from channels_core.layers.contract import supports
 
 from .access import ActionLogger
@@ -239,7 +240,8 @@ class Server:
             reactor.stop()
 
         self.exit_code = 0
-        reactor.callWhenRunning(lambda: self.start().addErrback(failed))
+        # Once it listens, its startup objects leave the garbage collector's full passes (heap.py: the p99).
+        reactor.callWhenRunning(lambda: self.start().addCallbacks(lambda _: heap.settle(), failed))
         reactor.run()
 
     def graceful_shutdown(self) -> defer.Deferred:

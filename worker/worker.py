@@ -14,6 +14,7 @@ from typing import Any
 
 from channels_core.consumer_sends import pending_message_store
 from channels_core.exceptions import ChannelSocketException, ConsumeLater, DenyConnection
+from channels_core.layers import heap
 from channels_core.layers.backoff import Backoff, retry
 from channels_core.layers.contract import supports
 from channels_core.layers.drop_log import DropLog
@@ -159,6 +160,7 @@ class Worker:
         return filter_channels(channels, self.only_channels, self.exclude_channels)
 
     def ready(self) -> None:
+        heap.settle()  # once per process: Django and the app are loaded, nothing is read yet (heap.py)
         worker_ready.send(sender=self)
 
     def channels(self) -> list[str]:
