@@ -625,3 +625,29 @@ def test_the_hiredis_cases_pass_with_hiredis_installed(tmp_path):
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
+
+
+def test_a_forked_child_makes_its_own_connections(redis_url, key_prefix):
+    layer = RedisChannelLayer(hosts=[redis_url], prefix=key_prefix)
+    try:
+        layer.send("lean.fork", {"from": "parent"})  # a pooled connection on the lean path, in the parent
+        conn = layer.shards[0].acquire()
+        parents = socket_of(conn)
+        layer.shards[0].release(conn)
+        pid = os.fork()
+        if pid == 0:  # the child: never a byte on the parent's socket
+            code = 1
+            try:
+                got = layer.receive(["lean.fork"])
+                child = layer.shards[0].acquire()
+                if got == ("lean.fork", {"from": "parent"}) and socket_of(child) is not parents:
+                    layer.send("lean.fork", {"from": "child"})
+                    code = 0
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert layer.receive(["lean.fork"]) == ("lean.fork", {"from": "child"})  # the parent's connection still works
+    finally:
+        layer.flush()
+        layer.close()
