@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 import redis
@@ -40,6 +39,7 @@ from channels_core.layers.redis.scripts import Script
 from channels_core.layers.redis.sentinel import SentinelConnection
 from tests.security.tls import TLSRedisServer, make_ca
 from tests.support.redis_server import private_server
+from tests.support.scratch_install import install_into, run_pytest
 
 try:
     import hiredis
@@ -601,30 +601,16 @@ def test_resp3_replies_in_any_pieces_come_out_as_redis_pys_parser_makes_them(val
 @pytest.mark.skipif(hiredis is not None, reason="hiredis is installed: this file's hiredis cases ran already")
 def test_the_hiredis_cases_pass_with_hiredis_installed(tmp_path):
     """Installs hiredis into a scratch directory and runs this file and the private-name checks with it."""
-    target = tmp_path / "hiredis"
-    install = subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target", str(target)]
-        + ["hiredis>=3.0"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert install.returncode == 0, install.stderr
-    root = Path(__file__).resolve().parents[3]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(target), str(root)]))
+    env = install_into(tmp_path / "hiredis", "hiredis>=3.0")
     check = "import hiredis, redis.utils; assert redis.utils.HIREDIS_AVAILABLE"
     assert subprocess.run([sys.executable, "-c", check], env=env).returncode == 0
-    run = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not slow"]
-        + ["tests/channels_core/layers/test_redis_lean.py", "tests/channels_core/layers/test_redis_py_private.py"],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    run_pytest(
+        env,
+        "-m",
+        "not slow",
+        "tests/channels_core/layers/test_redis_lean.py",
+        "tests/channels_core/layers/test_redis_py_private.py",
     )
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
-    assert " passed" in run.stdout
 
 
 def test_a_forked_child_makes_its_own_connections(redis_url, key_prefix):
