@@ -121,16 +121,19 @@ class ClusterNode:
     """One `redis-server --cluster-enabled yes` process with its own port, bus port and directory."""
 
     def __init__(self, node_timeout_ms: int, extra_args: list[str] | None = None) -> None:
-        self.port = free_port()
-        self.bus_port = free_port()
-        while self.bus_port == self.port:
-            self.bus_port = free_port()
+        self._new_ports()
         self.node_timeout_ms = node_timeout_ms
         self.extra_args = list(extra_args or [])
         self.dir = tempfile.mkdtemp(prefix="redis-cluster-test-")
         self.logfile = os.path.join(self.dir, "redis.log")
         self.process: ChildProcess | None = None
         self.node_id: str | None = None
+
+    def _new_ports(self) -> None:
+        self.port = free_port()
+        self.bus_port = free_port()
+        while self.bus_port == self.port:
+            self.bus_port = free_port()
 
     @property
     def running(self) -> bool:
@@ -196,6 +199,12 @@ class ClusterNode:
                 break
             output = self.process.output()
             self._reap()
+            if self.node_id is None and "Failed listening" in self.log_tail():
+                # Never started yet, so nothing knows its address: another test's process took a port
+                # between free_port() and here. New ports (a restart must keep its own: it rejoins).
+                self._new_ports()
+                args[args.index("--port") + 1] = str(self.port)
+                args[args.index("--cluster-port") + 1] = str(self.bus_port)
             # Right after a kill the port can stay busy for a moment: try again until the deadline.
             if time.monotonic() > deadline:
                 raise RuntimeError(f"cluster node on port {self.port} did not start: {output}{self.log_tail()}")
